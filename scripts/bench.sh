@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmarks over loopback (bounded in count and time, nothing leaves 127.0.0.1).
+#
+#   scripts/bench.sh hold  [N]   N held callers (SIPp UAC): holdfast CPU, per-caller cost,
+#                                RSS per caller, RTP rate and send lateness, and the same
+#                                packet load from the minimal floor program for the ratio
+#   scripts/bench.sh floor [N]   only the floor program
+#
+# Each prints one summary line and writes target/bench/<kind>-<N>.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+kind=${1:-hold}
+n=${2:-5000}
+window=${WINDOW:-30}
+out=target/bench
+mkdir -p "$out"
+hz=$(getconf CLK_TCK)
+ulimit -n 65536 || true
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# A UDP socket that receives (so no ICMP port-unreachable) and never reads: packets are
+# queued and dropped at the receiver, the same for holdfast and for the floor program.
+start_sink() {
+  python3 -c "
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', int(sys.argv[1])))
+time.sleep(int(sys.argv[2]))" "$1" "$2" &
+  echo $!
+}
+
+cargo build --release --quiet --bin holdfast --example udp_floor
+
+run_floor() {
+  local sink_port=$((45000 + RANDOM % 1000))
+  local sink; sink=$(start_sink "$sink_port" $((window + 20)))
+  ./target/release/examples/udp_floor --streams "$n" --dest "127.0.0.1:$sink_port" --seconds $((window + 10)) >/dev/null &
+  local pid=$!
+  sleep 5
+  local t0; t0=$(cpu_ticks "$pid")
+  sleep "$window"
+  local t1; t1=$(cpu_ticks "$pid")
+  wait "$pid" || true
+  kill "$sink" 2>/dev/null || true
+  floor_cpu=$(python3 -c "print(round(100.0 * ($t1 - $t0) / $hz / $window, 2))")
+}
+
+if [ "$kind" = floor ]; then
+  run_floor
+  echo "floor: streams=$n cpu=${floor_cpu}% of one core"
+  printf '{"kind":"floor","streams":%d,"cpu_percent":%s}\n' "$n" "$floor_cpu" >"$out/floor-$n.json"
+  exit 0
+fi
+
+if [ "$kind" != hold ]; then
+  echo "usage: scripts/bench.sh hold|floor [N]" >&2
+  exit 2
+fi
+
+dir=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
+sip_port=5760
+sink_port=$((46000 + RANDOM % 1000))
+rate=250
+ramp=$(( (n + rate - 1) / rate ))
+stay=$(( (ramp + window + 15) * 1000 ))
+cat >"$dir/holdfast.toml" <<TOML
+[sip]
+listen = "127.0.0.1:$sip_port"
+rtp_ports = "20000-59999"
+max_calls = 20000
+[admin]
+listen = ""
+[store]
+data_dir = "$dir/data"
+[[trunk]]
+name = "bench"
+allow = ["127.0.0.0/8"]
+address = "127.0.0.1:5070"
+[[queue]]
+name = "support"
+max_len = 100000
+[[route]]
+number = "*"
+queue = "support"
+priority = "normal"
+TOML
+sink=$(start_sink "$sink_port" $((ramp + window + 60)))
+RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
+hf=$!
+sleep 1
+rss0=$(rss_kb "$hf")
+sipp 127.0.0.1:$sip_port -sf sipp/caller.xml -s 100 -i 127.0.0.1 -p 5761 -mp 47000 \
+  -m "$n" -l "$n" -r "$rate" -key stay "$stay" -key rtp_port "$sink_port" \
+  -nostdin -timeout $((ramp + window + 120))s -timeout_error -trace_err -error_file "$dir/sipp_err.log" \
+  >/dev/null 2>&1 &
+sipp_pid=$!
+sleep $((ramp + 5))
+t0=$(cpu_ticks "$hf")
+sleep "$window"
+t1=$(cpu_ticks "$hf")
+rss1=$(rss_kb "$hf")
+stats=$(grep -a "media stats" "$dir/holdfast.log" | tail -1 || true)
+wait "$sipp_pid" && sipp_ok=1 || sipp_ok=0
+kill -TERM "$hf" 2>/dev/null || true
+wait "$hf" 2>/dev/null || true
+kill "$sink" 2>/dev/null || true
+
+run_floor
+
+python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/hold-$n.json" <<'PY'
+import json, re, sys
+n, t0, t1, hz, window, rss0, rss1 = (int(x) for x in sys.argv[1:8])
+floor, sipp_ok, stats, path = float(sys.argv[8]), sys.argv[9] == "1", sys.argv[10], sys.argv[11]
+cpu = 100.0 * (t1 - t0) / hz / window
+fields = dict(re.findall(r"(\w+)=([0-9.]+)", stats))
+result = {
+    "kind": "hold", "callers": n, "cpu_percent": round(cpu, 2),
+    "cpu_us_per_caller_per_s": round(cpu / 100 * 1e6 / n, 2),
+    "rss_kb_per_caller": round((rss1 - rss0) / n, 2),
+    "floor_cpu_percent": floor, "ratio_to_floor": round(cpu / floor, 3) if floor else None,
+    "all_calls_succeeded": sipp_ok,
+    "engine": fields,
+}
+json.dump(result, open(path, "w"), indent=1)
+print(f"hold: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ratio={result['ratio_to_floor']} "
+      f"us/caller/s={result['cpu_us_per_caller_per_s']} rss/caller={result['rss_kb_per_caller']}KB "
+      f"calls_ok={sipp_ok} engine: {stats.split('media stats')[-1].strip()}")
+PY

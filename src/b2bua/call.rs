@@ -1,0 +1,69 @@
+//! One trunk call as the call controller sees it: its SIP dialog, its queue entry and
+//! its media stream, tied together by a [`CallKey`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::media::engine::StreamId;
+use crate::queue::{EntryId, QueueId};
+use crate::sip::dialog::Dialog;
+use crate::sip::sdp::Codec;
+use crate::sip::transaction::ServerKey;
+
+/// holdfast's own handle for a call: stable for its life, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(pub u64);
+
+impl CallKey {
+    /// The queue entry id for this call: one entry per call, so the numbers coincide.
+    pub fn entry(self) -> EntryId {
+        EntryId(self.0)
+    }
+}
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// 200 OK sent, waiting for the caller's ACK (the transaction layer retransmits).
+    Answered,
+    /// ACK received: the caller is holding and hears music.
+    Confirmed,
+    /// We sent BYE and wait for its response; the call is already out of the queue.
+    Ending,
+}
+
+/// A caller on the line.
+#[derive(Debug)]
+pub struct Call {
+    /// Our key.
+    pub key: CallKey,
+    /// The dialog with the trunk.
+    pub dialog: Dialog,
+    /// The INVITE server transaction, to answer re-sends and match CANCEL.
+    pub invite: ServerKey,
+    /// The trunk's signalling address (source of the INVITE): in-dialog requests go back
+    /// here, never to a resolved Via or Contact host (RFC 3261 §18.2.2, RFC 3581).
+    pub signalling: SocketAddr,
+    /// Lifecycle state.
+    pub state: CallState,
+    /// The caller's number (P-Asserted-Identity, else From user) for logs and callbacks.
+    pub caller: String,
+    /// Queue and entry while waiting.
+    pub queue: Option<QueueId>,
+    /// The media stream playing hold music.
+    pub stream: StreamId,
+    /// Negotiated codec.
+    pub codec: Codec,
+    /// The SDP we answered with, repeated verbatim for re-INVITEs (RFC 3264 §8: unchanged
+    /// session, unchanged version).
+    pub answer_sdp: String,
+    /// When the INVITE arrived.
+    pub started: Instant,
+}
+
+impl Call {
+    /// The queue entry id of this call.
+    pub fn entry(&self) -> EntryId {
+        self.key.entry()
+    }
+}

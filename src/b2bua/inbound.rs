@@ -1,0 +1,192 @@
+//! Admission of a new trunk call (SPEC §2): who may call, where the call goes, whether the
+//! codecs meet, whether there is room, and the answer that puts the caller on hold.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use super::{B2bua, Call, CallKey, CallState, MediaControl, push_other};
+use crate::queue::{EntryKind, QueueId};
+use crate::sip::dialog::Dialog;
+use crate::sip::message;
+use crate::sip::sdp;
+use crate::sip::transaction::ServerKey;
+
+/// Seconds a caller refused for load is asked to wait before retrying (RFC 3261 §20.33).
+const RETRY_AFTER_S: u32 = 5;
+
+impl<M: MediaControl> B2bua<M> {
+    pub(super) fn on_new_invite(
+        &mut self,
+        now: Instant,
+        key: ServerKey,
+        request: rsip::Request,
+        source: SocketAddr,
+    ) {
+        match self.admit(now, &key, &request, source) {
+            Ok(call) => {
+                tracing::info!(
+                    event = "join",
+                    call_id = %call.dialog.call_id,
+                    caller = %call.caller,
+                    queue = %self.queue_name(&call),
+                    position = self.position(&call).unwrap_or(0),
+                    "caller joined queue"
+                );
+                self.stats.calls_answered += 1;
+                self.by_call_id
+                    .insert(call.dialog.call_id.clone(), call.key);
+                self.by_invite.insert(key, call.key);
+                self.calls.insert(call.key, call);
+            }
+            Err(code) => {
+                *self.stats.rejected.entry(code).or_default() += 1;
+                tracing::info!(
+                    event = "reject",
+                    code,
+                    %source,
+                    call_id = message::call_id(&request).unwrap_or_default(),
+                    "INVITE refused"
+                );
+                let mut response = message::response(&request, code, None);
+                match code {
+                    503 => push_other(&mut response, "Retry-After", &RETRY_AFTER_S.to_string()),
+                    415 => push_other(&mut response, "Accept", "application/sdp"),
+                    _ => {}
+                }
+                let response = message::with_to_tag(response, &message::new_tag());
+                self.respond(now, &key, response);
+            }
+        }
+    }
+
+    /// Every check of SPEC §2 in order; `Err` is the status code to refuse with.
+    fn admit(
+        &mut self,
+        now: Instant,
+        key: &ServerKey,
+        request: &rsip::Request,
+        source: SocketAddr,
+    ) -> Result<Call, u16> {
+        if !self.config.is_trunk_source(source.ip()) {
+            return Err(403);
+        }
+        if self.draining || self.calls.len() >= self.config.sip.max_calls as usize {
+            return Err(503);
+        }
+        let caller = caller_number(request);
+        let dialled = message::request_uri_user(request).unwrap_or_default();
+        let (queue_index, level) = self.config.route(&dialled, &caller).ok_or(404u16)?;
+        check_media_types(request)?;
+        let offer = sdp::parse_offer(&request.body).map_err(|_| 488u16)?;
+        let answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
+        let queue = QueueId(queue_index);
+        if self.queues.queue(queue).is_none_or(|q| q.is_full()) {
+            return Err(486);
+        }
+        let local_tag = message::new_tag();
+        let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
+        let (stream, rtp_port) = self.media.open().map_err(|error| {
+            tracing::error!(%error, "no RTP port for a new call");
+            503u16
+        })?;
+
+        let public_ip: IpAddr = self.config.sip.public_address;
+        let session_id = self.next_key;
+        let answer_sdp = sdp::render_answer(&answer, public_ip, rtp_port, session_id, session_id);
+        let mut response = message::response(request, 200, None);
+        push_other(
+            &mut response,
+            "Contact",
+            &format!("<sip:holdfast@{}>", self.sent_by),
+        );
+        push_other(&mut response, "Allow", message::ALLOWED_METHODS);
+        let response =
+            message::with_body(response, "application/sdp", answer_sdp.clone().into_bytes());
+        let response = message::with_to_tag(response, &local_tag);
+        self.respond(now, key, response);
+
+        // Symmetric RTP: the engine latches to where the caller's RTP really comes from;
+        // until then it sends to the SDP address (an IP literal: never a DNS lookup).
+        let codec = answer.codec;
+        self.media.play(
+            stream,
+            answer.remote,
+            answer.payload_type,
+            self.music.for_codec(codec),
+        );
+
+        let call_key = CallKey(self.next_key);
+        self.next_key += 1;
+        if let Err(error) = self
+            .queues
+            .join(now, queue, call_key.entry(), level, EntryKind::Caller)
+        {
+            // Checked above; a failure here is a broken invariant, but the caller must
+            // still hear something honest rather than music for a queue it is not in.
+            tracing::error!(%error, "queue join failed after admission");
+        }
+        self.drain_queue_events();
+        Ok(Call {
+            key: call_key,
+            dialog,
+            invite: key.clone(),
+            signalling: source,
+            state: CallState::Answered,
+            caller,
+            queue: Some(queue),
+            stream,
+            codec,
+            answer_sdp,
+            started: now,
+        })
+    }
+
+    fn queue_name(&self, call: &Call) -> String {
+        call.queue
+            .and_then(|q| self.queues.queue(q))
+            .map(|q| q.name().to_string())
+            .unwrap_or_default()
+    }
+
+    fn position(&self, call: &Call) -> Option<usize> {
+        call.queue?;
+        self.queues.position(call.entry())
+    }
+}
+
+/// The caller's number (SPEC §6): the user of P-Asserted-Identity (RFC 3325) when present,
+/// else the From user.
+pub(crate) fn caller_number(request: &rsip::Request) -> String {
+    message::header_user(request, "P-Asserted-Identity")
+        .or_else(|| message::from_user(request))
+        .unwrap_or_default()
+}
+
+/// RFC 3261 §8.2.3 and §21.4.7: we only speak `application/sdp`. A body of another type is
+/// `415`; an `Accept` that excludes SDP leaves us no way to answer, so `406`.
+fn check_media_types(request: &rsip::Request) -> Result<(), u16> {
+    let is_sdp_range = |range: &str| {
+        let range = range.split(';').next().unwrap_or("").trim();
+        ["application/sdp", "application/*", "*/*"]
+            .iter()
+            .any(|ok| range.eq_ignore_ascii_case(ok))
+    };
+    if !request.body.is_empty()
+        && let Some(content_type) = message::header_value(request, "Content-Type")
+        && !content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/sdp")
+    {
+        return Err(415);
+    }
+    if let Some(accept) = message::header_value(request, "Accept")
+        && !accept.trim().is_empty()
+        && !accept.split(',').any(is_sdp_range)
+    {
+        return Err(406);
+    }
+    Ok(())
+}

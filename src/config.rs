@@ -1,0 +1,560 @@
+//! The configuration: one TOML file (`holdfast.toml`) read into typed structs (SPEC §12
+//! "Configuration" is the schema; SPEC §8 asks for errors that name file, key and reason).
+//!
+//! Reading happens in two steps. Serde turns the text into [`Config`]; unknown keys are
+//! refused (a typo must not silently fall back to a default), and a value of the wrong type
+//! or shape stops parsing with its key path and line/column. Then a validation pass checks the
+//! rules that span keys (routes name existing queues, users are unique, …) and reports
+//! *every* problem at once, each as `FILE: KEY: REASON`.
+//!
+//! [`demo`] is the built-in configuration used when no file is given; it is the example
+//! file `holdfast.toml` shipped at the repository root, embedded, so the two cannot drift.
+
+mod net;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use net::{Cidr, Pattern, PortRange, ValueError};
+
+/// The example configuration, which is also the built-in demo.
+const DEMO: &str = include_str!("../holdfast.toml");
+
+/// Name used for the demo file in messages.
+const DEMO_LABEL: &str = "holdfast.toml";
+
+/// Everything holdfast reads from its configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP signalling and RTP ports.
+    pub sip: Sip,
+    /// The admin HTTP listener.
+    pub admin: Admin,
+    /// Where durable state lives.
+    pub store: Store,
+    /// Hold music and prompt clips.
+    pub media: Media,
+    /// Priority names and their levels; lower is served first. When the table is present it
+    /// replaces the defaults (`vip = 0`, `normal = 5`, `low = 10`) entirely.
+    pub priorities: BTreeMap<String, u32>,
+    /// SIP peers whose INVITEs may enter queues, and where callbacks are sent.
+    #[serde(rename = "trunk", skip_serializing_if = "Vec::is_empty")]
+    pub trunks: Vec<Trunk>,
+    /// The queues, in file order (a queue's index is its position here).
+    #[serde(rename = "queue", skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueConfig>,
+    /// Dialled number → queue and priority.
+    #[serde(rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// Callers who get a given priority whatever they dial.
+    #[serde(rename = "vip", skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<Vip>,
+    /// Softphone users who take calls.
+    #[serde(rename = "agent", skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<Agent>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sip: Sip::default(),
+            admin: Admin::default(),
+            store: Store::default(),
+            media: Media::default(),
+            priorities: [("vip", 0), ("normal", 5), ("low", 10)]
+                .into_iter()
+                .map(|(name, level)| (name.to_owned(), level))
+                .collect(),
+            trunks: Vec::new(),
+            queues: Vec::new(),
+            routes: Vec::new(),
+            vips: Vec::new(),
+            agents: Vec::new(),
+        }
+    }
+}
+
+/// `[sip]`: signalling listener and media ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sip {
+    /// UDP address SIP listens on.
+    pub listen: SocketAddr,
+    /// Address written into Contact headers and SDP `c=` lines.
+    pub public_address: IpAddr,
+    /// Ports for RTP (even ports only are used).
+    pub rtp_ports: PortRange,
+    /// Concurrent calls beyond which INVITEs get `503` with `Retry-After`.
+    pub max_calls: u32,
+}
+
+impl Default for Sip {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)),
+            public_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtp_ports: PortRange::new(20000, 29999).expect("20000-29999 is a valid range"),
+            max_calls: 10_000,
+        }
+    }
+}
+
+/// `[admin]`: the HTTP API and metrics listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Listen address; `None` (written `""`) disables the admin API.
+    #[serde(with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))),
+        }
+    }
+}
+
+/// `[store]`: durable state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// Directory holding the SQLite database.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[media]`: audio files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Media {
+    /// Hold music files, played in order and looped.
+    pub music: Vec<PathBuf>,
+    /// Directory of prompt clips.
+    pub prompts: PathBuf,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Self {
+            music: vec![PathBuf::from("media/music/hold.flac")],
+            prompts: PathBuf::from("media/prompts/en"),
+        }
+    }
+}
+
+/// `[[trunk]]`: a SIP peer that sends inbound calls and takes callback calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Trunk {
+    /// Name used in logs.
+    pub name: String,
+    /// Sources whose INVITEs may enter queues.
+    pub allow: Vec<Cidr>,
+    /// Where callback INVITEs are sent.
+    pub address: SocketAddr,
+    /// Digest user name if the trunk challenges our INVITEs; empty for none.
+    pub username: String,
+    /// Digest password for `username`.
+    pub password: String,
+}
+
+impl Default for Trunk {
+    fn default() -> Self {
+        Self {
+            name: "carrier".to_owned(),
+            allow: vec!["127.0.0.0/8".parse().expect("valid CIDR literal")],
+            address: SocketAddr::from((Ipv4Addr::LOCALHOST, 5070)),
+            username: String::new(),
+            password: String::new(),
+        }
+    }
+}
+
+/// How a caller is joined to an agent (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeMode {
+    /// holdfast calls the agent and relays RTP between the two legs.
+    Relay,
+    /// holdfast transfers the caller to the agent with REFER (RFC 3515).
+    Refer,
+}
+
+/// `[[queue]]`: one named queue and its settings. Times are in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Unique name (required).
+    pub name: String,
+    /// Seconds between announcements; 0 = only on entry.
+    pub announce_every: u64,
+    /// Never announce a worse position than the last one.
+    pub announce_position_only_down: bool,
+    /// Estimated wait (seconds) from which a callback is offered; 0 = never.
+    pub callback_threshold: u64,
+    /// Dial attempts for a callback before it is marked failed.
+    pub callback_attempts: u32,
+    /// Seconds between callback attempts.
+    pub callback_retry_delay: u64,
+    /// Caller numbers that may be offered (and dialled for) a callback.
+    pub callback_number_pattern: Pattern,
+    /// Waiting entries beyond which new callers get `486 Busy Here`.
+    pub max_len: u32,
+    /// Relay media or transfer with REFER.
+    pub bridge: BridgeMode,
+    /// Seconds an agent's phone rings before the next agent is tried.
+    pub ring_timeout: u64,
+    /// Seconds an agent stays unavailable after a call.
+    pub wrapup: u64,
+    /// Unanswered offers in a row after which an agent is paused.
+    pub max_no_answer: u32,
+    /// Average handle time (seconds) assumed before any call completed.
+    pub default_handle_time: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            announce_every: 30,
+            announce_position_only_down: true,
+            callback_threshold: 300,
+            callback_attempts: 3,
+            callback_retry_delay: 120,
+            callback_number_pattern: r"^\+?[0-9]{6,15}$".parse().expect("valid regex literal"),
+            max_len: 1000,
+            bridge: BridgeMode::Relay,
+            ring_timeout: 15,
+            wrapup: 10,
+            max_no_answer: 3,
+            default_handle_time: 300,
+        }
+    }
+}
+
+/// `[[route]]`: a dialled number (Request-URI user) → queue and priority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Route {
+    /// The dialled number, or `"*"` for any number without an exact route.
+    pub number: String,
+    /// Name of the queue.
+    pub queue: String,
+    /// Name of the priority from `[priorities]`.
+    pub priority: String,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            number: String::new(),
+            queue: String::new(),
+            priority: "normal".to_owned(),
+        }
+    }
+}
+
+/// `[[vip]]`: a caller who gets a priority whatever number they dial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vip {
+    /// The caller's number (From / P-Asserted-Identity user), compared exactly.
+    pub caller: String,
+    /// Name of the priority from `[priorities]`.
+    pub priority: String,
+}
+
+impl Default for Vip {
+    fn default() -> Self {
+        Self {
+            caller: String::new(),
+            priority: "vip".to_owned(),
+        }
+    }
+}
+
+/// `[[agent]]`: a softphone user who registers and takes calls.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Agent {
+    /// SIP user name for REGISTER (required, unique).
+    pub user: String,
+    /// Plain password; exactly one of `password` and `ha1` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Precomputed digest HA1 (hex MD5 or SHA-256 of `user:realm:password`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha1: Option<String>,
+    /// Queue names in order of importance; empty in the file means every queue in file
+    /// order, and is filled in so when loading.
+    pub queues: Vec<String>,
+}
+
+/// An agent's secret, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// The plain password.
+    Password(&'a str),
+    /// The precomputed HA1 hex string.
+    Ha1(&'a str),
+}
+
+impl Agent {
+    /// The configured secret; `None` only for a hand-built agent that skipped validation.
+    pub fn credential(&self) -> Option<Credential<'_>> {
+        match (&self.password, &self.ha1) {
+            (Some(password), None) => Some(Credential::Password(password)),
+            (None, Some(ha1)) => Some(Credential::Ha1(ha1)),
+            _ => None,
+        }
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file as named by the user.
+        file: String,
+        /// Why reading failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML, a key is unknown, or a value has the wrong type or shape.
+    /// Parsing stops at the first such problem.
+    #[error("{}", parse_message(file, key, *line, *column, reason))]
+    Parse {
+        /// The file as named by the user.
+        file: String,
+        /// Dotted key path such as `queue[1].ring_timeout`; empty for a pure syntax error.
+        key: String,
+        /// 1-based line of the offending text (0 when unknown).
+        line: usize,
+        /// 1-based column of the offending text (0 when unknown).
+        column: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value that parsed but breaks a rule; all such problems are reported together.
+    #[error("{file}: {key}: {reason}")]
+    Invalid {
+        /// The file as named by the user.
+        file: String,
+        /// Dotted key path such as `route[0].queue`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn parse_message(file: &str, key: &str, line: usize, column: usize, reason: &str) -> String {
+    let place = if line == 0 {
+        String::new()
+    } else {
+        format!(" (line {line}, column {column})")
+    };
+    if key.is_empty() {
+        format!("{file}: {reason}{place}")
+    } else {
+        format!("{file}: {key}: {reason}{place}")
+    }
+}
+
+/// Every problem found in one configuration file, printed one per line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the file at `path`; messages name the path as given.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        ConfigErrors(vec![ConfigError::Read {
+            file: file.clone(),
+            source,
+        }])
+    })?;
+    from_str(&text, &file)
+}
+
+/// Parses and validates configuration text; `file_label` names it in messages.
+pub fn from_str(text: &str, file_label: &str) -> Result<Config, ConfigErrors> {
+    let deserializer = toml::Deserializer::new(text);
+    let mut config: Config = serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| ConfigErrors(vec![parse_error(text, file_label, e)]))?;
+    let errors = validate::validate(&config, file_label);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let all: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+    for agent in &mut config.agents {
+        if agent.queues.is_empty() {
+            agent.queues.clone_from(&all);
+        }
+    }
+    Ok(config)
+}
+
+fn parse_error(
+    text: &str,
+    file: &str,
+    error: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let key = error.path().to_string();
+    let inner = error.into_inner();
+    let (line, column) = inner
+        .span()
+        .map(|span| line_column(text, span.start))
+        .unwrap_or((0, 0));
+    ConfigError::Parse {
+        file: file.to_owned(),
+        key: if key == "." { String::new() } else { key },
+        line,
+        column,
+        // toml explains some syntax errors over two lines; a report line must stay one line.
+        reason: inner
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": "),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The built-in demo configuration (loopback only): the example `holdfast.toml`.
+pub fn demo() -> Config {
+    from_str(DEMO, DEMO_LABEL).expect("the embedded example configuration is valid (tested)")
+}
+
+impl Config {
+    /// The effective configuration as TOML, for `holdfast check-config`. Agent passwords,
+    /// HA1 values and trunk passwords are replaced by `"<redacted>"` so the output can be
+    /// pasted into a ticket.
+    pub fn to_toml_string(&self) -> String {
+        let mut shown = self.clone();
+        let redact = |s: &mut String| {
+            if !s.is_empty() {
+                *s = "<redacted>".to_owned();
+            }
+        };
+        for agent in &mut shown.agents {
+            agent.password.as_mut().map(redact);
+            agent.ha1.as_mut().map(redact);
+        }
+        for trunk in &mut shown.trunks {
+            redact(&mut trunk.password);
+        }
+        toml::to_string(&shown).expect("every config value has a TOML form")
+    }
+
+    /// Index of the queue with this name in [`Config::queues`].
+    pub fn queue_index(&self, name: &str) -> Option<usize> {
+        self.queues.iter().position(|q| q.name == name)
+    }
+
+    /// Level of a named priority.
+    pub fn priority(&self, name: &str) -> Option<u32> {
+        self.priorities.get(name).copied()
+    }
+
+    /// Indices of the agent's queues, most important first.
+    pub fn agent_queues(&self, agent: &Agent) -> Vec<usize> {
+        agent
+            .queues
+            .iter()
+            .filter_map(|name| self.queue_index(name))
+            .collect()
+    }
+
+    /// Whether `ip` is inside some trunk's `allow` list (SPEC §1: INVITEs from anywhere
+    /// else get `403`).
+    pub fn is_trunk_source(&self, ip: std::net::IpAddr) -> bool {
+        self.trunks
+            .iter()
+            .any(|trunk| trunk.allow.iter().any(|cidr| cidr.contains(ip)))
+    }
+
+    /// Where a call goes: (queue index, priority level). The exact `number` route wins over
+    /// `"*"`; a `[[vip]]` entry for the caller then overrides the priority. `None` means no
+    /// route (the call gets `404 Not Found`).
+    pub fn route(&self, dialled_user: &str, caller_user: &str) -> Option<(usize, u32)> {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.number == dialled_user)
+            .or_else(|| self.routes.iter().find(|r| r.number == "*"))?;
+        let queue = self.queue_index(&route.queue)?;
+        let priority = self
+            .vips
+            .iter()
+            .find(|v| v.caller == caller_user)
+            .map_or(route.priority.as_str(), |v| v.priority.as_str());
+        Some((queue, self.priority(priority)?))
+    }
+}
+
+/// `Option<SocketAddr>` written as a string where `""` means "off".
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid address {text:?}: expected IP:PORT, or \"\" to disable"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+//! Tests of parsing, defaults, the demo file and routing. Validation rules are tested in
+//! `validate.rs`; string value types in `net.rs`.
+
+use super::*;
+
+fn parse(text: &str) -> Config {
+    from_str(text, "holdfast.toml").unwrap_or_else(|e| panic!("should parse:\n{e}"))
+}
+
+/// The single error line for `text`, which must fail to load.
+fn error(text: &str) -> String {
+    let errors = from_str(text, "holdfast.toml").expect_err("config should be rejected");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    errors.to_string()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = parse("");
+    assert_eq!(config, Config::default());
+    assert_eq!(config.sip.listen, "127.0.0.1:5060".parse().unwrap());
+    assert_eq!(config.sip.rtp_ports.to_string(), "20000-29999");
+    assert_eq!(config.sip.max_calls, 10_000);
+    assert_eq!(config.admin.listen, Some("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(config.store.data_dir, PathBuf::from("./data"));
+    assert_eq!(config.priority("vip"), Some(0));
+    assert_eq!(config.priority("normal"), Some(5));
+    assert_eq!(config.priority("low"), Some(10));
+}
+
+#[test]
+fn section_defaults() {
+    let config = parse(
+        r#"
+[admin]
+listen = ""
+[priorities]
+gold = 1
+[[trunk]]
+[[queue]]
+name = "support"
+bridge = "refer"
+[[route]]
+number = "1"
+queue = "support"
+priority = "gold"
+[[vip]]
+caller = "42"
+priority = "gold"
+[[agent]]
+user = "carol"
+ha1 = "0123456789abcdef0123456789abcdef"
+"#,
+    );
+    assert_eq!(config.admin.listen, None, "\"\" disables the admin API");
+    assert_eq!(
+        config.priorities.len(),
+        1,
+        "the table replaces the defaults"
+    );
+    assert_eq!(config.trunks, [Trunk::default()]);
+    assert_eq!(config.trunks[0].name, "carrier");
+    let q = &config.queues[0];
+    assert_eq!(q.bridge, BridgeMode::Refer);
+    assert_eq!(
+        QueueConfig {
+            name: "support".into(),
+            bridge: BridgeMode::Refer,
+            ..QueueConfig::default()
+        },
+        *q
+    );
+    assert_eq!(
+        (q.announce_every, q.callback_threshold, q.max_len),
+        (30, 300, 1000)
+    );
+    assert_eq!((q.ring_timeout, q.wrapup, q.max_no_answer), (15, 10, 3));
+    assert!(q.callback_number_pattern.is_match("+15550001111"));
+    assert_eq!(config.agents[0].queues, ["support"], "absent = every queue");
+    assert_eq!(
+        config.agents[0].credential(),
+        Some(Credential::Ha1("0123456789abcdef0123456789abcdef"))
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_with_its_place() {
+    let text = "[[queue]]\nname = \"support\"\nring_timout = 3\n";
+    let message = error(text);
+    assert!(
+        message.starts_with("holdfast.toml: queue[0].ring_timout: unknown field `ring_timout`"),
+        "{message}"
+    );
+    assert!(message.ends_with("(line 3, column 1)"), "{message}");
+    assert!(error("[sipp]\n").contains("unknown field `sipp`"));
+}
+
+#[test]
+fn toml_syntax_error_names_line_and_column() {
+    let message = error("[sip]\nmax_calls = 5\nlisten = \"127.0.0.1:5060\n");
+    assert!(message.starts_with("holdfast.toml: "), "{message}");
+    assert!(message.contains("(line 3, column"), "{message}");
+    let message = error("[sip]\nmax_calls = \"many\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: sip.max_calls: invalid type"),
+        "{message}"
+    );
+    assert!(message.ends_with("(line 2, column 13)"), "{message}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let message = error("[[trunk]]\nallow = [\"127.0.0.0/8\", \"10.0.0.0/33\"]\n");
+    assert_eq!(
+        message,
+        "holdfast.toml: trunk[0].allow[1]: invalid CIDR \"10.0.0.0/33\": prefix length must \
+         be 0 to 32 (line 2, column 9)"
+    );
+    let message = error("[sip]\nrtp_ports = \"20001-29999\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: sip.rtp_ports: invalid port range \"20001-29999\""),
+        "{message}"
+    );
+    let message = error("[[queue]]\nname = \"q\"\ncallback_number_pattern = '^[0-9'\n");
+    assert!(
+        message.starts_with(
+            "holdfast.toml: queue[0].callback_number_pattern: invalid regular expression"
+        ),
+        "{message}"
+    );
+    let message = error("[sip]\nlisten = \"localhost\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: sip.listen: "),
+        "{message}"
+    );
+    assert_eq!(
+        error("[admin]\nlisten = \"nope\"\n"),
+        "holdfast.toml: admin.listen: invalid address \"nope\": expected IP:PORT, or \"\" to \
+         disable (line 2, column 10)"
+    );
+    let message = error("[[queue]]\nname = \"q\"\nbridge = \"bridge\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: queue[0].bridge: unknown variant"),
+        "{message}"
+    );
+}
+
+#[test]
+fn all_validation_errors_are_reported_together() {
+    let errors = from_str(
+        "[[queue]]\nname = \"a\"\nring_timeout = 0\n[[route]]\nnumber = \"1\"\nqueue = \"b\"\n",
+        "site.toml",
+    )
+    .unwrap_err();
+    let lines: Vec<String> = errors.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "site.toml: queue[0].ring_timeout: must be at least 1",
+            "site.toml: route[0].queue: unknown queue \"b\"",
+        ]
+    );
+}
+
+/// The demo as SPEC and the brief describe it, written out independently of the file.
+fn expected_demo() -> Config {
+    let agent = |user: &str, password: &str, queues: &[&str]| Agent {
+        user: user.into(),
+        password: Some(password.into()),
+        ha1: None,
+        queues: queues.iter().map(|&q| q.to_owned()).collect(),
+    };
+    let route = |number: &str, queue: &str| Route {
+        number: number.into(),
+        queue: queue.into(),
+        priority: "normal".into(),
+    };
+    Config {
+        trunks: vec![Trunk {
+            name: "carrier".into(),
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+            address: "127.0.0.1:5070".parse().unwrap(),
+            username: String::new(),
+            password: String::new(),
+        }],
+        queues: ["premium", "support"]
+            .map(|name| QueueConfig {
+                name: name.into(),
+                ..QueueConfig::default()
+            })
+            .to_vec(),
+        routes: vec![route("200", "premium"), route("*", "support")],
+        vips: Vec::new(),
+        agents: vec![
+            agent("alice", "alice-secret", &["premium", "support"]),
+            agent("bob", "bob-secret", &["support"]),
+        ],
+        ..Config::default()
+    }
+}
+
+#[test]
+fn demo_is_the_example_file() {
+    let demo = demo();
+    assert_eq!(demo, expected_demo());
+    assert_eq!(demo.sip.listen, "127.0.0.1:5060".parse().unwrap());
+    assert_eq!(demo.admin.listen, Some("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(
+        demo.sip.public_address,
+        "127.0.0.1".parse::<IpAddr>().unwrap()
+    );
+}
+
+/// Collects `section.key` names of a TOML table, looking into arrays of tables.
+fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        out.push((prefix.to_owned(), key.clone()));
+        let tables: Vec<&toml::Table> = match value {
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(items) => items.iter().filter_map(|v| v.as_table()).collect(),
+            _ => Vec::new(),
+        };
+        for t in tables {
+            keys(t, key, out);
+        }
+    }
+}
+
+#[test]
+fn example_file_shows_every_option() {
+    // A configuration with every optional section present and both agent secrets set.
+    let mut full = expected_demo();
+    full.vips.push(Vip::default());
+    full.agents[0].ha1 = Some(String::new());
+    let table: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
+    let mut all = Vec::new();
+    keys(&table, "", &mut all);
+    assert!(all.len() > 30, "walked too few keys: {all:?}");
+    for (section, key) in all {
+        let present = if section.is_empty() {
+            DEMO.contains(&format!("[{key}]")) || DEMO.contains(&format!("[[{key}]]"))
+        } else {
+            DEMO.lines().any(|l| {
+                l.trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{key} = "))
+            })
+        };
+        assert!(present, "holdfast.toml does not show {section}.{key}");
+    }
+}
+
+#[test]
+fn effective_config_round_trips_and_redacts() {
+    let demo = demo();
+    let plain = toml::to_string(&demo).unwrap();
+    assert_eq!(parse(&plain), demo);
+
+    let mut with_secrets = demo.clone();
+    with_secrets.trunks[0].username = "u".into();
+    with_secrets.trunks[0].password = "trunk-pw".into();
+    let shown = with_secrets.to_toml_string();
+    for secret in ["alice-secret", "bob-secret", "trunk-pw"] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+    let back = parse(&shown);
+    assert_eq!(back.agents[0].password.as_deref(), Some("<redacted>"));
+    assert_eq!(back.queues, demo.queues);
+    assert_eq!(back.sip, demo.sip);
+}
+
+#[test]
+fn routing_exact_then_wildcard_then_vip_override() {
+    let mut config = demo();
+    config.vips.push(Vip {
+        caller: "+15550001111".into(),
+        priority: "vip".into(),
+    });
+    let premium = config.queue_index("premium").unwrap();
+    let support = config.queue_index("support").unwrap();
+    assert_eq!(config.route("200", "+15559999999"), Some((premium, 5)));
+    assert_eq!(config.route("100", "+15559999999"), Some((support, 5)));
+    // A VIP keeps the queue chosen by the number but gets the VIP level, whatever is dialled.
+    assert_eq!(config.route("200", "+15550001111"), Some((premium, 0)));
+    assert_eq!(config.route("555", "+15550001111"), Some((support, 0)));
+
+    config.routes.retain(|r| r.number != "*");
+    assert_eq!(
+        config.route("100", "+15559999999"),
+        None,
+        "no wildcard: 404"
+    );
+    assert_eq!(
+        config.route("100", "+15550001111"),
+        None,
+        "VIP status picks no queue"
+    );
+    assert_eq!(config.agent_queues(&config.agents[0]), [premium, support]);
+}
+
+#[test]
+fn load_reads_files_and_names_them() {
+    let dir = std::env::temp_dir().join(format!("holdfast-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, DEMO).unwrap();
+    assert_eq!(load(&good).unwrap(), demo());
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[sip]\nmax_calls = 0\n").unwrap();
+    let message = load(&bad).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!("{}: sip.max_calls: must be at least 1", bad.display())
+    );
+
+    let missing = dir.join("missing.toml");
+    let message = load(&missing).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,27 @@
+//! holdfast: a SIP-native call-queue server.
+//!
+//! A SIP trunk points at holdfast. When every agent is busy, callers wait here: they are
+//! answered, hear hold music over RTP and keep a fair place in line (VIP callers first,
+//! strict FIFO inside a priority level).
+//!
+//! # Layout
+//! ```text
+//! main.rs      CLI: serve | check-config
+//! config       holdfast.toml → typed config; errors name file, key, reason
+//! sip/         signalling, sans-IO: message (framing over rsip), transaction (RFC 3261 §17),
+//!              dialog (§12), sdp (RFC 3264 offer/answer)
+//! media/       RTP and audio: g711, rtp (RFC 3550), audio (decode + resample once),
+//!              player (per-call cursor over shared frames), engine (the media clock)
+//! queue/       the domain, pure: queues, priorities, positions, dispatch order
+//! b2bua/       the call controller: SIP events + queue decisions → SIP and media commands
+//! server       the tokio driver: sockets, time, graceful shutdown
+//! ```
+//! Who may import whom: `sip`, `media` and `queue` know nothing of each other; only
+//! `b2bua` joins a dialog, a queue entry and a media stream.
+
+pub mod b2bua;
+pub mod config;
+pub mod media;
+pub mod queue;
+pub mod server;
+pub mod sip;

@@ -1,0 +1,16 @@
+//! RTP and audio (RFC 3550, ITU-T G.711). Knows nothing of SIP or queues.
+//!
+//! - [`g711`]: µ-law / A-law companding.
+//! - [`audio`]: decode music files once, mono, 8 kHz.
+//! - [`rtp`]: RTP header parse and write.
+//! - [`player`]: the per-stream cursor over shared frames (music loop + prompts).
+//! - [`engine`]: the media clock: shard threads that send every stream on its own phase.
+
+pub mod audio;
+pub mod engine;
+pub mod g711;
+pub mod player;
+mod poller;
+pub mod rtp;
+mod shard;
+pub mod stats;

@@ -1,0 +1,724 @@
+//! One media shard: a thread that owns a set of RTP streams, their sockets and one clock.
+//!
+//! This is the hot loop. The 20 ms period is cut into [`SLOTS`] slots of 200 µs; every open
+//! stream sits in one slot (the least loaded when it opens), so a playing stream's send
+//! schedule is `epoch + k × 20 ms + slot × 200 µs`: sends are spread evenly over the period
+//! instead of one burst per tick (the last packet of a 5 000-stream burst would be ~10 ms
+//! late). The shard sleeps in `epoll_pwait2` until the next non-empty slot is due, services
+//! that slot's streams, then applies controller commands if the waker fired.
+//!
+//! ```text
+//!  wait(next due slot | waker) ─▶ service due slots ─▶ apply commands ─┐
+//!        ▲                                                             │
+//!        └─────────────────────────────────────────────────────────────┘
+//!  service a stream = send its next frame (if playing)
+//!                   + every POLL_PERIODS-th period: read what its socket received
+//! ```
+//!
+//! Per packet there is no allocation, lock, channel operation or log line: the frame comes
+//! from shared `Bytes` and is copied into one reused buffer behind the header, counters are
+//! single-writer atomics ([`super::stats`]). Commands and events cross threads only per call
+//! (open, play, prompt, latch, prompt done).
+//!
+//! Receiving is driven by the clock, not by socket readiness. A socket registered with epoll
+//! carries a wait-queue entry, and the kernel then runs the epoll wake-up callback on every
+//! packet *sent* (`sock_wfree` → write-space wake-up): measured at ~8 % of the engine's CPU
+//! for nothing, since nobody waits for write space. Instead each stream's socket is drained
+//! (at most [`READS_PER_POLL`] datagrams, so a flooding peer costs a bounded amount and the
+//! kernel drops the excess) every [`POLL_PERIODS`] periods on its own slot: one `recvfrom`
+//! returning `EAGAIN` per 100 ms when the peer is silent, and about 5 packets per drain when
+//! the caller streams 50 packets/s, instead of one readiness event plus a read per packet.
+//! The price is up to 100 ms before a latch or an RFC 4733 event is seen, which neither the
+//! caller nor the queue can notice. (Relay legs will want per-packet latency: they will
+//! register with the poller instead; see [`StreamMode`].)
+//!
+//! A shard that falls more than [`MAX_BEHIND`] behind (the machine stalled, the VM was
+//! paused) does not burst to catch up: it skips the missed slots, advancing each playing
+//! stream's timestamp (see [`Player::skip`]), and counts them.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::engine::{MediaEvent, StreamId};
+use super::player::{PACKET_LEN, Player, PlayerEvent};
+use super::poller::{Poller, Token, Waker};
+use super::rtp::{RtpHeader, is_rtcp_mux};
+use super::stats::ShardStats;
+
+/// The packetization period: one 20 ms G.711 frame per packet.
+pub const PERIOD: Duration = Duration::from_millis(20);
+/// Send slots per period (200 µs each).
+pub const SLOTS: usize = 100;
+const SLOT_NANOS: u64 = PERIOD.as_nanos() as u64 / SLOTS as u64;
+/// How far behind schedule a shard may be before it skips instead of catching up.
+pub const MAX_BEHIND: Duration = Duration::from_millis(100);
+/// A stream's socket is drained once every this many periods (100 ms).
+pub const POLL_PERIODS: u64 = 5;
+/// Datagrams read from one socket per drain: 5 expected from a 50 packet/s peer, margin for
+/// bursts; beyond that a flooding peer's packets are left to the kernel to drop.
+pub const READS_PER_POLL: usize = 16;
+/// Readiness events taken per wait (only the waker is registered today).
+const EVENTS_PER_WAIT: usize = 16;
+const WAKER_TOKEN: Token = u64::MAX;
+
+/// A controller command, sent over the shard's channel and followed by a wake-up.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Open {
+        id: StreamId,
+        socket: UdpSocket,
+    },
+    Play {
+        id: StreamId,
+        remote: SocketAddr,
+        payload_type: u8,
+        music: Bytes,
+    },
+    Prompt {
+        id: StreamId,
+        frames: Bytes,
+    },
+    TelephoneEvent {
+        id: StreamId,
+        payload_type: Option<u8>,
+    },
+    Stop {
+        id: StreamId,
+    },
+    Close {
+        id: StreamId,
+    },
+    Shutdown,
+}
+
+/// What a stream does on its clock slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamMode {
+    /// Socket open and drained (latching, counting), nothing sent.
+    Idle,
+    /// Sending the player's next frame every 20 ms.
+    Play,
+    // Relay { peer: usize } goes here: bridging a caller to an agent forwards each packet
+    // read on one leg out of the other leg's socket, rewriting SSRC/sequence/timestamp
+    // through the leg's `Player` counters so the caller's stream stays continuous from music
+    // to agent. Both legs live on the same shard (`MediaEngine::open_beside`), so relaying
+    // is a read and a send inside this loop with no cross-thread hop. Relay legs register
+    // their socket with `self.poller` (token = table index) so forwarding happens on
+    // readiness, not on the 100 ms drain.
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: StreamId,
+    socket: UdpSocket,
+    /// Where packets go: the SDP address, replaced by the latched source.
+    remote: Option<SocketAddr>,
+    latched: bool,
+    telephone_event_pt: Option<u8>,
+    mode: StreamMode,
+    /// Sender state, kept across stop/play so the RTP stream stays one stream.
+    player: Option<Player>,
+    /// When the stream stopped sending, to advance its timestamp on resume.
+    stopped_at: Option<Instant>,
+    /// (slot, index in that slot's list).
+    wheel_pos: (usize, usize),
+}
+
+pub(crate) struct Shard {
+    index: usize,
+    commands: Receiver<Command>,
+    waker: Arc<Waker>,
+    poller: Poller,
+    events: UnboundedSender<MediaEvent>,
+    stats: Arc<ShardStats>,
+    /// Stream table; indices are stable while a stream is open.
+    streams: Vec<Option<Stream>>,
+    free: Vec<usize>,
+    by_id: HashMap<StreamId, usize>,
+    /// `wheel[slot]` lists the open streams (table indices) serviced at that slot.
+    wheel: Vec<Vec<usize>>,
+    playing: usize,
+    epoch: Instant,
+    /// Next slot tick to service; tick `t` is due at `epoch + t × 200 µs`, slot `t % SLOTS`.
+    tick: u64,
+    packet: [u8; PACKET_LEN],
+    recv_buf: Box<[u8; 2048]>,
+}
+
+/// The parts of a shard the per-stream receive path needs (split borrows of `Shard`).
+struct Inbound<'a> {
+    buf: &'a mut [u8; 2048],
+    stats: &'a ShardStats,
+    events: &'a UnboundedSender<MediaEvent>,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        index: usize,
+        commands: Receiver<Command>,
+        waker: Arc<Waker>,
+        events: UnboundedSender<MediaEvent>,
+        stats: Arc<ShardStats>,
+    ) -> io::Result<Shard> {
+        let poller = Poller::new(EVENTS_PER_WAIT)?;
+        poller.add(&*waker, WAKER_TOKEN)?;
+        Ok(Shard {
+            index,
+            commands,
+            waker,
+            poller,
+            events,
+            stats,
+            streams: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            wheel: vec![Vec::new(); SLOTS],
+            playing: 0,
+            epoch: Instant::now(),
+            tick: 0,
+            packet: [0; PACKET_LEN],
+            recv_buf: Box::new([0; 2048]),
+        })
+    }
+
+    /// Runs until a `Shutdown` command or until every controller handle is gone.
+    pub(crate) fn run(mut self) {
+        tracing::debug!(shard = self.index, "media shard started");
+        loop {
+            self.run_clock();
+            let timeout = self
+                .next_due()
+                .map(|due| due.saturating_duration_since(Instant::now()));
+            let ready = match self.poller.wait(timeout) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Not expected (EBADF/EINVAL would be a bug); don't spin at full speed.
+                    tracing::error!(shard = self.index, error = %e, "epoll wait failed");
+                    std::thread::sleep(Duration::from_millis(1));
+                    0
+                }
+            };
+            self.run_clock();
+            let woken = (0..ready).any(|i| self.poller.token(i) == Some(WAKER_TOKEN));
+            if woken && !self.apply_commands() {
+                break;
+            }
+        }
+        tracing::debug!(shard = self.index, "media shard stopped");
+    }
+
+    fn due(&self, tick: u64) -> Instant {
+        self.epoch + Duration::from_nanos(tick.saturating_mul(SLOT_NANOS))
+    }
+
+    /// The latest tick due at or before `now`.
+    fn tick_at(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos / u128::from(SLOT_NANOS)).unwrap_or(u64::MAX)
+    }
+
+    /// The instant of the next non-empty slot, or `None` when the shard has no stream.
+    fn next_due(&self) -> Option<Instant> {
+        if self.by_id.is_empty() {
+            return None;
+        }
+        (self.tick..self.tick + SLOTS as u64)
+            .find(|t| !self.wheel[(t % SLOTS as u64) as usize].is_empty())
+            .map(|t| self.due(t))
+    }
+
+    /// Services every slot that is due, skipping ahead if hopelessly behind.
+    fn run_clock(&mut self) {
+        let mut now = Instant::now();
+        if self.by_id.is_empty() {
+            // Idle: keep the cursor at the present so the first stream doesn't replay the past.
+            self.tick = self.tick_at(now) + 1;
+            return;
+        }
+        loop {
+            let due = self.due(self.tick);
+            if due > now {
+                return;
+            }
+            if now - due > MAX_BEHIND {
+                self.skip_to(self.tick_at(now));
+                continue;
+            }
+            self.service_slot(self.tick, due);
+            self.tick += 1;
+            now = Instant::now();
+        }
+    }
+
+    /// Sends one frame for every playing stream in the slot of `tick`, and drains the
+    /// sockets whose poll turn it is.
+    fn service_slot(&mut self, tick: u64, due: Instant) {
+        let Shard {
+            wheel,
+            streams,
+            packet,
+            stats,
+            events,
+            recv_buf,
+            ..
+        } = self;
+        let slot = &wheel[(tick % SLOTS as u64) as usize];
+        if slot.is_empty() {
+            return;
+        }
+        let period = tick / SLOTS as u64;
+        let mut inbound = Inbound {
+            buf: recv_buf,
+            stats,
+            events,
+        };
+        let (mut sent, mut errors) = (0, 0);
+        for &idx in slot {
+            // Wheel entries always point at a live stream (maintained by enter/leave_wheel);
+            // skip rather than panic if not.
+            let Some(Some(stream)) = streams.get_mut(idx) else {
+                continue;
+            };
+            if stream.mode == StreamMode::Play
+                && let (Some(player), Some(remote)) = (stream.player.as_mut(), stream.remote)
+            {
+                let event = player.write_next(packet);
+                let at = Instant::now();
+                match stream.socket.send_to(&packet[..], remote) {
+                    Ok(_) => sent += 1,
+                    Err(_) => errors += 1,
+                }
+                inbound
+                    .stats
+                    .lateness
+                    .record(at.saturating_duration_since(due));
+                if event == Some(PlayerEvent::PromptDone) {
+                    let _ = inbound
+                        .events
+                        .send(MediaEvent::PromptDone { id: stream.id });
+                }
+            }
+            // Streams of one slot take their poll turns in different periods.
+            if (period + idx as u64) % POLL_PERIODS == 0 {
+                inbound.drain(stream);
+            }
+        }
+        stats.packets_sent.add(sent);
+        stats.send_errors.add(errors);
+    }
+
+    /// Jumps the clock to `target`, accounting every slot tick in `[self.tick, target)` as a
+    /// skipped frame of the playing streams in that slot.
+    fn skip_to(&mut self, target: u64) {
+        let from = self.tick;
+        let len = target.saturating_sub(from);
+        let slots = SLOTS as u64;
+        let mut skipped = 0u64;
+        for (slot, members) in self.wheel.iter().enumerate() {
+            // Occurrences of `slot` among `len` consecutive ticks starting at `from`.
+            let offset = (slot as u64 + slots - from % slots) % slots;
+            let count = len / slots + u64::from(offset < len % slots);
+            if count == 0 {
+                continue;
+            }
+            for &idx in members {
+                if let Some(Some(Stream {
+                    mode: StreamMode::Play,
+                    player: Some(p),
+                    ..
+                })) = self.streams.get_mut(idx)
+                {
+                    p.skip(u32::try_from(count).unwrap_or(u32::MAX));
+                    skipped += count;
+                }
+            }
+        }
+        self.stats.skipped_frames.add(skipped);
+        tracing::warn!(
+            shard = self.index,
+            behind_ms = (len * SLOT_NANOS) / 1_000_000,
+            skipped,
+            "media shard fell behind; skipped frames instead of bursting"
+        );
+        self.tick = target;
+    }
+
+    /// Applies every queued command. Returns false when the shard must exit.
+    fn apply_commands(&mut self) -> bool {
+        // Drain the eventfd before the queue: a command sent after this point re-arms it.
+        self.waker.drain();
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(cmd) => self.apply(cmd),
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Open { id, socket } => self.open(id, socket),
+            Command::Play {
+                id,
+                remote,
+                payload_type,
+                music,
+            } => self.play(id, remote, payload_type, music),
+            Command::Prompt { id, frames } => {
+                let player = self.stream_mut(id).and_then(|s| s.player.as_mut());
+                match player.map(|p| p.enqueue_prompt(frames)) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => tracing::warn!(%id, error = %e, "prompt rejected"),
+                    None => tracing::warn!(%id, "prompt for a stream that never played"),
+                }
+            }
+            Command::TelephoneEvent { id, payload_type } => {
+                if let Some(s) = self.stream_mut(id) {
+                    s.telephone_event_pt = payload_type;
+                }
+            }
+            Command::Stop { id } => self.stop(id),
+            Command::Close { id } => self.close(id),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn stream_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
+        let idx = *self.by_id.get(&id)?;
+        self.streams.get_mut(idx)?.as_mut()
+    }
+
+    fn open(&mut self, id: StreamId, socket: UdpSocket) {
+        let idx = self.free.pop().unwrap_or(self.streams.len());
+        // Least loaded slot, scanning from the current one so equal slots fill in clock order.
+        let start = (self.tick % SLOTS as u64) as usize;
+        let slot = (0..SLOTS)
+            .map(|i| (start + i) % SLOTS)
+            .min_by_key(|&s| self.wheel[s].len())
+            .unwrap_or(0);
+        let stream = Stream {
+            id,
+            socket,
+            remote: None,
+            latched: false,
+            telephone_event_pt: None,
+            mode: StreamMode::Idle,
+            player: None,
+            stopped_at: None,
+            wheel_pos: (slot, self.wheel[slot].len()),
+        };
+        self.wheel[slot].push(idx);
+        if idx == self.streams.len() {
+            self.streams.push(Some(stream));
+        } else {
+            self.streams[idx] = Some(stream);
+        }
+        self.by_id.insert(id, idx);
+        self.stats.streams.set(self.by_id.len() as u64);
+    }
+
+    fn play(&mut self, id: StreamId, remote: SocketAddr, payload_type: u8, music: Bytes) {
+        let Some(stream) = self.stream_mut(id) else {
+            tracing::warn!(%id, "play on an unknown stream");
+            return;
+        };
+        if !stream.latched {
+            stream.remote = Some(remote);
+        }
+        let result = match stream.player.as_mut() {
+            Some(p) => {
+                // Same RTP stream resuming: time passed while stopped, so does the timestamp.
+                if let Some(at) = stream.stopped_at.take() {
+                    let frames = at.elapsed().as_nanos() / PERIOD.as_nanos();
+                    p.skip(u32::try_from(frames).unwrap_or(u32::MAX));
+                }
+                p.set_music(payload_type, music)
+            }
+            None => Player::new(payload_type, music, &mut rand::rng()).map(|p| {
+                stream.player = Some(p);
+            }),
+        };
+        match result {
+            Ok(()) if stream.mode != StreamMode::Play => {
+                stream.mode = StreamMode::Play;
+                self.playing += 1;
+                self.stats.playing.set(self.playing as u64);
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(%id, error = %e, "music rejected"),
+        }
+    }
+
+    fn stop(&mut self, id: StreamId) {
+        let Some(stream) = self.stream_mut(id) else {
+            return;
+        };
+        if stream.mode == StreamMode::Play {
+            stream.mode = StreamMode::Idle;
+            stream.stopped_at = Some(Instant::now());
+            self.playing -= 1;
+            self.stats.playing.set(self.playing as u64);
+        }
+    }
+
+    fn close(&mut self, id: StreamId) {
+        self.stop(id);
+        let Some(idx) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(stream) = self.streams[idx].take() {
+            let (slot, pos) = stream.wheel_pos;
+            self.wheel[slot].swap_remove(pos);
+            if let Some(&moved) = self.wheel[slot].get(pos)
+                && let Some(m) = self.streams[moved].as_mut()
+            {
+                m.wheel_pos = (slot, pos);
+            }
+            // Dropping `stream` closes the socket and frees the port.
+        }
+        self.free.push(idx);
+        self.stats.streams.set(self.by_id.len() as u64);
+    }
+}
+
+impl Inbound<'_> {
+    /// Reads up to `READS_PER_POLL` datagrams from the stream's socket: counts them, latches
+    /// the destination to the first valid RTP source.
+    fn drain(&mut self, stream: &mut Stream) {
+        for _ in 0..READS_PER_POLL {
+            let (len, from) = match stream.socket.recv_from(&mut self.buf[..]) {
+                Ok(r) => r,
+                // WouldBlock: drained. Other errors (ICMP-induced ECONNREFUSED and the like)
+                // concern one datagram; the next poll tries again.
+                Err(_) => return,
+            };
+            let datagram = &self.buf[..len];
+            if is_rtcp_mux(datagram) {
+                // RTCP multiplexed on the RTP port (RFC 5761): counted, not used for latching.
+                self.stats.packets_received.add(1);
+                continue;
+            }
+            let Ok((header, _payload)) = RtpHeader::parse(datagram) else {
+                self.stats.malformed_received.add(1);
+                continue;
+            };
+            self.stats.packets_received.add(1);
+            if Some(header.payload_type) == stream.telephone_event_pt {
+                // DTMF seam: `dtmf::decode(_payload)` (RFC 4733 §2.3) will turn this into a
+                // `MediaEvent::Dtmf { id, digit, end }` here; for now the packets are counted.
+                self.stats.telephone_events_received.add(1);
+            }
+            if !stream.latched {
+                // Symmetric RTP (RFC 4961): answer where the peer's media really comes from.
+                stream.latched = true;
+                stream.remote = Some(from);
+                let _ = self.events.send(MediaEvent::Latched {
+                    id: stream.id,
+                    from,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::player::FRAME_LEN;
+    use std::sync::mpsc;
+
+    struct Rig {
+        shard: Shard,
+        rx: UdpSocket,
+        _events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+    }
+
+    /// A shard driven by hand from the test thread (no shard thread).
+    fn rig() -> Rig {
+        let (_tx, commands) = mpsc::channel();
+        let (events, _events) = tokio::sync::mpsc::unbounded_channel();
+        let waker = Arc::new(Waker::new().unwrap());
+        let mut shard = Shard::new(0, commands, waker, events, Arc::default()).unwrap();
+        // Leave room to wind the clock back in tests.
+        shard.epoch -= Duration::from_secs(10);
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        Rig { shard, rx, _events }
+    }
+
+    fn add_playing(rig: &mut Rig, serial: u64) -> StreamId {
+        let id = StreamId::for_tests(serial);
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        rig.shard.apply(Command::Open { id, socket });
+        rig.shard.apply(Command::Play {
+            id,
+            remote: rig.rx.local_addr().unwrap(),
+            payload_type: 0,
+            music: Bytes::from(vec![7u8; FRAME_LEN]),
+        });
+        id
+    }
+
+    fn drain(rx: &UdpSocket) -> Vec<RtpHeader> {
+        std::thread::sleep(Duration::from_millis(20));
+        let mut buf = [0u8; 2048];
+        let mut out = Vec::new();
+        while let Ok((n, _)) = rx.recv_from(&mut buf) {
+            out.push(RtpHeader::parse(&buf[..n]).unwrap().0);
+        }
+        out
+    }
+
+    #[test]
+    fn wheel_spreads_streams_and_keeps_positions_on_removal() {
+        let mut rig = rig();
+        let ids: Vec<StreamId> = (0..(2 * SLOTS as u64 + 3))
+            .map(|i| add_playing(&mut rig, i))
+            .collect();
+        let lens: Vec<usize> = rig.shard.wheel.iter().map(Vec::len).collect();
+        assert!(
+            lens.iter().all(|&l| l == 2 || l == 3),
+            "evenly spread: {lens:?}"
+        );
+        assert_eq!(lens.iter().sum::<usize>(), ids.len());
+        for &id in ids.iter().step_by(3) {
+            rig.shard.apply(Command::Stop { id });
+        }
+        for &id in ids.iter().skip(1).step_by(4) {
+            rig.shard.apply(Command::Close { id });
+        }
+        let closed = ids.iter().skip(1).step_by(4).count();
+        let (mut in_wheel, mut playing) = (0, 0);
+        for (slot, members) in rig.shard.wheel.iter().enumerate() {
+            for (pos, &idx) in members.iter().enumerate() {
+                let s = rig.shard.streams[idx].as_ref().unwrap();
+                assert_eq!(s.wheel_pos, (slot, pos), "back-pointer of {}", s.id);
+                in_wheel += 1;
+                playing += usize::from(s.mode == StreamMode::Play);
+            }
+        }
+        assert_eq!(
+            in_wheel,
+            ids.len() - closed,
+            "stopped streams stay (drained)"
+        );
+        let stopped_or_closed = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0 || i % 4 == 1)
+            .count();
+        assert_eq!(playing, ids.len() - stopped_or_closed);
+        assert_eq!(rig.shard.playing, playing);
+        assert_eq!(rig.shard.stats.playing.get(), playing as u64);
+        assert_eq!(rig.shard.stats.streams.get(), (ids.len() - closed) as u64);
+        // A freed table entry is reused and the stream lands in a least loaded slot.
+        add_playing(&mut rig, 1000);
+        assert_eq!(rig.shard.streams.len(), ids.len());
+    }
+
+    #[test]
+    fn falling_far_behind_skips_instead_of_bursting() {
+        let mut rig = rig();
+        for i in 0..4 {
+            add_playing(&mut rig, i);
+        }
+        // One period due at once: every stream sends (about) once, on its own slot.
+        rig.shard.tick = rig.shard.tick_at(Instant::now()) - (SLOTS as u64 - 1);
+        rig.shard.run_clock();
+        let first = drain(&rig.rx);
+        assert!((4..=8).contains(&first.len()), "{} packets", first.len());
+        let sent = rig.shard.stats.packets_sent.get();
+
+        // Pretend the shard stalled for 500 ms (25 periods).
+        rig.shard.tick -= 25 * SLOTS as u64;
+        rig.shard.run_clock();
+        let after = drain(&rig.rx);
+        assert!(after.len() <= 4, "no burst: {} packets", after.len());
+        let skipped = rig.shard.stats.skipped_frames.get();
+        assert!((4 * 24..=4 * 26).contains(&skipped), "skipped {skipped}");
+        assert_eq!(
+            rig.shard.stats.packets_sent.get(),
+            sent + after.len() as u64
+        );
+        for h in &after {
+            let prev = first.iter().rev().find(|p| p.ssrc == h.ssrc).unwrap();
+            assert_eq!(h.sequence, prev.sequence.wrapping_add(1), "no packet lost");
+            let dt = h.timestamp.wrapping_sub(prev.timestamp);
+            assert!(dt >= 160 * 25, "timestamp follows real time: {dt}");
+        }
+    }
+
+    #[test]
+    fn flooding_peer_is_drained_in_bounded_batches() {
+        let mut rig = rig();
+        let id = add_playing(&mut rig, 1);
+        let idx = rig.shard.by_id[&id];
+        let mut stream = rig.shard.streams[idx].take().unwrap();
+        let port = stream.socket.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..(READS_PER_POLL * 2 + 3) {
+            peer.send_to(b"not rtp", port).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        let stats = ShardStats::default();
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut buf = [0u8; 2048];
+        let mut inbound = Inbound {
+            buf: &mut buf,
+            stats: &stats,
+            events: &events,
+        };
+        inbound.drain(&mut stream);
+        assert_eq!(stats.malformed_received.get(), READS_PER_POLL as u64);
+        inbound.drain(&mut stream);
+        inbound.drain(&mut stream);
+        assert_eq!(
+            stats.malformed_received.get(),
+            2 * READS_PER_POLL as u64 + 3
+        );
+        assert!(!stream.latched);
+    }
+
+    #[test]
+    fn every_stream_is_drained_once_per_poll_cycle() {
+        let mut rig = rig();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut ports = Vec::new();
+        for i in 0..20 {
+            let id = add_playing(&mut rig, i);
+            let idx = rig.shard.by_id[&id];
+            ports.push(
+                rig.shard.streams[idx]
+                    .as_ref()
+                    .unwrap()
+                    .socket
+                    .local_addr()
+                    .unwrap(),
+            );
+        }
+        for port in &ports {
+            peer.send_to(&[0u8; 3], port).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        // Service POLL_PERIODS whole periods by hand, without waiting for real time.
+        let base = rig.shard.tick_at(Instant::now());
+        for t in base..base + POLL_PERIODS * SLOTS as u64 {
+            rig.shard.service_slot(t, Instant::now());
+        }
+        assert_eq!(rig.shard.stats.malformed_received.get(), 20);
+        assert_eq!(
+            rig.shard.stats.packets_sent.get(),
+            20 * POLL_PERIODS,
+            "one frame per stream per period"
+        );
+    }
+}

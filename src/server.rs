@@ -1,0 +1,191 @@
+//! The thin tokio driver (DESIGN.md): owns the SIP socket, feeds the sans-IO
+//! [`B2bua`] with datagrams, timeouts and the current time, sends what it
+//! produces, and stops gracefully. The media plane runs on its own threads.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+
+use crate::b2bua::{B2bua, HoldMusic, MediaControl};
+use crate::config::Config;
+use crate::media::audio;
+use crate::media::engine::{EngineConfig, MediaEngine, StreamId};
+use crate::media::g711::Law;
+
+/// The hold music built into the binary, used when the configured default file is absent
+/// (so `holdfast` runs from any directory with no files around it).
+const EMBEDDED_MUSIC: &[u8] = include_bytes!("../media/music/hold.flac");
+/// The path the default configuration names for the music.
+const DEFAULT_MUSIC: &str = "media/music/hold.flac";
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The SIP listen address could not be bound.
+    #[error("cannot bind SIP socket {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The media engine failed to start.
+    #[error("cannot start media engine: {0}")]
+    Media(std::io::Error),
+    /// A music file could not be loaded.
+    #[error("{0}")]
+    Audio(#[from] audio::AudioError),
+    /// Sending or receiving on the SIP socket failed fatally.
+    #[error("SIP socket error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl MediaControl for MediaEngine {
+    fn open(&mut self) -> std::io::Result<(StreamId, u16)> {
+        MediaEngine::open(self)
+    }
+
+    fn play(&mut self, id: StreamId, remote: std::net::SocketAddr, pt: u8, music: Bytes) {
+        if let Err(error) = MediaEngine::play(self, id, remote, pt, music) {
+            tracing::error!(%error, "media engine refused to play");
+        }
+    }
+
+    fn close(&mut self, id: StreamId) {
+        MediaEngine::close(self, id)
+    }
+}
+
+/// Loads, mixes, resamples and encodes the configured music once (SPEC §4).
+pub fn load_music(config: &Config) -> Result<HoldMusic, audio::AudioError> {
+    let mut pcm: Vec<i16> = Vec::new();
+    for path in &config.media.music {
+        let samples = if path == Path::new(DEFAULT_MUSIC) && !path.exists() {
+            audio::load_pcm8k_from_bytes(EMBEDDED_MUSIC.to_vec(), "flac")?
+        } else {
+            audio::load_pcm8k(path)?
+        };
+        pcm.extend_from_slice(&samples);
+    }
+    if pcm.is_empty() {
+        // No music configured: comfort silence keeps the RTP flowing so NAT bindings and
+        // the caller's jitter buffer stay alive.
+        pcm = vec![0; 8000];
+    }
+    Ok(HoldMusic {
+        pcmu: audio::frames(&pcm, Law::Mu),
+        pcma: audio::frames(&pcm, Law::A),
+    })
+}
+
+/// Raise the open-file limit to its hard maximum: every held call owns an RTP socket.
+pub fn raise_nofile_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the `rlimit` struct we own on the
+    // stack; no pointers escape the calls.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise RLIMIT_NOFILE");
+            }
+        }
+    }
+}
+
+/// Run holdfast until `shutdown` resolves, then stop gracefully: refuse new calls, hang up
+/// held callers with BYE and let their transactions finish (bounded to a few seconds).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    raise_nofile_limit();
+    let music = load_music(&config)?;
+    let (engine, media_events) = MediaEngine::start(EngineConfig {
+        bind_ip: config.sip.public_address,
+        port_min: config.sip.rtp_ports.start(),
+        port_max: config.sip.rtp_ports.end(),
+        shards: 2,
+    })
+    .map_err(ServeError::Media)?;
+    let listen = config.sip.listen;
+    let socket = UdpSocket::bind(listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    tracing::info!(%listen, "holdfast listening (SIP/UDP)");
+    let mut media_events = media_events;
+
+    let mut b2bua = B2bua::new(config, engine.clone(), music);
+    let mut buf = vec![0u8; 65_536];
+    tokio::pin!(shutdown);
+    let mut stopping_since: Option<Instant> = None;
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        let deadline = b2bua.poll_timeout();
+        let sleep_until = deadline
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                match received {
+                    Ok((len, source)) => b2bua.handle_datagram(Instant::now(), source, &buf[..len]),
+                    // ICMP errors from earlier sends surface here on some systems; they are
+                    // about one peer, not the socket.
+                    Err(error) => tracing::debug!(%error, "SIP recv error"),
+                }
+            }
+            _ = tokio::time::sleep_until(sleep_until) => b2bua.handle_timeout(Instant::now()),
+            // RTP latched, prompt done: informational until announcements and DTMF exist.
+            Some(event) = media_events.recv() => tracing::debug!(?event, "media event"),
+            _ = stats_tick.tick() => log_media_stats(&engine),
+            _ = &mut shutdown, if stopping_since.is_none() => {
+                tracing::info!("shutting down: hanging up held callers");
+                stopping_since = Some(Instant::now());
+                b2bua.shutdown(Instant::now());
+            }
+        }
+        while let Some(transmit) = b2bua.poll_transmit() {
+            if let Err(error) = socket
+                .send_to(&transmit.payload, transmit.destination)
+                .await
+            {
+                tracing::debug!(%error, destination = %transmit.destination, "SIP send failed");
+            }
+        }
+        if let Some(since) = stopping_since {
+            let settled = b2bua.calls() == 0 && b2bua.transactions_in_flight() == 0;
+            if settled || since.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+        }
+    }
+    engine.shutdown();
+    tracing::info!("holdfast stopped");
+    Ok(())
+}
+
+/// One log line with the media clock's health, every few seconds: what an operator (and
+/// `scripts/bench.sh`) reads before the metrics endpoint exists.
+fn log_media_stats(engine: &MediaEngine) {
+    let s = engine.stats();
+    tracing::info!(
+        "media stats streams={} playing={} sent={} received={} send_errors={} skipped={} \
+         lateness_p50_us={} lateness_p99_us={} lateness_max_us={}",
+        s.streams,
+        s.playing,
+        s.packets_sent,
+        s.packets_received,
+        s.send_errors,
+        s.skipped_frames,
+        s.lateness.p50_us,
+        s.lateness.p99_us,
+        s.lateness.max_us
+    );
+}

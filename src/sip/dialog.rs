@@ -1,0 +1,223 @@
+//! SIP dialogs (RFC 3261 §12): the state two user agents share for the life of a call,
+//! and the in-dialog requests holdfast originates (BYE today; REFER and re-INVITE later).
+//!
+//! holdfast is the UAS of every trunk call, so a [`Dialog`] is created from the INVITE it
+//! answers (§12.1.1): the remote target is the caller's Contact, the route set is the
+//! INVITE's Record-Route in order, our local tag is the To tag of our 2xx. Requests we send
+//! in the dialog (§12.2.1.1) swap From and To, use the remote target as Request-URI and
+//! increase our own CSeq, independent of the caller's.
+//!
+//! Matching incoming in-dialog requests (§12.2.2) is by Call-ID plus both tags; the caller's
+//! CSeq must increase, except for ACK and CANCEL which reuse the INVITE's number.
+
+use rsip::Header;
+use rsip::prelude::*;
+
+/// Why an INVITE could not seed a dialog.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DialogError {
+    /// A mandatory header (From, To, Call-ID, CSeq or Contact) is missing or unparsable.
+    #[error("INVITE header {0} missing or malformed")]
+    BadHeader(&'static str),
+}
+
+/// One dialog in which holdfast is the UAS.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    /// Call-ID shared by both sides.
+    pub call_id: String,
+    /// Our tag (the To tag of our responses).
+    pub local_tag: String,
+    /// The caller's tag (From tag of the INVITE).
+    pub remote_tag: String,
+    /// The INVITE's From header value: becomes To in our requests.
+    remote_party: String,
+    /// The INVITE's To header value plus our tag: becomes From in our requests.
+    local_party: String,
+    /// Where our in-dialog requests are addressed (the caller's Contact URI).
+    pub remote_target: rsip::Uri,
+    /// Record-Route values, copied in order into Route of our requests (§12.1.1).
+    route_set: Vec<String>,
+    /// Our CSeq counter for requests we originate.
+    local_cseq: u32,
+    /// Highest CSeq seen from the caller.
+    remote_cseq: u32,
+}
+
+impl Dialog {
+    /// Builds the UAS side of a dialog from the INVITE holdfast answers with `local_tag`.
+    pub fn from_invite(invite: &rsip::Request, local_tag: &str) -> Result<Self, DialogError> {
+        let from = invite
+            .from_header()
+            .map_err(|_| DialogError::BadHeader("From"))?;
+        // An RFC 2543 peer may send no From tag: the remote tag is then empty (§12.1.1).
+        let remote_tag = from
+            .tag()
+            .map_err(|_| DialogError::BadHeader("From"))?
+            .map(|tag| tag.value().to_string())
+            .unwrap_or_default();
+        let to = invite
+            .to_header()
+            .map_err(|_| DialogError::BadHeader("To"))?;
+        let call_id = invite
+            .call_id_header()
+            .map_err(|_| DialogError::BadHeader("Call-ID"))?
+            .value()
+            .to_string();
+        let remote_cseq = invite
+            .cseq_header()
+            .ok()
+            .and_then(|c| c.seq().ok())
+            .ok_or(DialogError::BadHeader("CSeq"))?;
+        // Without a usable Contact the Request-URI still identifies the caller's side; the
+        // datagram goes to the flow's source address anyway (see `b2bua`).
+        let remote_target = invite
+            .contact_header()
+            .ok()
+            .and_then(|c| c.uri().ok())
+            .unwrap_or_else(|| invite.uri.clone());
+        let route_set = invite
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::RecordRoute(rr) => Some(rr.value().to_string()),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            call_id,
+            local_tag: local_tag.to_string(),
+            remote_tag,
+            remote_party: from.value().to_string(),
+            local_party: format!("{};tag={}", to.value(), local_tag),
+            remote_target,
+            route_set,
+            local_cseq: 0,
+            remote_cseq,
+        })
+    }
+
+    /// Whether `request` belongs to this dialog (§12.2.2: Call-ID, From tag, To tag).
+    pub fn matches(&self, call_id: &str, from_tag: Option<&str>, to_tag: Option<&str>) -> bool {
+        call_id == self.call_id
+            && from_tag.unwrap_or("") == self.remote_tag
+            && to_tag == Some(self.local_tag.as_str())
+    }
+
+    /// Records the CSeq of an in-dialog request from the caller; `false` means it is older
+    /// than one already seen and must be refused with `500` (§12.2.2).
+    pub fn accept_remote_cseq(&mut self, seq: u32, method: &rsip::Method) -> bool {
+        if matches!(method, rsip::Method::Ack | rsip::Method::Cancel) {
+            return true;
+        }
+        if seq < self.remote_cseq {
+            return false;
+        }
+        self.remote_cseq = seq;
+        true
+    }
+
+    /// Builds an in-dialog request from holdfast (§12.2.1.1). `via` is our sent-by
+    /// (`host:port`), `branch` a fresh RFC 3261 branch.
+    pub fn request(&mut self, method: rsip::Method, via: &str, branch: &str) -> rsip::Request {
+        self.local_cseq += 1;
+        let mut headers: Vec<Header> = vec![
+            Header::Via(rsip::headers::Via::new(format!(
+                "SIP/2.0/UDP {via};branch={branch};rport"
+            ))),
+            Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
+            Header::From(rsip::headers::From::new(self.local_party.clone())),
+            Header::To(rsip::headers::To::new(self.remote_party.clone())),
+            Header::CallId(rsip::headers::CallId::new(self.call_id.clone())),
+            Header::CSeq(rsip::headers::CSeq::new(format!(
+                "{} {}",
+                self.local_cseq, method
+            ))),
+        ];
+        headers.extend(
+            self.route_set
+                .iter()
+                .map(|r| Header::Route(rsip::headers::Route::new(r.clone()))),
+        );
+        headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+            "0",
+        )));
+        rsip::Request {
+            method,
+            uri: self.remote_target.clone(),
+            version: rsip::Version::V2,
+            headers: headers.into(),
+            body: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:100@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-1\r\n\
+From: \"Ann\" <sip:+15551234567@127.0.0.1:5080>;tag=abc\r\n\
+To: <sip:100@127.0.0.1:5060>\r\n\
+Call-ID: call-1@host\r\n\
+CSeq: 7 INVITE\r\n\
+Contact: <sip:ann@127.0.0.1:5080>\r\n\
+Record-Route: <sip:proxy1;lr>\r\n\
+Record-Route: <sip:proxy2;lr>\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn invite() -> rsip::Request {
+        rsip::Request::try_from(INVITE).expect("test INVITE parses")
+    }
+
+    #[test]
+    fn bye_swaps_parties_and_targets_contact() {
+        let mut d = Dialog::from_invite(&invite(), "hf1").unwrap();
+        let bye = d.request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKx");
+        let text = bye.to_string();
+        assert!(
+            text.starts_with("BYE sip:ann@127.0.0.1:5080 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("From: <sip:100@127.0.0.1:5060>;tag=hf1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("To: \"Ann\" <sip:+15551234567@127.0.0.1:5080>;tag=abc\r\n"));
+        assert!(text.contains("CSeq: 1 BYE\r\n"));
+        // Route set in Record-Route order for the UAS (§12.1.1).
+        let r1 = text.find("Route: <sip:proxy1;lr>").unwrap();
+        let r2 = text.find("Route: <sip:proxy2;lr>").unwrap();
+        assert!(r1 < r2);
+        let again = d.request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKy");
+        assert!(again.to_string().contains("CSeq: 2 BYE\r\n"));
+    }
+
+    #[test]
+    fn matching_needs_both_tags() {
+        let d = Dialog::from_invite(&invite(), "hf1").unwrap();
+        assert!(d.matches("call-1@host", Some("abc"), Some("hf1")));
+        assert!(!d.matches("call-1@host", Some("abc"), Some("other")));
+        assert!(!d.matches("call-1@host", Some("abc"), None));
+        assert!(!d.matches("call-2@host", Some("abc"), Some("hf1")));
+    }
+
+    #[test]
+    fn remote_cseq_must_not_go_backwards() {
+        let mut d = Dialog::from_invite(&invite(), "hf1").unwrap();
+        assert!(d.accept_remote_cseq(8, &rsip::Method::Bye));
+        assert!(!d.accept_remote_cseq(7, &rsip::Method::Info));
+        assert!(d.accept_remote_cseq(7, &rsip::Method::Ack));
+    }
+
+    #[test]
+    fn rfc2543_invite_without_from_tag_still_makes_a_dialog() {
+        let text = INVITE.replace(";tag=abc", "");
+        let req = rsip::Request::try_from(text.as_str()).unwrap();
+        let d = Dialog::from_invite(&req, "x").unwrap();
+        assert!(d.matches("call-1@host", None, Some("x")));
+        assert!(!d.matches("call-1@host", Some("zzz"), Some("x")));
+    }
+}

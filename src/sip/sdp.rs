@@ -1,0 +1,601 @@
+//! SDP offer/answer for holdfast's one audio stream (RFC 4566, RFC 3264, RFC 4733 §7.1.1).
+//!
+//! holdfast speaks G.711 only: PCMU and PCMA at 8 kHz, 20 ms packets, plus `telephone-event`
+//! for DTMF. This module reads the audio part of an offer ([`parse_offer`]), picks the codec
+//! the RFC 3264 §6.1 way — the offerer's first preference that we support ([`negotiate`]) — and
+//! writes answers and offers ([`render_answer`], [`render_offer`]).
+//!
+//! Parsing is one pass over the lines, bounded by [`MAX_SDP_SIZE`] and [`MAX_FORMATS`], and
+//! every defect is an [`SdpError`], never a panic. `parse_offer` reads an agent's *answer*
+//! just as well, since both have the same shape.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// Largest SDP body accepted, in bytes; real offers are well under 2 KiB.
+pub const MAX_SDP_SIZE: usize = 16 * 1024;
+
+/// Most payload types read from one `m=` line; more is not a real offer.
+pub const MAX_FORMATS: usize = 64;
+
+/// Payload type holdfast uses for `telephone-event` in its own offers.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Why an SDP body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// The body is larger than [`MAX_SDP_SIZE`].
+    #[error("SDP body too large")]
+    TooLarge,
+    /// The body is not UTF-8 text (RFC 4566 §5).
+    #[error("SDP is not UTF-8")]
+    NotUtf8,
+    /// A line is not `<letter>=<value>`, or a known line is malformed; `line` is 1-based.
+    #[error("malformed SDP line {line}")]
+    MalformedLine {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The first line is not `v=0`.
+    #[error("SDP does not start with v=0")]
+    BadVersion,
+    /// There is no `m=audio` section.
+    #[error("no audio stream offered")]
+    NoAudio,
+    /// The audio stream has port 0, i.e. it is rejected or disabled (RFC 3264 §5.1).
+    #[error("audio stream disabled (port 0)")]
+    AudioDisabled,
+    /// The audio transport is not plain RTP (`RTP/AVP`, `RTP/AVPF`); SRTP is not supported.
+    #[error("unsupported media transport {0}")]
+    UnsupportedTransport(String),
+    /// No usable `c=` line at session or audio media level.
+    #[error("no connection address for the audio stream")]
+    MissingConnection,
+    /// More than [`MAX_FORMATS`] payload types.
+    #[error("too many payload types")]
+    TooManyFormats,
+    /// None of the offered codecs is PCMU or PCMA at 8000 Hz.
+    #[error("no common codec")]
+    NoCommonCodec,
+}
+
+impl SdpError {
+    /// The SIP status a UAS answers an INVITE with when its offer fails this way: `488 Not
+    /// Acceptable Here` for a valid offer we cannot meet, `400 Bad Request` for a broken one.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Self::NoAudio
+            | Self::AudioDisabled
+            | Self::UnsupportedTransport(_)
+            | Self::NoCommonCodec => 488,
+            _ => 400,
+        }
+    }
+}
+
+/// The G.711 codecs holdfast sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// G.711 µ-law, static payload type 0.
+    Pcmu,
+    /// G.711 A-law, static payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    /// The static RTP payload type (RFC 3551 §6).
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Self::Pcmu => 0,
+            Self::Pcma => 8,
+        }
+    }
+
+    /// The encoding name used in `a=rtpmap`.
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+}
+
+/// Media direction attribute (RFC 4566 §6, RFC 3264 §5.1); `sendrecv` when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Both ways.
+    #[default]
+    SendRecv,
+    /// The offerer only sends (e.g. it put us on hold).
+    SendOnly,
+    /// The offerer only receives.
+    RecvOnly,
+    /// Neither.
+    Inactive,
+}
+
+impl Direction {
+    fn from_attribute(name: &str) -> Option<Self> {
+        Some(match name {
+            "sendrecv" => Self::SendRecv,
+            "sendonly" => Self::SendOnly,
+            "recvonly" => Self::RecvOnly,
+            "inactive" => Self::Inactive,
+            _ => return None,
+        })
+    }
+
+    /// The direction an answerer uses for this offered direction (RFC 3264 §6.1).
+    pub fn answer(self) -> Self {
+        match self {
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            other => other,
+        }
+    }
+
+    fn attribute(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+}
+
+/// One `a=rtpmap` line of the audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpMap {
+    /// Payload type it describes.
+    pub payload_type: u8,
+    /// Encoding name as written (compare case-insensitively).
+    pub encoding: String,
+    /// Clock rate in Hz.
+    pub clock_rate: u32,
+}
+
+/// The audio part of a parsed offer (or answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Where the peer wants RTP: the audio `c=` (or session `c=`) address and `m=` port.
+    pub remote: SocketAddr,
+    /// Payload types of the `m=audio` line, in the offerer's order of preference.
+    pub formats: Vec<u8>,
+    /// `a=rtpmap` lines of the audio stream.
+    pub rtpmaps: Vec<RtpMap>,
+    /// Payload type of `telephone-event/8000`, if offered.
+    pub telephone_event: Option<u8>,
+    /// The `a=fmtp` value for that payload type (e.g. `0-16`), if any.
+    pub telephone_event_fmtp: Option<String>,
+    /// Media direction (media-level attribute overrides session-level).
+    pub direction: Direction,
+    /// `a=ptime`, if given.
+    pub ptime: Option<u32>,
+}
+
+/// The negotiated audio session, ready for the media engine and for [`render_answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The codec both sides use.
+    pub codec: Codec,
+    /// Its payload type as the offer numbered it (normally the static one).
+    pub payload_type: u8,
+    /// `telephone-event` payload type, when the offer had it.
+    pub telephone_event: Option<u8>,
+    /// Where to send RTP (until symmetric RTP learns the real source).
+    pub remote: SocketAddr,
+    /// The direction we answer with.
+    pub direction: Direction,
+}
+
+fn parse_u8(s: &str) -> Option<u8> {
+    (!s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// `c=IN IP4 <addr>` / `c=IN IP6 <addr>`; a TTL or count suffix (`/127`) is ignored.
+fn parse_connection(value: &str) -> Option<IpAddr> {
+    let mut parts = value.split_ascii_whitespace();
+    let (Some("IN"), Some(kind), Some(addr), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let addr = addr.split('/').next()?;
+    let ip: IpAddr = addr.parse().ok()?;
+    match (kind, ip) {
+        ("IP4", IpAddr::V4(_)) | ("IP6", IpAddr::V6(_)) => Some(ip),
+        _ => None,
+    }
+}
+
+/// Reads the first audio stream of an SDP offer (or answer).
+pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
+    if body.len() > MAX_SDP_SIZE {
+        return Err(SdpError::TooLarge);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
+    let mut session_c = None;
+    let mut session_dir = None;
+    // Section we are in: None = session level, Some(true) = the chosen audio stream,
+    // Some(false) = any other media section (ignored).
+    let mut in_audio: Option<bool> = None;
+    let mut audio: Option<(u16, Vec<u8>)> = None;
+    let (mut media_c, mut media_dir, mut ptime) = (None, None, None);
+    let mut rtpmaps = Vec::new();
+    let mut fmtps: Vec<(u8, String)> = Vec::new();
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty());
+    match lines.next() {
+        Some((_, "v=0")) => {}
+        _ => return Err(SdpError::BadVersion),
+    }
+    for (index, line) in lines {
+        let bad = SdpError::MalformedLine { line: index + 1 };
+        let (kind, value) = line.split_at_checked(2).ok_or(bad.clone())?;
+        let [letter, b'='] = kind.as_bytes() else {
+            return Err(bad);
+        };
+        if !letter.is_ascii_lowercase() {
+            return Err(bad);
+        }
+        match (letter, in_audio) {
+            (b'm', _) => {
+                let mut parts = value.split_ascii_whitespace();
+                let (Some(media), Some(port), Some(proto)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad);
+                };
+                if media != "audio" || audio.is_some() {
+                    in_audio = Some(false);
+                    continue;
+                }
+                // `port/count` is legal; holdfast uses the first port only.
+                let port: u16 = port
+                    .split('/')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or(bad.clone())?;
+                if port == 0 {
+                    return Err(SdpError::AudioDisabled);
+                }
+                if !matches!(proto, "RTP/AVP" | "RTP/AVPF") {
+                    return Err(SdpError::UnsupportedTransport(proto.to_owned()));
+                }
+                let mut formats = Vec::new();
+                for fmt in parts {
+                    if formats.len() == MAX_FORMATS {
+                        return Err(SdpError::TooManyFormats);
+                    }
+                    formats.push(parse_u8(fmt).filter(|pt| *pt < 128).ok_or(bad.clone())?);
+                }
+                if formats.is_empty() {
+                    return Err(bad);
+                }
+                audio = Some((port, formats));
+                in_audio = Some(true);
+            }
+            (b'c', None) => session_c = Some(parse_connection(value).ok_or(bad)?),
+            (b'c', Some(true)) => media_c = Some(parse_connection(value).ok_or(bad)?),
+            (b'a', None) => session_dir = Direction::from_attribute(value).or(session_dir),
+            (b'a', Some(true)) => {
+                let (name, arg) = value.split_once(':').unwrap_or((value, ""));
+                match name {
+                    "rtpmap" => rtpmaps.push(parse_rtpmap(arg).ok_or(bad)?),
+                    "fmtp" => {
+                        let (pt, params) = arg.split_once(' ').ok_or(bad.clone())?;
+                        fmtps.push((parse_u8(pt).ok_or(bad)?, params.trim().to_owned()));
+                    }
+                    "ptime" => ptime = arg.trim().parse().ok(),
+                    _ => media_dir = Direction::from_attribute(name).or(media_dir),
+                }
+            }
+            _ => {}
+        }
+    }
+    let (port, formats) = audio.ok_or(SdpError::NoAudio)?;
+    let ip = media_c.or(session_c).ok_or(SdpError::MissingConnection)?;
+    let telephone_event = rtpmaps
+        .iter()
+        .find(|m| {
+            m.encoding.eq_ignore_ascii_case("telephone-event")
+                && m.clock_rate == 8000
+                && formats.contains(&m.payload_type)
+        })
+        .map(|m| m.payload_type);
+    let telephone_event_fmtp =
+        telephone_event.and_then(|pt| fmtps.into_iter().find(|(p, _)| *p == pt).map(|(_, f)| f));
+    Ok(Offer {
+        remote: SocketAddr::new(ip, port),
+        formats,
+        rtpmaps,
+        telephone_event,
+        telephone_event_fmtp,
+        direction: media_dir.or(session_dir).unwrap_or_default(),
+        ptime,
+    })
+}
+
+/// `<pt> <name>/<rate>[/<channels>]`.
+fn parse_rtpmap(arg: &str) -> Option<RtpMap> {
+    let (pt, encoding) = arg.split_once(' ')?;
+    let mut parts = encoding.trim().split('/');
+    let (Some(name), Some(rate)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    Some(RtpMap {
+        payload_type: parse_u8(pt).filter(|pt| *pt < 128)?,
+        encoding: name.to_owned(),
+        clock_rate: rate.parse().ok()?,
+    })
+}
+
+impl Offer {
+    /// The codec a payload type stands for in this offer: its `a=rtpmap`, or for the static
+    /// types 0 and 8 without one, RFC 3551's assignment.
+    pub fn codec_of(&self, payload_type: u8) -> Option<Codec> {
+        let by_name = |name: &str| {
+            if name.eq_ignore_ascii_case("PCMU") {
+                Some(Codec::Pcmu)
+            } else if name.eq_ignore_ascii_case("PCMA") {
+                Some(Codec::Pcma)
+            } else {
+                None
+            }
+        };
+        match self.rtpmaps.iter().find(|m| m.payload_type == payload_type) {
+            Some(map) if map.clock_rate == 8000 => by_name(&map.encoding),
+            Some(_) => None,
+            None => match payload_type {
+                0 => Some(Codec::Pcmu),
+                8 => Some(Codec::Pcma),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Chooses the offerer's most preferred codec that holdfast supports (RFC 3264 §6.1) and keeps
+/// `telephone-event` with the offer's payload type. [`SdpError::NoCommonCodec`] maps to `488`.
+pub fn negotiate(offer: &Offer) -> Result<Answer, SdpError> {
+    let (payload_type, codec) = offer
+        .formats
+        .iter()
+        .find_map(|&pt| offer.codec_of(pt).map(|c| (pt, c)))
+        .ok_or(SdpError::NoCommonCodec)?;
+    Ok(Answer {
+        codec,
+        payload_type,
+        telephone_event: offer.telephone_event,
+        remote: offer.remote,
+        direction: offer.direction.answer(),
+    })
+}
+
+fn push_session_head(out: &mut String, ip: IpAddr, session_id: u64, version: u64) {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "v=0\r\no=holdfast {session_id} {version} IN {family} {ip}\r\ns=holdfast\r\n\
+         c=IN {family} {ip}\r\nt=0 0\r\n"
+    );
+}
+
+fn push_telephone_event(out: &mut String, pt: u8) {
+    let _ = write!(
+        out,
+        "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"
+    );
+}
+
+/// The SDP answer for `answer`, offering our RTP socket `public_ip:rtp_port`.
+///
+/// `session_id` stays fixed for the call; `version` must grow with each new SDP in it.
+pub fn render_answer(
+    answer: &Answer,
+    public_ip: IpAddr,
+    rtp_port: u16,
+    session_id: u64,
+    version: u64,
+) -> String {
+    let mut out = String::with_capacity(320);
+    push_session_head(&mut out, public_ip, session_id, version);
+    let pt = answer.payload_type;
+    let _ = write!(out, "m=audio {rtp_port} RTP/AVP {pt}");
+    if let Some(te) = answer.telephone_event {
+        let _ = write!(out, " {te}");
+    }
+    let _ = write!(
+        out,
+        "\r\na=rtpmap:{pt} {}/8000\r\n",
+        answer.codec.encoding_name()
+    );
+    if let Some(te) = answer.telephone_event {
+        push_telephone_event(&mut out, te);
+    }
+    let _ = write!(out, "a=ptime:20\r\na={}\r\n", answer.direction.attribute());
+    out
+}
+
+/// holdfast's own offer (calls to agents, callbacks): PCMU, PCMA and `telephone-event` at
+/// payload type [`TELEPHONE_EVENT_PT`].
+pub fn render_offer(public_ip: IpAddr, rtp_port: u16, session_id: u64, version: u64) -> String {
+    let mut out = String::with_capacity(360);
+    push_session_head(&mut out, public_ip, session_id, version);
+    let te = TELEPHONE_EVENT_PT;
+    let _ = write!(
+        out,
+        "m=audio {rtp_port} RTP/AVP 0 8 {te}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    );
+    push_telephone_event(&mut out, te);
+    out.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The offer of SIPp's default `uac` scenario.
+    const SIPP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+        c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    fn offer(media: &str) -> String {
+        format!("v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n{media}")
+    }
+
+    #[test]
+    fn sipp_default_offer_gets_pcmu() {
+        let offer = parse_offer(SIPP.as_bytes()).unwrap();
+        assert_eq!(offer.remote, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(offer.formats, [0]);
+        assert_eq!(offer.direction, Direction::SendRecv);
+        let answer = negotiate(&offer).unwrap();
+        assert_eq!((answer.codec, answer.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(answer.telephone_event, None);
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        let sdp = render_answer(&answer, ip, 20000, 42, 1);
+        assert_eq!(
+            sdp,
+            "v=0\r\no=holdfast 42 1 IN IP4 203.0.113.1\r\ns=holdfast\r\nc=IN IP4 203.0.113.1\r\n\
+             t=0 0\r\nm=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        // Our answer is itself a valid SDP that reads back the same.
+        let back = parse_offer(sdp.as_bytes()).unwrap();
+        assert_eq!(back.remote, SocketAddr::new(ip, 20000));
+        assert_eq!(negotiate(&back).unwrap().codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn pcma_only_offer_without_rtpmap() {
+        let answer =
+            negotiate(&parse_offer(offer("m=audio 4000 RTP/AVP 8\r\n").as_bytes()).unwrap());
+        assert_eq!(answer.unwrap().codec, Codec::Pcma);
+    }
+
+    #[test]
+    fn first_supported_codec_wins_and_telephone_event_is_kept() {
+        let body = offer(
+            "m=audio 4000 RTP/AVP 18 8 0 101\r\na=rtpmap:18 G729/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendonly\r\n",
+        );
+        let offer = parse_offer(body.as_bytes()).unwrap();
+        assert_eq!(offer.telephone_event, Some(101));
+        assert_eq!(offer.telephone_event_fmtp.as_deref(), Some("0-15"));
+        let answer = negotiate(&offer).unwrap();
+        assert_eq!((answer.codec, answer.payload_type), (Codec::Pcma, 8));
+        assert_eq!(answer.telephone_event, Some(101));
+        assert_eq!(answer.direction, Direction::RecvOnly);
+        let sdp = render_answer(&answer, "::1".parse().unwrap(), 30000, 7, 2);
+        assert!(sdp.contains("c=IN IP6 ::1\r\n"), "{sdp}");
+        assert!(sdp.contains("m=audio 30000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"));
+        assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"));
+        assert!(sdp.ends_with("a=ptime:20\r\na=recvonly\r\n"));
+    }
+
+    #[test]
+    fn dynamic_payload_type_mapped_to_pcmu_is_answered_with_it() {
+        let body = offer("m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 pcmu/8000\r\n");
+        let answer = negotiate(&parse_offer(body.as_bytes()).unwrap()).unwrap();
+        assert_eq!((answer.codec, answer.payload_type), (Codec::Pcmu, 96));
+    }
+
+    #[test]
+    fn no_common_codec_is_488() {
+        let body = offer(
+            "m=audio 4000 RTP/AVP 96 97\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/8000\r\n",
+        );
+        let err = negotiate(&parse_offer(body.as_bytes()).unwrap()).unwrap_err();
+        assert_eq!(err, SdpError::NoCommonCodec);
+        assert_eq!(err.status_code(), 488);
+        // A static type remapped to another clock rate is not G.711.
+        let body = offer("m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/16000\r\n");
+        assert!(negotiate(&parse_offer(body.as_bytes()).unwrap()).is_err());
+    }
+
+    #[test]
+    fn media_level_connection_and_direction_override_session_level() {
+        let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\na=inactive\r\n\
+             m=video 5000 RTP/AVP 31\r\nc=IN IP4 192.0.2.99\r\na=sendonly\r\n\
+             m=audio 4000 RTP/AVP 0\r\nc=IN IP4 198.51.100.7/127\r\n";
+        let offer = parse_offer(body.as_bytes()).unwrap();
+        assert_eq!(offer.remote, "198.51.100.7:4000".parse().unwrap());
+        assert_eq!(offer.direction, Direction::Inactive);
+    }
+
+    #[test]
+    fn rejects_unusable_and_malformed_offers() {
+        let cases: Vec<(String, SdpError)> = vec![
+            (offer("m=audio 0 RTP/AVP 0\r\n"), SdpError::AudioDisabled),
+            (
+                offer("m=audio 4000 RTP/SAVP 0\r\n"),
+                SdpError::UnsupportedTransport("RTP/SAVP".into()),
+            ),
+            (offer("m=video 4000 RTP/AVP 31\r\n"), SdpError::NoAudio),
+            (
+                offer("m=audio 4000 RTP/AVP\r\n"),
+                SdpError::MalformedLine { line: 6 },
+            ),
+            (
+                offer("m=audio 4000 RTP/AVP 0 300\r\n"),
+                SdpError::MalformedLine { line: 6 },
+            ),
+            (
+                offer("m=audio 99999 RTP/AVP 0\r\n"),
+                SdpError::MalformedLine { line: 6 },
+            ),
+            (offer("garbage\r\n"), SdpError::MalformedLine { line: 6 }),
+            (
+                offer("m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n"),
+                SdpError::MalformedLine { line: 7 },
+            ),
+            (
+                "v=0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n".into(),
+                SdpError::MissingConnection,
+            ),
+            ("v=1\r\n".into(), SdpError::BadVersion),
+            (String::new(), SdpError::BadVersion),
+            (
+                offer("c=IN IP4 not-an-ip\r\n"),
+                SdpError::MalformedLine { line: 6 },
+            ),
+            (
+                offer("c=IN IP6 192.0.2.1\r\n"),
+                SdpError::MalformedLine { line: 6 },
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(parse_offer(body.as_bytes()), Err(expected), "{body:?}");
+        }
+        assert_eq!(parse_offer(b"v=0\r\n\xff"), Err(SdpError::NotUtf8));
+        assert_eq!(
+            parse_offer(&vec![b'a'; MAX_SDP_SIZE + 1]),
+            Err(SdpError::TooLarge)
+        );
+        let many = (0..=MAX_FORMATS)
+            .map(|i| (i % 128).to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let body = offer(&format!("m=audio 4000 RTP/AVP {many}\r\n"));
+        assert_eq!(parse_offer(body.as_bytes()), Err(SdpError::TooManyFormats));
+    }
+
+    #[test]
+    fn our_offer_lists_both_codecs_and_dtmf() {
+        let sdp = render_offer("192.0.2.1".parse().unwrap(), 10000, 9, 1);
+        let parsed = parse_offer(sdp.as_bytes()).unwrap();
+        assert_eq!(parsed.formats, [0, 8, TELEPHONE_EVENT_PT]);
+        assert_eq!(parsed.telephone_event, Some(TELEPHONE_EVENT_PT));
+        assert_eq!(parsed.telephone_event_fmtp.as_deref(), Some("0-16"));
+        assert_eq!(parsed.ptime, Some(20));
+        assert_eq!(negotiate(&parsed).unwrap().codec, Codec::Pcmu);
+        assert_eq!(Codec::Pcma.payload_type(), 8);
+    }
+}

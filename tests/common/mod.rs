@@ -1,0 +1,486 @@
+//! Shared helpers for the end-to-end tests: start a real holdfast process on loopback with
+//! a generated config, talk SIP to it over UDP, run SIPp scenarios from `sipp/`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "holdfast-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// The options a test varies in the generated config.
+pub struct Setup {
+    /// First port of a 1000-port RTP range private to this test.
+    pub rtp_base: u16,
+    /// Extra TOML appended (queues, routes...). Without it: one queue `support`, route `*`.
+    pub extra: String,
+    /// `[sip] max_calls`.
+    pub max_calls: u32,
+    /// The trunk's `allow` CIDR.
+    pub trunk_allow: String,
+}
+
+impl Setup {
+    /// A default setup with the given RTP range.
+    pub fn new(rtp_base: u16) -> Self {
+        Self {
+            rtp_base,
+            extra: String::new(),
+            max_calls: 10_000,
+            trunk_allow: "127.0.0.0/8".to_string(),
+        }
+    }
+}
+
+/// A running holdfast, killed on drop.
+pub struct Holdfast {
+    child: Child,
+    /// Its SIP address.
+    pub sip: SocketAddr,
+    /// Its scratch directory (config, data, log).
+    pub dir: PathBuf,
+}
+
+impl Holdfast {
+    /// Start holdfast with a generated config and wait until it answers OPTIONS.
+    pub fn start(name: &str, setup: &Setup) -> Self {
+        let dir = scratch_dir(name);
+        let port = free_udp_port();
+        let music = repo().join("media/music/hold.flac");
+        let queues = if setup.extra.is_empty() {
+            "[[queue]]\nname = \"support\"\n\n[[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n".to_string()
+        } else {
+            setup.extra.clone()
+        };
+        let config = format!(
+            "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
+             rtp_ports = \"{}-{}\"\nmax_calls = {}\n\n[admin]\nlisten = \"\"\n\n\
+             [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
+             [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"127.0.0.1:5070\"\n\n{queues}",
+            setup.rtp_base,
+            setup.rtp_base + 999,
+            setup.max_calls,
+            dir.join("data").display(),
+            music.display(),
+            setup.trunk_allow,
+        );
+        let config_path = dir.join("holdfast.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("holdfast.log")).expect("create log");
+        let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "holdfast=debug,info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn holdfast");
+        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut holdfast = Self { child, sip, dir };
+        holdfast.wait_ready();
+        holdfast
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("holdfast exited early ({status}); log:\n{}", self.log());
+            }
+            if options(self.sip, Duration::from_millis(200)) == Some(200) {
+                return;
+            }
+        }
+        panic!("holdfast did not answer OPTIONS; log:\n{}", self.log());
+    }
+
+    /// Everything holdfast logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("holdfast.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("holdfast did not stop after SIGTERM");
+    }
+}
+
+impl Drop for Holdfast {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send an OPTIONS and return the status code of the final reply, if any arrives in time.
+pub fn options(to: SocketAddr, wait: Duration) -> Option<u16> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let local = socket.local_addr().ok()?;
+    let branch = format!("z9hG4bK-opt-{}", rand_suffix());
+    let msg = format!(
+        "OPTIONS sip:ping@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=p1\r\nTo: <sip:ping@{to}>\r\n\
+         Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(msg.as_bytes(), to).ok()?;
+    final_status(&socket, wait)
+}
+
+/// Read datagrams until a final (≥ 200) response or the wait ends; its status code.
+pub fn final_status(socket: &UdpSocket, wait: Duration) -> Option<u16> {
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 65_536];
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        let (len, _) = socket.recv_from(&mut buf).ok()?;
+        if let Some(code) = status_code(&buf[..len])
+            && code >= 200
+        {
+            return Some(code);
+        }
+    }
+}
+
+/// The status code of a response datagram.
+pub fn status_code(datagram: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(datagram.get(..12)?).ok()?;
+    text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+}
+
+fn rand_suffix() -> u64 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    u64::from(std::process::id()) << 20 | u64::from(N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Run a SIPp scenario from `sipp/` against holdfast; returns SIPp's output. SIPp exits 0
+/// only when every call succeeded.
+pub fn sipp(scenario: &str, target: SocketAddr, args: &[&str]) -> Output {
+    let scenario = repo().join("sipp").join(scenario);
+    let sipp_port = free_udp_port().to_string();
+    let media_port = free_udp_port().to_string();
+    Command::new("sipp")
+        .arg(target.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.1", "-p", &sipp_port, "-mp", &media_port])
+        .args(["-nostdin", "-timeout", "120s", "-timeout_error"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sipp (apt-get install sip-tester)")
+}
+
+/// One RTP stream as received, keyed by SSRC.
+#[derive(Debug, Default, Clone)]
+pub struct StreamStats {
+    /// Packets received.
+    pub packets: u32,
+    /// First and last sequence numbers.
+    pub first_seq: u16,
+    /// Last sequence number seen.
+    pub last_seq: u16,
+    /// Sequence steps other than +1 (loss, reordering, restarts).
+    pub seq_breaks: u32,
+    /// Timestamp steps other than +160.
+    pub ts_breaks: u32,
+    /// Packets with the marker bit set, and whether the first one had it.
+    pub markers: u32,
+    /// The first packet carried the marker bit.
+    pub first_marked: bool,
+    /// Payload types seen.
+    pub payload_type: u8,
+    /// Payload bytes that are not G.711 silence (0xFF µ-law / 0xD5 A-law, ±2 steps).
+    pub loud_bytes: u64,
+    /// Payload sizes other than 160.
+    pub odd_sizes: u32,
+    last_ts: u32,
+}
+
+/// Receive RTP on `socket` for `duration`, grouping by SSRC.
+pub fn collect_rtp(socket: &UdpSocket, duration: Duration) -> HashMap<u32, StreamStats> {
+    let mut streams: HashMap<u32, StreamStats> = HashMap::new();
+    let deadline = Instant::now() + duration;
+    let mut buf = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while Instant::now() < deadline {
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let packet = &buf[..len];
+        if len < 12 || packet[0] >> 6 != 2 {
+            continue;
+        }
+        let marker = packet[1] & 0x80 != 0;
+        let pt = packet[1] & 0x7f;
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let payload = &packet[12..];
+        let s = streams.entry(ssrc).or_default();
+        if s.packets == 0 {
+            s.first_seq = seq;
+            s.first_marked = marker;
+            s.payload_type = pt;
+        } else {
+            if seq != s.last_seq.wrapping_add(1) {
+                s.seq_breaks += 1;
+            }
+            if ts != s.last_ts.wrapping_add(160) {
+                s.ts_breaks += 1;
+            }
+        }
+        s.packets += 1;
+        s.markers += u32::from(marker);
+        s.last_seq = seq;
+        s.last_ts = ts;
+        if payload.len() != 160 {
+            s.odd_sizes += 1;
+        }
+        let silence: u8 = if pt == 8 { 0xD5 } else { 0xFF };
+        s.loud_bytes += payload
+            .iter()
+            .filter(|&&b| (b ^ silence) & 0x7f > 2)
+            .count() as u64;
+    }
+    streams
+}
+
+/// Bind a UDP socket on loopback at an ephemeral port, for RTP.
+pub fn rtp_sink() -> (UdpSocket, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind RTP sink");
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// Path helper for the torture corpus.
+pub fn torture_dir() -> PathBuf {
+    repo().join("tests/data/sip-torture")
+}
+
+/// Whether `path` exists (for skipping with a clear message).
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
+/// A minimal raw SIP user agent over one UDP socket, for tests that need exact control.
+pub struct RawUa {
+    /// The socket.
+    pub socket: UdpSocket,
+    /// Its address.
+    pub local: SocketAddr,
+    /// Where requests go.
+    pub target: SocketAddr,
+}
+
+/// A call placed by [`RawUa::invite`].
+#[derive(Debug, Clone)]
+pub struct RawCall {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our From tag.
+    pub from_tag: String,
+    /// The To tag of the final response.
+    pub to_tag: String,
+    /// The dialled user.
+    pub user: String,
+    /// Final status code.
+    pub code: u16,
+    /// The final response, as text.
+    pub response: String,
+}
+
+impl RawUa {
+    /// Bind on `ip` (a loopback address) and aim at `target`.
+    pub fn new(ip: &str, target: SocketAddr) -> Self {
+        let socket = UdpSocket::bind(format!("{ip}:0")).expect("bind UA");
+        let local = socket.local_addr().unwrap();
+        Self {
+            socket,
+            local,
+            target,
+        }
+    }
+
+    /// Send raw text.
+    pub fn send(&self, text: &str) {
+        self.socket.send_to(text.as_bytes(), self.target).unwrap();
+    }
+
+    /// Read datagrams until a final response for `cseq_method` arrives; its text.
+    pub fn wait_final(&self, cseq_method: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 65_536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let (len, _) = self.socket.recv_from(&mut buf).ok()?;
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            let Some(code) = status_code(&buf[..len]) else {
+                continue;
+            };
+            if code >= 200 && header(&text, "CSeq").is_some_and(|c| c.ends_with(cseq_method)) {
+                return Some(text);
+            }
+        }
+    }
+
+    /// Place an INVITE with `sdp` to `user`; ACKs a 2xx. Returns the outcome.
+    pub fn invite(&self, user: &str, from_user: &str, sdp: &str) -> RawCall {
+        let call_id = format!("raw-{}@test", rand_suffix());
+        let from_tag = format!("ft{}", rand_suffix());
+        let branch = format!("z9hG4bK-{}", rand_suffix());
+        let (local, target) = (self.local, self.target);
+        self.send(&format!(
+            "INVITE sip:{user}@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{from_user}@{local}>;tag={from_tag}\r\n\
+             To: <sip:{user}@{target}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:raw@{local}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ));
+        let response = self
+            .wait_final("INVITE", Duration::from_secs(3))
+            .expect("a final response to INVITE");
+        let code = status_code(response.as_bytes()).unwrap();
+        let to_tag = header(&response, "To")
+            .and_then(|to| to.split(";tag=").nth(1).map(|t| t.trim().to_string()))
+            .unwrap_or_default();
+        let call = RawCall {
+            call_id,
+            from_tag,
+            to_tag,
+            user: user.to_string(),
+            code,
+            response,
+        };
+        let ack_branch = if code < 300 {
+            format!("z9hG4bK-ack-{}", rand_suffix())
+        } else {
+            branch // a non-2xx ACK is part of the INVITE transaction (§17.1.1.3)
+        };
+        self.send(&self.in_dialog(&call, "ACK", 1, &ack_branch, ""));
+        call
+    }
+
+    /// Build an in-dialog request of `method` for `call`.
+    pub fn in_dialog(
+        &self,
+        call: &RawCall,
+        method: &str,
+        cseq: u32,
+        branch: &str,
+        body: &str,
+    ) -> String {
+        let (local, target) = (self.local, self.target);
+        let content_type = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        format!(
+            "{method} sip:{}@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:caller@{local}>;tag={}\r\nTo: <sip:{}@{target}>;tag={}\r\n\
+             Call-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:raw@{local}>\r\n{content_type}\
+             Content-Length: {}\r\n\r\n{body}",
+            call.user,
+            call.from_tag,
+            call.user,
+            call.to_tag,
+            call.call_id,
+            body.len()
+        )
+    }
+
+    /// Send an in-dialog request and return the final status.
+    pub fn request(
+        &self,
+        call: &RawCall,
+        method: &str,
+        cseq: u32,
+        body: &str,
+    ) -> Option<(u16, String)> {
+        let branch = format!("z9hG4bK-{}", rand_suffix());
+        self.send(&self.in_dialog(call, method, cseq, &branch, body));
+        let text = self.wait_final(method, Duration::from_secs(3))?;
+        Some((status_code(text.as_bytes())?, text))
+    }
+}
+
+/// The value of the first header `name` (case-insensitive) in a message's text.
+pub fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The body of a message's text.
+pub fn body(text: &str) -> &str {
+    text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+/// An SDP offer with the given payload types on `port`.
+pub fn sdp_offer(port: u16, payloads: &str, rtpmaps: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {payloads}\r\n{rtpmaps}"
+    )
+}
+
+/// A PCMU offer with telephone-event.
+pub fn pcmu_offer(port: u16) -> String {
+    sdp_offer(
+        port,
+        "0 101",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
+    )
+}
