@@ -94,7 +94,7 @@ hf=$!
 sleep 1
 rss0=$(rss_kb "$hf")
 sipp 127.0.0.1:$sip_port -sf sipp/caller.xml -s 100 -i 127.0.0.1 -p 5761 -mp 47000 \
-  -m "$n" -l "$n" -r "$rate" -key stay "$stay" -key rtp_port "$sink_port" \
+  -m "$n" -l "$n" -r "$rate" -d "$stay" -key rtp_port "$sink_port" \
   -nostdin -timeout $((ramp + window + 120))s -timeout_error -trace_err -error_file "$dir/sipp_err.log" \
   >/dev/null 2>&1 &
 sipp_pid=$!

@@ -19,8 +19,8 @@ fn fifty_callers_hear_hold_music() {
         "caller.xml",
         holdfast.sip,
         &[
-            "-s", "100", "-m", "50", "-l", "50", "-r", "50", "-key", "stay", "10000", "-key",
-            "rtp_port", &rtp_port,
+            "-s", "100", "-m", "50", "-l", "50", "-r", "50", "-d", "10000", "-key", "rtp_port",
+            &rtp_port,
         ],
     );
     let streams = receiver.join().expect("RTP receiver");
@@ -76,8 +76,7 @@ fn pcma_only_caller_gets_alaw() {
         "caller_pcma.xml",
         holdfast.sip,
         &[
-            "-s", "100", "-m", "2", "-l", "2", "-key", "stay", "2000", "-key", "rtp_port",
-            &rtp_port,
+            "-s", "100", "-m", "2", "-l", "2", "-d", "2000", "-key", "rtp_port", &rtp_port,
         ],
     );
     let streams = receiver.join().unwrap();
@@ -105,8 +104,7 @@ fn compact_header_caller_is_answered() {
         "caller_compact.xml",
         holdfast.sip,
         &[
-            "-s", "100", "-m", "3", "-l", "3", "-key", "stay", "1500", "-key", "rtp_port",
-            &rtp_port,
+            "-s", "100", "-m", "3", "-l", "3", "-d", "1500", "-key", "rtp_port", &rtp_port,
         ],
     );
     let streams = receiver.join().unwrap();

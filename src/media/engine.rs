@@ -6,7 +6,7 @@
 //! hears back [`MediaEvent`]s. Nothing crosses threads per packet.
 //!
 //! Inside, a small fixed set of shard threads (default 2, one per core) each own their
-//! streams and sockets and drive them from one clock (see [`super::shard`]). Streams are
+//! streams and sockets and drive them from one clock (see the `shard` module). Streams are
 //! assigned to shards round-robin; [`MediaEngine::open_beside`] puts a stream on the same
 //! shard as another one, which is where the two legs of a bridge will live once RTP relay
 //! exists.
@@ -28,7 +28,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use super::player::{FramesError, frame_count};
 use super::poller::Waker;
 use super::shard::{Command, Shard};
-use super::stats::{Lateness, LatenessCounts, ShardStats};
+use super::stats::ShardStats;
+pub use super::stats::{EngineStats, Lateness};
 
 /// Where and how the engine runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,29 +118,6 @@ pub enum MediaError {
     /// The engine was shut down (or the id belongs to another engine).
     #[error("media engine is shut down")]
     ShutDown,
-}
-
-/// Engine-wide counters, summed over shards.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    /// Open streams (sockets held).
-    pub streams: u64,
-    /// Streams currently sending.
-    pub playing: u64,
-    /// RTP packets sent.
-    pub packets_sent: u64,
-    /// Valid RTP/RTCP packets received.
-    pub packets_received: u64,
-    /// Sends the kernel refused (packet dropped, clock unaffected).
-    pub send_errors: u64,
-    /// Inbound datagrams that were not RTP (dropped and counted).
-    pub malformed_received: u64,
-    /// Inbound RFC 4733 telephone-event packets.
-    pub telephone_events_received: u64,
-    /// Frames skipped because a shard fell more than 100 ms behind.
-    pub skipped_frames: u64,
-    /// Send lateness against each stream's own schedule.
-    pub lateness: Lateness,
 }
 
 struct ShardHandle {
@@ -328,22 +306,7 @@ impl MediaEngine {
 
     /// A snapshot of the counters, summed over shards.
     pub fn stats(&self) -> EngineStats {
-        let mut out = EngineStats::default();
-        let mut lateness = LatenessCounts::default();
-        for shard in &self.inner.shards {
-            let s = &shard.stats;
-            out.streams += s.streams.get();
-            out.playing += s.playing.get();
-            out.packets_sent += s.packets_sent.get();
-            out.packets_received += s.packets_received.get();
-            out.send_errors += s.send_errors.get();
-            out.malformed_received += s.malformed_received.get();
-            out.telephone_events_received += s.telephone_events_received.get();
-            out.skipped_frames += s.skipped_frames.get();
-            s.lateness.accumulate(&mut lateness);
-        }
-        out.lateness = lateness.summary();
-        out
+        EngineStats::sum(self.inner.shards.iter().map(|s| &*s.stats))
     }
 
     /// Stops every shard (closing all sockets) and waits for the threads. Idempotent; later

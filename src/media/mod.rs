@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod engine;
 pub mod g711;
+mod inbound;
 pub mod player;
 mod poller;
 pub mod rtp;

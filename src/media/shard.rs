@@ -22,15 +22,16 @@
 //!
 //! Receiving is driven by the clock, not by socket readiness. A socket registered with epoll
 //! carries a wait-queue entry, and the kernel then runs the epoll wake-up callback on every
-//! packet *sent* (`sock_wfree` → write-space wake-up): measured at ~8 % of the engine's CPU
-//! for nothing, since nobody waits for write space. Instead each stream's socket is drained
-//! (at most [`READS_PER_POLL`] datagrams, so a flooding peer costs a bounded amount and the
-//! kernel drops the excess) every [`POLL_PERIODS`] periods on its own slot: one `recvfrom`
-//! returning `EAGAIN` per 100 ms when the peer is silent, and about 5 packets per drain when
-//! the caller streams 50 packets/s, instead of one readiness event plus a read per packet.
-//! The price is up to 100 ms before a latch or an RFC 4733 event is seen, which neither the
-//! caller nor the queue can notice. (Relay legs will want per-packet latency: they will
-//! register with the poller instead; see [`StreamMode`].)
+//! packet *sent* (`sock_wfree` → write-space wake-up), which profiles at about 8 % of the
+//! engine's CPU for nothing, since nobody waits for write space on UDP. Instead each
+//! stream's socket is drained (at most [`super::inbound::READS_PER_POLL`] datagrams, so a
+//! flooding peer costs a bounded amount and the kernel drops the excess) every
+//! [`POLL_PERIODS`] periods on its own slot: one `recvfrom` returning `EAGAIN` per 100 ms
+//! when the peer is silent, and about 5 packets per drain when the caller streams 50
+//! packets/s, instead of one readiness event plus a read per packet. The price is up to
+//! 100 ms before a latch or an RFC 4733 event is seen, which neither the caller nor the
+//! queue can notice. (Relay legs will want per-packet latency: they will register with the
+//! poller instead; see [`StreamMode`].)
 //!
 //! A shard that falls more than [`MAX_BEHIND`] behind (the machine stalled, the VM was
 //! paused) does not burst to catch up: it skips the missed slots, advancing each playing
@@ -47,9 +48,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::engine::{MediaEvent, StreamId};
+use super::inbound::{Inbound, Peer};
 use super::player::{PACKET_LEN, Player, PlayerEvent};
 use super::poller::{Poller, Token, Waker};
-use super::rtp::{RtpHeader, is_rtcp_mux};
 use super::stats::ShardStats;
 
 /// The packetization period: one 20 ms G.711 frame per packet.
@@ -61,9 +62,6 @@ const SLOT_NANOS: u64 = PERIOD.as_nanos() as u64 / SLOTS as u64;
 pub const MAX_BEHIND: Duration = Duration::from_millis(100);
 /// A stream's socket is drained once every this many periods (100 ms).
 pub const POLL_PERIODS: u64 = 5;
-/// Datagrams read from one socket per drain: 5 expected from a 50 packet/s peer, margin for
-/// bursts; beyond that a flooding peer's packets are left to the kernel to drop.
-pub const READS_PER_POLL: usize = 16;
 /// Readiness events taken per wait (only the waker is registered today).
 const EVENTS_PER_WAIT: usize = 16;
 const WAKER_TOKEN: Token = u64::MAX;
@@ -118,10 +116,8 @@ pub enum StreamMode {
 struct Stream {
     id: StreamId,
     socket: UdpSocket,
-    /// Where packets go: the SDP address, replaced by the latched source.
-    remote: Option<SocketAddr>,
-    latched: bool,
-    telephone_event_pt: Option<u8>,
+    /// Where packets go and what inbound packets mean.
+    peer: Peer,
     mode: StreamMode,
     /// Sender state, kept across stop/play so the RTP stream stays one stream.
     player: Option<Player>,
@@ -150,13 +146,6 @@ pub(crate) struct Shard {
     tick: u64,
     packet: [u8; PACKET_LEN],
     recv_buf: Box<[u8; 2048]>,
-}
-
-/// The parts of a shard the per-stream receive path needs (split borrows of `Shard`).
-struct Inbound<'a> {
-    buf: &'a mut [u8; 2048],
-    stats: &'a ShardStats,
-    events: &'a UnboundedSender<MediaEvent>,
 }
 
 impl Shard {
@@ -234,7 +223,11 @@ impl Shard {
             .map(|t| self.due(t))
     }
 
-    /// Services every slot that is due, skipping ahead if hopelessly behind.
+    /// Services the slots that are due, skipping ahead if hopelessly behind.
+    ///
+    /// Returns after at most one period's worth of slots even if more are due, so that an
+    /// overloaded shard (always behind, never by more than `MAX_BEHIND`) still gets back to
+    /// its commands: the next wait then has a zero timeout.
     fn run_clock(&mut self) {
         let mut now = Instant::now();
         if self.by_id.is_empty() {
@@ -242,7 +235,7 @@ impl Shard {
             self.tick = self.tick_at(now) + 1;
             return;
         }
-        loop {
+        for _ in 0..SLOTS {
             let due = self.due(self.tick);
             if due > now {
                 return;
@@ -281,13 +274,13 @@ impl Shard {
         };
         let (mut sent, mut errors) = (0, 0);
         for &idx in slot {
-            // Wheel entries always point at a live stream (maintained by enter/leave_wheel);
+            // Wheel entries always point at a live stream (maintained by `open`/`close`);
             // skip rather than panic if not.
             let Some(Some(stream)) = streams.get_mut(idx) else {
                 continue;
             };
             if stream.mode == StreamMode::Play
-                && let (Some(player), Some(remote)) = (stream.player.as_mut(), stream.remote)
+                && let (Some(player), Some(remote)) = (stream.player.as_mut(), stream.peer.remote)
             {
                 let event = player.write_next(packet);
                 let at = Instant::now();
@@ -306,8 +299,8 @@ impl Shard {
                 }
             }
             // Streams of one slot take their poll turns in different periods.
-            if (period + idx as u64) % POLL_PERIODS == 0 {
-                inbound.drain(stream);
+            if (period + idx as u64).is_multiple_of(POLL_PERIODS) {
+                inbound.drain(stream.id, &stream.socket, &mut stream.peer);
             }
         }
         stats.packets_sent.add(sent);
@@ -382,7 +375,7 @@ impl Shard {
             }
             Command::TelephoneEvent { id, payload_type } => {
                 if let Some(s) = self.stream_mut(id) {
-                    s.telephone_event_pt = payload_type;
+                    s.peer.telephone_event_pt = payload_type;
                 }
             }
             Command::Stop { id } => self.stop(id),
@@ -407,9 +400,7 @@ impl Shard {
         let stream = Stream {
             id,
             socket,
-            remote: None,
-            latched: false,
-            telephone_event_pt: None,
+            peer: Peer::default(),
             mode: StreamMode::Idle,
             player: None,
             stopped_at: None,
@@ -430,9 +421,7 @@ impl Shard {
             tracing::warn!(%id, "play on an unknown stream");
             return;
         };
-        if !stream.latched {
-            stream.remote = Some(remote);
-        }
+        stream.peer.set_sdp_remote(remote);
         let result = match stream.player.as_mut() {
             Some(p) => {
                 // Same RTP stream resuming: time passed while stopped, so does the timestamp.
@@ -489,50 +478,11 @@ impl Shard {
     }
 }
 
-impl Inbound<'_> {
-    /// Reads up to `READS_PER_POLL` datagrams from the stream's socket: counts them, latches
-    /// the destination to the first valid RTP source.
-    fn drain(&mut self, stream: &mut Stream) {
-        for _ in 0..READS_PER_POLL {
-            let (len, from) = match stream.socket.recv_from(&mut self.buf[..]) {
-                Ok(r) => r,
-                // WouldBlock: drained. Other errors (ICMP-induced ECONNREFUSED and the like)
-                // concern one datagram; the next poll tries again.
-                Err(_) => return,
-            };
-            let datagram = &self.buf[..len];
-            if is_rtcp_mux(datagram) {
-                // RTCP multiplexed on the RTP port (RFC 5761): counted, not used for latching.
-                self.stats.packets_received.add(1);
-                continue;
-            }
-            let Ok((header, _payload)) = RtpHeader::parse(datagram) else {
-                self.stats.malformed_received.add(1);
-                continue;
-            };
-            self.stats.packets_received.add(1);
-            if Some(header.payload_type) == stream.telephone_event_pt {
-                // DTMF seam: `dtmf::decode(_payload)` (RFC 4733 §2.3) will turn this into a
-                // `MediaEvent::Dtmf { id, digit, end }` here; for now the packets are counted.
-                self.stats.telephone_events_received.add(1);
-            }
-            if !stream.latched {
-                // Symmetric RTP (RFC 4961): answer where the peer's media really comes from.
-                stream.latched = true;
-                stream.remote = Some(from);
-                let _ = self.events.send(MediaEvent::Latched {
-                    id: stream.id,
-                    from,
-                });
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::player::FRAME_LEN;
+    use crate::media::rtp::RtpHeader;
     use std::sync::mpsc;
 
     struct Rig {
@@ -658,34 +608,16 @@ mod tests {
     }
 
     #[test]
-    fn flooding_peer_is_drained_in_bounded_batches() {
+    fn an_overloaded_clock_still_returns_to_its_commands() {
         let mut rig = rig();
-        let id = add_playing(&mut rig, 1);
-        let idx = rig.shard.by_id[&id];
-        let mut stream = rig.shard.streams[idx].take().unwrap();
-        let port = stream.socket.local_addr().unwrap();
-        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for _ in 0..(READS_PER_POLL * 2 + 3) {
-            peer.send_to(b"not rtp", port).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        let stats = ShardStats::default();
-        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut buf = [0u8; 2048];
-        let mut inbound = Inbound {
-            buf: &mut buf,
-            stats: &stats,
-            events: &events,
-        };
-        inbound.drain(&mut stream);
-        assert_eq!(stats.malformed_received.get(), READS_PER_POLL as u64);
-        inbound.drain(&mut stream);
-        inbound.drain(&mut stream);
-        assert_eq!(
-            stats.malformed_received.get(),
-            2 * READS_PER_POLL as u64 + 3
-        );
-        assert!(!stream.latched);
+        add_playing(&mut rig, 1);
+        // 80 ms behind: under the skip limit, more than one period to catch up.
+        let start = rig.shard.tick_at(Instant::now()) - 4 * SLOTS as u64;
+        rig.shard.tick = start;
+        rig.shard.run_clock();
+        assert_eq!(rig.shard.tick, start + SLOTS as u64, "one period per call");
+        assert_eq!(rig.shard.stats.skipped_frames.get(), 0);
+        assert_eq!(drain(&rig.rx).len(), 1);
     }
 
     #[test]

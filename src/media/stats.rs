@@ -185,6 +185,50 @@ pub struct ShardStats {
     pub lateness: LatenessHistogram,
 }
 
+/// Engine-wide counters, summed over shards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Open streams (sockets held).
+    pub streams: u64,
+    /// Streams currently sending.
+    pub playing: u64,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// Valid RTP/RTCP packets received.
+    pub packets_received: u64,
+    /// Sends the kernel refused (packet dropped, clock unaffected).
+    pub send_errors: u64,
+    /// Inbound datagrams that were not RTP (dropped and counted).
+    pub malformed_received: u64,
+    /// Inbound RFC 4733 telephone-event packets.
+    pub telephone_events_received: u64,
+    /// Frames skipped because a shard fell more than 100 ms behind.
+    pub skipped_frames: u64,
+    /// Send lateness against each stream's own schedule.
+    pub lateness: Lateness,
+}
+
+impl EngineStats {
+    /// Sums the counters and merges the lateness histograms of `shards`.
+    pub fn sum<'a>(shards: impl IntoIterator<Item = &'a ShardStats>) -> EngineStats {
+        let mut out = EngineStats::default();
+        let mut lateness = LatenessCounts::default();
+        for s in shards {
+            out.streams += s.streams.get();
+            out.playing += s.playing.get();
+            out.packets_sent += s.packets_sent.get();
+            out.packets_received += s.packets_received.get();
+            out.send_errors += s.send_errors.get();
+            out.malformed_received += s.malformed_received.get();
+            out.telephone_events_received += s.telephone_events_received.get();
+            out.skipped_frames += s.skipped_frames.get();
+            s.lateness.accumulate(&mut lateness);
+        }
+        out.lateness = lateness.summary();
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -261,8 +261,8 @@ impl ClientTx {
 fn copied_headers(invite: &rsip::Request, keep_to: bool) -> rsip::Headers {
     let mut headers: rsip::Headers = Default::default();
     // Only the top Via: the first Via header line, cut to its first value.
-    if let Ok(via) = super::key::top_via(&invite.headers) {
-        headers.push(Header::Via(via.into()));
+    if let Ok(via) = super::key::top_via(invite) {
+        headers.push(Header::Via(rsip::headers::Via::new(via)));
     }
     for header in invite.headers.iter() {
         match header {

@@ -3,10 +3,11 @@
 
 use std::hash::{Hash, Hasher};
 
-use rsip::prelude::*;
-use rsip::{Header, Headers, Method, typed};
+use rsip::Method;
+use rsip::message::HasHeaders;
 
 use super::MessageError;
+use crate::sip::{fields, uri};
 
 /// The RFC 3261 magic cookie that marks a globally unique branch (§8.1.1.7).
 const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -53,19 +54,19 @@ impl ServerKey {
             Method::Ack => Method::Invite,
             other => other,
         });
-        let via = top_via(&request.headers)?;
-        match via.branch().map(|b| b.value()) {
+        let via = top_via(request)?;
+        match fields::top_via_branch(request) {
             Some(branch) if branch.starts_with(MAGIC_COOKIE) => Ok(Self(ServerKeyInner::Rfc3261 {
                 branch: branch.to_owned(),
-                sent_by: via.uri.host_with_port.to_string().to_ascii_lowercase(),
+                sent_by: sent_by(via)?,
                 method,
             })),
             _ => Ok(Self(ServerKeyInner::Rfc2543 {
                 call_id: call_id(request)?,
                 cseq: cseq(request)?.0,
-                from_tag: from_tag(request)?.unwrap_or_default(),
+                from_tag: from_tag(request).unwrap_or_default(),
                 request_uri: request.uri.to_string(),
-                via: via.to_string(),
+                via: via.to_owned(),
                 method,
             })),
         }
@@ -103,10 +104,8 @@ pub struct ClientKey {
 impl ClientKey {
     /// The key of the client transaction that sent `request`; the top Via needs a branch.
     pub(super) fn of_request(request: &rsip::Request) -> Result<Self, MessageError> {
-        let branch = top_via(&request.headers)?
-            .branch()
-            .map(|b| b.value().to_owned())
-            .ok_or(MessageError::NoBranch)?;
+        top_via(request)?;
+        let branch = branch_of(request).ok_or(MessageError::NoBranch)?;
         Ok(Self {
             branch,
             method: MethodKey(request.method),
@@ -115,9 +114,9 @@ impl ClientKey {
 
     /// The key of the client transaction a response belongs to.
     pub(super) fn of_response(response: &rsip::Response) -> Result<Self, MessageError> {
-        let branch = top_via(&response.headers)?
-            .branch()
-            .map(|b| b.value().to_owned())
+        top_via(response)?;
+        let branch = fields::top_via_branch(response)
+            .map(str::to_owned)
             .ok_or(MessageError::NoBranch)?;
         Ok(Self {
             branch,
@@ -158,7 +157,7 @@ impl DialogAckKey {
         Ok(Self {
             call_id: call_id(request)?,
             cseq: cseq(request)?.0,
-            from_tag: from_tag(request)?.unwrap_or_default(),
+            from_tag: from_tag(request).unwrap_or_default(),
         })
     }
 }
@@ -170,50 +169,35 @@ pub fn new_branch() -> String {
 
 /// The branch parameter of the request's top Via, if there is one.
 pub fn branch_of(request: &rsip::Request) -> Option<String> {
-    top_via(&request.headers)
-        .ok()?
-        .branch()
-        .map(|b| b.value().to_owned())
+    fields::top_via_branch(request).map(str::to_owned)
 }
 
-/// Parses the topmost Via value. A header line may carry several comma-separated values; the
-/// first one is the top.
-pub(super) fn top_via(headers: &Headers) -> Result<typed::Via, MessageError> {
-    let via = headers
-        .iter()
-        .find_map(|h| match h {
-            Header::Via(via) => Some(via),
-            _ => None,
-        })
-        .ok_or(MessageError::Via)?;
-    via.typed().or_else(|_| {
-        let first = via.value().split(',').next().unwrap_or_default().trim();
-        rsip::headers::Via::new(first)
-            .typed()
-            .map_err(|_| MessageError::Via)
-    })
+/// The topmost Via value as received (the framing layer splits comma-separated lists, so
+/// the first Via header is the top value). Read as text rather than through rsip's typed
+/// Via, which refuses legal but unusual forms (RFC 4475 §3.1.1.1).
+pub(super) fn top_via(message: &impl HasHeaders) -> Result<&str, MessageError> {
+    fields::top_via(message).ok_or(MessageError::Via)
 }
 
-fn call_id(message: &impl HeadersExt) -> Result<String, MessageError> {
-    message
-        .call_id_header()
-        .map(|c| c.value().to_owned())
-        .map_err(|_| MessageError::CallId)
+/// The top Via's sent-by, lower-cased for comparison (§17.2.3).
+fn sent_by(via: &str) -> Result<String, MessageError> {
+    let head = via.split(';').next().unwrap_or_default();
+    uri::via_sent_by(head)
+        .map(str::to_ascii_lowercase)
+        .ok_or(MessageError::Via)
+}
+
+fn call_id(message: &impl HasHeaders) -> Result<String, MessageError> {
+    fields::call_id(message)
+        .map(str::to_owned)
+        .ok_or(MessageError::CallId)
 }
 
 /// CSeq number and method.
-pub(super) fn cseq(message: &impl HeadersExt) -> Result<(u32, Method), MessageError> {
-    let typed = message
-        .cseq_header()
-        .and_then(|c| c.typed())
-        .map_err(|_| MessageError::CSeq)?;
-    Ok((typed.seq, typed.method))
+pub(super) fn cseq(message: &impl HasHeaders) -> Result<(u32, Method), MessageError> {
+    fields::cseq(message).ok_or(MessageError::CSeq)
 }
 
-fn from_tag(message: &impl HeadersExt) -> Result<Option<String>, MessageError> {
-    message
-        .from_header()
-        .and_then(|f| f.tag())
-        .map(|tag| tag.map(|t| t.value().to_owned()))
-        .map_err(|_| MessageError::From)
+fn from_tag(message: &impl HasHeaders) -> Option<String> {
+    fields::from_tag(message).map(str::to_owned)
 }

@@ -241,7 +241,7 @@ impl Transactions {
         if let Some(&id) = self.servers.get(&key) {
             self.update(now, id, |tx, ctx| {
                 if let Tx::Server(tx) = tx {
-                    tx.on_retransmit(ctx);
+                    tx.on_retransmit(source, ctx);
                 }
             });
             return Ok(());

@@ -158,9 +158,11 @@ impl ServerTx {
     }
 
     /// A retransmission of the request that created the transaction arrived: re-send the last
-    /// response if the state machine says so; never surfaced.
-    pub(super) fn on_retransmit(&mut self, ctx: &mut Ctx) {
+    /// response if the state machine says so; never surfaced. Responses follow the latest
+    /// source (§18.2.2 with RFC 3581): a client whose NAT binding moved still hears us.
+    pub(super) fn on_retransmit(&mut self, source: SocketAddr, ctx: &mut Ctx) {
         ctx.out.stats.absorbed += 1;
+        self.source = source;
         let resend = match self.state {
             State::Proceeding | State::Completed | State::Accepted => self.last_response.clone(),
             State::Trying | State::Confirmed | State::Terminated => None,

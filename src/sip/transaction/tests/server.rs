@@ -63,8 +63,8 @@ fn invite_gets_100_at_once_and_retransmissions_replay_the_last_provisional() {
         invite.call_id_header().expect("present")
     );
     assert_eq!(
-        super::super::key::top_via(&trying.headers),
-        super::super::key::top_via(&invite.headers)
+        super::super::key::top_via(&trying),
+        super::super::key::top_via(&invite)
     );
     assert!(
         trying

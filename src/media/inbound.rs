@@ -1,0 +1,207 @@
+//! The receive side of a media stream: draining its socket, recognising RTP, symmetric RTP.
+//!
+//! A shard calls [`Inbound::drain`] for a stream on that stream's poll turn (see
+//! [`super::shard`] for why receiving is clock-driven). Each datagram is classified:
+//!
+//! - RTCP multiplexed on the RTP port (RFC 5761 §4): counted, nothing else;
+//! - not RTP (RFC 3550 §5.1 parse fails: STUN, garbage, truncated): counted as malformed and
+//!   dropped, never fatal;
+//! - RTP: counted; the first one latches the stream's destination to its source address
+//!   (symmetric RTP, RFC 4961: a caller behind NAT receives where it sends from) and reports
+//!   [`MediaEvent::Latched`] once; later sources never move it again;
+//! - RTP with the negotiated telephone-event payload type (RFC 4733): counted; this is the
+//!   seam where DTMF decoding will produce events.
+//!
+//! At most [`READS_PER_POLL`] datagrams are read per drain so a flooding peer costs a bounded
+//! amount per turn; the kernel drops what does not fit the socket's receive buffer.
+
+use std::net::{SocketAddr, UdpSocket};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::engine::{MediaEvent, StreamId};
+use super::rtp::{RtpHeader, is_rtcp_mux};
+use super::stats::ShardStats;
+
+/// Datagrams read from one socket per drain: 5 expected from a 50 packet/s peer every 100 ms,
+/// with margin for bursts.
+pub const READS_PER_POLL: usize = 16;
+
+/// Where a stream's packets go and what its inbound packets mean.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// Destination: the SDP address, replaced by the latched source.
+    pub(crate) remote: Option<SocketAddr>,
+    /// Set by the first valid inbound RTP packet.
+    pub(crate) latched: bool,
+    /// Negotiated RFC 4733 payload type, if any.
+    pub(crate) telephone_event_pt: Option<u8>,
+}
+
+impl Peer {
+    /// Uses the address from SDP unless RTP already arrived from somewhere (the latched
+    /// source wins: it is where the peer really is).
+    pub(crate) fn set_sdp_remote(&mut self, remote: SocketAddr) {
+        if !self.latched {
+            self.remote = Some(remote);
+        }
+    }
+}
+
+/// The shard state the receive path borrows: one reused buffer, the counters, the events.
+pub(crate) struct Inbound<'a> {
+    pub(crate) buf: &'a mut [u8; 2048],
+    pub(crate) stats: &'a ShardStats,
+    pub(crate) events: &'a UnboundedSender<MediaEvent>,
+}
+
+impl Inbound<'_> {
+    /// Reads up to [`READS_PER_POLL`] datagrams from `socket` (non-blocking) and applies
+    /// them to stream `id`'s `peer`.
+    pub(crate) fn drain(&mut self, id: StreamId, socket: &UdpSocket, peer: &mut Peer) {
+        for _ in 0..READS_PER_POLL {
+            let (len, from) = match socket.recv_from(&mut self.buf[..]) {
+                Ok(r) => r,
+                // WouldBlock: drained. Other errors (ICMP-induced ECONNREFUSED and the like)
+                // concern one datagram; the next turn tries again.
+                Err(_) => return,
+            };
+            self.handle(id, peer, len, from);
+        }
+    }
+
+    fn handle(&mut self, id: StreamId, peer: &mut Peer, len: usize, from: SocketAddr) {
+        let datagram = &self.buf[..len];
+        if is_rtcp_mux(datagram) {
+            self.stats.packets_received.add(1);
+            return;
+        }
+        let Ok((header, _payload)) = RtpHeader::parse(datagram) else {
+            self.stats.malformed_received.add(1);
+            return;
+        };
+        self.stats.packets_received.add(1);
+        if Some(header.payload_type) == peer.telephone_event_pt {
+            // DTMF seam: `dtmf::decode(_payload)` (RFC 4733 §2.3) will turn this into a
+            // `MediaEvent::Dtmf { id, digit, end }` here; for now the packets are counted.
+            self.stats.telephone_events_received.add(1);
+        }
+        if !peer.latched {
+            peer.latched = true;
+            peer.remote = Some(from);
+            let _ = self.events.send(MediaEvent::Latched { id, from });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    struct Rig {
+        socket: UdpSocket,
+        sender: UdpSocket,
+        stats: ShardStats,
+        events_tx: UnboundedSender<MediaEvent>,
+        events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+        buf: [u8; 2048],
+    }
+
+    fn rig() -> Rig {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        Rig {
+            socket,
+            sender: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            stats: ShardStats::default(),
+            events_tx,
+            events,
+            buf: [0; 2048],
+        }
+    }
+
+    impl Rig {
+        fn send(&self, datagrams: &[&[u8]]) {
+            for d in datagrams {
+                self.sender
+                    .send_to(d, self.socket.local_addr().unwrap())
+                    .unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        fn drain(&mut self, peer: &mut Peer) {
+            Inbound {
+                buf: &mut self.buf,
+                stats: &self.stats,
+                events: &self.events_tx,
+            }
+            .drain(StreamId::for_tests(9), &self.socket, peer);
+        }
+    }
+
+    fn rtp(pt: u8) -> [u8; 12] {
+        let mut p = [0u8; 12];
+        RtpHeader::new(pt, 1, 2, 3, false).write_fixed(&mut p);
+        p
+    }
+
+    #[test]
+    fn flooding_peer_is_drained_in_bounded_batches() {
+        let mut rig = rig();
+        let junk: Vec<&[u8]> = vec![b"not rtp"; READS_PER_POLL * 2 + 3];
+        rig.send(&junk);
+        let mut peer = Peer::default();
+        rig.drain(&mut peer);
+        assert_eq!(rig.stats.malformed_received.get(), READS_PER_POLL as u64);
+        rig.drain(&mut peer);
+        rig.drain(&mut peer);
+        assert_eq!(
+            rig.stats.malformed_received.get(),
+            2 * READS_PER_POLL as u64 + 3
+        );
+        assert_eq!(
+            peer,
+            Peer::default(),
+            "junk neither latches nor counts as RTP"
+        );
+    }
+
+    #[test]
+    fn first_rtp_latches_once_rtcp_does_not() {
+        let mut rig = rig();
+        let sdp: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut peer = Peer {
+            telephone_event_pt: Some(101),
+            ..Peer::default()
+        };
+        peer.set_sdp_remote(sdp);
+        // A receiver report (RFC 5761 mux) first: counted, no latch.
+        rig.send(&[&[0x80, 201, 0x00, 0x01, 0, 0, 0, 1]]);
+        rig.drain(&mut peer);
+        assert_eq!(peer.remote, Some(sdp));
+        assert_eq!(rig.stats.packets_received.get(), 1);
+
+        rig.send(&[&rtp(101), &rtp(0)]);
+        rig.drain(&mut peer);
+        let from = rig.sender.local_addr().unwrap();
+        assert_eq!(peer.remote, Some(from));
+        assert!(peer.latched);
+        assert_eq!(rig.stats.telephone_events_received.get(), 1);
+        assert_eq!(rig.stats.packets_received.get(), 3);
+        assert_eq!(
+            rig.events.try_recv().ok(),
+            Some(MediaEvent::Latched {
+                id: StreamId::for_tests(9),
+                from
+            })
+        );
+        assert!(rig.events.try_recv().is_err(), "reported once");
+
+        // A new SDP address (re-INVITE) does not override the latched source.
+        peer.set_sdp_remote(sdp);
+        assert_eq!(peer.remote, Some(from));
+    }
+}
