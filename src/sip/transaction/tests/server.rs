@@ -313,3 +313,25 @@ fn bad_status_and_unmatched_cancel_are_handled() {
         matches!(&solo.events.last().expect("surfaced").1, Event::Request { request, .. } if request.method == Method::Cancel)
     );
 }
+
+#[test]
+fn a_retransmission_from_a_new_source_gets_the_reply_there() {
+    // RFC 3581: responses go to where the request came from. A client whose NAT binding
+    // moved (or a torture tester reusing a branch from another socket) must still hear us.
+    let mut tx = Transactions::new(TimerConfig::default());
+    let now = Instant::now();
+    let options = request("OPTIONS", "z9hG4bKmove", "move");
+    tx.handle_request(now, addr(UAC), options.clone()).unwrap();
+    let Some(Event::Request { key, .. }) = tx.poll_event() else {
+        panic!("request surfaced");
+    };
+    tx.respond(now, &key, response(&options, 200)).unwrap();
+    let first = tx.poll_transmit().expect("the 200");
+    assert_eq!(first.destination, addr(UAC));
+    let moved = addr("127.0.0.1:6099");
+    tx.handle_request(now, moved, options).unwrap();
+    let again = tx.poll_transmit().expect("the replayed 200");
+    assert_eq!(again.destination, moved);
+    assert_eq!(again.payload, first.payload);
+    assert!(tx.poll_event().is_none(), "absorbed, not surfaced");
+}
