@@ -7,6 +7,10 @@
 //! in the dialog (§12.2.1.1) swap From and To, use the remote target as Request-URI and
 //! increase our own CSeq, independent of the caller's.
 //!
+//! holdfast is the UAC of every call to an agent: [`Dialog::from_uac`] builds that side
+//! from our INVITE and the agent's 2xx (§12.1.2: remote target from the 2xx Contact, route
+//! set from its Record-Route in reverse, CSeq continuing from the INVITE's).
+//!
 //! Matching incoming in-dialog requests (§12.2.2) is by Call-ID plus both tags; the caller's
 //! CSeq must increase, except for ACK and CANCEL which reuse the INVITE's number.
 
@@ -94,6 +98,62 @@ impl Dialog {
             route_set,
             local_cseq: 0,
             remote_cseq,
+        })
+    }
+
+    /// Builds the UAC side of a dialog from the INVITE holdfast sent and the 2xx that
+    /// answered it (§12.1.2).
+    pub fn from_uac(invite: &rsip::Request, ok: &rsip::Response) -> Result<Self, DialogError> {
+        let from = invite
+            .from_header()
+            .map_err(|_| DialogError::BadHeader("From"))?;
+        let local_tag = from
+            .tag()
+            .ok()
+            .flatten()
+            .map(|tag| tag.value().to_string())
+            .ok_or(DialogError::BadHeader("From"))?;
+        let to = ok.to_header().map_err(|_| DialogError::BadHeader("To"))?;
+        let remote_tag = to
+            .tag()
+            .ok()
+            .flatten()
+            .map(|tag| tag.value().to_string())
+            .unwrap_or_default();
+        let call_id = invite
+            .call_id_header()
+            .map_err(|_| DialogError::BadHeader("Call-ID"))?
+            .value()
+            .to_string();
+        let local_cseq = invite
+            .cseq_header()
+            .ok()
+            .and_then(|c| c.seq().ok())
+            .ok_or(DialogError::BadHeader("CSeq"))?;
+        let remote_target = ok
+            .contact_header()
+            .ok()
+            .and_then(|c| c.uri().ok())
+            .unwrap_or_else(|| invite.uri.clone());
+        let mut route_set: Vec<String> = ok
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::RecordRoute(rr) => Some(rr.value().to_string()),
+                _ => None,
+            })
+            .collect();
+        route_set.reverse();
+        Ok(Self {
+            call_id,
+            local_tag,
+            remote_tag,
+            remote_party: to.value().to_string(),
+            local_party: from.value().to_string(),
+            remote_target,
+            route_set,
+            local_cseq,
+            remote_cseq: 0,
         })
     }
 
@@ -193,6 +253,44 @@ Content-Length: 0\r\n\r\n";
         assert!(r1 < r2);
         let again = d.request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKy");
         assert!(again.to_string().contains("CSeq: 2 BYE\r\n"));
+    }
+
+    #[test]
+    fn uac_dialog_from_invite_and_2xx() {
+        let invite = rsip::Request::try_from(
+            "INVITE sip:alice@127.0.0.1:5090 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a\r\n\
+From: \"+15551234567\" <sip:+15551234567@127.0.0.1>;tag=hf-a\r\n\
+To: <sip:alice@127.0.0.1>\r\n\
+Call-ID: leg-1\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let ok = rsip::Response::try_from(
+            "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a\r\n\
+From: \"+15551234567\" <sip:+15551234567@127.0.0.1>;tag=hf-a\r\n\
+To: <sip:alice@127.0.0.1>;tag=ag1\r\n\
+Call-ID: leg-1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@127.0.0.1:5091>\r\n\
+Record-Route: <sip:p1;lr>\r\n\
+Record-Route: <sip:p2;lr>\r\n\
+Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let mut d = Dialog::from_uac(&invite, &ok).unwrap();
+        assert_eq!((d.local_tag.as_str(), d.remote_tag.as_str()), ("hf-a", "ag1"));
+        let bye = d.request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKb").to_string();
+        assert!(bye.starts_with("BYE sip:alice@127.0.0.1:5091 SIP/2.0"), "{bye}");
+        assert!(bye.contains("From: \"+15551234567\" <sip:+15551234567@127.0.0.1>;tag=hf-a"));
+        assert!(bye.contains("To: <sip:alice@127.0.0.1>;tag=ag1"));
+        assert!(bye.contains("CSeq: 2 BYE"), "CSeq continues after the INVITE's");
+        // UAC route set is the Record-Route reversed (§12.1.2).
+        assert!(bye.find("Route: <sip:p2;lr>").unwrap() < bye.find("Route: <sip:p1;lr>").unwrap());
+        // Requests from the agent carry its tag in From and ours in To.
+        assert!(d.matches("leg-1", Some("ag1"), Some("hf-a")));
     }
 
     #[test]
