@@ -92,6 +92,21 @@ pub struct Sip {
     pub rtp_ports: PortRange,
     /// Concurrent calls beyond which INVITEs get `503` with `Retry-After`.
     pub max_calls: u32,
+    /// Digest realm in the `401` challenge to REGISTER; agents' HA1 values are hashed with it.
+    pub realm: String,
+    /// Digest algorithms offered to registering agents, most preferred first (RFC 8760).
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A Digest algorithm name as written in the config (RFC 8760 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DigestAlgorithm {
+    /// `MD5` (RFC 3261): what every phone speaks.
+    #[serde(rename = "MD5")]
+    Md5,
+    /// `SHA-256` (RFC 8760).
+    #[serde(rename = "SHA-256")]
+    Sha256,
 }
 
 impl Default for Sip {
@@ -101,6 +116,8 @@ impl Default for Sip {
             public_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rtp_ports: PortRange::new(20000, 29999).expect("20000-29999 is a valid range"),
             max_calls: 10_000,
+            realm: "holdfast".to_owned(),
+            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
         }
     }
 }

@@ -13,6 +13,7 @@
 //! media/       RTP and audio: g711, rtp (RFC 3550), audio (decode + resample once),
 //!              player (per-call cursor over shared frames), engine (the media clock)
 //! queue/       the domain, pure: queues, priorities, positions, dispatch order
+//! store/       durable state: callbacks, handle times, call events (SQLite, WAL, fsync)
 //! b2bua/       the call controller: SIP events + queue decisions → SIP and media commands
 //! server       the tokio driver: sockets, time, graceful shutdown
 //! ```
@@ -25,3 +26,4 @@ pub mod media;
 pub mod queue;
 pub mod server;
 pub mod sip;
+pub mod store;

@@ -57,6 +57,22 @@ impl MediaControl for MediaEngine {
     fn close(&mut self, id: StreamId) {
         MediaEngine::close(self, id)
     }
+
+    fn open_beside(&mut self, other: StreamId) -> std::io::Result<(StreamId, u16)> {
+        MediaEngine::open_beside(self, other)
+    }
+
+    fn connect(&mut self, id: StreamId, remote: std::net::SocketAddr, pt: u8) {
+        if let Err(error) = MediaEngine::connect(self, id, remote, pt) {
+            tracing::error!(%error, "media engine refused to connect a leg");
+        }
+    }
+
+    fn bridge(&mut self, a: StreamId, b: StreamId) {
+        if let Err(error) = MediaEngine::bridge(self, a, b) {
+            tracing::error!(%error, "media engine refused to bridge");
+        }
+    }
 }
 
 /// Loads, mixes, resamples and encodes the configured music once (SPEC §4).
@@ -122,7 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(%listen, "holdfast listening (SIP/UDP)");
     let mut media_events = media_events;
 
-    let mut b2bua = B2bua::new(config, engine.clone(), music);
+    let mut b2bua = B2bua::new(config, engine.clone(), music, Instant::now());
     let mut buf = vec![0u8; 65_536];
     tokio::pin!(shutdown);
     let mut stopping_since: Option<Instant> = None;

@@ -16,7 +16,11 @@ fn holdfast(args: &[&str]) -> std::process::Output {
 fn check_config_accepts_the_shipped_example() {
     let path = common::repo().join("holdfast.toml");
     let out = holdfast(&["check-config", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("[sip]"), "{printed}");
     assert!(printed.contains("name = \"support\""), "{printed}");

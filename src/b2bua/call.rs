@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, QueueId};
 use crate::sip::dialog::Dialog;
+use crate::sip::sdp::Answer;
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::ServerKey;
 
@@ -24,10 +25,15 @@ impl CallKey {
 /// Where a call is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallState {
+    /// Not answered yet: a free agent's phone rings for this caller, who hears ringback
+    /// (`180`) rather than music and can still CANCEL (§9.2 → `487`).
+    Early,
     /// 200 OK sent, waiting for the caller's ACK (the transaction layer retransmits).
     Answered,
     /// ACK received: the caller is holding and hears music.
     Confirmed,
+    /// Talking to an agent through the relay.
+    Bridged,
     /// We sent BYE and wait for its response; the call is already out of the queue.
     Ending,
 }
@@ -54,11 +60,17 @@ pub struct Call {
     pub stream: StreamId,
     /// Negotiated codec.
     pub codec: Codec,
+    /// The SDP negotiation with the caller (remote RTP address, payload types).
+    pub media: Answer,
+    /// The agent leg ringing for or talking to this caller.
+    pub leg: Option<super::legs::LegKey>,
     /// The SDP we answered with, repeated verbatim for re-INVITEs (RFC 3264 §8: unchanged
     /// session, unchanged version).
     pub answer_sdp: String,
     /// When the INVITE arrived.
     pub started: Instant,
+    /// The INVITE while it is unanswered (Early), to build the deferred 200.
+    pub pending_invite: Option<rsip::Request>,
 }
 
 impl Call {

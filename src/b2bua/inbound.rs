@@ -24,6 +24,7 @@ impl<M: MediaControl> B2bua<M> {
     ) {
         match self.admit(now, &key, &request, source) {
             Ok(call) => {
+                let call_key = call.key;
                 tracing::info!(
                     event = "join",
                     call_id = %call.dialog.call_id,
@@ -35,8 +36,18 @@ impl<M: MediaControl> B2bua<M> {
                 self.stats.calls_answered += 1;
                 self.by_call_id
                     .insert(call.dialog.call_id.clone(), call.key);
-                self.by_invite.insert(key, call.key);
+                self.by_invite.insert(key.clone(), call.key);
                 self.calls.insert(call.key, call);
+                // SPEC §2.3: if an agent is free right now the caller goes straight to it
+                // and hears ringback until the agent answers; otherwise answer and hold.
+                self.dispatch(now);
+                let ringing = self.calls.get(&call_key).is_some_and(|c| c.leg.is_some());
+                if ringing {
+                    self.send_ringing(now, call_key, &key, &request);
+                } else {
+                    self.answer_caller(now, call_key);
+                    self.start_music(call_key);
+                }
             }
             Err(code) => {
                 *self.stats.rejected.entry(code).or_default() += 1;
@@ -79,12 +90,16 @@ impl<M: MediaControl> B2bua<M> {
         check_media_types(request)?;
         let offer = sdp::parse_offer(&request.body).map_err(|_| 488u16)?;
         let answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
-        let queue = QueueId(queue_index);
-        if self.queues.queue(queue).is_none_or(|q| q.is_full()) {
+        if self
+            .queues
+            .queue(QueueId(queue_index))
+            .is_none_or(|q| q.is_full())
+        {
             return Err(486);
         }
         let local_tag = message::new_tag();
         let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
+        let queue_id = QueueId(queue_index);
         let (stream, rtp_port) = self.media.open().map_err(|error| {
             tracing::error!(%error, "no RTP port for a new call");
             503u16
@@ -93,33 +108,12 @@ impl<M: MediaControl> B2bua<M> {
         let public_ip: IpAddr = self.config.sip.public_address;
         let session_id = self.next_key;
         let answer_sdp = sdp::render_answer(&answer, public_ip, rtp_port, session_id, session_id);
-        let mut response = message::response(request, 200, None);
-        push_other(
-            &mut response,
-            "Contact",
-            &format!("<sip:holdfast@{}>", self.sent_by),
-        );
-        push_other(&mut response, "Allow", message::ALLOWED_METHODS);
-        let response =
-            message::with_body(response, "application/sdp", answer_sdp.clone().into_bytes());
-        let response = message::with_to_tag(response, &local_tag);
-        self.respond(now, key, response);
-
-        // Symmetric RTP: the engine latches to where the caller's RTP really comes from;
-        // until then it sends to the SDP address (an IP literal: never a DNS lookup).
         let codec = answer.codec;
-        self.media.play(
-            stream,
-            answer.remote,
-            answer.payload_type,
-            self.music.for_codec(codec),
-        );
-
         let call_key = CallKey(self.next_key);
         self.next_key += 1;
-        if let Err(error) = self
-            .queues
-            .join(now, queue, call_key.entry(), level, EntryKind::Caller)
+        if let Err(error) =
+            self.queues
+                .join(now, queue_id, call_key.entry(), level, EntryKind::Caller)
         {
             // Checked above; a failure here is a broken invariant, but the caller must
             // still hear something honest rather than music for a queue it is not in.
@@ -131,14 +125,35 @@ impl<M: MediaControl> B2bua<M> {
             dialog,
             invite: key.clone(),
             signalling: source,
-            state: CallState::Answered,
+            state: CallState::Early,
             caller,
-            queue: Some(queue),
+            queue: Some(queue_id),
             stream,
             codec,
+            media: answer,
+            leg: None,
             answer_sdp,
             started: now,
+            pending_invite: Some(request.clone()),
         })
+    }
+
+    /// `180 Ringing` with our tag: the caller hears ringback while an agent's phone rings.
+    fn send_ringing(
+        &mut self,
+        now: Instant,
+        call_key: CallKey,
+        key: &ServerKey,
+        request: &rsip::Request,
+    ) {
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
+        let ringing = message::with_to_tag(
+            message::response(request, 180, None),
+            &call.dialog.local_tag,
+        );
+        self.respond(now, key, ringing);
     }
 
     fn queue_name(&self, call: &Call) -> String {

@@ -12,19 +12,24 @@
 
 mod call;
 mod inbound;
+mod legs;
+mod register;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState};
+pub use legs::{AgentLeg, LegKey, LegState};
 
 use crate::config::Config;
 use crate::media::engine::StreamId;
-use crate::queue::{LeaveReason, Queues};
+use crate::queue::dispatch::{AgentSpec, Agents};
+use crate::queue::{EntryId, LeaveReason, QueueId, Queues};
 use crate::sip::message;
+use crate::sip::registrar::Registrar;
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::{Event, ServerKey, TimerConfig, Transactions, Transmit};
 
@@ -37,6 +42,14 @@ pub trait MediaControl {
     fn play(&mut self, id: StreamId, remote: SocketAddr, pt: u8, music: Bytes);
     /// Stop sending and free the port.
     fn close(&mut self, id: StreamId);
+    /// Bind a port for a second leg on the same media thread as `other` (bridges relay
+    /// within one thread).
+    fn open_beside(&mut self, other: StreamId) -> std::io::Result<(StreamId, u16)>;
+    /// Set where a leg sends (no music): the agent side of a bridge, or a caller who was
+    /// never put on hold.
+    fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8);
+    /// Relay RTP both ways between two legs (SPEC §5), stopping any music on them.
+    fn bridge(&mut self, a: StreamId, b: StreamId);
 }
 
 /// Hold music encoded once per codec at start-up (SPEC §4): every call shares these bytes.
@@ -90,17 +103,42 @@ pub struct B2bua<M: MediaControl> {
     stateless: VecDeque<Transmit>,
     stats: Stats,
     draining: bool,
+    agents: Agents,
+    registrar: Registrar,
+    authenticator: crate::sip::auth::DigestAuthenticator,
+    auth_limiter: crate::sip::registrar::FailureLimiter,
+    /// Entries whose caller an agent's phone is ringing for (they keep their place).
+    offered: HashSet<EntryId>,
+    legs: HashMap<LegKey, AgentLeg>,
+    legs_by_client: HashMap<crate::sip::transaction::ClientKey, LegKey>,
+    legs_by_call_id: HashMap<String, LegKey>,
+    ring_deadlines: BTreeSet<(Instant, LegKey)>,
+    /// Completed handle times per queue, newest last (SPEC §4 estimator input).
+    handle_times: Vec<VecDeque<Duration>>,
 }
 
 impl<M: MediaControl> B2bua<M> {
     /// A controller for `config`, sending media through `media`.
-    pub fn new(config: Config, media: M, music: HoldMusic) -> Self {
+    pub fn new(config: Config, media: M, music: HoldMusic, now: Instant) -> Self {
         let port = config.sip.listen.port();
         let sent_by = format!("{}:{}", config.sip.public_address, port);
         let mut queues = Queues::new();
         for queue in &config.queues {
             queues.add_queue(queue.name.clone(), queue.max_len as usize);
         }
+        let agents = Agents::new(config.agents.iter().map(|agent| {
+            AgentSpec {
+                user: agent.user.clone(),
+                queues: config
+                    .agent_queues(agent)
+                    .into_iter()
+                    .map(QueueId)
+                    .collect(),
+            }
+        }));
+        let handle_times = vec![VecDeque::new(); config.queues.len()];
+        let authenticator =
+            register::new_authenticator(now, &config.sip.realm, &config.sip.digest_algorithms);
         Self {
             config,
             sent_by,
@@ -115,6 +153,16 @@ impl<M: MediaControl> B2bua<M> {
             stateless: VecDeque::new(),
             stats: Stats::default(),
             draining: false,
+            agents,
+            registrar: register::new_registrar(),
+            authenticator,
+            auth_limiter: register::new_limiter(),
+            offered: HashSet::new(),
+            legs: HashMap::new(),
+            legs_by_client: HashMap::new(),
+            legs_by_call_id: HashMap::new(),
+            ring_deadlines: BTreeSet::new(),
+            handle_times,
         }
     }
 
@@ -158,6 +206,9 @@ impl<M: MediaControl> B2bua<M> {
     /// The deadline from [`Self::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transactions.handle_timeout(now);
+        self.registrar.handle_timeout(now);
+        self.agents.handle_timeout(now);
+        self.expire_rings(now);
         self.process_events(now);
     }
 
@@ -172,7 +223,15 @@ impl<M: MediaControl> B2bua<M> {
     /// When [`Self::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.transactions.poll_timeout()
+        [
+            self.transactions.poll_timeout(),
+            self.registrar.poll_timeout(),
+            self.agents.poll_timeout(),
+            self.ring_deadlines.first().map(|(deadline, _)| *deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Counters.
@@ -207,6 +266,20 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     fn process_events(&mut self, now: Instant) {
+        loop {
+            self.process_transaction_events(now);
+            self.process_registrar_events(now);
+            self.drain_agent_events();
+            self.dispatch(now);
+            // Dispatch sends INVITEs, which may already have produced events (a send
+            // failure); loop until everything is quiet.
+            if !self.transactions.has_events() {
+                break;
+            }
+        }
+    }
+
+    fn process_transaction_events(&mut self, now: Instant) {
         while let Some(event) = self.transactions.poll_event() {
             match event {
                 Event::Request {
@@ -227,9 +300,10 @@ impl<M: MediaControl> B2bua<M> {
                         self.hang_up(now, call, LeaveReason::Abandoned);
                     }
                 }
-                // Responses to our BYEs and their timeouts need no action: the call was
-                // already released when the BYE was sent.
-                Event::Response { .. } | Event::Timeout { .. } => {}
+                // Responses to INVITEs we sent to agents drive their legs; responses to
+                // our BYEs need no action (the call was released when the BYE was sent).
+                Event::Response { key, response } => self.on_leg_response(now, &key, response),
+                Event::Timeout { key } => self.on_leg_timeout(now, &key),
                 Event::StrayResponse { source, .. } => {
                     tracing::debug!(%source, "response matching no transaction dropped");
                 }
@@ -251,6 +325,7 @@ impl<M: MediaControl> B2bua<M> {
             }
             rsip::Method::Invite => self.on_reinvite(now, key, request),
             rsip::Method::Bye => self.on_bye(now, key, request),
+            rsip::Method::Register => self.on_register(now, key, request, source),
             rsip::Method::Options => {
                 let mut response = message::response(&request, 200, None);
                 push_other(&mut response, "Allow", message::ALLOWED_METHODS);
@@ -301,6 +376,19 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     fn on_bye(&mut self, now: Instant, key: ServerKey, request: rsip::Request) {
+        if let Some(leg) = self.leg_of(&request) {
+            // The agent hung up: end its leg, then hang up the caller (SPEC §5).
+            self.reply(now, &key, &request, 200);
+            let call = self.legs.get(&leg).map(|l| l.call);
+            self.end_leg(now, leg, false);
+            if let Some(call) = call {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.leg = None;
+                }
+                self.hang_up(now, call, LeaveReason::Removed);
+            }
+            return;
+        }
         let Some(call) = self.dialog_of(&request) else {
             return self.reply(now, &key, &request, 481);
         };
@@ -309,8 +397,8 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// RFC 3261 §9.2: the CANCEL itself always gets `200`; the INVITE gets `487` if it has
-    /// no final response yet. holdfast answers queue calls at once, so a CANCEL usually
-    /// finds the INVITE answered and then has no effect: the caller ACKs and BYEs as usual.
+    /// no final response yet. A caller is unanswered only while a free agent's phone rings
+    /// for it; a CANCEL that finds the INVITE answered has no effect (the caller BYEs).
     fn on_cancel(
         &mut self,
         now: Instant,
@@ -319,11 +407,27 @@ impl<M: MediaControl> B2bua<M> {
         cancel: rsip::Request,
     ) {
         self.reply(now, &key, &cancel, 200);
-        let terminated = message::response(&cancel, 487, None);
-        match self.transactions.respond(now, &invite, terminated) {
-            Ok(()) => tracing::info!(event = "cancel", "INVITE cancelled before answer"),
-            Err(error) => tracing::debug!(%error, "CANCEL after the final response: no effect"),
-        }
+        let Some(call) = self.by_invite.get(&invite).copied() else {
+            return;
+        };
+        let Some(pending) = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| c.state == CallState::Early)
+            .and_then(|c| c.pending_invite.take())
+        else {
+            tracing::debug!("CANCEL after the final response: no effect (§9.2)");
+            return;
+        };
+        let local_tag = self.calls[&call].dialog.local_tag.clone();
+        let terminated = message::with_to_tag(message::response(&pending, 487, None), &local_tag);
+        self.respond(now, &invite, terminated);
+        tracing::info!(
+            event = "cancel",
+            call = call.0,
+            "caller gave up before answer"
+        );
+        self.release(now, call, LeaveReason::Abandoned);
     }
 
     fn on_reinvite(&mut self, now: Instant, key: ServerKey, request: rsip::Request) {
@@ -389,8 +493,12 @@ impl<M: MediaControl> B2bua<M> {
         };
         self.by_call_id.remove(&call.dialog.call_id);
         self.by_invite.remove(&call.invite);
+        self.offered.remove(&call.entry());
+        if let Some(leg) = call.leg {
+            self.cancel_leg_for_caller(now, leg);
+        }
         self.media.close(call.stream);
-        if call.queue.is_some() {
+        if call.queue.is_some() && self.queues.position(call.entry()).is_some() {
             self.queues.leave(call.entry(), reason);
             self.drain_queue_events();
         }
@@ -409,11 +517,39 @@ impl<M: MediaControl> B2bua<M> {
 }
 
 impl<M: MediaControl> B2bua<M> {
-    /// Queue events are logged; dispatch will act on them once agents exist.
+    /// Queue events are logged; dispatch runs after every input anyway.
     fn drain_queue_events(&mut self) {
         while let Some(event) = self.queues.poll_event() {
             tracing::debug!(?event, "queue event");
         }
+    }
+
+    /// Agent state changes are logged (one line per change, SPEC §8).
+    fn drain_agent_events(&mut self) {
+        while let Some(event) = self.agents.poll_event() {
+            tracing::info!(?event, "agent");
+        }
+    }
+
+    /// Keep the last 100 handle times of a queue (SPEC §4).
+    fn record_handle_time(&mut self, queue: QueueId, handle: Duration) {
+        if let Some(times) = self.handle_times.get_mut(queue.0) {
+            if times.len() == 100 {
+                times.pop_front();
+            }
+            times.push_back(handle);
+        }
+        tracing::info!(
+            event = "complete",
+            queue = %self.config.queues[queue.0].name,
+            handle_s = handle.as_secs_f64(),
+            "call complete"
+        );
+    }
+
+    /// The agents (read-only), for the admin API and tests.
+    pub fn agents(&self) -> &Agents {
+        &self.agents
     }
 }
 

@@ -56,6 +56,9 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     let r = &mut report;
 
     r.at_least_one("sip.max_calls".into(), config.sip.max_calls.into());
+    if config.sip.digest_algorithms.is_empty() {
+        r.add("sip.digest_algorithms", "must name at least one algorithm");
+    }
     if config.priorities.is_empty() {
         r.add("priorities", "must define at least one priority");
     }

@@ -8,8 +8,25 @@
 //! Inside, a small fixed set of shard threads (default 2, one per core) each own their
 //! streams and sockets and drive them from one clock (see the `shard` module). Streams are
 //! assigned to shards round-robin; [`MediaEngine::open_beside`] puts a stream on the same
-//! shard as another one, which is where the two legs of a bridge will live once RTP relay
-//! exists.
+//! shard as another one, which is where the two legs of a bridge live.
+//!
+//! Bridging (SPEC §5, bridge mode `relay`): the controller opens the agent leg beside the
+//! caller's stream, gives it the agent's SDP address once the 200 OK arrives
+//! ([`MediaEngine::connect`]: a destination and payload type, no music), then
+//! [`MediaEngine::bridge`]s the two. From then on the caller's music stops and every RTP
+//! packet received on either leg is forwarded at once out of the other leg, rewritten so
+//! each far end keeps seeing one continuous RTP stream (RFC 3550 §5.1; the first relayed
+//! packet carries the marker bit, RFC 3551 §4.1), with telephone-event payload types mapped
+//! and PCMU/PCMA transcoded between legs that negotiated different ones.
+//!
+//! ```text
+//!  let (caller, port) = engine.open()?;        // INVITE from the caller
+//!  engine.play(caller, caller_sdp, 0, music)?; // hold music
+//!  let (agent, port) = engine.open_beside(caller)?;  // offer `port` to the agent
+//!  engine.connect(agent, agent_sdp, 0)?;       // the agent's 200 OK
+//!  engine.bridge(caller, agent)?;              // talk
+//!  engine.close(agent);                        // BYE: the caller leg goes idle
+//! ```
 //!
 //! Symmetric RTP (RFC 4961, and the NAT advice of RFC 7362): the first valid RTP packet that
 //! arrives on a stream's socket fixes the address its packets go to, and is reported once as
@@ -118,6 +135,18 @@ pub enum MediaError {
     /// The engine was shut down (or the id belongs to another engine).
     #[error("media engine is shut down")]
     ShutDown,
+    /// The two legs of a bridge are on different shards: open the second one with
+    /// [`MediaEngine::open_beside`].
+    #[error("{a} and {b} are not on the same shard")]
+    NotBeside {
+        /// First leg.
+        a: StreamId,
+        /// Second leg.
+        b: StreamId,
+    },
+    /// A stream cannot be bridged with itself.
+    #[error("{0} cannot be bridged with itself")]
+    SameStream(StreamId),
 }
 
 struct ShardHandle {
@@ -259,8 +288,9 @@ impl MediaEngine {
 
     /// Starts sending `music` (looped 160-byte G.711 frames, shared) to `remote` with payload
     /// type `payload_type`, or to the latched address if RTP already arrived. On a stream that
-    /// played before, the RTP stream continues (same SSRC, sequence and timestamp run on) and
-    /// the new music starts at its first frame.
+    /// played (or relayed) before, the RTP stream continues (same SSRC, sequence and
+    /// timestamp run on) and the new music starts at its first frame. A bridge the stream is
+    /// in ends (the other leg goes idle).
     pub fn play(
         &self,
         id: StreamId,
@@ -294,12 +324,59 @@ impl MediaEngine {
         let _ = self.send(id, Command::TelephoneEvent { id, payload_type });
     }
 
-    /// Stops sending; the socket stays open (still receiving) until [`MediaEngine::close`].
+    /// Gives a leg its far end without playing anything: `remote` from SDP (a latched
+    /// source still wins, as for [`MediaEngine::play`]) and the audio `payload_type` it
+    /// receives, which decides PCMU/PCMA transcoding when bridged. For the agent leg, once
+    /// the agent's answer arrives; may be called again (re-INVITE).
+    pub fn connect(
+        &self,
+        id: StreamId,
+        remote: SocketAddr,
+        payload_type: u8,
+    ) -> Result<(), MediaError> {
+        self.send(
+            id,
+            Command::Connect {
+                id,
+                remote,
+                payload_type,
+            },
+        )
+    }
+
+    /// Bridges two streams on the same shard: each stops what it was doing (music, or an
+    /// earlier bridge, whose partner goes idle) and every RTP packet received on one is
+    /// forwarded out of the other to its far end (latched address, else the one from
+    /// `play`/`connect`; dropped and counted while there is none), on that leg's own RTP
+    /// stream (same SSRC as its music, sequence and timestamp continuing, marker on the
+    /// first relayed packet), with telephone-event payload types mapped
+    /// ([`MediaEngine::set_telephone_event`] on both legs) and G.711 transcoded when the
+    /// legs' audio types differ. An id already closed makes this a no-op (logged).
+    pub fn bridge(&self, a: StreamId, b: StreamId) -> Result<(), MediaError> {
+        if a == b {
+            return Err(MediaError::SameStream(a));
+        }
+        if a.shard() != b.shard() {
+            return Err(MediaError::NotBeside { a, b });
+        }
+        self.send(a, Command::Bridge { a, b })
+    }
+
+    /// Ends the bridge `id` is in (no-op if none): both legs go idle (open, receiving,
+    /// sending nothing). [`MediaEngine::play`] afterwards continues the leg's RTP stream.
+    /// `stop`, `play` and `close` on either leg end the bridge the same way.
+    pub fn unbridge(&self, id: StreamId) {
+        let _ = self.send(id, Command::Unbridge { id });
+    }
+
+    /// Stops sending (music, or relaying: a bridge ends and both legs go idle); the socket
+    /// stays open (still receiving) until [`MediaEngine::close`].
     pub fn stop(&self, id: StreamId) {
         let _ = self.send(id, Command::Stop { id });
     }
 
-    /// Stops the stream and frees its socket and port.
+    /// Stops the stream and frees its socket and port; if it was bridged, the other leg
+    /// goes idle.
     pub fn close(&self, id: StreamId) {
         let _ = self.send(id, Command::Close { id });
     }
@@ -363,292 +440,7 @@ fn invalid(msg: &'static str) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::player::FRAME_LEN;
-    use crate::media::rtp::RtpHeader;
-    use std::collections::HashMap;
-    use std::time::{Duration, Instant};
+mod bridge_tests;
 
-    fn engine(port_min: u16) -> (MediaEngine, MediaEvents) {
-        MediaEngine::start(EngineConfig {
-            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port_min,
-            port_max: port_min + 1999,
-            shards: 2,
-        })
-        .unwrap()
-    }
-
-    /// `n` frames where every byte of frame `i` is `base + i`.
-    fn frames(n: u8, base: u8) -> Bytes {
-        Bytes::from(
-            (0..n)
-                .flat_map(|i| [base + i; FRAME_LEN])
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn receiver() -> UdpSocket {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        s
-    }
-
-    /// Receives RTP on `sock` for `dur`: (header, first payload byte, payload len).
-    fn collect(sock: &UdpSocket, dur: Duration) -> Vec<(RtpHeader, u8, usize)> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 2048];
-        let end = Instant::now() + dur;
-        while Instant::now() < end {
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                let (h, payload) = RtpHeader::parse(&buf[..n]).unwrap();
-                assert!(payload.iter().all(|&b| b == payload[0]), "one whole frame");
-                out.push((h, payload[0], payload.len()));
-            }
-        }
-        out
-    }
-
-    fn next_event(events: &mut MediaEvents, within: Duration) -> Option<MediaEvent> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Ok(ev) = events.try_recv() {
-                return Some(ev);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
-    }
-
-    fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-        let end = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < end {
-            if cond() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-
-    fn rtp(pt: u8, seq: u16) -> [u8; 16] {
-        let mut p = [0u8; 16];
-        let h = RtpHeader::new(pt, seq, 0, 42, false);
-        h.write_fixed((&mut p[..12]).try_into().unwrap());
-        p
-    }
-
-    #[test]
-    fn fifty_streams_send_continuous_music_at_50_per_second() {
-        let (engine, _events) = engine(31000);
-        let rx = receiver();
-        let dest = rx.local_addr().unwrap();
-        let music = frames(7, 1);
-        let mut ports = Vec::new();
-        for _ in 0..50 {
-            let (id, port) = engine.open().unwrap();
-            assert_eq!(port % 2, 0, "RTP on even ports");
-            ports.push(port);
-            engine.play(id, dest, 0, music.clone()).unwrap();
-        }
-        ports.sort();
-        ports.dedup();
-        assert_eq!(ports.len(), 50, "distinct ports");
-        let start = Instant::now();
-        let got = collect(&rx, Duration::from_millis(1000));
-        let elapsed = start.elapsed().as_secs_f64();
-        let mut by_ssrc: HashMap<u32, Vec<(RtpHeader, u8, usize)>> = HashMap::new();
-        for p in got {
-            by_ssrc.entry(p.0.ssrc).or_default().push(p);
-        }
-        assert_eq!(by_ssrc.len(), 50, "one SSRC per stream");
-        for packets in by_ssrc.values() {
-            let expected = elapsed * 50.0;
-            let n = packets.len() as f64;
-            assert!(
-                n >= expected * 0.8 && n <= expected * 1.1 + 2.0,
-                "{n} packets in {elapsed}s"
-            );
-            for (i, (h, byte, len)) in packets.iter().enumerate() {
-                assert_eq!(*len, FRAME_LEN);
-                assert_eq!(h.payload_type, 0);
-                assert_eq!(h.marker, i == 0, "marker on the first packet only");
-                assert_eq!(
-                    *byte,
-                    1 + (i % 7) as u8,
-                    "music frames in order from frame 0"
-                );
-                if i > 0 {
-                    let prev = packets[i - 1].0;
-                    assert_eq!(h.sequence, prev.sequence.wrapping_add(1));
-                    assert_eq!(h.timestamp, prev.timestamp.wrapping_add(160));
-                }
-            }
-        }
-        let stats = engine.stats();
-        assert_eq!((stats.streams, stats.playing), (50, 50));
-        assert!(stats.packets_sent >= by_ssrc.values().map(Vec::len).sum::<usize>() as u64);
-        assert_eq!(stats.send_errors, 0);
-        assert!(stats.lateness.samples > 0 && stats.lateness.p50_us < 20_000);
-        engine.shutdown();
-    }
-
-    #[test]
-    fn latches_to_rtp_source_and_counts_malformed() {
-        let (engine, mut events) = engine(33000);
-        let a = receiver();
-        let b = receiver();
-        let (id, port) = engine.open().unwrap();
-        engine.set_telephone_event(id, Some(101));
-        engine
-            .play(id, a.local_addr().unwrap(), 8, frames(3, 10))
-            .unwrap();
-        let before = collect(&a, Duration::from_millis(100));
-        assert!(!before.is_empty(), "sending to the SDP address first");
-        let stream_addr = SocketAddr::from(([127, 0, 0, 1], port));
-
-        // Garbage and a STUN-looking datagram: counted, no latch, no crash.
-        b.send_to(b"hello", stream_addr).unwrap();
-        b.send_to(&[0u8; 20], stream_addr).unwrap();
-        // Sockets are drained every 100 ms on the stream's own slot.
-        assert!(wait_until(|| engine.stats().malformed_received == 2));
-        assert_eq!(events.try_recv().ok(), None);
-        assert!(
-            !collect(&a, Duration::from_millis(60)).is_empty(),
-            "still to A"
-        );
-
-        b.send_to(&rtp(101, 1), stream_addr).unwrap();
-        assert_eq!(
-            next_event(&mut events, Duration::from_secs(2)),
-            Some(MediaEvent::Latched {
-                id,
-                from: b.local_addr().unwrap()
-            })
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = collect(&a, Duration::from_millis(30)); // packets in flight before the latch
-        let at_b = collect(&b, Duration::from_millis(200));
-        assert!(at_b.len() >= 5, "now sending to B: {}", at_b.len());
-        assert!(
-            collect(&a, Duration::from_millis(100)).is_empty(),
-            "A no longer"
-        );
-        for w in at_b.windows(2) {
-            assert_eq!(w[1].0.sequence, w[0].0.sequence.wrapping_add(1));
-        }
-        assert_eq!(
-            at_b[0].0.ssrc, before[0].0.ssrc,
-            "same stream after latching"
-        );
-
-        // A later source does not re-latch; only one event.
-        a.send_to(&rtp(0, 2), stream_addr).unwrap();
-        assert!(wait_until(|| engine.stats().packets_received == 2));
-        assert_eq!(next_event(&mut events, Duration::from_millis(150)), None);
-        let stats = engine.stats();
-        assert_eq!(stats.packets_received, 2);
-        assert_eq!(stats.telephone_events_received, 1);
-        assert_eq!(stats.malformed_received, 2);
-        engine.shutdown();
-    }
-
-    #[test]
-    fn prompt_interrupts_music_and_reports_done() {
-        let (engine, mut events) = engine(35000);
-        let rx = receiver();
-        let (id, _) = engine.open().unwrap();
-        engine
-            .play(id, rx.local_addr().unwrap(), 0, frames(50, 1))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        engine.prompt(id, frames(3, 200)).unwrap();
-        assert_eq!(
-            next_event(&mut events, Duration::from_secs(2)),
-            Some(MediaEvent::PromptDone { id })
-        );
-        let got = collect(&rx, Duration::from_millis(100));
-        let bytes: Vec<u8> = got.iter().map(|p| p.1).collect();
-        let at = bytes.iter().position(|&b| b == 200).expect("prompt played");
-        assert_eq!(&bytes[at..at + 3], &[200, 201, 202]);
-        assert_eq!(
-            bytes[at + 3],
-            bytes[at - 1] + 1,
-            "music resumes at the paused frame"
-        );
-        for w in got.windows(2) {
-            assert_eq!(w[1].0.sequence, w[0].0.sequence.wrapping_add(1));
-            assert_eq!(w[1].0.timestamp, w[0].0.timestamp.wrapping_add(160));
-        }
-        assert!(engine.prompt(id, Bytes::from_static(&[0; 100])).is_err());
-        engine.shutdown();
-    }
-
-    #[test]
-    fn stop_then_close_frees_the_port() {
-        let (engine, _events) = engine(37000);
-        let rx = receiver();
-        let (id, port) = engine.open().unwrap();
-        engine
-            .play(id, rx.local_addr().unwrap(), 0, frames(2, 1))
-            .unwrap();
-        let first = collect(&rx, Duration::from_millis(100));
-        assert!(!first.is_empty());
-        engine.stop(id);
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = collect(&rx, Duration::from_millis(30));
-        assert!(
-            collect(&rx, Duration::from_millis(150)).is_empty(),
-            "stopped"
-        );
-        let stats = engine.stats();
-        assert_eq!((stats.streams, stats.playing), (1, 0));
-        // Busy port is skipped by the next open.
-        let (other, other_port) = engine.open().unwrap();
-        assert_ne!(other_port, port);
-
-        // Playing again continues the same RTP stream.
-        engine
-            .play(id, rx.local_addr().unwrap(), 0, frames(2, 1))
-            .unwrap();
-        let again = collect(&rx, Duration::from_millis(100));
-        let last = first.last().unwrap().0;
-        assert_eq!(again[0].0.ssrc, last.ssrc);
-        assert!(!again[0].0.marker);
-        let gap = again[0].0.sequence.wrapping_sub(last.sequence);
-        assert!((1..=10).contains(&gap), "sequence continues, gap {gap}");
-        assert!(
-            again[0].0.timestamp.wrapping_sub(last.timestamp) >= 160 * 5,
-            "time advanced"
-        );
-
-        engine.close(id);
-        engine.close(other);
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(engine.stats().streams, 0);
-        UdpSocket::bind(("127.0.0.1", port)).expect("port freed by close");
-        engine.shutdown();
-        assert!(matches!(
-            engine.play(id, rx.local_addr().unwrap(), 0, frames(1, 1)),
-            Err(MediaError::ShutDown)
-        ));
-    }
-
-    #[test]
-    fn rejects_bad_config() {
-        let bad = |port_min, port_max, shards| {
-            MediaEngine::start(EngineConfig {
-                bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port_min,
-                port_max,
-                shards,
-            })
-            .is_err()
-        };
-        assert!(bad(30000, 30010, 0));
-        assert!(bad(30001, 30001, 1));
-        assert!(bad(30010, 30000, 1));
-        assert!(bad(0, 1, 1));
-    }
-}
+#[cfg(test)]
+mod tests;

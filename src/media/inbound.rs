@@ -14,12 +14,18 @@
 //!
 //! At most [`READS_PER_POLL`] datagrams are read per drain so a flooding peer costs a bounded
 //! amount per turn; the kernel drops what does not fit the socket's receive buffer.
+//!
+//! A bridged leg is read on socket readiness instead (see `super::shard::bridge`), through
+//! the same classification ([`Inbound::accept`]), which also hands back the RTP header and
+//! where the payload sits so the packet can be forwarded in place.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::engine::{MediaEvent, StreamId};
+use super::rewrite::LegCodecs;
 use super::rtp::{RtpHeader, is_rtcp_mux};
 use super::stats::ShardStats;
 
@@ -34,8 +40,8 @@ pub(crate) struct Peer {
     pub(crate) remote: Option<SocketAddr>,
     /// Set by the first valid inbound RTP packet.
     pub(crate) latched: bool,
-    /// Negotiated RFC 4733 payload type, if any.
-    pub(crate) telephone_event_pt: Option<u8>,
+    /// Negotiated payload types: audio (from play/connect) and RFC 4733 telephone-event.
+    pub(crate) codecs: LegCodecs,
 }
 
 impl Peer {
@@ -66,22 +72,34 @@ impl Inbound<'_> {
                 // concern one datagram; the next turn tries again.
                 Err(_) => return,
             };
-            self.handle(id, peer, len, from);
+            self.accept(id, peer, len, from);
         }
     }
 
-    fn handle(&mut self, id: StreamId, peer: &mut Peer, len: usize, from: SocketAddr) {
+    /// Classifies the datagram of `len` bytes in the buffer, received from `from` on stream
+    /// `id` (counting, latching; see the module docs). For RTP, returns its header and the
+    /// byte range of its payload in the buffer (after CSRCs and extension, before padding);
+    /// RTCP and malformed datagrams return `None`.
+    pub(crate) fn accept(
+        &mut self,
+        id: StreamId,
+        peer: &mut Peer,
+        len: usize,
+        from: SocketAddr,
+    ) -> Option<(RtpHeader, Range<usize>)> {
         let datagram = &self.buf[..len];
         if is_rtcp_mux(datagram) {
             self.stats.packets_received.add(1);
-            return;
+            return None;
         }
-        let Ok((header, _payload)) = RtpHeader::parse(datagram) else {
+        let Ok((header, payload)) = RtpHeader::parse(datagram) else {
             self.stats.malformed_received.add(1);
-            return;
+            return None;
         };
+        let end = len - usize::from(header.padding);
+        let payload = end - payload.len()..end;
         self.stats.packets_received.add(1);
-        if Some(header.payload_type) == peer.telephone_event_pt {
+        if Some(header.payload_type) == peer.codecs.telephone_event {
             // DTMF seam: `dtmf::decode(_payload)` (RFC 4733 §2.3) will turn this into a
             // `MediaEvent::Dtmf { id, digit, end }` here; for now the packets are counted.
             self.stats.telephone_events_received.add(1);
@@ -91,6 +109,7 @@ impl Inbound<'_> {
             peer.remote = Some(from);
             let _ = self.events.send(MediaEvent::Latched { id, from });
         }
+        Some((header, payload))
     }
 }
 
@@ -173,10 +192,8 @@ mod tests {
     fn first_rtp_latches_once_rtcp_does_not() {
         let mut rig = rig();
         let sdp: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-        let mut peer = Peer {
-            telephone_event_pt: Some(101),
-            ..Peer::default()
-        };
+        let mut peer = Peer::default();
+        peer.codecs.telephone_event = Some(101);
         peer.set_sdp_remote(sdp);
         // A receiver report (RFC 5761 mux) first: counted, no latch.
         rig.send(&[&[0x80, 201, 0x00, 0x01, 0, 0, 0, 1]]);
@@ -199,6 +216,26 @@ mod tests {
             })
         );
         assert!(rig.events.try_recv().is_err(), "reported once");
+
+        // The payload range skips CSRCs and the extension and leaves the padding out.
+        let packet = [
+            0xb1, 0x00, 0, 9, 0, 0, 0, 0, 0, 0, 0, 3, // V=2 P X CC=1, PT 0
+            1, 2, 3, 4, // CSRC
+            0xbe, 0xde, 0, 1, 9, 9, 9, 9, // extension, one word
+            0xaa, 0xbb, 0xcc, // payload
+            0, 0, 3, // padding
+        ];
+        rig.send(&[&packet]);
+        let len = rig.socket.recv(&mut rig.buf).unwrap();
+        let (h, range) = Inbound {
+            buf: &mut rig.buf,
+            stats: &rig.stats,
+            events: &rig.events_tx,
+        }
+        .accept(StreamId::for_tests(9), &mut peer, len, from)
+        .unwrap();
+        assert_eq!((h.sequence, h.csrc_count), (9, 1));
+        assert_eq!(&rig.buf[range], &[0xaa, 0xbb, 0xcc]);
 
         // A new SDP address (re-INVITE) does not override the latched source.
         peer.set_sdp_remote(sdp);

@@ -3,15 +3,19 @@
 //! - [`g711`]: µ-law / A-law companding.
 //! - [`audio`]: decode music files once, mono, 8 kHz.
 //! - [`rtp`]: RTP header parse and write.
+//! - [`dtmf`]: RFC 4733 telephone-event decoding and SIP INFO DTMF bodies.
 //! - [`player`]: the per-stream cursor over shared frames (music loop + prompts).
-//! - [`engine`]: the media clock: shard threads that send every stream on its own phase.
+//! - [`engine`]: the media clock: shard threads that send every stream on its own phase, and
+//!   relay RTP between bridged legs (header rewriting in `rewrite`).
 
 pub mod audio;
+pub mod dtmf;
 pub mod engine;
 pub mod g711;
 mod inbound;
 pub mod player;
 mod poller;
+mod rewrite;
 pub mod rtp;
 mod shard;
 pub mod stats;

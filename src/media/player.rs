@@ -206,6 +206,17 @@ impl Player {
         None
     }
 
+    /// Continues the stream from counters advanced by someone else: while the stream was
+    /// bridged, relayed packets went out on this SSRC (see `super::rewrite`), so music that
+    /// resumes must carry the sequence after the last relayed packet and the timestamp of
+    /// the relay's timeline. The next packet carries the marker bit: a new talkspurt from a
+    /// new source (RFC 3551 §4.1).
+    pub fn continue_at(&mut self, sequence: u16, timestamp: u32) {
+        self.sequence = sequence;
+        self.timestamp = timestamp;
+        self.first = true;
+    }
+
     /// Accounts for `frames` send slots that were skipped because the engine fell behind: the
     /// timestamp advances with real time (the receiver plays silence for the gap, RFC 3550
     /// §5.1), the sequence does not (nothing was lost in the network) and the audio resumes
@@ -337,5 +348,12 @@ mod tests {
             (12, 160 * 7, 50, 8)
         );
         assert!(!h.marker);
+        p.continue_at(500, 99_999);
+        let (h, byte, _) = step(&mut p);
+        assert_eq!(
+            (h.ssrc, h.sequence, h.timestamp, h.marker, byte),
+            (7, 500, 99_999, true, 51),
+            "same SSRC, given counters, marker, music where it was"
+        );
     }
 }

@@ -7,8 +7,10 @@
 //! `epoll_wait` with the timeout rounded up to the next millisecond (sends are then batched
 //! per millisecond, still on schedule within ~1 ms).
 //!
-//! Registrations are level-triggered for input. Today only the shard's [`Waker`] is
-//! registered: stream sockets are drained on the clock (see the shard module for why).
+//! Registrations are level-triggered for input. The shard's [`Waker`] is registered for the
+//! shard's life; a stream socket only while its stream is bridged (relay legs need each
+//! packet forwarded at once); held streams are drained on the clock (see the shard module for
+//! why).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -53,8 +55,11 @@ impl Poller {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token)
     }
 
-    // No `delete` yet: the waker stays registered for the shard's life and stream sockets are
-    // not registered (see the shard docs). Relay legs will need EPOLL_CTL_DEL before close.
+    /// Removes `fd`'s registration (a bridged socket going back to clock-driven reads, or
+    /// about to close: its token must not be reported for a reused table index).
+    pub fn delete(&self, fd: &impl AsRawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0)
+    }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: Token) -> io::Result<()> {
         let mut ev = libc::epoll_event {
@@ -216,5 +221,11 @@ mod tests {
         let left = poller.wait(Some(Duration::ZERO)).unwrap();
         assert_eq!(left, 0, "drained waker and socket report nothing");
         assert_eq!(poller.token(0), None);
+
+        poller.delete(&sock).unwrap();
+        sock.send_to(b"y", sock.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(poller.wait(Some(Duration::ZERO)).unwrap(), 0, "deleted");
+        assert!(poller.delete(&sock).is_err(), "not registered any more");
     }
 }

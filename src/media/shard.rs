@@ -30,8 +30,10 @@
 //! when the peer is silent, and about 5 packets per drain when the caller streams 50
 //! packets/s, instead of one readiness event plus a read per packet. The price is up to
 //! 100 ms before a latch or an RFC 4733 event is seen, which neither the caller nor the
-//! queue can notice. (Relay legs will want per-packet latency: they will register with the
-//! poller instead; see [`StreamMode`].)
+//! queue can notice. Bridged legs are the exception: relayed audio must not wait for a
+//! drain, so while a stream is bridged its socket is registered with the poller and every
+//! readiness report forwards what arrived at once (see [`StreamMode::Relay`] and the
+//! `bridge` submodule).
 //!
 //! A shard that falls more than [`MAX_BEHIND`] behind (the machine stalled, the VM was
 //! paused) does not burst to catch up: it skips the missed slots, advancing each playing
@@ -51,7 +53,10 @@ use super::engine::{MediaEvent, StreamId};
 use super::inbound::{Inbound, Peer};
 use super::player::{PACKET_LEN, Player, PlayerEvent};
 use super::poller::{Poller, Token, Waker};
+use super::rewrite::Rewriter;
 use super::stats::ShardStats;
+
+mod bridge;
 
 /// The packetization period: one 20 ms G.711 frame per packet.
 pub const PERIOD: Duration = Duration::from_millis(20);
@@ -62,8 +67,9 @@ const SLOT_NANOS: u64 = PERIOD.as_nanos() as u64 / SLOTS as u64;
 pub const MAX_BEHIND: Duration = Duration::from_millis(100);
 /// A stream's socket is drained once every this many periods (100 ms).
 pub const POLL_PERIODS: u64 = 5;
-/// Readiness events taken per wait (only the waker is registered today).
-const EVENTS_PER_WAIT: usize = 16;
+/// Readiness events taken per wait: the waker plus bridged sockets (more stay pending,
+/// level-triggered, for the next wait).
+const EVENTS_PER_WAIT: usize = 256;
 const WAKER_TOKEN: Token = u64::MAX;
 
 /// A controller command, sent over the shard's channel and followed by a wake-up.
@@ -87,6 +93,18 @@ pub(crate) enum Command {
         id: StreamId,
         payload_type: Option<u8>,
     },
+    Connect {
+        id: StreamId,
+        remote: SocketAddr,
+        payload_type: u8,
+    },
+    Bridge {
+        a: StreamId,
+        b: StreamId,
+    },
+    Unbridge {
+        id: StreamId,
+    },
     Stop {
         id: StreamId,
     },
@@ -103,13 +121,17 @@ pub enum StreamMode {
     Idle,
     /// Sending the player's next frame every 20 ms.
     Play,
-    // Relay { peer: usize } goes here: bridging a caller to an agent forwards each packet
-    // read on one leg out of the other leg's socket, rewriting SSRC/sequence/timestamp
-    // through the leg's `Player` counters so the caller's stream stays continuous from music
-    // to agent. Both legs live on the same shard (`MediaEngine::open_beside`), so relaying
-    // is a read and a send inside this loop with no cross-thread hop. Relay legs register
-    // their socket with `self.poller` (token = table index) so forwarding happens on
-    // readiness, not on the 100 ms drain.
+    /// Bridged to the stream at table index `partner`: every packet read on this leg goes
+    /// out of the partner's socket, rewritten onto the partner's own RTP stream (its
+    /// [`Rewriter`]), and vice versa. Both legs live on this shard
+    /// (`MediaEngine::open_beside`), so relaying is a read and a send inside this loop with
+    /// no cross-thread hop; their sockets are registered with the poller (token = table
+    /// index) so forwarding happens on readiness, not on the 100 ms drain. Nothing is sent
+    /// on the clock.
+    Relay {
+        /// Table index of the other leg.
+        partner: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -121,6 +143,9 @@ struct Stream {
     mode: StreamMode,
     /// Sender state, kept across stop/play so the RTP stream stays one stream.
     player: Option<Player>,
+    /// Outbound counters while relaying; kept afterwards so a leg that never played keeps
+    /// its SSRC and sequence if bridged (or played) again.
+    rewriter: Option<Rewriter>,
     /// When the stream stopped sending, to advance its timestamp on resume.
     stopped_at: Option<Instant>,
     /// (slot, index in that slot's list).
@@ -141,6 +166,8 @@ pub(crate) struct Shard {
     /// `wheel[slot]` lists the open streams (table indices) serviced at that slot.
     wheel: Vec<Vec<usize>>,
     playing: usize,
+    /// Bridged pairs.
+    bridges: usize,
     epoch: Instant,
     /// Next slot tick to service; tick `t` is due at `epoch + t × 200 µs`, slot `t % SLOTS`.
     tick: u64,
@@ -170,6 +197,7 @@ impl Shard {
             by_id: HashMap::new(),
             wheel: vec![Vec::new(); SLOTS],
             playing: 0,
+            bridges: 0,
             epoch: Instant::now(),
             tick: 0,
             packet: [0; PACKET_LEN],
@@ -194,8 +222,17 @@ impl Shard {
                     0
                 }
             };
+            // Relayed packets first: they are already on their way to a listener.
+            let now = Instant::now();
+            let mut woken = false;
+            for i in 0..ready {
+                match self.poller.token(i) {
+                    Some(WAKER_TOKEN) => woken = true,
+                    Some(token) => self.relay_ready(token, now),
+                    None => {}
+                }
+            }
             self.run_clock();
-            let woken = (0..ready).any(|i| self.poller.token(i) == Some(WAKER_TOKEN));
             if woken && !self.apply_commands() {
                 break;
             }
@@ -298,8 +335,11 @@ impl Shard {
                         .send(MediaEvent::PromptDone { id: stream.id });
                 }
             }
-            // Streams of one slot take their poll turns in different periods.
-            if (period + idx as u64).is_multiple_of(POLL_PERIODS) {
+            // Streams of one slot take their poll turns in different periods; a bridged leg
+            // is read on readiness instead (its packets must be forwarded).
+            if (period + idx as u64).is_multiple_of(POLL_PERIODS)
+                && !matches!(stream.mode, StreamMode::Relay { .. })
+            {
                 inbound.drain(stream.id, &stream.socket, &mut stream.peer);
             }
         }
@@ -375,7 +415,24 @@ impl Shard {
             }
             Command::TelephoneEvent { id, payload_type } => {
                 if let Some(s) = self.stream_mut(id) {
-                    s.peer.telephone_event_pt = payload_type;
+                    s.peer.codecs.telephone_event = payload_type;
+                }
+            }
+            Command::Connect {
+                id,
+                remote,
+                payload_type,
+            } => match self.stream_mut(id) {
+                Some(s) => {
+                    s.peer.set_sdp_remote(remote);
+                    s.peer.codecs.audio = Some(payload_type);
+                }
+                None => tracing::warn!(%id, "connect on an unknown stream"),
+            },
+            Command::Bridge { a, b } => self.bridge(a, b),
+            Command::Unbridge { id } => {
+                if let Some(&idx) = self.by_id.get(&id) {
+                    self.unbridge(idx, Instant::now());
                 }
             }
             Command::Stop { id } => self.stop(id),
@@ -403,6 +460,7 @@ impl Shard {
             peer: Peer::default(),
             mode: StreamMode::Idle,
             player: None,
+            rewriter: None,
             stopped_at: None,
             wheel_pos: (slot, self.wheel[slot].len()),
         };
@@ -417,11 +475,18 @@ impl Shard {
     }
 
     fn play(&mut self, id: StreamId, remote: SocketAddr, payload_type: u8, music: Bytes) {
-        let Some(stream) = self.stream_mut(id) else {
+        let now = Instant::now();
+        let Some(&idx) = self.by_id.get(&id) else {
             tracing::warn!(%id, "play on an unknown stream");
             return;
         };
+        // Music on a bridged leg ends the bridge (the partner goes idle).
+        self.unbridge(idx, now);
+        let Some(Some(stream)) = self.streams.get_mut(idx) else {
+            return;
+        };
         stream.peer.set_sdp_remote(remote);
+        stream.peer.codecs.audio = Some(payload_type);
         let result = match stream.player.as_mut() {
             Some(p) => {
                 // Same RTP stream resuming: time passed while stopped, so does the timestamp.
@@ -431,7 +496,18 @@ impl Shard {
                 }
                 p.set_music(payload_type, music)
             }
-            None => Player::new(payload_type, music, &mut rand::rng()).map(|p| {
+            None => match &stream.rewriter {
+                // Relayed before without ever playing: still the same RTP stream.
+                Some(rw) => Player::with_initial(
+                    payload_type,
+                    music,
+                    rw.ssrc(),
+                    rw.next_sequence(),
+                    rw.timestamp_at(now),
+                ),
+                None => Player::new(payload_type, music, &mut rand::rng()),
+            }
+            .map(|p| {
                 stream.player = Some(p);
             }),
         };
@@ -447,14 +523,25 @@ impl Shard {
     }
 
     fn stop(&mut self, id: StreamId) {
-        let Some(stream) = self.stream_mut(id) else {
+        if let Some(&idx) = self.by_id.get(&id) {
+            self.leave(idx, Instant::now());
+        }
+    }
+
+    /// Makes stream `idx` idle: music stops, a bridge ends (both legs idle).
+    fn leave(&mut self, idx: usize, now: Instant) {
+        let Some(Some(stream)) = self.streams.get_mut(idx) else {
             return;
         };
-        if stream.mode == StreamMode::Play {
-            stream.mode = StreamMode::Idle;
-            stream.stopped_at = Some(Instant::now());
-            self.playing -= 1;
-            self.stats.playing.set(self.playing as u64);
+        match stream.mode {
+            StreamMode::Play => {
+                stream.mode = StreamMode::Idle;
+                stream.stopped_at = Some(now);
+                self.playing -= 1;
+                self.stats.playing.set(self.playing as u64);
+            }
+            StreamMode::Relay { .. } => self.unbridge(idx, now),
+            StreamMode::Idle => {}
         }
     }
 
@@ -479,178 +566,4 @@ impl Shard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::player::FRAME_LEN;
-    use crate::media::rtp::RtpHeader;
-    use std::sync::mpsc;
-
-    struct Rig {
-        shard: Shard,
-        rx: UdpSocket,
-        _events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
-    }
-
-    /// A shard driven by hand from the test thread (no shard thread).
-    fn rig() -> Rig {
-        let (_tx, commands) = mpsc::channel();
-        let (events, _events) = tokio::sync::mpsc::unbounded_channel();
-        let waker = Arc::new(Waker::new().unwrap());
-        let mut shard = Shard::new(0, commands, waker, events, Arc::default()).unwrap();
-        // Leave room to wind the clock back in tests.
-        shard.epoch -= Duration::from_secs(10);
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_nonblocking(true).unwrap();
-        Rig { shard, rx, _events }
-    }
-
-    fn add_playing(rig: &mut Rig, serial: u64) -> StreamId {
-        let id = StreamId::for_tests(serial);
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        rig.shard.apply(Command::Open { id, socket });
-        rig.shard.apply(Command::Play {
-            id,
-            remote: rig.rx.local_addr().unwrap(),
-            payload_type: 0,
-            music: Bytes::from(vec![7u8; FRAME_LEN]),
-        });
-        id
-    }
-
-    fn drain(rx: &UdpSocket) -> Vec<RtpHeader> {
-        std::thread::sleep(Duration::from_millis(20));
-        let mut buf = [0u8; 2048];
-        let mut out = Vec::new();
-        while let Ok((n, _)) = rx.recv_from(&mut buf) {
-            out.push(RtpHeader::parse(&buf[..n]).unwrap().0);
-        }
-        out
-    }
-
-    #[test]
-    fn wheel_spreads_streams_and_keeps_positions_on_removal() {
-        let mut rig = rig();
-        let ids: Vec<StreamId> = (0..(2 * SLOTS as u64 + 3))
-            .map(|i| add_playing(&mut rig, i))
-            .collect();
-        let lens: Vec<usize> = rig.shard.wheel.iter().map(Vec::len).collect();
-        assert!(
-            lens.iter().all(|&l| l == 2 || l == 3),
-            "evenly spread: {lens:?}"
-        );
-        assert_eq!(lens.iter().sum::<usize>(), ids.len());
-        for &id in ids.iter().step_by(3) {
-            rig.shard.apply(Command::Stop { id });
-        }
-        for &id in ids.iter().skip(1).step_by(4) {
-            rig.shard.apply(Command::Close { id });
-        }
-        let closed = ids.iter().skip(1).step_by(4).count();
-        let (mut in_wheel, mut playing) = (0, 0);
-        for (slot, members) in rig.shard.wheel.iter().enumerate() {
-            for (pos, &idx) in members.iter().enumerate() {
-                let s = rig.shard.streams[idx].as_ref().unwrap();
-                assert_eq!(s.wheel_pos, (slot, pos), "back-pointer of {}", s.id);
-                in_wheel += 1;
-                playing += usize::from(s.mode == StreamMode::Play);
-            }
-        }
-        assert_eq!(
-            in_wheel,
-            ids.len() - closed,
-            "stopped streams stay (drained)"
-        );
-        let stopped_or_closed = ids
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 3 == 0 || i % 4 == 1)
-            .count();
-        assert_eq!(playing, ids.len() - stopped_or_closed);
-        assert_eq!(rig.shard.playing, playing);
-        assert_eq!(rig.shard.stats.playing.get(), playing as u64);
-        assert_eq!(rig.shard.stats.streams.get(), (ids.len() - closed) as u64);
-        // A freed table entry is reused and the stream lands in a least loaded slot.
-        add_playing(&mut rig, 1000);
-        assert_eq!(rig.shard.streams.len(), ids.len());
-    }
-
-    #[test]
-    fn falling_far_behind_skips_instead_of_bursting() {
-        let mut rig = rig();
-        for i in 0..4 {
-            add_playing(&mut rig, i);
-        }
-        // One period due at once: every stream sends (about) once, on its own slot.
-        rig.shard.tick = rig.shard.tick_at(Instant::now()) - (SLOTS as u64 - 1);
-        rig.shard.run_clock();
-        let first = drain(&rig.rx);
-        assert!((4..=8).contains(&first.len()), "{} packets", first.len());
-        let sent = rig.shard.stats.packets_sent.get();
-
-        // Pretend the shard stalled for 500 ms (25 periods).
-        rig.shard.tick -= 25 * SLOTS as u64;
-        rig.shard.run_clock();
-        let after = drain(&rig.rx);
-        assert!(after.len() <= 4, "no burst: {} packets", after.len());
-        let skipped = rig.shard.stats.skipped_frames.get();
-        assert!((4 * 24..=4 * 26).contains(&skipped), "skipped {skipped}");
-        assert_eq!(
-            rig.shard.stats.packets_sent.get(),
-            sent + after.len() as u64
-        );
-        for h in &after {
-            let prev = first.iter().rev().find(|p| p.ssrc == h.ssrc).unwrap();
-            assert_eq!(h.sequence, prev.sequence.wrapping_add(1), "no packet lost");
-            let dt = h.timestamp.wrapping_sub(prev.timestamp);
-            assert!(dt >= 160 * 25, "timestamp follows real time: {dt}");
-        }
-    }
-
-    #[test]
-    fn an_overloaded_clock_still_returns_to_its_commands() {
-        let mut rig = rig();
-        add_playing(&mut rig, 1);
-        // 80 ms behind: under the skip limit, more than one period to catch up.
-        let start = rig.shard.tick_at(Instant::now()) - 4 * SLOTS as u64;
-        rig.shard.tick = start;
-        rig.shard.run_clock();
-        assert_eq!(rig.shard.tick, start + SLOTS as u64, "one period per call");
-        assert_eq!(rig.shard.stats.skipped_frames.get(), 0);
-        assert_eq!(drain(&rig.rx).len(), 1);
-    }
-
-    #[test]
-    fn every_stream_is_drained_once_per_poll_cycle() {
-        let mut rig = rig();
-        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut ports = Vec::new();
-        for i in 0..20 {
-            let id = add_playing(&mut rig, i);
-            let idx = rig.shard.by_id[&id];
-            ports.push(
-                rig.shard.streams[idx]
-                    .as_ref()
-                    .unwrap()
-                    .socket
-                    .local_addr()
-                    .unwrap(),
-            );
-        }
-        for port in &ports {
-            peer.send_to(&[0u8; 3], port).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        // Service POLL_PERIODS whole periods by hand, without waiting for real time.
-        let base = rig.shard.tick_at(Instant::now());
-        for t in base..base + POLL_PERIODS * SLOTS as u64 {
-            rig.shard.service_slot(t, Instant::now());
-        }
-        assert_eq!(rig.shard.stats.malformed_received.get(), 20);
-        assert_eq!(
-            rig.shard.stats.packets_sent.get(),
-            20 * POLL_PERIODS,
-            "one frame per stream per period"
-        );
-    }
-}
+mod tests;

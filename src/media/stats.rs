@@ -181,6 +181,13 @@ pub struct ShardStats {
     pub telephone_events_received: Counter,
     /// Send slots skipped because the shard was more than the catch-up limit behind.
     pub skipped_frames: Counter,
+    /// Bridged pairs (each two streams relaying to each other).
+    pub bridges: Counter,
+    /// RTP packets forwarded from one bridged leg out of the other.
+    pub packets_relayed: Counter,
+    /// Valid RTP read on a bridged leg but not forwarded: no destination known yet, a
+    /// payload type the other leg did not negotiate, or reordered from before a switch.
+    pub relay_dropped: Counter,
     /// Send lateness.
     pub lateness: LatenessHistogram,
 }
@@ -204,6 +211,12 @@ pub struct EngineStats {
     pub telephone_events_received: u64,
     /// Frames skipped because a shard fell more than 100 ms behind.
     pub skipped_frames: u64,
+    /// Bridged pairs.
+    pub bridges: u64,
+    /// RTP packets relayed between bridged legs (sent; not included in `packets_sent`).
+    pub packets_relayed: u64,
+    /// Valid RTP on bridged legs that could not be forwarded (see [`ShardStats`]).
+    pub relay_dropped: u64,
     /// Send lateness against each stream's own schedule.
     pub lateness: Lateness,
 }
@@ -222,6 +235,9 @@ impl EngineStats {
             out.malformed_received += s.malformed_received.get();
             out.telephone_events_received += s.telephone_events_received.get();
             out.skipped_frames += s.skipped_frames.get();
+            out.bridges += s.bridges.get();
+            out.packets_relayed += s.packets_relayed.get();
+            out.relay_dropped += s.relay_dropped.get();
             s.lateness.accumulate(&mut lateness);
         }
         out.lateness = lateness.summary();

@@ -7,6 +7,7 @@
 //! reads the clock or does I/O: `now` is an input and changes come out of
 //! [`Queues::poll_event`] for the call controller to act on (announce, log, store).
 
+pub mod dispatch;
 #[allow(clippy::module_inception)] // DESIGN.md names the file queue/queue.rs on purpose.
 mod queue;
 mod tree;

@@ -46,6 +46,8 @@ pub struct Dialog {
     local_cseq: u32,
     /// Highest CSeq seen from the caller.
     remote_cseq: u32,
+    /// The CSeq number of our INVITE (UAC side), which the ACK for its 2xx repeats.
+    invite_cseq: u32,
 }
 
 impl Dialog {
@@ -98,6 +100,7 @@ impl Dialog {
             route_set,
             local_cseq: 0,
             remote_cseq,
+            invite_cseq: 0,
         })
     }
 
@@ -154,6 +157,7 @@ impl Dialog {
             route_set,
             local_cseq,
             remote_cseq: 0,
+            invite_cseq: local_cseq,
         })
     }
 
@@ -175,6 +179,19 @@ impl Dialog {
         }
         self.remote_cseq = seq;
         true
+    }
+
+    /// The ACK for a 2xx to our INVITE (§13.2.2.4): the INVITE's CSeq number with method
+    /// ACK, sent to the remote target with the route set. It is not a transaction, so it
+    /// does not advance our CSeq.
+    pub fn ack(&mut self, via: &str, branch: &str) -> rsip::Request {
+        let (seq, next) = (self.invite_cseq, self.local_cseq);
+        let mut ack = self.request(rsip::Method::Ack, via, branch);
+        self.local_cseq = next;
+        ack.headers.retain(|h| !matches!(h, Header::CSeq(_)));
+        ack.headers
+            .push(Header::CSeq(rsip::headers::CSeq::new(format!("{seq} ACK"))));
+        ack
     }
 
     /// Builds an in-dialog request from holdfast (§12.2.1.1). `via` is our sent-by
@@ -281,12 +298,32 @@ Content-Length: 0\r\n\r\n",
         )
         .unwrap();
         let mut d = Dialog::from_uac(&invite, &ok).unwrap();
-        assert_eq!((d.local_tag.as_str(), d.remote_tag.as_str()), ("hf-a", "ag1"));
-        let bye = d.request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKb").to_string();
-        assert!(bye.starts_with("BYE sip:alice@127.0.0.1:5091 SIP/2.0"), "{bye}");
+        assert_eq!(
+            (d.local_tag.as_str(), d.remote_tag.as_str()),
+            ("hf-a", "ag1")
+        );
+        let bye = d
+            .request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKb")
+            .to_string();
+        assert!(
+            bye.starts_with("BYE sip:alice@127.0.0.1:5091 SIP/2.0"),
+            "{bye}"
+        );
         assert!(bye.contains("From: \"+15551234567\" <sip:+15551234567@127.0.0.1>;tag=hf-a"));
         assert!(bye.contains("To: <sip:alice@127.0.0.1>;tag=ag1"));
-        assert!(bye.contains("CSeq: 2 BYE"), "CSeq continues after the INVITE's");
+        assert!(
+            bye.contains("CSeq: 2 BYE"),
+            "CSeq continues after the INVITE's"
+        );
+        let ack = d.ack("127.0.0.1:5060", "z9hG4bKc").to_string();
+        assert!(
+            ack.starts_with("ACK sip:alice@127.0.0.1:5091 SIP/2.0"),
+            "{ack}"
+        );
+        assert!(
+            ack.contains("CSeq: 1 ACK"),
+            "ACK keeps the INVITE's number: {ack}"
+        );
         // UAC route set is the Record-Route reversed (§12.1.2).
         assert!(bye.find("Route: <sip:p2;lr>").unwrap() < bye.find("Route: <sip:p1;lr>").unwrap());
         // Requests from the agent carry its tag in From and ours in To.

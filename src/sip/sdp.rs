@@ -424,16 +424,30 @@ pub fn render_answer(
     out
 }
 
-/// holdfast's own offer (calls to agents, callbacks): PCMU, PCMA and `telephone-event` at
-/// payload type [`TELEPHONE_EVENT_PT`].
-pub fn render_offer(public_ip: IpAddr, rtp_port: u16, session_id: u64, version: u64) -> String {
+/// holdfast's own offer (calls to agents, callbacks): the given G.711 codecs in order of
+/// preference and `telephone-event` at payload type [`TELEPHONE_EVENT_PT`]. Calls to agents
+/// offer the caller's codec only, so the relay never has to transcode.
+pub fn render_offer(
+    codecs: &[Codec],
+    public_ip: IpAddr,
+    rtp_port: u16,
+    session_id: u64,
+    version: u64,
+) -> String {
     let mut out = String::with_capacity(360);
     push_session_head(&mut out, public_ip, session_id, version);
     let te = TELEPHONE_EVENT_PT;
-    let _ = write!(
-        out,
-        "m=audio {rtp_port} RTP/AVP 0 8 {te}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-    );
+    let _ = write!(out, "m=audio {rtp_port} RTP/AVP");
+    for codec in codecs {
+        let _ = write!(out, " {}", codec.payload_type());
+    }
+    let _ = write!(out, " {te}\r\n");
+    for codec in codecs {
+        let _ = match codec {
+            Codec::Pcmu => write!(out, "a=rtpmap:0 PCMU/8000\r\n"),
+            Codec::Pcma => write!(out, "a=rtpmap:8 PCMA/8000\r\n"),
+        };
+    }
     push_telephone_event(&mut out, te);
     out.push_str("a=ptime:20\r\na=sendrecv\r\n");
     out
@@ -589,7 +603,13 @@ mod tests {
 
     #[test]
     fn our_offer_lists_both_codecs_and_dtmf() {
-        let sdp = render_offer("192.0.2.1".parse().unwrap(), 10000, 9, 1);
+        let sdp = render_offer(
+            &[Codec::Pcmu, Codec::Pcma],
+            "192.0.2.1".parse().unwrap(),
+            10000,
+            9,
+            1,
+        );
         let parsed = parse_offer(sdp.as_bytes()).unwrap();
         assert_eq!(parsed.formats, [0, 8, TELEPHONE_EVENT_PT]);
         assert_eq!(parsed.telephone_event, Some(TELEPHONE_EVENT_PT));

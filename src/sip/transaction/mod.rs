@@ -485,6 +485,11 @@ impl Transactions {
         self.out.events.pop_front()
     }
 
+    /// Whether [`Self::poll_event`] has something (the TU loops until it has not).
+    pub fn has_events(&self) -> bool {
+        !self.out.events.is_empty()
+    }
+
     /// The earliest timer deadline over all transactions; `O(log n)`.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

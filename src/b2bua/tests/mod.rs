@@ -10,12 +10,16 @@ use super::*;
 use crate::config;
 use crate::media::engine::StreamId;
 
+mod agents;
+
 #[derive(Default)]
 struct FakeMedia {
     next: u64,
     open: Vec<StreamId>,
     played: Vec<(StreamId, SocketAddr, u8, usize)>,
     closed: Vec<StreamId>,
+    connected: Vec<(StreamId, SocketAddr, u8)>,
+    bridged: Vec<(StreamId, StreamId)>,
 }
 
 impl MediaControl for FakeMedia {
@@ -30,6 +34,15 @@ impl MediaControl for FakeMedia {
     }
     fn close(&mut self, id: StreamId) {
         self.closed.push(id);
+    }
+    fn open_beside(&mut self, _other: StreamId) -> std::io::Result<(StreamId, u16)> {
+        self.open()
+    }
+    fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8) {
+        self.connected.push((id, remote, pt));
+    }
+    fn bridge(&mut self, a: StreamId, b: StreamId) {
+        self.bridged.push((a, b));
     }
 }
 
@@ -58,14 +71,19 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let config = config::from_str(CONFIG, "test.toml").expect("test config is valid");
+        Self::with_config(CONFIG)
+    }
+
+    fn with_config(text: &str) -> Self {
+        let config = config::from_str(text, "test.toml").expect("test config is valid");
+        let now = Instant::now();
         let music = HoldMusic {
             pcmu: Bytes::from(vec![0xFF; 1600]),
             pcma: Bytes::from(vec![0xD5; 1600]),
         };
         Self {
-            b2bua: B2bua::new(config, FakeMedia::default(), music),
-            now: Instant::now(),
+            b2bua: B2bua::new(config, FakeMedia::default(), music, now),
+            now,
             sent: Vec::new(),
         }
     }

@@ -1,0 +1,523 @@
+//! Calls to agents (SPEC §5, bridge mode `relay`): dispatch, the outbound INVITE leg, ring
+//! timeout and CANCEL, the answer that bridges caller and agent through the media relay, and
+//! the end of a bridged call from either side.
+//!
+//! ```text
+//!  dispatch ──▶ Ringing ──2xx──▶ Answered (ACK, relay both ways) ──BYE either side──▶ gone
+//!                 │  ring_timeout / caller left: CANCEL ──▶ Cancelling ──final──▶ gone
+//!                 └─ 486 / 480 / 603 / timeout: no-answer mark, caller keeps its place
+//! ```
+//! The caller's queue entry stays in the queue (at its place, marked offered) while the
+//! agent rings, so a failed ring costs the caller nothing; it leaves only on answer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rsip::Header;
+use rsip::prelude::*;
+
+use super::{B2bua, CallKey, CallState, MediaControl, push_other};
+use crate::media::engine::StreamId;
+use crate::queue::dispatch::{AgentId, Assignment};
+use crate::queue::{EntryId, LeaveReason, QueueId};
+use crate::sip::dialog::Dialog;
+use crate::sip::message;
+use crate::sip::sdp;
+use crate::sip::transaction::ClientKey;
+
+/// holdfast's handle for one call to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegKey(pub u64);
+
+/// Where an agent leg is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    /// INVITE sent, the phone rings.
+    Ringing,
+    /// We gave up (ring timeout, caller left): CANCEL sent, waiting for the final response;
+    /// a 2xx that crosses the CANCEL is ACKed and hung up at once.
+    Cancelling,
+    /// Answered and bridged to the caller.
+    Answered,
+}
+
+/// One outbound call to an agent's phone.
+#[derive(Debug)]
+pub struct AgentLeg {
+    /// Our key.
+    pub key: LegKey,
+    /// The agent called.
+    pub agent: AgentId,
+    /// The caller it is for.
+    pub call: CallKey,
+    /// The queue the caller waits in.
+    pub queue: QueueId,
+    /// Our INVITE, kept to build the ACK and the dialog.
+    pub invite: rsip::Request,
+    /// Its client transaction.
+    pub client: ClientKey,
+    /// The agent's signalling address.
+    pub destination: SocketAddr,
+    /// The agent-side RTP stream (same media shard as the caller's).
+    pub stream: StreamId,
+    /// Lifecycle state.
+    pub state: LegState,
+    /// When to give up ringing.
+    pub ring_deadline: Instant,
+    /// Established on answer.
+    pub dialog: Option<Dialog>,
+    /// When the agent answered (handle time starts, SPEC §5).
+    pub answered_at: Option<Instant>,
+    /// The SDP we offered, repeated for re-INVITEs from the agent.
+    pub offer_sdp: String,
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// Match free agents with waiting callers until no match is left (SPEC §5: dispatch
+    /// happens the moment either side becomes available, never on a polling loop).
+    pub(super) fn dispatch(&mut self, now: Instant) {
+        loop {
+            let offered = |entry: EntryId| self.offered.contains(&entry);
+            let Some(assignment) = self.agents.next_assignment(&self.queues, offered) else {
+                return;
+            };
+            if let Err(reason) = self.start_leg(now, assignment) {
+                tracing::warn!(
+                    agent = %self.agent_user(assignment.agent),
+                    reason,
+                    "cannot call agent"
+                );
+                // Count it as a miss so a broken agent is paused after max_no_answer
+                // instead of being picked forever.
+                let max = self.config.queues[assignment.queue.0].max_no_answer;
+                let _ = self.agents.ringing(now, assignment.agent, assignment.entry);
+                let _ = self.agents.no_answer(now, assignment.agent, max);
+                self.drain_agent_events();
+            }
+        }
+    }
+
+    fn agent_user(&self, agent: AgentId) -> String {
+        self.agents
+            .get(agent)
+            .map(|a| a.user().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Send the INVITE that rings `assignment.agent` for the caller at `assignment.entry`.
+    fn start_leg(&mut self, now: Instant, assignment: Assignment) -> Result<(), &'static str> {
+        let Assignment {
+            agent,
+            queue,
+            entry,
+        } = assignment;
+        let call_key = CallKey(entry.0);
+        let user = self.agent_user(agent);
+        let (contact, destination) = self.agent_target(&user).ok_or("not registered")?;
+        let call = self.calls.get(&call_key).ok_or("caller gone")?;
+        let (stream, port) = self
+            .media
+            .open_beside(call.stream)
+            .map_err(|_| "no RTP port")?;
+        let queue_config = &self.config.queues[queue.0];
+        let ring_timeout = Duration::from_secs(queue_config.ring_timeout);
+        let queue_name = queue_config.name.clone();
+        let caller = call.caller.clone();
+        let codec = call.codec;
+
+        let leg_key = LegKey(self.next_key);
+        self.next_key += 1;
+        let offer_sdp = sdp::render_offer(
+            &[codec],
+            self.config.sip.public_address,
+            port,
+            leg_key.0,
+            leg_key.0,
+        );
+        let invite = self.agent_invite(&contact, &user, &caller, &queue_name, &offer_sdp);
+        let client = match self
+            .transactions
+            .send_request(now, destination, invite.clone())
+        {
+            Ok(client) => client,
+            Err(_) => {
+                self.media.close(stream);
+                return Err("INVITE not sent");
+            }
+        };
+        if self.agents.ringing(now, agent, entry).is_err() {
+            return Err("agent not available");
+        }
+        tracing::info!(
+            event = "ring",
+            agent = %user,
+            caller = %caller,
+            queue = %queue_name,
+            "ringing agent"
+        );
+        self.offered.insert(entry);
+        self.legs_by_client.insert(client.clone(), leg_key);
+        self.ring_deadlines.insert((now + ring_timeout, leg_key));
+        if let Some(call) = self.calls.get_mut(&call_key) {
+            call.leg = Some(leg_key);
+        }
+        self.legs.insert(
+            leg_key,
+            AgentLeg {
+                key: leg_key,
+                agent,
+                call: call_key,
+                queue,
+                invite,
+                client,
+                destination,
+                stream,
+                state: LegState::Ringing,
+                ring_deadline: now + ring_timeout,
+                dialog: None,
+                answered_at: None,
+                offer_sdp,
+            },
+        );
+        Ok(())
+    }
+
+    /// Where to send an agent's INVITE: the Contact it registered, at the address the
+    /// REGISTER came from when the Contact names another host (NAT) or no IP literal —
+    /// holdfast never looks a name up.
+    fn agent_target(&self, user: &str) -> Option<(rsip::Uri, SocketAddr)> {
+        let binding = self.registrar.binding(user)?;
+        let contact: rsip::Uri = binding.contact_uri()?;
+        let source = binding.source;
+        let direct = match &contact.host_with_port.host {
+            rsip::Host::IpAddr(ip) if *ip == source.ip() => Some(SocketAddr::new(
+                *ip,
+                contact
+                    .host_with_port
+                    .port
+                    .map(|p| *p.value())
+                    .unwrap_or(5060),
+            )),
+            _ => None,
+        };
+        Some((contact, direct.unwrap_or(source)))
+    }
+
+    /// The INVITE to an agent: the caller's number and name in From so the phone shows who
+    /// calls, the queue's name in Subject and X-Holdfast-Queue.
+    fn agent_invite(
+        &self,
+        contact: &rsip::Uri,
+        user: &str,
+        caller: &str,
+        queue: &str,
+        sdp: &str,
+    ) -> rsip::Request {
+        let host = self.config.sip.public_address;
+        let caller_user = if caller.is_empty() {
+            "anonymous"
+        } else {
+            caller
+        };
+        let display = caller_user.replace(['"', '\\'], "");
+        let headers: Vec<Header> = vec![
+            Header::Via(rsip::headers::Via::new(format!(
+                "SIP/2.0/UDP {};branch={};rport",
+                self.sent_by,
+                message::new_branch()
+            ))),
+            Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
+            Header::From(rsip::headers::From::new(format!(
+                "\"{display}\" <sip:{caller_user}@{host}>;tag={}",
+                message::new_tag()
+            ))),
+            Header::To(rsip::headers::To::new(format!("<sip:{user}@{host}>"))),
+            Header::CallId(rsip::headers::CallId::new(format!(
+                "{}@{host}",
+                message::new_tag()
+            ))),
+            Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
+            Header::Contact(rsip::headers::Contact::new(format!(
+                "<sip:holdfast@{}>",
+                self.sent_by
+            ))),
+            Header::Subject(rsip::headers::Subject::new(format!("Queue: {queue}"))),
+            Header::Other("X-Holdfast-Queue".into(), queue.into()),
+            Header::Allow(rsip::headers::Allow::new(message::ALLOWED_METHODS)),
+        ];
+        let request = rsip::Request {
+            method: rsip::Method::Invite,
+            uri: contact.clone(),
+            version: rsip::Version::V2,
+            headers: headers.into(),
+            body: Vec::new(),
+        };
+        message::with_request_body(request, "application/sdp", sdp.as_bytes().to_vec())
+    }
+
+    /// A response on an agent leg's INVITE.
+    pub(super) fn on_leg_response(
+        &mut self,
+        now: Instant,
+        client: &ClientKey,
+        response: rsip::Response,
+    ) {
+        let Some(&leg_key) = self.legs_by_client.get(client) else {
+            return;
+        };
+        let code = response.status_code.code();
+        match code {
+            100..=199 => {}
+            200..=299 => self.on_leg_answered(now, leg_key, &response),
+            _ => {
+                let leg = self.legs.get(&leg_key).map(|l| l.state);
+                if leg == Some(LegState::Ringing) {
+                    tracing::info!(code, "agent did not take the call");
+                    self.leg_failed(now, leg_key);
+                }
+                self.forget_leg(leg_key);
+            }
+        }
+    }
+
+    /// The INVITE to an agent got no final response at all (Timer B).
+    pub(super) fn on_leg_timeout(&mut self, now: Instant, client: &ClientKey) {
+        if let Some(&leg_key) = self.legs_by_client.get(client) {
+            if self.legs.get(&leg_key).map(|l| l.state) == Some(LegState::Ringing) {
+                self.leg_failed(now, leg_key);
+            }
+            self.forget_leg(leg_key);
+        }
+    }
+
+    fn on_leg_answered(&mut self, now: Instant, leg_key: LegKey, ok: &rsip::Response) {
+        let Some(leg) = self.legs.get_mut(&leg_key) else {
+            return;
+        };
+        // Every 2xx (retransmissions too) gets an ACK: it is end to end (§13.2.2.4).
+        let mut dialog = match Dialog::from_uac(&leg.invite, ok) {
+            Ok(dialog) => dialog,
+            Err(error) => {
+                tracing::warn!(%error, "agent's 2xx unusable");
+                return;
+            }
+        };
+        let ack = dialog.ack(&self.sent_by, &message::new_branch());
+        let destination = leg.destination;
+        self.transactions.send_stateless(destination, ack);
+        match leg.state {
+            LegState::Answered => {}
+            LegState::Cancelling => {
+                // The answer crossed our CANCEL: hang up at once.
+                let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
+                let _ = self.transactions.send_request(now, destination, bye);
+            }
+            LegState::Ringing => {
+                let answer = sdp::parse_offer(&ok.body).ok();
+                self.legs_by_call_id.insert(dialog.call_id.clone(), leg_key);
+                leg.dialog = Some(dialog);
+                self.bridge(now, leg_key, answer);
+            }
+        }
+    }
+
+    /// The agent answered: connect the two legs (SPEC §5: stop the hold media, relay RTP both
+    /// ways), take the caller out of the queue, start the handle-time clock.
+    fn bridge(&mut self, now: Instant, leg_key: LegKey, agent_sdp: Option<sdp::Offer>) {
+        let Some(leg) = self.legs.get_mut(&leg_key) else {
+            return;
+        };
+        leg.state = LegState::Answered;
+        leg.answered_at = Some(now);
+        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
+        let (agent, call_key, agent_stream) = (leg.agent, leg.call, leg.stream);
+        let Some(call) = self.calls.get(&call_key) else {
+            // The caller vanished in the same instant: end the agent's side.
+            self.end_leg(now, leg_key, true);
+            return;
+        };
+        let (caller_stream, caller_media, was_early) =
+            (call.stream, call.media, call.state == CallState::Early);
+        let agent_remote = agent_sdp
+            .as_ref()
+            .map(|o| o.remote)
+            .unwrap_or(self.legs[&leg_key].destination);
+        self.media
+            .connect(agent_stream, agent_remote, caller_media.payload_type);
+        if was_early {
+            self.answer_caller(now, call_key);
+            self.media.connect(
+                caller_stream,
+                caller_media.remote,
+                caller_media.payload_type,
+            );
+        }
+        self.media.bridge(caller_stream, agent_stream);
+        let entry = call_key.entry();
+        self.offered.remove(&entry);
+        self.queues.leave(entry, LeaveReason::Dispatched);
+        self.drain_queue_events();
+        let _ = self.agents.answered(now, agent);
+        self.drain_agent_events();
+        if let Some(call) = self.calls.get_mut(&call_key) {
+            call.state = CallState::Bridged;
+            tracing::info!(
+                event = "connect",
+                call_id = %call.dialog.call_id,
+                caller = %call.caller,
+                agent = %self.agents.get(agent).map(|a| a.user()).unwrap_or_default(),
+                waited_s = now.saturating_duration_since(call.started).as_secs(),
+                "caller connected to agent"
+            );
+        }
+    }
+
+    /// The agent did not take the call: mark it, put the caller back to waiting (same
+    /// place), answer a caller who was still ringing, and try the next agent.
+    fn leg_failed(&mut self, now: Instant, leg_key: LegKey) {
+        let Some(leg) = self.legs.get_mut(&leg_key) else {
+            return;
+        };
+        leg.state = LegState::Cancelling;
+        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
+        let (agent, call_key, queue, stream) = (leg.agent, leg.call, leg.queue, leg.stream);
+        self.media.close(stream);
+        let max = self.config.queues[queue.0].max_no_answer;
+        let _ = self.agents.no_answer(now, agent, max);
+        self.drain_agent_events();
+        self.offered.remove(&call_key.entry());
+        if let Some(call) = self.calls.get_mut(&call_key) {
+            call.leg = None;
+            if call.state == CallState::Early {
+                self.answer_caller(now, call_key);
+                self.start_music(call_key);
+            }
+        }
+    }
+
+    /// Ring timeouts that have passed: CANCEL (§9.1) and treat as no answer.
+    pub(super) fn expire_rings(&mut self, now: Instant) {
+        while let Some(&(deadline, leg_key)) = self.ring_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.ring_deadlines.pop_first();
+            let Some(leg) = self.legs.get(&leg_key) else {
+                continue;
+            };
+            let client = leg.client.clone();
+            tracing::info!(agent = %self.agent_user(leg.agent), "ring timeout: cancelling");
+            let _ = self.transactions.cancel(now, &client);
+            self.leg_failed(now, leg_key);
+        }
+    }
+
+    /// The caller left while its agent rang: CANCEL the agent, who stays available with
+    /// no mark (issue 3, item 6).
+    pub(super) fn cancel_leg_for_caller(&mut self, now: Instant, leg_key: LegKey) {
+        let Some(leg) = self.legs.get_mut(&leg_key) else {
+            return;
+        };
+        match leg.state {
+            LegState::Ringing => {
+                leg.state = LegState::Cancelling;
+                let (client, agent, stream, deadline) =
+                    (leg.client.clone(), leg.agent, leg.stream, leg.ring_deadline);
+                self.ring_deadlines.remove(&(deadline, leg_key));
+                let _ = self.transactions.cancel(now, &client);
+                self.media.close(stream);
+                let _ = self.agents.ring_cancelled(now, agent);
+                self.drain_agent_events();
+            }
+            LegState::Answered => self.end_leg(now, leg_key, true),
+            LegState::Cancelling => {}
+        }
+    }
+
+    /// End an answered agent leg: BYE to the agent when `send_bye`, wrap-up, handle time.
+    pub(super) fn end_leg(&mut self, now: Instant, leg_key: LegKey, send_bye: bool) {
+        let Some(mut leg) = self.legs.remove(&leg_key) else {
+            return;
+        };
+        self.legs_by_client.remove(&leg.client);
+        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
+        if let Some(dialog) = leg.dialog.as_mut() {
+            self.legs_by_call_id.remove(&dialog.call_id);
+            if send_bye {
+                let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
+                let _ = self.transactions.send_request(now, leg.destination, bye);
+            }
+        }
+        self.media.close(leg.stream);
+        let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);
+        if let Some(answered) = leg.answered_at {
+            let handle = now.saturating_duration_since(answered);
+            self.record_handle_time(leg.queue, handle);
+            let _ = self.agents.call_ended(now, leg.agent, wrapup);
+        }
+        self.drain_agent_events();
+    }
+
+    /// Drop the bookkeeping of a leg that reached its final response without being answered.
+    fn forget_leg(&mut self, leg_key: LegKey) {
+        if let Some(leg) = self.legs.get(&leg_key)
+            && leg.state != LegState::Answered
+        {
+            let leg = self.legs.remove(&leg_key).expect("checked above");
+            self.legs_by_client.remove(&leg.client);
+        }
+    }
+
+    /// An in-dialog request from an agent's phone, if `request` matches an answered leg.
+    pub(super) fn leg_of(&self, request: &rsip::Request) -> Option<LegKey> {
+        let call_id = message::call_id(request)?;
+        let key = *self.legs_by_call_id.get(call_id)?;
+        let dialog = self.legs.get(&key)?.dialog.as_ref()?;
+        dialog
+            .matches(
+                call_id,
+                message::from_tag(request),
+                message::to_tag(request),
+            )
+            .then_some(key)
+    }
+
+    /// Send the deferred 200 OK to a caller who was ringing (Early).
+    pub(super) fn answer_caller(&mut self, now: Instant, call_key: CallKey) {
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        if call.state != CallState::Early {
+            return;
+        }
+        call.state = CallState::Answered;
+        let Some(invite) = call.pending_invite.take() else {
+            return;
+        };
+        let mut response = message::response(&invite, 200, None);
+        push_other(
+            &mut response,
+            "Contact",
+            &format!("<sip:holdfast@{}>", self.sent_by),
+        );
+        push_other(&mut response, "Allow", message::ALLOWED_METHODS);
+        let response = message::with_body(
+            response,
+            "application/sdp",
+            call.answer_sdp.clone().into_bytes(),
+        );
+        let response = message::with_to_tag(response, &call.dialog.local_tag);
+        let key = call.invite.clone();
+        self.respond(now, &key, response);
+    }
+
+    /// Start the hold music for an answered, waiting caller.
+    pub(super) fn start_music(&mut self, call_key: CallKey) {
+        if let Some(call) = self.calls.get(&call_key) {
+            let media = call.media;
+            let music = self.music.for_codec(media.codec);
+            self.media
+                .play(call.stream, media.remote, media.payload_type, music);
+        }
+    }
+}

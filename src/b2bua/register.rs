@@ -1,0 +1,142 @@
+//! Agents registering (SPEC §1, RFC 3261 §10.3 and §22): Digest challenge and
+//! verification, bindings, and the agent becoming available or offline as its binding
+//! comes and goes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{B2bua, MediaControl, push_other};
+use crate::config::{Credential as ConfigCredential, DigestAlgorithm};
+use crate::sip::auth::{Algorithm, Credential, DigestAuthenticator};
+use crate::sip::message;
+use crate::sip::registrar::{self, FailureLimiter, Registrar, RegistrarEvent};
+use crate::sip::transaction::ServerKey;
+
+/// Shortest registration accepted (`423` below it), longest granted, default.
+const MIN_EXPIRES: u32 = 60;
+const MAX_EXPIRES: u32 = 3600;
+const DEFAULT_EXPIRES: u32 = 3600;
+/// How long a challenge's nonce stays fresh.
+const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Failed authentications from one address before it is refused for a while (SPEC §9).
+const MAX_AUTH_FAILURES: u32 = 10;
+const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The registrar with holdfast's bounds.
+pub(super) fn new_registrar() -> Registrar {
+    Registrar::new(MIN_EXPIRES, MAX_EXPIRES, DEFAULT_EXPIRES)
+}
+
+/// The Digest authenticator for `[sip] realm` and `digest_algorithms`, with a secret that
+/// lives as long as the process (nonces from before a restart are answered `stale`).
+pub(super) fn new_authenticator(
+    now: Instant,
+    realm: &str,
+    algorithms: &[DigestAlgorithm],
+) -> DigestAuthenticator {
+    let algorithms: Vec<Algorithm> = algorithms
+        .iter()
+        .map(|a| match a {
+            DigestAlgorithm::Md5 => Algorithm::Md5,
+            DigestAlgorithm::Sha256 => Algorithm::Sha256,
+        })
+        .collect();
+    DigestAuthenticator::new(now, realm.to_string(), rand::random(), NONCE_LIFETIME)
+        .with_algorithms(&algorithms)
+}
+
+/// The failed-REGISTER limiter.
+pub(super) fn new_limiter() -> FailureLimiter {
+    FailureLimiter::new(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW)
+}
+
+impl<M: MediaControl> B2bua<M> {
+    pub(super) fn on_register(
+        &mut self,
+        now: Instant,
+        key: ServerKey,
+        request: rsip::Request,
+        source: SocketAddr,
+    ) {
+        if self.auth_limiter.is_blocked(now, source.ip()) {
+            tracing::warn!(%source, "REGISTER refused: too many failed authentications");
+            return self.reply(now, &key, &request, 403);
+        }
+        let agents = &self.config.agents;
+        let lookup = |user: &str| {
+            agents
+                .iter()
+                .find(|a| a.user == user)
+                .and_then(|a| a.credential())
+                .map(|c| match c {
+                    ConfigCredential::Password(p) => Credential::Password(p),
+                    ConfigCredential::Ha1(h) => Credential::Ha1(h),
+                })
+        };
+        let user = match self.authenticator.verify_request(now, &request, lookup) {
+            Ok(user) => user,
+            Err(error) => {
+                if error.is_failure() {
+                    self.auth_limiter.record_failure(now, source.ip());
+                    tracing::warn!(%source, %error, "REGISTER authentication failed");
+                }
+                let code = error.status_code();
+                let mut response = message::response(&request, code, None);
+                if code == 401 {
+                    for challenge in self.authenticator.challenge(now, error.is_stale()) {
+                        push_other(&mut response, "WWW-Authenticate", &challenge);
+                    }
+                }
+                let response = message::with_to_tag(response, &message::new_tag());
+                return self.respond(now, &key, response);
+            }
+        };
+        let register = match registrar::read_register(&request) {
+            Ok(register) => register,
+            Err(error) => return self.reply(now, &key, &request, error.status_code()),
+        };
+        if register.aor_user.as_deref() != Some(user.as_str()) {
+            // §10.3 step 3: an agent may only change its own bindings.
+            return self.reply(now, &key, &request, 403);
+        }
+        match self.registrar.apply(now, &user, &register, source) {
+            Ok(binding) => {
+                let mut response = message::response(&request, 200, None);
+                if let Some(binding) = binding {
+                    push_other(&mut response, "Contact", &binding.contact_header(now));
+                }
+                let response = message::with_to_tag(response, &message::new_tag());
+                self.respond(now, &key, response);
+            }
+            Err(error) => {
+                let code = error.status_code();
+                let mut response = message::response(&request, code, None);
+                if code == 423 {
+                    push_other(&mut response, "Min-Expires", &MIN_EXPIRES.to_string());
+                }
+                self.respond(now, &key, response);
+            }
+        }
+    }
+
+    /// Bindings that appear or disappear make agents available or offline.
+    pub(super) fn process_registrar_events(&mut self, now: Instant) {
+        while let Some(event) = self.registrar.poll_event() {
+            let (user, online) = match &event {
+                RegistrarEvent::Registered { user } => (user, true),
+                RegistrarEvent::Unregistered { user } | RegistrarEvent::Expired { user } => {
+                    (user, false)
+                }
+            };
+            tracing::info!(?event, "registration");
+            let Some(agent) = self.agents.find(user) else {
+                continue;
+            };
+            let _ = if online {
+                self.agents.registered(now, agent)
+            } else {
+                self.agents.unregistered(now, agent)
+            };
+        }
+    }
+}

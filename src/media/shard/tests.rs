@@ -1,0 +1,175 @@
+//! Shard tests driven by hand from the test thread: the wheel, skipping, polling turns.
+
+use super::*;
+use crate::media::player::FRAME_LEN;
+use crate::media::rtp::RtpHeader;
+use std::sync::mpsc;
+
+struct Rig {
+    shard: Shard,
+    rx: UdpSocket,
+    _events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+}
+
+/// A shard driven by hand from the test thread (no shard thread).
+fn rig() -> Rig {
+    let (_tx, commands) = mpsc::channel();
+    let (events, _events) = tokio::sync::mpsc::unbounded_channel();
+    let waker = Arc::new(Waker::new().unwrap());
+    let mut shard = Shard::new(0, commands, waker, events, Arc::default()).unwrap();
+    // Leave room to wind the clock back in tests.
+    shard.epoch -= Duration::from_secs(10);
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_nonblocking(true).unwrap();
+    Rig { shard, rx, _events }
+}
+
+fn add_playing(rig: &mut Rig, serial: u64) -> StreamId {
+    let id = StreamId::for_tests(serial);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    rig.shard.apply(Command::Open { id, socket });
+    rig.shard.apply(Command::Play {
+        id,
+        remote: rig.rx.local_addr().unwrap(),
+        payload_type: 0,
+        music: Bytes::from(vec![7u8; FRAME_LEN]),
+    });
+    id
+}
+
+fn drain(rx: &UdpSocket) -> Vec<RtpHeader> {
+    std::thread::sleep(Duration::from_millis(20));
+    let mut buf = [0u8; 2048];
+    let mut out = Vec::new();
+    while let Ok((n, _)) = rx.recv_from(&mut buf) {
+        out.push(RtpHeader::parse(&buf[..n]).unwrap().0);
+    }
+    out
+}
+
+#[test]
+fn wheel_spreads_streams_and_keeps_positions_on_removal() {
+    let mut rig = rig();
+    let ids: Vec<StreamId> = (0..(2 * SLOTS as u64 + 3))
+        .map(|i| add_playing(&mut rig, i))
+        .collect();
+    let lens: Vec<usize> = rig.shard.wheel.iter().map(Vec::len).collect();
+    assert!(
+        lens.iter().all(|&l| l == 2 || l == 3),
+        "evenly spread: {lens:?}"
+    );
+    assert_eq!(lens.iter().sum::<usize>(), ids.len());
+    for &id in ids.iter().step_by(3) {
+        rig.shard.apply(Command::Stop { id });
+    }
+    for &id in ids.iter().skip(1).step_by(4) {
+        rig.shard.apply(Command::Close { id });
+    }
+    let closed = ids.iter().skip(1).step_by(4).count();
+    let (mut in_wheel, mut playing) = (0, 0);
+    for (slot, members) in rig.shard.wheel.iter().enumerate() {
+        for (pos, &idx) in members.iter().enumerate() {
+            let s = rig.shard.streams[idx].as_ref().unwrap();
+            assert_eq!(s.wheel_pos, (slot, pos), "back-pointer of {}", s.id);
+            in_wheel += 1;
+            playing += usize::from(s.mode == StreamMode::Play);
+        }
+    }
+    assert_eq!(
+        in_wheel,
+        ids.len() - closed,
+        "stopped streams stay (drained)"
+    );
+    let stopped_or_closed = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0 || i % 4 == 1)
+        .count();
+    assert_eq!(playing, ids.len() - stopped_or_closed);
+    assert_eq!(rig.shard.playing, playing);
+    assert_eq!(rig.shard.stats.playing.get(), playing as u64);
+    assert_eq!(rig.shard.stats.streams.get(), (ids.len() - closed) as u64);
+    // A freed table entry is reused and the stream lands in a least loaded slot.
+    add_playing(&mut rig, 1000);
+    assert_eq!(rig.shard.streams.len(), ids.len());
+}
+
+#[test]
+fn falling_far_behind_skips_instead_of_bursting() {
+    let mut rig = rig();
+    for i in 0..4 {
+        add_playing(&mut rig, i);
+    }
+    // One period due at once: every stream sends (about) once, on its own slot.
+    rig.shard.tick = rig.shard.tick_at(Instant::now()) - (SLOTS as u64 - 1);
+    rig.shard.run_clock();
+    let first = drain(&rig.rx);
+    assert!((4..=8).contains(&first.len()), "{} packets", first.len());
+    let sent = rig.shard.stats.packets_sent.get();
+
+    // Pretend the shard stalled for 500 ms (25 periods).
+    rig.shard.tick -= 25 * SLOTS as u64;
+    rig.shard.run_clock();
+    let after = drain(&rig.rx);
+    assert!(after.len() <= 4, "no burst: {} packets", after.len());
+    let skipped = rig.shard.stats.skipped_frames.get();
+    assert!((4 * 24..=4 * 26).contains(&skipped), "skipped {skipped}");
+    assert_eq!(
+        rig.shard.stats.packets_sent.get(),
+        sent + after.len() as u64
+    );
+    for h in &after {
+        let prev = first.iter().rev().find(|p| p.ssrc == h.ssrc).unwrap();
+        assert_eq!(h.sequence, prev.sequence.wrapping_add(1), "no packet lost");
+        let dt = h.timestamp.wrapping_sub(prev.timestamp);
+        assert!(dt >= 160 * 25, "timestamp follows real time: {dt}");
+    }
+}
+
+#[test]
+fn an_overloaded_clock_still_returns_to_its_commands() {
+    let mut rig = rig();
+    add_playing(&mut rig, 1);
+    // 80 ms behind: under the skip limit, more than one period to catch up.
+    let start = rig.shard.tick_at(Instant::now()) - 4 * SLOTS as u64;
+    rig.shard.tick = start;
+    rig.shard.run_clock();
+    assert_eq!(rig.shard.tick, start + SLOTS as u64, "one period per call");
+    assert_eq!(rig.shard.stats.skipped_frames.get(), 0);
+    assert_eq!(drain(&rig.rx).len(), 1);
+}
+
+#[test]
+fn every_stream_is_drained_once_per_poll_cycle() {
+    let mut rig = rig();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut ports = Vec::new();
+    for i in 0..20 {
+        let id = add_playing(&mut rig, i);
+        let idx = rig.shard.by_id[&id];
+        ports.push(
+            rig.shard.streams[idx]
+                .as_ref()
+                .unwrap()
+                .socket
+                .local_addr()
+                .unwrap(),
+        );
+    }
+    for port in &ports {
+        peer.send_to(&[0u8; 3], port).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    // Service POLL_PERIODS whole periods by hand, without waiting for real time.
+    let base = rig.shard.tick_at(Instant::now());
+    for t in base..base + POLL_PERIODS * SLOTS as u64 {
+        rig.shard.service_slot(t, Instant::now());
+    }
+    assert_eq!(rig.shard.stats.malformed_received.get(), 20);
+    assert_eq!(
+        rig.shard.stats.packets_sent.get(),
+        20 * POLL_PERIODS,
+        "one frame per stream per period"
+    );
+}

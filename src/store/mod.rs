@@ -1,0 +1,351 @@
+//! Durable state: callbacks, handle-time history and call events (SPEC §6–§7).
+//!
+//! This module owns what must survive a crash or `kill -9`:
+//! - **callbacks**: a caller who pressed 1 keeps its place (queue, priority level and the
+//!   global sequence number [`Seq`]) and its state `pending → dialling → completed | failed`,
+//!   with attempts and the next retry time;
+//! - **handle times** per queue, so the wait estimate (SPEC §4) starts warm after a restart;
+//! - **call events** (join, announce, connect, abandon, callback …), like Asterisk's
+//!   `queue_log`;
+//! - the **sequence high-water mark**, so entries created after a restart queue behind every
+//!   number handed out before.
+//!
+//! [`Store`] is the backend trait; [`SqliteStore`] is the embedded default (one file,
+//! `holdfast.db`, in `data_dir`). A shared backend for several nodes (SPEC §10) implements
+//! the same trait later. [`StoreHandle`] runs any backend on its own thread so the call
+//! controller never waits for an fsync; see its docs for the exact durability guarantees.
+//!
+//! Times are Unix milliseconds (`i64`), given by the caller: the store never reads the clock
+//! for domain data. Only the `updated_at` audit column is stamped by SQLite itself.
+//!
+//! Imports: only the queue's value types ([`Seq`], [`Level`]); nothing of SIP or media.
+
+mod handle;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+pub use handle::{CHANNEL_CAPACITY, Reply, StoreHandle, StoreThread};
+pub use sqlite::{DB_FILE, HANDLE_TIMES_KEPT, SCHEMA_VERSION, SqliteStore};
+
+use crate::queue::{Level, Seq};
+
+/// Row id of a committed callback; stable for the life of the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallbackId(pub i64);
+
+/// Where a callback is in its life (SPEC §6).
+///
+/// ```text
+///  pending ──(agent reserved, caller dialled)──▶ dialling ──(bridged)──▶ completed
+///     ▲                                             │
+///     └────────(busy / no answer, attempts left)────┤
+///                                                   └──(attempts used up)──▶ failed
+/// ```
+/// `pending` and `dialling` are both reloaded at start-up: a dial-back cut short by a crash
+/// is retried, never lost. `completed` is never dialled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallbackState {
+    /// Committed, waiting for its turn (or for its retry time).
+    Pending,
+    /// An agent is reserved and the caller's number is being called.
+    Dialling,
+    /// The caller was reached and bridged to an agent.
+    Completed,
+    /// Every attempt failed; kept for the record, never dialled again.
+    Failed,
+}
+
+impl CallbackState {
+    /// The word stored in the database and shown by the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Dialling => "dialling",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses [`CallbackState::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "dialling" => Self::Dialling,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the callback still has to be dialled (reloaded at start-up).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Dialling)
+    }
+}
+
+/// What is committed when a caller presses 1: everything needed to put the entry back at its
+/// place and to dial the caller, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRequest {
+    /// Queue name from the config (names are stable across restarts, ids are not).
+    pub queue: String,
+    /// Priority level the caller had.
+    pub level: Level,
+    /// The caller's place in arrival order; the callback keeps it.
+    pub seq: Seq,
+    /// The number to call back, already checked against `callback_number_pattern`.
+    pub number: String,
+    /// When the caller pressed 1, Unix ms.
+    pub requested_at_ms: i64,
+}
+
+/// A stored callback with its current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRecord {
+    /// Row id.
+    pub id: CallbackId,
+    /// The request as committed.
+    pub request: CallbackRequest,
+    /// Current state.
+    pub state: CallbackState,
+    /// Dial-back attempts made so far.
+    pub attempts: u32,
+    /// Not before this time (Unix ms) is the next attempt due; `None` = as soon as possible.
+    pub next_attempt_at_ms: Option<i64>,
+    /// Why the last attempt failed, for the admin API.
+    pub last_error: Option<String>,
+    /// When the row last changed, Unix ms (stamped by the database).
+    pub updated_at_ms: i64,
+}
+
+/// The kinds of call event written to the log table (SPEC §8), like `queue_log` verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallEventKind {
+    /// A caller entered a queue.
+    Join,
+    /// A position/estimate announcement was played.
+    Announce,
+    /// A caller was connected to an agent.
+    Connect,
+    /// An agent did not answer in time (or rejected); the caller keeps its place.
+    RingNoAnswer,
+    /// A caller hung up while waiting.
+    Abandon,
+    /// A caller pressed 1 and the callback was committed.
+    CallbackRequested,
+    /// A callback's number was dialled.
+    CallbackDialled,
+    /// A callback reached the caller and was bridged.
+    CallbackCompleted,
+    /// A callback ran out of attempts.
+    CallbackFailed,
+    /// A connected call ended.
+    Complete,
+}
+
+impl CallEventKind {
+    /// Every kind, for parsing.
+    pub const ALL: [Self; 10] = [
+        Self::Join,
+        Self::Announce,
+        Self::Connect,
+        Self::RingNoAnswer,
+        Self::Abandon,
+        Self::CallbackRequested,
+        Self::CallbackDialled,
+        Self::CallbackCompleted,
+        Self::CallbackFailed,
+        Self::Complete,
+    ];
+
+    /// Parses [`CallEventKind::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The word stored in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Announce => "announce",
+            Self::Connect => "connect",
+            Self::RingNoAnswer => "ring_no_answer",
+            Self::Abandon => "abandon",
+            Self::CallbackRequested => "callback_requested",
+            Self::CallbackDialled => "callback_dialled",
+            Self::CallbackCompleted => "callback_completed",
+            Self::CallbackFailed => "callback_failed",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+/// One line of the call-event log. Optional fields are stored as SQL `NULL`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEvent {
+    /// When it happened, Unix ms.
+    pub ts_ms: i64,
+    /// What happened.
+    pub kind: CallEventKind,
+    /// SIP Call-ID of the caller's leg.
+    pub call_id: Option<String>,
+    /// Queue name.
+    pub queue: Option<String>,
+    /// Caller number or URI.
+    pub caller: Option<String>,
+    /// Agent name.
+    pub agent: Option<String>,
+    /// How long the caller had waited, in ms.
+    pub wait_ms: Option<u64>,
+    /// Anything else, as a JSON value (stored as JSON text).
+    pub detail: Option<serde_json::Value>,
+}
+
+impl CallEvent {
+    /// An event with only a time and a kind; fill the other fields as needed.
+    pub fn new(ts_ms: i64, kind: CallEventKind) -> Self {
+        Self {
+            ts_ms,
+            kind,
+            call_id: None,
+            queue: None,
+            caller: None,
+            agent: None,
+            wait_ms: None,
+            detail: None,
+        }
+    }
+}
+
+/// A completed call's handle time for the estimator of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleTime {
+    /// Queue name.
+    pub queue: String,
+    /// Agent answer to hang-up, whole seconds.
+    pub seconds: u32,
+    /// When the call ended, Unix ms.
+    pub ended_at_ms: i64,
+}
+
+/// A fire-and-forget write; a batch of them is applied in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// Append to the call-event log.
+    Event(CallEvent),
+    /// Append to the handle-time history (older ones beyond the kept count are pruned).
+    HandleTime(HandleTime),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {dir}: {source}")]
+    CreateDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The database file was written by a newer holdfast; refusing to touch it.
+    #[error(
+        "database schema version {found} is newer than this holdfast knows ({known}); \
+         upgrade holdfast or point data_dir elsewhere"
+    )]
+    NewerSchema {
+        /// `PRAGMA user_version` in the file.
+        found: i64,
+        /// The newest version this build can migrate to.
+        known: i64,
+    },
+    /// SQLite refused to switch to write-ahead logging (e.g. a network file system).
+    #[error("database refused WAL mode (journal_mode is {0})")]
+    NoWal(String),
+    /// A value does not fit the column (e.g. a sequence number above `i64::MAX`).
+    #[error("{what} {value} does not fit in the database")]
+    OutOfRange {
+        /// Which field.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// A different callback already holds this sequence number (a broken invariant upstream).
+    #[error("sequence number {0} already belongs to another callback")]
+    SeqTaken(u64),
+    /// No callback with this id.
+    #[error("no callback with id {0}")]
+    UnknownCallback(i64),
+    /// A stored row could not be read back (hand-edited or corrupt file).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The store thread's queue is full (the disk has stalled); nothing was written.
+    #[error("store is overloaded; request not queued")]
+    Overloaded,
+    /// The store thread has stopped (its backend failed to start or the handle was closed).
+    #[error("store thread has stopped")]
+    Closed,
+    /// Any SQLite error (I/O, full disk, locked beyond the busy timeout, corrupt file).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A durable backend. Every method returns only after its transaction is committed with the
+/// backend's full durability (for SQLite: the WAL is fsynced, `synchronous=FULL`).
+pub trait Store {
+    /// Commits a callback request and returns its id; idempotent for the same `seq` and
+    /// content (a retried commit returns the first id). Also raises the sequence high-water
+    /// mark past `seq` in the same transaction.
+    fn commit_callback(&mut self, request: &CallbackRequest) -> Result<CallbackId, StoreError>;
+
+    /// Moves a callback to `state` with its attempt count, next retry time and last error.
+    fn set_callback_state(
+        &mut self,
+        id: CallbackId,
+        state: CallbackState,
+        attempts: u32,
+        next_attempt_at_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Every `pending` or `dialling` callback, in `seq` order: what recovery reloads.
+    fn pending_callbacks(&mut self) -> Result<Vec<CallbackRecord>, StoreError>;
+
+    /// The newest `limit` callbacks in any state, newest first (admin API).
+    fn recent_callbacks(&mut self, limit: usize) -> Result<Vec<CallbackRecord>, StoreError>;
+
+    /// Applies fire-and-forget writes in order, in one transaction.
+    fn record_batch(&mut self, records: &[Record]) -> Result<(), StoreError>;
+
+    /// Appends one handle time.
+    fn record_handle_time(
+        &mut self,
+        queue: &str,
+        seconds: u32,
+        ended_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.record_batch(&[Record::HandleTime(HandleTime {
+            queue: queue.to_owned(),
+            seconds,
+            ended_at_ms,
+        })])
+    }
+
+    /// The last `limit` handle times of `queue`, oldest first.
+    fn recent_handle_times(&mut self, queue: &str, limit: usize) -> Result<Vec<u32>, StoreError>;
+
+    /// Appends one call event.
+    fn record_event(&mut self, event: &CallEvent) -> Result<(), StoreError> {
+        self.record_batch(&[Record::Event(event.clone())])
+    }
+
+    /// The newest `limit` call events, newest first.
+    fn recent_events(&mut self, limit: usize) -> Result<Vec<CallEvent>, StoreError>;
+
+    /// The lowest sequence number no entry has had yet (0 on a fresh database).
+    fn seq_high_water(&mut self) -> Result<Seq, StoreError>;
+
+    /// Raises the high-water mark to `seq`; a lower value is ignored (it never goes back).
+    fn set_seq_high_water(&mut self, seq: Seq) -> Result<(), StoreError>;
+}
