@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
+command -v baresip >/dev/null || need+=(baresip)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sox >/dev/null || need+=(sox)
 if ((${#need[@]})); then

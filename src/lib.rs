@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs      CLI: serve | check-config
+//! main.rs      CLI: serve | check-config | simulate
 //! config       holdfast.toml → typed config; errors name file, key, reason
 //! sip/         signalling, sans-IO: message (framing over rsip), transaction (RFC 3261 §17),
 //!              dialog (§12), sdp (RFC 3264 offer/answer)

@@ -14,12 +14,16 @@ use crate::config::Config;
 use crate::media::audio;
 use crate::media::engine::{EngineConfig, MediaEngine, StreamId};
 use crate::media::g711::Law;
+use crate::media::prompts::Prompts;
+use crate::store::{Record, SqliteStore, StoreHandle};
 
 /// The hold music built into the binary, used when the configured default file is absent
 /// (so `holdfast` runs from any directory with no files around it).
 const EMBEDDED_MUSIC: &[u8] = include_bytes!("../media/music/hold.flac");
 /// The path the default configuration names for the music.
 const DEFAULT_MUSIC: &str = "media/music/hold.flac";
+/// The path the default configuration names for the clip pack.
+const DEFAULT_PROMPTS: &str = "media/prompts/en";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,17 @@ pub enum ServeError {
     /// A music file could not be loaded.
     #[error("{0}")]
     Audio(#[from] audio::AudioError),
+    /// The announcement clips could not be loaded.
+    #[error("{0}")]
+    Prompts(#[from] crate::media::prompts::PromptError),
+    /// The durable store could not be opened.
+    #[error("store in {dir}: {source}")]
+    Store {
+        /// `[store] data_dir`.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: crate::store::StoreError,
+    },
     /// Sending or receiving on the SIP socket failed fatally.
     #[error("SIP socket error: {0}")]
     Io(#[from] std::io::Error),
@@ -65,6 +80,12 @@ impl MediaControl for MediaEngine {
     fn connect(&mut self, id: StreamId, remote: std::net::SocketAddr, pt: u8) {
         if let Err(error) = MediaEngine::connect(self, id, remote, pt) {
             tracing::error!(%error, "media engine refused to connect a leg");
+        }
+    }
+
+    fn prompt(&mut self, id: StreamId, frames: Bytes) {
+        if let Err(error) = MediaEngine::prompt(self, id, frames) {
+            tracing::error!(%error, "media engine refused a prompt");
         }
     }
 
@@ -97,6 +118,17 @@ pub fn load_music(config: &Config) -> Result<HoldMusic, audio::AudioError> {
     })
 }
 
+/// The clip pack: the built-in English one, with clips from `[media] prompts` replacing
+/// it one by one when that directory exists (users drop in recordings with the same names).
+pub fn load_prompts(config: &Config) -> Result<Prompts, crate::media::prompts::PromptError> {
+    let dir = &config.media.prompts;
+    if dir == Path::new(DEFAULT_PROMPTS) && !dir.exists() {
+        Prompts::embedded()
+    } else {
+        Prompts::load(dir)
+    }
+}
+
 /// Raise the open-file limit to its hard maximum: every held call owns an RTP socket.
 pub fn raise_nofile_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the `rlimit` struct we own on the
@@ -121,6 +153,22 @@ pub fn raise_nofile_limit() {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     raise_nofile_limit();
     let music = load_music(&config)?;
+    let prompts = load_prompts(&config)?;
+    let data_dir = config.store.data_dir.clone();
+    let store = SqliteStore::open(&data_dir).map_err(|source| ServeError::Store {
+        dir: data_dir.clone(),
+        source,
+    })?;
+    let (store, store_thread) = StoreHandle::spawn(store)?;
+    let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
+    for queue in &config.queues {
+        let history = store
+            .recent_handle_times(&queue.name, 100)
+            .wait()
+            .await
+            .unwrap_or_default();
+        histories.push((queue.name.clone(), history));
+    }
     let (engine, media_events) = MediaEngine::start(EngineConfig {
         bind_ip: config.sip.public_address,
         port_min: config.sip.rtp_ports.start(),
@@ -138,7 +186,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(%listen, "holdfast listening (SIP/UDP)");
     let mut media_events = media_events;
 
-    let mut b2bua = B2bua::new(config, engine.clone(), music, Instant::now());
+    let mut b2bua = B2bua::new(config, engine.clone(), music, prompts, Instant::now());
+    for (queue, history) in histories {
+        let count = history.len();
+        b2bua.restore_handle_times(
+            &queue,
+            history.into_iter().map(|s| Duration::from_secs(s.into())),
+        );
+        if count > 0 {
+            tracing::info!(%queue, count, "handle-time history restored");
+        }
+    }
+    let clock = WallClock::new();
     let mut buf = vec![0u8; 65_536];
     tokio::pin!(shutdown);
     let mut stopping_since: Option<Instant> = None;
@@ -167,6 +226,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 b2bua.shutdown(Instant::now());
             }
         }
+        while let Some((at, record)) = b2bua.poll_record() {
+            write_record(&store, clock.unix_ms(at), record);
+        }
         while let Some(transmit) = b2bua.poll_transmit() {
             if let Err(error) = socket
                 .send_to(&transmit.payload, transmit.destination)
@@ -183,6 +245,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     engine.shutdown();
+    // Everything journalled is written before we exit.
+    drop(store);
+    store_thread.join();
     tracing::info!("holdfast stopped");
     Ok(())
 }
@@ -204,4 +269,41 @@ fn log_media_stats(engine: &MediaEngine) {
         s.lateness.p99_us,
         s.lateness.max_us
     );
+}
+
+/// Turns the controller's monotonic instants into wall-clock times for the store.
+struct WallClock {
+    instant: Instant,
+    unix_ms: i64,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self {
+            instant: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    fn unix_ms(&self, at: Instant) -> i64 {
+        let since = at.saturating_duration_since(self.instant).as_millis();
+        self.unix_ms + i64::try_from(since).unwrap_or(0)
+    }
+}
+
+/// Fire-and-forget to the store thread, stamped with wall-clock time.
+fn write_record(store: &StoreHandle, unix_ms: i64, record: Record) {
+    match record {
+        Record::Event(mut event) => {
+            event.ts_ms = unix_ms;
+            store.record_event(event);
+        }
+        Record::HandleTime(handle) => {
+            store.record_handle_time(&handle.queue, handle.seconds, unix_ms);
+        }
+    }
 }

@@ -71,6 +71,10 @@ pub struct Call {
     pub started: Instant,
     /// The INVITE while it is unanswered (Early), to build the deferred 200.
     pub pending_invite: Option<rsip::Request>,
+    /// Announcement schedule while holding.
+    pub announce: Option<super::announce::AnnounceSchedule>,
+    /// The key under which the next announcement sits in the controller's timer set.
+    pub announce_at: Option<Instant>,
 }
 
 impl Call {

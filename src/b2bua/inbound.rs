@@ -46,7 +46,7 @@ impl<M: MediaControl> B2bua<M> {
                     self.send_ringing(now, call_key, &key, &request);
                 } else {
                     self.answer_caller(now, call_key);
-                    self.start_music(call_key);
+                    self.start_music(now, call_key);
                 }
             }
             Err(code) => {
@@ -135,6 +135,8 @@ impl<M: MediaControl> B2bua<M> {
             answer_sdp,
             started: now,
             pending_invite: Some(request.clone()),
+            announce: None,
+            announce_at: None,
         })
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rsip::Header;
 use rsip::prelude::*;
 
+use super::announce::AnnounceSchedule;
 use super::{B2bua, CallKey, CallState, MediaControl, push_other};
 use crate::media::engine::StreamId;
 use crate::queue::dispatch::{AgentId, Assignment};
@@ -330,7 +331,7 @@ impl<M: MediaControl> B2bua<M> {
         leg.state = LegState::Answered;
         leg.answered_at = Some(now);
         self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
-        let (agent, call_key, agent_stream) = (leg.agent, leg.call, leg.stream);
+        let (agent, call_key, agent_stream, queue) = (leg.agent, leg.call, leg.stream, leg.queue);
         let Some(call) = self.calls.get(&call_key) else {
             // The caller vanished in the same instant: end the agent's side.
             self.end_leg(now, leg_key, true);
@@ -353,6 +354,12 @@ impl<M: MediaControl> B2bua<M> {
             );
         }
         self.media.bridge(caller_stream, agent_stream);
+        if let Some(call) = self.calls.get_mut(&call_key) {
+            call.announce = None;
+            if let Some(at) = call.announce_at.take() {
+                self.announce_due.remove(&(at, call_key));
+            }
+        }
         let entry = call_key.entry();
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Dispatched);
@@ -365,6 +372,7 @@ impl<M: MediaControl> B2bua<M> {
                 event = "connect",
                 call_id = %call.dialog.call_id,
                 caller = %call.caller,
+                queue = %self.config.queues[queue.0].name,
                 agent = %self.agents.get(agent).map(|a| a.user()).unwrap_or_default(),
                 waited_s = now.saturating_duration_since(call.started).as_secs(),
                 "caller connected to agent"
@@ -390,7 +398,7 @@ impl<M: MediaControl> B2bua<M> {
             call.leg = None;
             if call.state == CallState::Early {
                 self.answer_caller(now, call_key);
-                self.start_music(call_key);
+                self.start_music(now, call_key);
             }
         }
     }
@@ -452,7 +460,7 @@ impl<M: MediaControl> B2bua<M> {
         let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);
         if let Some(answered) = leg.answered_at {
             let handle = now.saturating_duration_since(answered);
-            self.record_handle_time(leg.queue, handle);
+            self.record_handle_time(now, leg.queue, handle);
             let _ = self.agents.call_ended(now, leg.agent, wrapup);
         }
         self.drain_agent_events();
@@ -511,13 +519,76 @@ impl<M: MediaControl> B2bua<M> {
         self.respond(now, &key, response);
     }
 
-    /// Start the hold music for an answered, waiting caller.
-    pub(super) fn start_music(&mut self, call_key: CallKey) {
-        if let Some(call) = self.calls.get(&call_key) {
-            let media = call.media;
-            let music = self.music.for_codec(media.codec);
-            self.media
-                .play(call.stream, media.remote, media.payload_type, music);
+    /// Start the hold music for an answered, waiting caller, with its entry announcement
+    /// due at once (SPEC §4).
+    pub(super) fn start_music(&mut self, now: Instant, call_key: CallKey) {
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        let media = call.media;
+        let music = self.music.for_codec(media.codec);
+        self.media
+            .play(call.stream, media.remote, media.payload_type, music);
+        if let Some(queue) = call.queue {
+            let config = &self.config.queues[queue.0];
+            let schedule = AnnounceSchedule::new(
+                now,
+                config.announce_every,
+                config.announce_position_only_down,
+            );
+            if let Some(at) = schedule.poll_timeout() {
+                self.announce_due.insert((at, call_key));
+                call.announce_at = Some(at);
+            }
+            call.announce = Some(schedule);
+        }
+    }
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// Speak to every held caller whose announcement is due: position and estimated wait
+    /// (SPEC §4), rendered once per distinct phrase and played between music frames.
+    pub(super) fn run_announcements(&mut self, now: Instant) {
+        while let Some(&(due, call_key)) = self.announce_due.first() {
+            if due > now {
+                break;
+            }
+            self.announce_due.pop_first();
+            let Some(call) = self.calls.get_mut(&call_key) else {
+                continue;
+            };
+            call.announce_at = None;
+            let (Some(queue), Some(schedule)) = (call.queue, call.announce.as_mut()) else {
+                continue;
+            };
+            let Some(position) = self.queues.position(call_key.entry()) else {
+                continue;
+            };
+            let spoken = schedule.on_timeout(now, position);
+            if let Some(next) = schedule.poll_timeout() {
+                self.announce_due.insert((next, call_key));
+                call.announce_at = Some(next);
+            }
+            let Some(position) = spoken else {
+                continue;
+            };
+            let (stream, codec) = (call.stream, call.codec);
+            let staffed = self.agents.staffed(queue);
+            let mean = self.handle_times[queue.0].mean();
+            let announcement = super::announce::position_announcement(position, staffed, mean);
+            let rendered = self.prompts.render(&announcement);
+            let law = match codec {
+                sdp::Codec::Pcmu => crate::media::g711::Law::Mu,
+                sdp::Codec::Pcma => crate::media::g711::Law::A,
+            };
+            self.media.prompt(stream, rendered.frames(law).clone());
+            tracing::info!(
+                event = "announce",
+                caller = %self.calls[&call_key].caller,
+                position,
+                staffed,
+                "announcement"
+            );
         }
     }
 }

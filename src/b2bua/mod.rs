@@ -10,6 +10,7 @@
 //! route → `404`, SDP → `488`, full queue → `486`), then `200 OK` with our SDP answer, the
 //! caller joins its queue and hears hold music until it hangs up (RFC 3261 §15: BYE).
 
+pub mod announce;
 mod call;
 mod inbound;
 mod legs;
@@ -26,12 +27,15 @@ pub use legs::{AgentLeg, LegKey, LegState};
 
 use crate::config::Config;
 use crate::media::engine::StreamId;
+use crate::media::prompts::Prompts;
 use crate::queue::dispatch::{AgentSpec, Agents};
+use crate::queue::estimate::HandleTimes;
 use crate::queue::{EntryId, LeaveReason, QueueId, Queues};
 use crate::sip::message;
 use crate::sip::registrar::Registrar;
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::{Event, ServerKey, TimerConfig, Transactions, Transmit};
+use crate::store::Record;
 
 /// What the controller needs from the media plane. Implemented by
 /// [`crate::media::engine::MediaEngine`]; tests use a recording fake.
@@ -50,6 +54,8 @@ pub trait MediaControl {
     fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8);
     /// Relay RTP both ways between two legs (SPEC §5), stopping any music on them.
     fn bridge(&mut self, a: StreamId, b: StreamId);
+    /// Pause the music, play `frames` (an announcement), resume the music.
+    fn prompt(&mut self, id: StreamId, frames: Bytes);
 }
 
 /// Hold music encoded once per codec at start-up (SPEC §4): every call shares these bytes.
@@ -113,13 +119,19 @@ pub struct B2bua<M: MediaControl> {
     legs_by_client: HashMap<crate::sip::transaction::ClientKey, LegKey>,
     legs_by_call_id: HashMap<String, LegKey>,
     ring_deadlines: BTreeSet<(Instant, LegKey)>,
-    /// Completed handle times per queue, newest last (SPEC §4 estimator input).
-    handle_times: Vec<VecDeque<Duration>>,
+    /// Completed handle times per queue (SPEC §4 estimator input).
+    handle_times: Vec<HandleTimes>,
+    /// Announcement clips and the rendered-frame cache.
+    prompts: Prompts,
+    /// When each held caller's next announcement is due.
+    announce_due: BTreeSet<(Instant, CallKey)>,
+    /// Records for the durable store, stamped with when they happened; the driver writes them.
+    journal: VecDeque<(Instant, Record)>,
 }
 
 impl<M: MediaControl> B2bua<M> {
     /// A controller for `config`, sending media through `media`.
-    pub fn new(config: Config, media: M, music: HoldMusic, now: Instant) -> Self {
+    pub fn new(config: Config, media: M, music: HoldMusic, prompts: Prompts, now: Instant) -> Self {
         let port = config.sip.listen.port();
         let sent_by = format!("{}:{}", config.sip.public_address, port);
         let mut queues = Queues::new();
@@ -136,7 +148,11 @@ impl<M: MediaControl> B2bua<M> {
                     .collect(),
             }
         }));
-        let handle_times = vec![VecDeque::new(); config.queues.len()];
+        let handle_times = config
+            .queues
+            .iter()
+            .map(|q| HandleTimes::new(Duration::from_secs(q.default_handle_time)))
+            .collect();
         let authenticator =
             register::new_authenticator(now, &config.sip.realm, &config.sip.digest_algorithms);
         Self {
@@ -163,7 +179,33 @@ impl<M: MediaControl> B2bua<M> {
             legs_by_call_id: HashMap::new(),
             ring_deadlines: BTreeSet::new(),
             handle_times,
+            prompts,
+            announce_due: BTreeSet::new(),
+            journal: VecDeque::new(),
         }
+    }
+
+    /// Handle times recorded before a restart, oldest first (SPEC §4: they persist).
+    pub fn restore_handle_times(
+        &mut self,
+        queue: &str,
+        history: impl IntoIterator<Item = Duration>,
+    ) {
+        if let Some(index) = self.config.queue_index(queue) {
+            let default = Duration::from_secs(self.config.queues[index].default_handle_time);
+            self.handle_times[index] = HandleTimes::with_history(default, history);
+        }
+    }
+
+    /// The next record for the durable store, with when it happened.
+    #[must_use]
+    pub fn poll_record(&mut self) -> Option<(Instant, Record)> {
+        self.journal.pop_front()
+    }
+
+    /// The mean handle time the estimator uses for a queue.
+    pub fn average_handle_time(&self, queue: QueueId) -> Option<Duration> {
+        self.handle_times.get(queue.0).map(HandleTimes::mean)
     }
 
     /// One UDP datagram arrived from `source`.
@@ -209,6 +251,7 @@ impl<M: MediaControl> B2bua<M> {
         self.registrar.handle_timeout(now);
         self.agents.handle_timeout(now);
         self.expire_rings(now);
+        self.run_announcements(now);
         self.process_events(now);
     }
 
@@ -228,6 +271,7 @@ impl<M: MediaControl> B2bua<M> {
             self.registrar.poll_timeout(),
             self.agents.poll_timeout(),
             self.ring_deadlines.first().map(|(deadline, _)| *deadline),
+            self.announce_due.first().map(|(deadline, _)| *deadline),
         ]
         .into_iter()
         .flatten()
@@ -494,6 +538,9 @@ impl<M: MediaControl> B2bua<M> {
         self.by_call_id.remove(&call.dialog.call_id);
         self.by_invite.remove(&call.invite);
         self.offered.remove(&call.entry());
+        if let Some(at) = call.announce_at {
+            self.announce_due.remove(&(at, key));
+        }
         if let Some(leg) = call.leg {
             self.cancel_leg_for_caller(now, leg);
         }
@@ -502,6 +549,12 @@ impl<M: MediaControl> B2bua<M> {
             self.queues.leave(call.entry(), reason);
             self.drain_queue_events();
         }
+        // A caller who talked to an agent completed; only one who hung up waiting abandoned.
+        let reason = if call.state == CallState::Bridged {
+            LeaveReason::Dispatched
+        } else {
+            reason
+        };
         if reason == LeaveReason::Abandoned {
             self.stats.calls_abandoned += 1;
         }
@@ -531,14 +584,20 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Keep the last 100 handle times of a queue (SPEC §4).
-    fn record_handle_time(&mut self, queue: QueueId, handle: Duration) {
+    /// Feed the estimator (last 100 per queue, SPEC §4) and the durable history.
+    fn record_handle_time(&mut self, now: Instant, queue: QueueId, handle: Duration) {
         if let Some(times) = self.handle_times.get_mut(queue.0) {
-            if times.len() == 100 {
-                times.pop_front();
-            }
-            times.push_back(handle);
+            times.record(handle);
         }
+        let name = self.config.queues[queue.0].name.clone();
+        self.journal.push_back((
+            now,
+            Record::HandleTime(crate::store::HandleTime {
+                queue: name,
+                seconds: u32::try_from(handle.as_secs()).unwrap_or(u32::MAX),
+                ended_at_ms: 0,
+            }),
+        ));
         tracing::info!(
             event = "complete",
             queue = %self.config.queues[queue.0].name,

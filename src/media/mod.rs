@@ -5,6 +5,7 @@
 //! - [`rtp`]: RTP header parse and write.
 //! - [`dtmf`]: RFC 4733 telephone-event decoding and SIP INFO DTMF bodies.
 //! - [`player`]: the per-stream cursor over shared frames (music loop + prompts).
+//! - [`prompts`]: spoken announcements: clip pack, composition, rendered-frame cache.
 //! - [`engine`]: the media clock: shard threads that send every stream on its own phase, and
 //!   relay RTP between bridged legs (header rewriting in `rewrite`).
 
@@ -15,6 +16,7 @@ pub mod g711;
 mod inbound;
 pub mod player;
 mod poller;
+pub mod prompts;
 mod rewrite;
 pub mod rtp;
 mod shard;

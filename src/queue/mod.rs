@@ -8,8 +8,10 @@
 //! [`Queues::poll_event`] for the call controller to act on (announce, log, store).
 
 pub mod dispatch;
+pub mod estimate;
 #[allow(clippy::module_inception)] // DESIGN.md names the file queue/queue.rs on purpose.
 mod queue;
+pub mod simulate;
 mod tree;
 
 use std::collections::{HashMap, VecDeque};

@@ -45,6 +45,8 @@ pub struct Setup {
     pub max_calls: u32,
     /// The trunk's `allow` CIDR.
     pub trunk_allow: String,
+    /// Extra lines for the `[sip]` table.
+    pub sip_extra: String,
 }
 
 impl Setup {
@@ -55,6 +57,7 @@ impl Setup {
             extra: String::new(),
             max_calls: 10_000,
             trunk_allow: "127.0.0.0/8".to_string(),
+            sip_extra: String::new(),
         }
     }
 }
@@ -81,12 +84,13 @@ impl Holdfast {
         };
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
-             rtp_ports = \"{}-{}\"\nmax_calls = {}\n\n[admin]\nlisten = \"\"\n\n\
+             rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\nlisten = \"\"\n\n\
              [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
              [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"127.0.0.1:5070\"\n\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
             setup.max_calls,
+            setup.sip_extra,
             dir.join("data").display(),
             music.display(),
             setup.trunk_allow,
@@ -483,4 +487,123 @@ pub fn pcmu_offer(port: u16) -> String {
         "0 101",
         "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
     )
+}
+
+/// Goertzel power of `freq` in `samples` at `rate` Hz: how much of that tone is present.
+pub fn tone_power(samples: &[f32], freq: f32, rate: f32) -> f32 {
+    let coeff = 2.0 * (2.0 * std::f32::consts::PI * freq / rate).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in samples {
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f32
+}
+
+/// The 16-bit PCM samples of a WAV file (the `data` chunk), as f32.
+pub fn wav_samples(bytes: &[u8]) -> Vec<f32> {
+    let mut i = 12;
+    while i + 8 <= bytes.len() {
+        let id = &bytes[i..i + 4];
+        let len = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().unwrap()) as usize;
+        if id == b"data" {
+            let end = (i + 8 + len).min(bytes.len());
+            return bytes[i + 8..end]
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect();
+        }
+        i += 8 + len + (len & 1);
+    }
+    Vec::new()
+}
+
+/// A headless baresip softphone registered as an agent (Debian package `baresip`):
+/// auto-answers, sends a sine tone from `ausine`, records what it hears with `sndfile`.
+pub struct Baresip {
+    child: Child,
+    /// Its config directory (also where `dump-*-dec.wav` recordings land).
+    pub dir: PathBuf,
+}
+
+impl Baresip {
+    /// Start baresip registering `user`/`password` to holdfast at `registrar`.
+    pub fn start(
+        name: &str,
+        registrar: SocketAddr,
+        user: &str,
+        password: &str,
+        tone_hz: u32,
+    ) -> Self {
+        let dir = scratch_dir(name);
+        let sip_port = free_udp_port();
+        let config = format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
+             audio_player aufile,{dir}/heard.wav\naudio_source ausine,{tone_hz}\n\
+             audio_alert aufile,/dev/null\nausrc_srate 48000\nausrc_channels 2\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
+             module aufile.so\nmodule sndfile.so\nsnd_path {dir}\n\
+             module_app account.so\nmodule_app menu.so\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{user}@{registrar}>;auth_pass={password};answermode=auto;audio_codecs=PCMU;regint=600\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("run baresip (apt-get install baresip)");
+        Self { child, dir }
+    }
+
+    /// What baresip heard in its calls: the decoded audio it recorded.
+    pub fn heard(&self) -> Vec<f32> {
+        let mut samples = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with("dump-") && name.ends_with("-dec.wav") {
+                    samples.extend(wav_samples(&std::fs::read(entry.path()).unwrap()));
+                }
+            }
+        }
+        samples
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Holdfast {
+    /// Wait until the log contains `needle` (e.g. an agent registered).
+    pub fn wait_log(&self, needle: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
 }

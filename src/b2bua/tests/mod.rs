@@ -20,6 +20,7 @@ struct FakeMedia {
     closed: Vec<StreamId>,
     connected: Vec<(StreamId, SocketAddr, u8)>,
     bridged: Vec<(StreamId, StreamId)>,
+    prompts: Vec<(StreamId, usize)>,
 }
 
 impl MediaControl for FakeMedia {
@@ -43,6 +44,9 @@ impl MediaControl for FakeMedia {
     }
     fn bridge(&mut self, a: StreamId, b: StreamId) {
         self.bridged.push((a, b));
+    }
+    fn prompt(&mut self, id: StreamId, frames: Bytes) {
+        self.prompts.push((id, frames.len()));
     }
 }
 
@@ -82,7 +86,13 @@ impl Harness {
             pcma: Bytes::from(vec![0xD5; 1600]),
         };
         Self {
-            b2bua: B2bua::new(config, FakeMedia::default(), music, now),
+            b2bua: B2bua::new(
+                config,
+                FakeMedia::default(),
+                music,
+                crate::media::prompts::Prompts::embedded().expect("the built-in clip pack loads"),
+                now,
+            ),
             now,
             sent: Vec::new(),
         }
@@ -278,4 +288,30 @@ fn garbage_is_answered_400_or_dropped_never_panics() {
     assert!(h.take().is_empty());
     assert_eq!(h.b2bua.stats().parse_errors, 2);
     assert_eq!(h.b2bua.stats().dropped, 1);
+}
+
+#[test]
+fn held_callers_hear_their_position_on_entry_and_every_interval() {
+    let mut h = Harness::new();
+    let start = h.now;
+    h.deliver(TRUNK, &invite("c1", "+15551230001"));
+    h.deliver(TRUNK, &invite("c2", "+15551230002"));
+    h.run_until(start);
+    let prompts = h.b2bua.media.prompts.clone();
+    assert_eq!(prompts.len(), 2, "one entry announcement per caller");
+    assert!(prompts.iter().all(|(_, len)| *len > 0 && len % 160 == 0));
+    // Position 1 ("you are next") and position 2 (with an estimate) are different phrases.
+    assert_ne!(prompts[0].1, prompts[1].1);
+    h.run_until(start + Duration::from_secs(29));
+    assert_eq!(
+        h.b2bua.media.prompts.len(),
+        2,
+        "nothing before announce_every"
+    );
+    h.run_until(start + Duration::from_secs(31));
+    assert_eq!(
+        h.b2bua.media.prompts.len(),
+        4,
+        "again after announce_every (30 s)"
+    );
 }

@@ -1,0 +1,392 @@
+//! `holdfast simulate` (SPEC §8, §12): the real queue engine in virtual time, for capacity
+//! planning and for measuring how honest the wait estimate is.
+//!
+//! A discrete-event simulation: a binary heap of timed events (arrival, a caller's patience
+//! running out, an agent finishing a call), processed in time order with no sockets and no
+//! sleeping, so a day of 10 000 calls takes milliseconds. The queue is the production
+//! [`Queues`] engine and the estimate is the production [`estimate`] over the production
+//! [`HandleTimes`]; only the callers and agents are synthetic:
+//!
+//! - arrivals are a Poisson process (exponential gaps with mean `3600 / arrivals_per_hour`);
+//!   each caller is VIP (level 0) with probability `vip_share`, otherwise normal (level 5);
+//! - handle times are **exponential** with mean `aht` (the textbook Erlang-C assumption;
+//!   real handle times are often closer to lognormal, whose lighter tail makes estimates
+//!   look slightly better than here);
+//! - each caller's patience is exponential with mean `patience`: a caller still waiting when
+//!   it runs out hangs up (abandons);
+//! - `agents` agents are staffed all day; a free agent takes the head of the queue (VIP
+//!   level first, FIFO inside a level), longest-idle agent first.
+//!
+//! Each caller who has to wait hears an estimate when joining: holdfast's
+//! `ceil(p / n) × H` with `H` learned online from the calls completed so far (starting from
+//! `default_handle_time`), and, side by side, the seed's `p × H` with the same `H`. For the
+//! callers who were then answered, the estimate is compared with the wait they really had.
+//! Left out of the error figures, and counted separately: callers who abandoned (their real
+//! wait is unknown) and callers who joined at position 1, who hear "you are next" and no
+//! estimate at all.
+//!
+//! Arrivals stop after `hours`; the simulation then runs until every caller is answered or
+//! has abandoned, so the counts always add up.
+
+mod report;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use report::{ErrorStats, EstimateReport, PriorityReport, Report};
+
+use super::estimate::{HandleTimes, WaitBucket, estimate, seed_estimate};
+use super::{EntryId, EntryKind, Level, QueueEvent, Queues};
+
+/// Priority level of VIP callers (the `[priorities]` default `vip = 0`).
+pub const VIP_LEVEL: Level = 0;
+/// Priority level of everyone else (the default `normal = 5`).
+pub const NORMAL_LEVEL: Level = 5;
+/// Answer-time target of the service level, in seconds (the usual "80/20" convention).
+pub const SERVICE_LEVEL_SECS: f64 = 20.0;
+/// Upper bound on the expected number of simulated calls, so a typo cannot run for hours.
+pub const MAX_EXPECTED_CALLS: f64 = 10_000_000.0;
+
+/// What to simulate. Times are in seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Params {
+    /// Agents staffed for the whole simulation (at least 1).
+    pub agents: usize,
+    /// Mean arrival rate of the Poisson process.
+    pub arrivals_per_hour: f64,
+    /// Mean handle time of the exponential handle-time distribution.
+    pub aht: f64,
+    /// Share of callers with VIP priority, 0 to 1.
+    pub vip_share: f64,
+    /// Length of the arrival window.
+    pub hours: f64,
+    /// Mean of the exponential patience after which a waiting caller hangs up.
+    pub patience: f64,
+    /// The estimator's `H` before any call has completed (`default_handle_time`).
+    pub default_handle_time: f64,
+    /// Seed of the random generator: the same parameters and seed give the same report.
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            agents: 5,
+            arrivals_per_hour: 60.0,
+            aht: 240.0,
+            vip_share: 0.1,
+            hours: 24.0,
+            patience: 180.0,
+            default_handle_time: 300.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Why the parameters cannot be simulated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    /// A parameter is out of its range.
+    #[error("--{name} {value}: {reason}")]
+    OutOfRange {
+        /// The flag name, as on the command line.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// The range it must be in.
+        reason: &'static str,
+    },
+    /// The parameters ask for more calls than [`MAX_EXPECTED_CALLS`].
+    #[error("{expected:.0} expected calls is more than the limit of {MAX_EXPECTED_CALLS:.0}")]
+    TooManyCalls {
+        /// `arrivals_per_hour × hours`.
+        expected: f64,
+    },
+}
+
+impl Params {
+    /// Checks every parameter, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let positive = |name, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(ParamError::OutOfRange {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be a positive number",
+                })
+            }
+        };
+        if self.agents == 0 {
+            return Err(ParamError::OutOfRange {
+                name: "agents",
+                value: "0".into(),
+                reason: "at least one agent is needed",
+            });
+        }
+        positive("arrivals-per-hour", self.arrivals_per_hour)?;
+        positive("aht", self.aht)?;
+        positive("hours", self.hours)?;
+        positive("patience", self.patience)?;
+        positive("default-handle-time", self.default_handle_time)?;
+        if !(0.0..=1.0).contains(&self.vip_share) {
+            return Err(ParamError::OutOfRange {
+                name: "vip-share",
+                value: self.vip_share.to_string(),
+                reason: "must be between 0 and 1",
+            });
+        }
+        let expected = self.arrivals_per_hour * self.hours;
+        if expected > MAX_EXPECTED_CALLS {
+            return Err(ParamError::TooManyCalls { expected });
+        }
+        Ok(())
+    }
+}
+
+/// What one simulated caller went through; the report is computed from these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerRecord {
+    /// True for a VIP caller.
+    pub vip: bool,
+    /// Arrival time, seconds from the start.
+    pub arrived: f64,
+    /// What the caller was told on joining; `None` when an agent was free and the caller
+    /// was put through at once, with nothing announced.
+    pub announced: Option<Announced>,
+    /// How the call ended.
+    pub outcome: Outcome,
+}
+
+/// The entry announcement of a simulated caller who had to wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Announced {
+    /// Position on joining. At position 1 holdfast says "you are next" and no estimate.
+    pub position: usize,
+    /// holdfast's estimate, `ceil(p / n) × H`, seconds.
+    pub holdfast: f64,
+    /// The seed's estimate, `p × H`, seconds.
+    pub seed: f64,
+}
+
+/// How a simulated caller's wait ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Still waiting (only while the simulation runs).
+    Waiting,
+    /// An agent answered after this many seconds of waiting.
+    Answered {
+        /// Seconds from arrival to answer.
+        wait: f64,
+    },
+    /// The caller hung up after this many seconds of waiting.
+    Abandoned {
+        /// Seconds from arrival to hang-up.
+        wait: f64,
+    },
+}
+
+/// Something that happens at a point of virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// The next caller arrives.
+    Arrival,
+    /// This caller's patience runs out (ignored if it was answered already).
+    Patience(u64),
+    /// This agent finishes its call.
+    Complete(usize),
+}
+
+/// Virtual time in whole microseconds, so event order is exact and total.
+type Micros = u64;
+
+fn micros(seconds: f64) -> Micros {
+    (seconds * 1e6).round() as Micros
+}
+
+fn seconds(t: Micros) -> f64 {
+    t as f64 / 1e6
+}
+
+/// Runs the simulation and summarises it. Deterministic for a given `params`.
+///
+/// `origin` is the `Instant` virtual time 0 maps to (the queue engine takes `Instant`s);
+/// any value gives the same report.
+pub fn run(params: &Params, origin: Instant) -> Result<Report, ParamError> {
+    let callers = simulate(params, origin)?;
+    Ok(Report::new(params.clone(), &callers))
+}
+
+/// Runs the simulation and returns every caller's record, in arrival order.
+pub fn simulate(params: &Params, origin: Instant) -> Result<Vec<CallerRecord>, ParamError> {
+    params.validate()?;
+    let mut sim = Sim::new(params, origin);
+    sim.run();
+    Ok(sim.callers)
+}
+
+/// The state of one simulation run.
+struct Sim<'a> {
+    params: &'a Params,
+    rng: StdRng,
+    /// Pending events, earliest first; the sequence number keeps equal times in the order
+    /// they were scheduled.
+    events: BinaryHeap<Reverse<(Micros, u64, Event)>>,
+    scheduled: u64,
+    queues: Queues,
+    queue: super::QueueId,
+    handle_times: HandleTimes,
+    /// Free agents, longest idle first.
+    free: VecDeque<usize>,
+    /// When each agent's current call was answered.
+    answered_at: Vec<Micros>,
+    callers: Vec<CallerRecord>,
+    /// The instant virtual time 0 maps to.
+    origin: Instant,
+    end_of_arrivals: Micros,
+}
+
+impl<'a> Sim<'a> {
+    fn new(params: &'a Params, origin: Instant) -> Self {
+        let mut queues = Queues::new();
+        let queue = queues.add_queue("simulated", usize::MAX);
+        Self {
+            params,
+            rng: StdRng::seed_from_u64(params.seed),
+            events: BinaryHeap::new(),
+            scheduled: 0,
+            queues,
+            queue,
+            handle_times: HandleTimes::new(Duration::from_secs_f64(params.default_handle_time)),
+            free: (0..params.agents).collect(),
+            answered_at: vec![0; params.agents],
+            callers: Vec::with_capacity((params.arrivals_per_hour * params.hours * 1.1) as usize),
+            origin,
+            end_of_arrivals: micros(params.hours * 3600.0),
+        }
+    }
+
+    /// An exponential sample with this mean, by inversion of the distribution function.
+    fn exponential(&mut self, mean: f64) -> f64 {
+        let u: f64 = self.rng.random(); // [0, 1), so 1 - u is in (0, 1] and ln is finite
+        -mean * (1.0 - u).ln()
+    }
+
+    fn schedule(&mut self, at: Micros, event: Event) {
+        self.scheduled += 1;
+        self.events.push(Reverse((at, self.scheduled, event)));
+    }
+
+    fn run(&mut self) {
+        let first = micros(self.exponential(3600.0 / self.params.arrivals_per_hour));
+        if first <= self.end_of_arrivals {
+            self.schedule(first, Event::Arrival);
+        }
+        while let Some(Reverse((now, _, event))) = self.events.pop() {
+            match event {
+                Event::Arrival => self.arrive(now),
+                Event::Patience(id) => self.give_up(now, id),
+                Event::Complete(agent) => self.complete(now, agent),
+            }
+        }
+    }
+
+    fn arrive(&mut self, now: Micros) {
+        let gap = micros(self.exponential(3600.0 / self.params.arrivals_per_hour));
+        if now + gap <= self.end_of_arrivals {
+            self.schedule(now + gap, Event::Arrival);
+        }
+        let id = self.callers.len() as u64;
+        let vip = self.rng.random::<f64>() < self.params.vip_share;
+        let level = if vip { VIP_LEVEL } else { NORMAL_LEVEL };
+        let at = self.origin + Duration::from_micros(now);
+        self.queues
+            .join(at, self.queue, EntryId(id), level, EntryKind::Caller)
+            .expect("the simulated queue has no length limit and ids are fresh");
+        let position = match self.queues.poll_event() {
+            Some(QueueEvent::Joined { position, .. }) => position,
+            other => unreachable!("a join reports Joined first, got {other:?}"),
+        };
+        let mean = self.handle_times.mean();
+        let holdfast = estimate(position, self.params.agents, mean).as_secs_f64();
+        let seed = seed_estimate(position, mean).as_secs_f64();
+        self.callers.push(CallerRecord {
+            vip,
+            arrived: seconds(now),
+            announced: Some(Announced {
+                position,
+                holdfast,
+                seed,
+            }),
+            outcome: Outcome::Waiting,
+        });
+        let patience = micros(self.exponential(self.params.patience));
+        self.schedule(now + patience, Event::Patience(id));
+        self.dispatch(now);
+        // Put through at once: the caller never heard an announcement.
+        if let Outcome::Answered { .. } = self.callers[id as usize].outcome {
+            self.callers[id as usize].announced = None;
+        }
+    }
+
+    fn give_up(&mut self, now: Micros, id: u64) {
+        if self
+            .queues
+            .leave(EntryId(id), super::LeaveReason::Abandoned)
+            .is_none()
+        {
+            return; // answered before its patience ran out
+        }
+        let caller = &mut self.callers[id as usize];
+        caller.outcome = Outcome::Abandoned {
+            wait: seconds(now) - caller.arrived,
+        };
+        self.drain_queue_events();
+    }
+
+    fn complete(&mut self, now: Micros, agent: usize) {
+        let handle = Duration::from_micros(now - self.answered_at[agent]);
+        self.handle_times.record(handle);
+        self.free.push_back(agent);
+        self.dispatch(now);
+    }
+
+    /// Free agents take the head of the line until either runs out (SPEC §5: dispatch on
+    /// join and whenever an agent frees up).
+    fn dispatch(&mut self, now: Micros) {
+        while let Some(&agent) = self.free.front() {
+            let Some((_, id)) = self.queues.next_for_agent(&[self.queue]) else {
+                break;
+            };
+            self.free.pop_front();
+            self.queues.leave(id, super::LeaveReason::Dispatched);
+            let caller = &mut self.callers[id.0 as usize];
+            caller.outcome = Outcome::Answered {
+                wait: seconds(now) - caller.arrived,
+            };
+            self.answered_at[agent] = now;
+            let handle = micros(self.exponential(self.params.aht)).max(1);
+            self.schedule(now + handle, Event::Complete(agent));
+        }
+        self.drain_queue_events();
+    }
+
+    /// The engine reports every change; the simulation reads positions when joining and
+    /// drops the rest so the event list does not grow.
+    fn drain_queue_events(&mut self) {
+        while self.queues.poll_event().is_some() {}
+    }
+}
+
+/// The spoken bucket of an estimate in seconds (used for the "under-promised" figure).
+fn bucket_of(estimate_secs: f64) -> WaitBucket {
+    WaitBucket::from_estimate(Duration::from_secs_f64(estimate_secs.max(0.0)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+use super::*;
+
+fn day(agents: usize, seed: u64) -> Params {
+    Params {
+        agents,
+        seed,
+        ..Params::default()
+    }
+}
+
+fn check_consistent(report: &Report) {
+    let rows = report.priorities.iter().chain([&report.total]);
+    for r in rows {
+        assert_eq!(r.offered, r.answered + r.abandoned, "{r:?}");
+        assert_eq!(
+            r.answered_at_once + r.estimate.told_next + r.estimate.compared,
+            r.answered,
+            "{r:?}"
+        );
+        for v in [r.mean_wait_s, r.p90_wait_s, r.max_wait_s] {
+            assert!(v.is_finite() && v >= 0.0, "{r:?}");
+        }
+        assert!(r.mean_wait_s <= r.max_wait_s && r.p90_wait_s <= r.max_wait_s);
+        for share in [
+            r.abandon_rate,
+            r.service_level,
+            r.estimate.spoken_under_share,
+        ] {
+            assert!((0.0..=1.0).contains(&share), "{r:?}");
+        }
+    }
+    let sum = |f: fn(&PriorityReport) -> usize| report.priorities.iter().map(f).sum::<usize>();
+    assert_eq!(sum(|r| r.offered), report.total.offered);
+    assert_eq!(sum(|r| r.answered), report.total.answered);
+    assert_eq!(sum(|r| r.abandoned), report.total.abandoned);
+    assert_eq!(sum(|r| r.estimate.compared), report.total.estimate.compared);
+    assert_eq!(
+        sum(|r| r.estimate.told_next),
+        report.total.estimate.told_next
+    );
+}
+
+#[test]
+fn every_caller_is_answered_or_abandons_with_a_non_negative_wait() {
+    let params = day(3, 7);
+    let callers = simulate(&params, Instant::now()).unwrap();
+    // About 60 × 24 Poisson arrivals.
+    assert!((1200..1700).contains(&callers.len()), "{}", callers.len());
+    for c in &callers {
+        match c.outcome {
+            Outcome::Answered { wait } | Outcome::Abandoned { wait } => assert!(wait >= 0.0),
+            Outcome::Waiting => panic!("simulation ended with a caller waiting: {c:?}"),
+        }
+        assert!(c.arrived <= params.hours * 3600.0);
+        if let Some(a) = c.announced {
+            // Same H; dividing by agents can only shorten the estimate.
+            assert!(a.holdfast <= a.seed && a.holdfast > 0.0, "{a:?}");
+            assert!(a.position >= 1);
+        }
+    }
+    check_consistent(&Report::new(params, &callers));
+}
+
+#[test]
+fn same_seed_same_report_and_origin_does_not_matter() {
+    let params = day(4, 11);
+    let a = run(&params, Instant::now()).unwrap();
+    let b = run(&params, Instant::now() + Duration::from_secs(3600)).unwrap();
+    assert_eq!(a, b);
+    let other = run(&day(4, 12), Instant::now()).unwrap();
+    assert_ne!(a.total.offered, 0);
+    assert_ne!(a, other);
+}
+
+#[test]
+fn vip_callers_wait_less_than_normal_callers() {
+    let params = Params {
+        agents: 3,
+        arrivals_per_hour: 50.0,
+        vip_share: 0.3,
+        ..day(3, 3)
+    };
+    let report = run(&params, Instant::now()).unwrap();
+    check_consistent(&report);
+    let (vip, normal) = (&report.priorities[0], &report.priorities[1]);
+    assert_eq!((vip.priority, normal.priority), ("vip", "normal"));
+    assert!(vip.offered > 0 && normal.offered > vip.offered);
+    assert!(vip.mean_wait_s < normal.mean_wait_s, "{report}");
+    assert!(vip.abandon_rate <= normal.abandon_rate, "{report}");
+}
+
+#[test]
+fn understaffing_raises_waits_and_abandons() {
+    let easy = run(&day(8, 5), Instant::now()).unwrap();
+    let hard = run(&day(4, 5), Instant::now()).unwrap();
+    assert!(hard.total.mean_wait_s > easy.total.mean_wait_s);
+    assert!(hard.total.abandon_rate > easy.total.abandon_rate);
+    assert!(hard.total.service_level < easy.total.service_level);
+}
+
+/// A day at `load` erlangs per agent with the default 240 s handle time.
+fn loaded(agents: usize, load: f64, seed: u64) -> Report {
+    let params = Params {
+        arrivals_per_hour: load * agents as f64 * 3600.0 / 240.0,
+        ..day(agents, seed)
+    };
+    run(&params, Instant::now()).unwrap()
+}
+
+#[test]
+fn holdfast_estimate_error_is_at_most_half_the_seeds_with_three_or_more_agents() {
+    // The target, over callers who heard an estimate (position 2 or later).
+    for (agents, load) in [(3, 0.8), (3, 1.0), (5, 0.8), (5, 1.0), (8, 0.9), (20, 0.8)] {
+        for seed in 1..=3 {
+            let report = loaded(agents, load, seed);
+            check_consistent(&report);
+            let e = &report.total.estimate;
+            assert!(e.compared > 30, "{report}");
+            assert!(
+                e.holdfast.mean_absolute_error_s <= 0.5 * e.seed.mean_absolute_error_s,
+                "{report}"
+            );
+            // Honest means rarely under-promising.
+            assert!(e.holdfast.under_share < 0.15, "{report}");
+            assert!(e.spoken_under_share <= e.holdfast.under_share, "{report}");
+        }
+    }
+}
+
+#[test]
+fn json_report_has_the_documented_fields() {
+    let report = run(&day(5, 1), Instant::now()).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["params"]["agents"], 5);
+    assert_eq!(json["priorities"][0]["priority"], "vip");
+    assert_eq!(json["total"]["offered"], report.total.offered);
+    assert!(json["total"]["estimate"]["holdfast"]["mean_absolute_error_s"].is_number());
+    let text = report.to_string();
+    assert!(text.contains("holdfast MAE") && text.contains("normal"));
+}
+
+#[test]
+fn bad_parameters_are_errors() {
+    let bad = [
+        Params {
+            agents: 0,
+            ..Params::default()
+        },
+        Params {
+            aht: 0.0,
+            ..Params::default()
+        },
+        Params {
+            arrivals_per_hour: f64::NAN,
+            ..Params::default()
+        },
+        Params {
+            vip_share: 1.5,
+            ..Params::default()
+        },
+        Params {
+            patience: -1.0,
+            ..Params::default()
+        },
+        Params {
+            hours: 1e9,
+            ..Params::default()
+        },
+    ];
+    for params in bad {
+        assert!(run(&params, Instant::now()).is_err(), "{params:?}");
+    }
+}
+
+#[test]
+fn ten_thousand_calls_run_quickly() {
+    let params = Params {
+        agents: 40,
+        arrivals_per_hour: 10_000.0 / 24.0,
+        ..Params::default()
+    };
+    let start = Instant::now();
+    let report = run(&params, Instant::now()).unwrap();
+    let elapsed = start.elapsed();
+    assert!(report.total.offered > 9_000);
+    // Generous even for a debug build on a busy machine; release takes milliseconds.
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}

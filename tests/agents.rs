@@ -1,0 +1,291 @@
+//! End to end over loopback with real agents' phones (SPEC §1, §3, §5): a baresip softphone
+//! registers with Digest auth and is bridged to a SIPp caller with RTP relayed both ways;
+//! SIPp agents show premium-before-regular dispatch and a caller cancelling while the agent
+//! rings.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::{Baresip, Holdfast, Setup, sipp, tone_power};
+use holdfast::media::g711;
+
+const ONE_QUEUE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\n\n\
+[[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n";
+
+fn setup(rtp_base: u16, extra: String) -> Setup {
+    let mut setup = Setup::new(rtp_base);
+    setup.extra = extra;
+    setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
+    setup
+}
+
+/// The caller's phone: receives holdfast's RTP for `duration`, and once it knows where
+/// holdfast sends from, talks back with a `tone_hz` tone (PCMU, 50 packets/s).
+fn caller_phone(socket: UdpSocket, duration: Duration, tone_hz: f32) -> Vec<f32> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let start = Instant::now();
+    let mut heard = Vec::new();
+    let mut peer: Option<SocketAddr> = None;
+    let mut next_send = Instant::now();
+    let (mut seq, mut ts, mut phase) = (0u16, 0u32, 0f32);
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < duration {
+        if let Ok((len, from)) = socket.recv_from(&mut buf)
+            && len > 12
+        {
+            peer.get_or_insert(from);
+            heard.extend(
+                buf[12..len]
+                    .iter()
+                    .map(|&b| f32::from(g711::ulaw_to_linear(b))),
+            );
+        }
+        if let Some(peer) = peer
+            && Instant::now() >= next_send
+        {
+            let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+            packet[2..4].copy_from_slice(&seq.to_be_bytes());
+            packet[4..8].copy_from_slice(&ts.to_be_bytes());
+            for _ in 0..160 {
+                let sample = (phase.sin() * 8000.0) as i16;
+                packet.push(g711::linear_to_ulaw(sample));
+                phase += 2.0 * std::f32::consts::PI * tone_hz / 8000.0;
+            }
+            let _ = socket.send_to(&packet, peer);
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(160);
+            next_send += Duration::from_millis(20);
+        }
+    }
+    heard
+}
+
+/// Whether `tone` dominates `samples` against a few other frequencies.
+fn dominant(samples: &[f32], tone: f32, others: &[f32]) -> bool {
+    let p = tone_power(samples, tone, 8000.0);
+    others
+        .iter()
+        .all(|&f| p > 10.0 * tone_power(samples, f, 8000.0))
+}
+
+#[test]
+fn baresip_agent_is_bridged_to_the_caller_with_audio_both_ways() {
+    let holdfast = Holdfast::start(
+        "agent-baresip",
+        &setup(
+            38_000,
+            ONE_QUEUE.to_string() + "\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
+        ),
+    );
+    let phone = Baresip::start("baresip-alice", holdfast.sip, "alice", "alice-secret", 440);
+    assert!(
+        holdfast.wait_log("Registered { user: \"alice\" }", Duration::from_secs(15)),
+        "baresip registered with digest auth\nholdfast:\n{}\nbaresip:\n{}",
+        holdfast.log(),
+        phone.log()
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = socket.local_addr().unwrap().port().to_string();
+    let caller = std::thread::spawn(move || caller_phone(socket, Duration::from_secs(7), 1000.0));
+    let out = sipp(
+        "caller.xml",
+        holdfast.sip,
+        &[
+            "-s", "100", "-m", "1", "-l", "1", "-d", "5000", "-key", "rtp_port", &rtp_port,
+        ],
+    );
+    let heard_by_caller = caller.join().unwrap();
+    assert!(
+        out.status.success(),
+        "SIPp caller failed:\n{}\nholdfast:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    assert!(
+        holdfast.log().contains("caller connected to agent"),
+        "{}",
+        holdfast.log()
+    );
+    // The caller went straight to the free agent: everything it heard is the agent's 440 Hz.
+    assert!(
+        heard_by_caller.len() > 8000 * 3,
+        "caller heard {} samples",
+        heard_by_caller.len()
+    );
+    assert!(
+        dominant(
+            &heard_by_caller[1600..],
+            440.0,
+            &[300.0, 700.0, 1000.0, 2000.0]
+        ),
+        "the caller hears the agent's tone"
+    );
+    // baresip hung up when the caller's BYE was relayed, and recorded the caller's 1 kHz.
+    std::thread::sleep(Duration::from_millis(500));
+    let heard_by_agent = phone.heard();
+    assert!(
+        heard_by_agent.len() > 8000 * 3,
+        "agent heard {} samples\n{}",
+        heard_by_agent.len(),
+        phone.log()
+    );
+    assert!(
+        dominant(
+            &heard_by_agent[1600..],
+            1000.0,
+            &[440.0, 700.0, 1500.0, 2500.0]
+        ),
+        "the agent hears the caller's tone"
+    );
+    assert!(phone.log().contains("terminated"), "{}", phone.log());
+}
+
+const TWO_QUEUES: &str = "[[queue]]\nname = \"premium\"\nwrapup = 1\n\n\
+[[queue]]\nname = \"support\"\nwrapup = 1\n\n\
+[[route]]\nnumber = \"200\"\nqueue = \"premium\"\npriority = \"normal\"\n\n\
+[[route]]\nnumber = \"100\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
+[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\nqueues = [\"premium\", \"support\"]\n";
+
+/// A SIPp agent (sipp/agent.xml, registered with sipp/agent_register.xml) answers.
+fn sipp_agent(
+    scenario: &str,
+    holdfast: &Holdfast,
+    calls: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    let port = common::free_udp_port();
+    let media = common::free_udp_port().to_string();
+    let child = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(common::repo().join("sipp").join(scenario))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media,
+            "-rtp_echo",
+        ])
+        .args(["-m", calls, "-nostdin", "-timeout", "60s", "-timeout_error"])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run sipp");
+    let out = sipp(
+        "agent_register.xml",
+        holdfast.sip,
+        &[
+            "-m",
+            "1",
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-secret",
+            "-key",
+            "contact_port",
+            &port.to_string(),
+            "-key",
+            "expires",
+            "3600",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "registration failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    child
+}
+
+#[test]
+fn premium_callers_are_connected_before_earlier_regular_ones() {
+    let holdfast = Holdfast::start("premium-first", &setup(39_000, TWO_QUEUES.to_string()));
+    let mut agent = sipp_agent("agent.xml", &holdfast, "3", &[]);
+    let (sink, port) = common::rtp_sink();
+    let port = port.to_string();
+    let call = |number: &'static str, delay_ms: u64, stay: &'static str| {
+        let (sip, port) = (holdfast.sip, port.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            sipp(
+                "caller.xml",
+                sip,
+                &[
+                    "-s", number, "-m", "1", "-d", stay, "-key", "rtp_port", &port,
+                ],
+            )
+        })
+    };
+    // The first caller takes the agent for 3 s; meanwhile a regular caller, then a premium
+    // caller queue up. When the agent frees up (after 1 s of wrap-up), premium goes first
+    // and talks 5 s; the regular caller, still waiting, is connected after that.
+    let first = call("100", 0, "3000");
+    let regular = call("100", 800, "12000");
+    let premium = call("200", 1600, "5000");
+    for (name, handle) in [("first", first), ("regular", regular), ("premium", premium)] {
+        let out = handle.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{name} caller failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            holdfast.log()
+        );
+    }
+    drop(sink);
+    let _ = agent.wait();
+    let log = holdfast.log();
+    let connects: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("caller connected to agent"))
+        .collect();
+    assert_eq!(connects.len(), 3, "{log}");
+    assert!(
+        connects[1].contains("premium"),
+        "premium second:\n{}",
+        connects.join("\n")
+    );
+    assert!(
+        connects[2].contains("support"),
+        "regular last:\n{}",
+        connects.join("\n")
+    );
+}
+
+#[test]
+fn caller_cancelling_while_the_agent_rings_gets_487() {
+    let holdfast = Holdfast::start(
+        "cancel",
+        &setup(
+            36_500,
+            ONE_QUEUE.to_string() + "\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
+        ),
+    );
+    let mut agent = sipp_agent("agent_noanswer.xml", &holdfast, "1", &[]);
+    let out = sipp(
+        "caller_cancel.xml",
+        holdfast.sip,
+        &["-s", "100", "-m", "1", "-key", "rtp_port", "9"],
+    );
+    assert!(
+        out.status.success(),
+        "CANCEL flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    let status = agent.wait().unwrap();
+    assert!(
+        status.success(),
+        "the agent's INVITE was cancelled (agent scenario completed)"
+    );
+    assert!(holdfast.log().contains("caller gave up before answer"));
+}
