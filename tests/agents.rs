@@ -289,3 +289,65 @@ fn caller_cancelling_while_the_agent_rings_gets_487() {
     );
     assert!(holdfast.log().contains("caller gave up before answer"));
 }
+
+const REFER_QUEUE: &str = "[[queue]]\nname = \"support\"\nbridge = \"refer\"\nwrapup = 1\n\n\
+[[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
+[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n";
+
+/// Start a trunk scenario in the background and wait until its caller is holding.
+fn waiting_caller(
+    holdfast: &Holdfast,
+    scenario: &'static str,
+    extra: &'static [&'static str],
+) -> std::thread::JoinHandle<std::process::Output> {
+    let sip = holdfast.sip;
+    let handle = std::thread::spawn(move || {
+        let mut args = vec!["-s", "100", "-m", "1", "-key", "rtp_port", "9"];
+        args.extend_from_slice(extra);
+        sipp(scenario, sip, &args)
+    });
+    assert!(
+        holdfast.wait_log("caller joined queue", Duration::from_secs(10)),
+        "{}",
+        holdfast.log()
+    );
+    handle
+}
+
+#[test]
+fn refer_mode_transfers_the_caller_through_the_trunk() {
+    let holdfast = Holdfast::start("refer", &setup(34_500, REFER_QUEUE.to_string()));
+    let trunk = waiting_caller(&holdfast, "trunk_refer.xml", &[]);
+    let mut agent = sipp_agent("agent.xml", &holdfast, "1", &[]);
+    let out = trunk.join().unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        out.status.success(),
+        "REFER/NOTIFY flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    let log = holdfast.log();
+    assert!(log.contains("transferring caller to agent"), "{log}");
+    assert!(log.contains("caller transferred to agent"), "{log}");
+}
+
+#[test]
+fn refer_refused_by_the_trunk_falls_back_to_the_relay() {
+    let holdfast = Holdfast::start("refer-refused", &setup(33_500, REFER_QUEUE.to_string()));
+    let trunk = waiting_caller(&holdfast, "trunk_refer_reject.xml", &["-d", "2000"]);
+    let mut agent = sipp_agent("agent.xml", &holdfast, "1", &[]);
+    let out = trunk.join().unwrap();
+    assert!(
+        out.status.success(),
+        "caller failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    let status = agent.wait().unwrap();
+    let log = holdfast.log();
+    assert!(status.success(), "the agent was called and bridged:\n{log}");
+    assert!(log.contains("bridging through the relay instead"), "{log}");
+    assert!(log.contains("caller connected to agent"), "{log}");
+}

@@ -75,6 +75,10 @@ pub struct Call {
     pub announce: Option<super::announce::AnnounceSchedule>,
     /// The key under which the next announcement sits in the controller's timer set.
     pub announce_at: Option<Instant>,
+    /// A REFER transfer in progress (bridge mode `refer`).
+    pub transfer: Option<super::refer::Transfer>,
+    /// The trunk refused REFER for this call: bridge through the relay.
+    pub refer_refused: bool,
 }
 
 impl Call {

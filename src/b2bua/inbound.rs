@@ -137,6 +137,8 @@ impl<M: MediaControl> B2bua<M> {
             pending_invite: Some(request.clone()),
             announce: None,
             announce_at: None,
+            transfer: None,
+            refer_refused: false,
         })
     }
 

@@ -82,7 +82,12 @@ impl<M: MediaControl> B2bua<M> {
             let Some(assignment) = self.agents.next_assignment(&self.queues, offered) else {
                 return;
             };
-            if let Err(reason) = self.start_leg(now, assignment) {
+            let started = if self.wants_refer(&assignment) {
+                self.start_transfer(now, assignment)
+            } else {
+                self.start_leg(now, assignment)
+            };
+            if let Err(reason) = started {
                 tracing::warn!(
                     agent = %self.agent_user(assignment.agent),
                     reason,

@@ -14,6 +14,7 @@ pub mod announce;
 mod call;
 mod inbound;
 mod legs;
+mod refer;
 mod register;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -119,6 +120,8 @@ pub struct B2bua<M: MediaControl> {
     legs_by_client: HashMap<crate::sip::transaction::ClientKey, LegKey>,
     legs_by_call_id: HashMap<String, LegKey>,
     ring_deadlines: BTreeSet<(Instant, LegKey)>,
+    /// REFER client transactions → the caller being transferred.
+    transfers_by_client: HashMap<crate::sip::transaction::ClientKey, CallKey>,
     /// Completed handle times per queue (SPEC §4 estimator input).
     handle_times: Vec<HandleTimes>,
     /// Announcement clips and the rendered-frame cache.
@@ -178,6 +181,7 @@ impl<M: MediaControl> B2bua<M> {
             legs_by_client: HashMap::new(),
             legs_by_call_id: HashMap::new(),
             ring_deadlines: BTreeSet::new(),
+            transfers_by_client: HashMap::new(),
             handle_times,
             prompts,
             announce_due: BTreeSet::new(),
@@ -346,8 +350,17 @@ impl<M: MediaControl> B2bua<M> {
                 }
                 // Responses to INVITEs we sent to agents drive their legs; responses to
                 // our BYEs need no action (the call was released when the BYE was sent).
-                Event::Response { key, response } => self.on_leg_response(now, &key, response),
-                Event::Timeout { key } => self.on_leg_timeout(now, &key),
+                Event::Response { key, response } => {
+                    let code = response.status_code.code();
+                    if !self.on_refer_response(now, &key, Some(code)) {
+                        self.on_leg_response(now, &key, response);
+                    }
+                }
+                Event::Timeout { key } => {
+                    if !self.on_refer_response(now, &key, None) {
+                        self.on_leg_timeout(now, &key);
+                    }
+                }
                 Event::StrayResponse { source, .. } => {
                     tracing::debug!(%source, "response matching no transaction dropped");
                 }
@@ -370,6 +383,7 @@ impl<M: MediaControl> B2bua<M> {
             rsip::Method::Invite => self.on_reinvite(now, key, request),
             rsip::Method::Bye => self.on_bye(now, key, request),
             rsip::Method::Register => self.on_register(now, key, request, source),
+            rsip::Method::Notify => self.on_notify(now, key, request),
             rsip::Method::Options => {
                 let mut response = message::response(&request, 200, None);
                 push_other(&mut response, "Allow", message::ALLOWED_METHODS);
@@ -540,6 +554,11 @@ impl<M: MediaControl> B2bua<M> {
         self.offered.remove(&call.entry());
         if let Some(at) = call.announce_at {
             self.announce_due.remove(&(at, key));
+        }
+        if let Some(transfer) = &call.transfer {
+            // The caller left mid-transfer: the agent was never really offered the call.
+            self.transfers_by_client.remove(&transfer.client);
+            let _ = self.agents.ring_cancelled(now, transfer.agent);
         }
         if let Some(leg) = call.leg {
             self.cancel_leg_for_caller(now, leg);
