@@ -302,3 +302,31 @@ fn caller_cancel_while_agent_rings_gets_487_and_cancels_the_agent() {
     assert_eq!(h.position(1), None);
     assert_eq!(h.b2bua.calls(), 0);
 }
+
+#[test]
+fn repeated_failed_registrations_from_one_source_are_refused() {
+    let mut h = Harness::with_config(CONFIG_AGENTS);
+    h.deliver(AGENT, &register(1, None, 3600));
+    let challenge = h.take()[0].1.clone();
+    let nonce = param(&challenge, "nonce").to_string();
+    let wrong = format!(
+        "Digest username=\"alice\", realm=\"holdfast\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1:5060\", \
+         response=\"00000000000000000000000000000000\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\""
+    );
+    for cseq in 2..12 {
+        h.deliver(AGENT, &register(cseq, Some(wrong.clone()), 3600));
+        assert_eq!(status(&h.take()[0].1), Some(403));
+    }
+    // Now even the right password from that address is refused for a while (SPEC §9) …
+    h.deliver(AGENT, &register(20, None, 3600));
+    assert_eq!(
+        status(&h.take()[0].1),
+        Some(403),
+        "blocked source gets no challenge"
+    );
+    assert_eq!(alice_state(&h), AgentState::Offline);
+    // … and after the window it may try again.
+    h.run_until(h.now + Duration::from_secs(61));
+    register_alice(&mut h);
+    assert_eq!(alice_state(&h), AgentState::Available);
+}
