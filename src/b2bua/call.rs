@@ -75,6 +75,9 @@ pub struct Call {
     pub announce: Option<super::announce::AnnounceSchedule>,
     /// The key under which the next announcement sits in the controller's timer set.
     pub announce_at: Option<Instant>,
+    /// From when the caller has heard the callback offer start (SPEC §6: `1` counts from
+    /// then on, for as long as the caller waits).
+    pub offer_from: Option<Instant>,
 }
 
 impl Call {

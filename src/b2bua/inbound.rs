@@ -137,6 +137,7 @@ impl<M: MediaControl> B2bua<M> {
             pending_invite: Some(request.clone()),
             announce: None,
             announce_at: None,
+            offer_from: None,
         })
     }
 
