@@ -11,6 +11,7 @@ use crate::config;
 use crate::media::engine::StreamId;
 
 mod agents;
+mod callbacks;
 
 #[derive(Default)]
 struct FakeMedia {
