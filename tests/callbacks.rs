@@ -185,7 +185,10 @@ fn callers_press_one_hang_up_and_are_called_back_through_the_trunk() {
         "trunk scenario failed; holdfast:\n{}",
         holdfast.log()
     );
-    assert!(wait_exit(&mut agent, Duration::from_secs(10)), "agent scenario failed");
+    assert!(
+        wait_exit(&mut agent, Duration::from_secs(10)),
+        "agent scenario failed"
+    );
     assert_eq!(
         dialled(&trunk_log),
         vec!["+15551230001", "+15551230002"],
@@ -218,7 +221,12 @@ fn callbacks_survive_kill_9_and_are_dialled_once_in_order() {
         "callback-crash-2",
         &setup(42_000, trunk_port, Some(data.clone())),
     );
-    assert_eq!(second.log().matches("callback restored").count(), 3, "{}", second.log());
+    assert_eq!(
+        second.log().matches("callback restored").count(),
+        3,
+        "{}",
+        second.log()
+    );
     let trunk_log = second.dir.join("trunk.log");
     let mut trunk = trunk(trunk_port, 3, &trunk_log);
     let agent_port = free_udp_port();
@@ -229,15 +237,80 @@ fn callbacks_survive_kill_9_and_are_dialled_once_in_order() {
         "trunk scenario failed; holdfast:\n{}",
         second.log()
     );
-    assert!(wait_exit(&mut agent, Duration::from_secs(10)), "agent scenario failed");
-    assert_eq!(dialled(&trunk_log), numbers, "none lost, in the original order");
+    assert!(
+        wait_exit(&mut agent, Duration::from_secs(10)),
+        "agent scenario failed"
+    );
+    assert_eq!(
+        dialled(&trunk_log),
+        numbers,
+        "none lost, in the original order"
+    );
     drop(second);
 
     // Completed callbacks are never dialled again.
-    let third = Holdfast::start(
-        "callback-crash-3",
-        &setup(42_000, trunk_port, Some(data)),
-    );
+    let third = Holdfast::start("callback-crash-3", &setup(42_000, trunk_port, Some(data)));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(third.log().matches("callback restored").count(), 0, "{}", third.log());
+    assert_eq!(
+        third.log().matches("callback restored").count(),
+        0,
+        "{}",
+        third.log()
+    );
+}
+
+#[test]
+fn a_dial_back_cut_short_by_kill_9_is_retried_after_restart() {
+    let data = scratch_dir("callback-middial-data");
+    let trunk_port = free_udp_port();
+    let number = "+15551230021";
+    let mut first = Holdfast::start(
+        "callback-middial-1",
+        &setup(43_000, trunk_port, Some(data.clone())),
+    );
+    callers_press_one(&first, &[("caller_press1.xml", number)]);
+    // A trunk that receives the INVITE and never answers: holdfast is killed mid-dial.
+    let silent_trunk = std::net::UdpSocket::bind(("127.0.0.1", trunk_port)).unwrap();
+    silent_trunk
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let agent_port = free_udp_port();
+    let mut agent = uas("agent.xml", agent_port, 1, &[]);
+    register_agent(&first, agent_port);
+    let mut buf = [0u8; 4096];
+    let (len, _) = silent_trunk
+        .recv_from(&mut buf)
+        .expect("the callback INVITE");
+    let invite = String::from_utf8_lossy(&buf[..len]).to_string();
+    assert!(
+        invite.starts_with(&format!("INVITE sip:{number}@")),
+        "{invite}"
+    );
+    first.kill9();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    drop(silent_trunk);
+
+    let second = Holdfast::start("callback-middial-2", &setup(43_000, trunk_port, Some(data)));
+    assert_eq!(
+        second.log().matches("callback restored").count(),
+        1,
+        "{}",
+        second.log()
+    );
+    let trunk_log = second.dir.join("trunk.log");
+    let mut trunk = trunk(trunk_port, 1, &trunk_log);
+    let agent_port = free_udp_port();
+    let mut agent = uas("agent.xml", agent_port, 1, &[]);
+    register_agent(&second, agent_port);
+    assert!(
+        wait_exit(&mut trunk, Duration::from_secs(60)),
+        "trunk scenario failed; holdfast:\n{}",
+        second.log()
+    );
+    assert!(
+        wait_exit(&mut agent, Duration::from_secs(10)),
+        "agent scenario failed"
+    );
+    assert_eq!(dialled(&trunk_log), vec![number], "retried, not lost");
 }
