@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
-use crate::b2bua::{B2bua, HoldMusic, MediaControl};
+use crate::b2bua::{B2bua, CallKey, HoldMusic, MediaControl, StoreRequest};
 use crate::config::Config;
 use crate::media::audio;
 use crate::media::engine::{EngineConfig, MediaEngine, StreamId};
 use crate::media::g711::Law;
 use crate::media::prompts::Prompts;
-use crate::store::{Record, SqliteStore, StoreHandle};
+use crate::store::{CallbackId, CallbackState, Record, SqliteStore, StoreError, StoreHandle};
 
 /// The hold music built into the binary, used when the configured default file is absent
 /// (so `holdfast` runs from any directory with no files around it).
@@ -87,6 +87,10 @@ impl MediaControl for MediaEngine {
         if let Err(error) = MediaEngine::prompt(self, id, frames) {
             tracing::error!(%error, "media engine refused a prompt");
         }
+    }
+
+    fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
+        MediaEngine::set_telephone_event(self, id, pt)
     }
 
     fn bridge(&mut self, a: StreamId, b: StreamId) {
@@ -198,6 +202,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     let clock = WallClock::new();
+    restore_callbacks(&mut b2bua, &store, &clock).await;
+    // Commit results come back through this channel: the loop never waits for an fsync.
+    let (committed_tx, mut committed) =
+        tokio::sync::mpsc::unbounded_channel::<(CallKey, Result<CallbackId, StoreError>)>();
     let mut buf = vec![0u8; 65_536];
     tokio::pin!(shutdown);
     let mut stopping_since: Option<Instant> = None;
@@ -217,8 +225,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             _ = tokio::time::sleep_until(sleep_until) => b2bua.handle_timeout(Instant::now()),
-            // RTP latched, prompt done: informational until announcements and DTMF exist.
-            Some(event) = media_events.recv() => tracing::debug!(?event, "media event"),
+            Some(event) = media_events.recv() => b2bua.handle_media_event(Instant::now(), event),
+            Some((token, result)) = committed.recv() => {
+                b2bua.callback_committed(Instant::now(), token, result);
+            }
             _ = stats_tick.tick() => log_media_stats(&engine),
             _ = &mut shutdown, if stopping_since.is_none() => {
                 tracing::info!("shutting down: hanging up held callers");
@@ -228,6 +238,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         while let Some((at, record)) = b2bua.poll_record() {
             write_record(&store, clock.unix_ms(at), record);
+        }
+        while let Some(request) = b2bua.poll_store_request() {
+            send_store_request(&store, &clock, request, &committed_tx);
         }
         while let Some(transmit) = b2bua.poll_transmit() {
             if let Err(error) = socket
@@ -289,6 +302,12 @@ impl WallClock {
         }
     }
 
+    /// The monotonic instant of a wall-clock time (the past maps to now).
+    fn instant_at(&self, unix_ms: i64) -> Instant {
+        let ahead = u64::try_from(unix_ms.saturating_sub(self.unix_ms)).unwrap_or(0);
+        self.instant + Duration::from_millis(ahead)
+    }
+
     fn unix_ms(&self, at: Instant) -> i64 {
         let since = at.saturating_duration_since(self.instant).as_millis();
         self.unix_ms + i64::try_from(since).unwrap_or(0)
@@ -305,5 +324,84 @@ fn write_record(store: &StoreHandle, unix_ms: i64, record: Record) {
         Record::HandleTime(handle) => {
             store.record_handle_time(&handle.queue, handle.seconds, unix_ms);
         }
+    }
+}
+
+/// Runs one of the controller's durable writes on the store thread. A commit's result goes
+/// back to the controller (which plays the confirmation only after a durable `Ok`); a state
+/// change failing is logged (recovery reloads the last state that did commit).
+fn send_store_request(
+    store: &StoreHandle,
+    clock: &WallClock,
+    request: StoreRequest,
+    committed: &tokio::sync::mpsc::UnboundedSender<(CallKey, Result<CallbackId, StoreError>)>,
+) {
+    match request {
+        StoreRequest::Commit {
+            token,
+            at,
+            mut request,
+        } => {
+            request.requested_at_ms = clock.unix_ms(at);
+            let reply = store.commit_callback(request);
+            let committed = committed.clone();
+            tokio::spawn(async move {
+                let _ = committed.send((token, reply.wait().await));
+            });
+        }
+        StoreRequest::SetState {
+            id,
+            state,
+            attempts,
+            next_attempt_at,
+            error,
+        } => {
+            let next = next_attempt_at.map(|at| clock.unix_ms(at));
+            let reply = store.set_callback_state(id, state, attempts, next, error);
+            tokio::spawn(async move {
+                if let Err(error) = reply.wait().await {
+                    tracing::error!(%error, callback = id.0, state = state.as_str(), "callback state not persisted");
+                }
+            });
+        }
+    }
+}
+
+/// SPEC §6 recovery: every committed callback that is not completed goes back into its queue
+/// at its original place, in the original order; new callers queue behind all of them.
+async fn restore_callbacks<M: MediaControl>(
+    b2bua: &mut B2bua<M>,
+    store: &StoreHandle,
+    clock: &WallClock,
+) {
+    let now = Instant::now();
+    match store.pending_callbacks().wait().await {
+        Ok(records) => {
+            for record in records {
+                let retry_at = record.next_attempt_at_ms.map(|ms| clock.instant_at(ms));
+                if let Err(error) = b2bua.restore_callback(now, &record, retry_at) {
+                    tracing::error!(callback = record.id.0, %error, "callback cannot be restored: marked failed");
+                    let reply = store.set_callback_state(
+                        record.id,
+                        CallbackState::Failed,
+                        record.attempts,
+                        None,
+                        Some(error.to_string()),
+                    );
+                    if let Err(error) = reply.wait().await {
+                        tracing::error!(%error, "callback state not persisted");
+                    }
+                }
+            }
+        }
+        Err(error) => tracing::error!(%error, "pending callbacks could not be read"),
+    }
+    match store.seq_high_water().wait().await {
+        Ok(seq) => b2bua.advance_seq(seq),
+        Err(error) => tracing::error!(%error, "sequence high-water mark could not be read"),
+    }
+    let waiting = b2bua.callbacks_waiting();
+    if waiting > 0 {
+        tracing::info!(waiting, "callbacks restored");
     }
 }

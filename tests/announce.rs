@@ -20,7 +20,8 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 #[test]
 fn entry_announcement_then_music_then_the_next_announcement() {
     let mut setup = Setup::new(35_500);
-    setup.extra = "[[queue]]\nname = \"support\"\nannounce_every = 6\n\n\
+    // No callback offer (tests/callbacks.rs covers it): the announcement alone, then music.
+    setup.extra = "[[queue]]\nname = \"support\"\nannounce_every = 6\ncallback_threshold = 0\n\n\
                    [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n"
         .into();
     let holdfast = Holdfast::start("announce", &setup);

@@ -139,6 +139,7 @@ impl<M: MediaControl> B2bua<M> {
             announce_at: None,
             transfer: None,
             refer_refused: false,
+            offer_from: None,
         })
     }
 

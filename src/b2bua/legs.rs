@@ -78,7 +78,14 @@ impl<M: MediaControl> B2bua<M> {
     /// happens the moment either side becomes available, never on a polling loop).
     pub(super) fn dispatch(&mut self, now: Instant) {
         loop {
-            let offered = |entry: EntryId| self.offered.contains(&entry);
+            // Callbacks committing, confirming or waiting out a retry keep their place
+            // without being dispatched.
+            let offered = |entry: EntryId| {
+                self.offered.contains(&entry)
+                    || self
+                        .callbacks
+                        .holds_back(entry, self.calls.contains_key(&CallKey(entry.0)))
+            };
             let Some(assignment) = self.agents.next_assignment(&self.queues, offered) else {
                 return;
             };
@@ -120,16 +127,10 @@ impl<M: MediaControl> B2bua<M> {
         let call_key = CallKey(entry.0);
         let user = self.agent_user(agent);
         let (contact, destination) = self.agent_target(&user).ok_or("not registered")?;
-        let call = self.calls.get(&call_key).ok_or("caller gone")?;
-        let (stream, port) = self
-            .media
-            .open_beside(call.stream)
-            .map_err(|_| "no RTP port")?;
+        let (stream, port, caller, codec) = self.agent_leg_media(call_key)?;
         let queue_config = &self.config.queues[queue.0];
         let ring_timeout = Duration::from_secs(queue_config.ring_timeout);
         let queue_name = queue_config.name.clone();
-        let caller = call.caller.clone();
-        let codec = call.codec;
 
         let leg_key = LegKey(self.next_key);
         self.next_key += 1;
@@ -269,6 +270,7 @@ impl<M: MediaControl> B2bua<M> {
         response: rsip::Response,
     ) {
         let Some(&leg_key) = self.legs_by_client.get(client) else {
+            let _ = self.on_trunk_response(now, client, response);
             return;
         };
         let code = response.status_code.code();
@@ -293,6 +295,8 @@ impl<M: MediaControl> B2bua<M> {
                 self.leg_failed(now, leg_key);
             }
             self.forget_leg(leg_key);
+        } else {
+            let _ = self.on_trunk_timeout(now, client);
         }
     }
 
@@ -330,6 +334,9 @@ impl<M: MediaControl> B2bua<M> {
     /// The agent answered: connect the two legs (SPEC §5: stop the hold media, relay RTP both
     /// ways), take the caller out of the queue, start the handle-time clock.
     fn bridge(&mut self, now: Instant, leg_key: LegKey, agent_sdp: Option<sdp::Offer>) {
+        if self.is_callback_leg(leg_key) {
+            return self.callback_agent_answered(now, leg_key, agent_sdp);
+        }
         let Some(leg) = self.legs.get_mut(&leg_key) else {
             return;
         };
@@ -469,6 +476,7 @@ impl<M: MediaControl> B2bua<M> {
             let _ = self.agents.call_ended(now, leg.agent, wrapup);
         }
         self.drain_agent_events();
+        self.callback_agent_leg_ended(now, leg_key, leg.call);
     }
 
     /// Drop the bookkeeping of a leg that reached its final response without being answered.
@@ -534,6 +542,8 @@ impl<M: MediaControl> B2bua<M> {
         let music = self.music.for_codec(media.codec);
         self.media
             .play(call.stream, media.remote, media.payload_type, music);
+        self.media
+            .set_telephone_event(call.stream, media.telephone_event);
         if let Some(queue) = call.queue {
             let config = &self.config.queues[queue.0];
             let schedule = AnnounceSchedule::new(
@@ -586,7 +596,9 @@ impl<M: MediaControl> B2bua<M> {
                 sdp::Codec::Pcmu => crate::media::g711::Law::Mu,
                 sdp::Codec::Pcma => crate::media::g711::Law::A,
             };
-            self.media.prompt(stream, rendered.frames(law).clone());
+            let frames = rendered.frames(law).clone();
+            let frames = self.with_callback_offer(now, call_key, queue, position, frames);
+            self.media.prompt(stream, frames);
             tracing::info!(
                 event = "announce",
                 caller = %self.calls[&call_key].caller,

@@ -12,6 +12,8 @@
 
 pub mod announce;
 mod call;
+mod callback;
+mod dialback;
 mod inbound;
 mod legs;
 mod refer;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState};
+pub use callback::{RestoreError, StoreRequest};
 pub use legs::{AgentLeg, LegKey, LegState};
 
 use crate::config::Config;
@@ -57,6 +60,8 @@ pub trait MediaControl {
     fn bridge(&mut self, a: StreamId, b: StreamId);
     /// Pause the music, play `frames` (an announcement), resume the music.
     fn prompt(&mut self, id: StreamId, frames: Bytes);
+    /// The negotiated RFC 4733 payload type of a stream's far end (DTMF in, relay mapping).
+    fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>);
 }
 
 /// Hold music encoded once per codec at start-up (SPEC §4): every call shares these bytes.
@@ -130,6 +135,8 @@ pub struct B2bua<M: MediaControl> {
     announce_due: BTreeSet<(Instant, CallKey)>,
     /// Records for the durable store, stamped with when they happened; the driver writes them.
     journal: VecDeque<(Instant, Record)>,
+    /// Callbacks: offers, commits, waiting callbacks and dial-backs (SPEC §6).
+    callbacks: callback::Callbacks,
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -186,6 +193,7 @@ impl<M: MediaControl> B2bua<M> {
             prompts,
             announce_due: BTreeSet::new(),
             journal: VecDeque::new(),
+            callbacks: callback::Callbacks::default(),
         }
     }
 
@@ -255,6 +263,7 @@ impl<M: MediaControl> B2bua<M> {
         self.registrar.handle_timeout(now);
         self.agents.handle_timeout(now);
         self.expire_rings(now);
+        self.expire_callback_retries(now);
         self.run_announcements(now);
         self.process_events(now);
     }
@@ -276,6 +285,10 @@ impl<M: MediaControl> B2bua<M> {
             self.agents.poll_timeout(),
             self.ring_deadlines.first().map(|(deadline, _)| *deadline),
             self.announce_due.first().map(|(deadline, _)| *deadline),
+            self.callbacks
+                .retries
+                .first()
+                .map(|(deadline, _)| *deadline),
         ]
         .into_iter()
         .flatten()
@@ -391,12 +404,17 @@ impl<M: MediaControl> B2bua<M> {
                 self.respond(now, &key, response);
             }
             rsip::Method::Info => {
-                let code = if self.dialog_of(&request).is_some() {
-                    200
-                } else {
-                    481
-                };
+                let call = self.dialog_of(&request);
+                let code = if call.is_some() { 200 } else { 481 };
                 self.reply(now, &key, &request, code);
+                // SPEC §6: DTMF by SIP INFO counts like RFC 4733.
+                let content_type = message::header_value(&request, "Content-Type");
+                if let (Some(call), Some(content_type)) = (call, content_type)
+                    && let Some(digit) =
+                        crate::media::dtmf::parse_info_dtmf(content_type, &request.body)
+                {
+                    self.on_digit(now, call, digit);
+                }
             }
             // A CANCEL the transaction layer could not match (§9.2).
             rsip::Method::Cancel => self.reply(now, &key, &request, 481),
@@ -446,6 +464,11 @@ impl<M: MediaControl> B2bua<M> {
                 self.hang_up(now, call, LeaveReason::Removed);
             }
             return;
+        }
+        if let Some(entry) = self.trunk_leg_of(&request) {
+            // A called-back caller hung up.
+            self.reply(now, &key, &request, 200);
+            return self.trunk_hung_up(now, entry);
         }
         let Some(call) = self.dialog_of(&request) else {
             return self.reply(now, &key, &request, 481);
@@ -564,6 +587,7 @@ impl<M: MediaControl> B2bua<M> {
             self.cancel_leg_for_caller(now, leg);
         }
         self.media.close(call.stream);
+        self.forget_call_streams(call.stream);
         if call.queue.is_some() && self.queues.position(call.entry()).is_some() {
             self.queues.leave(call.entry(), reason);
             self.drain_queue_events();

@@ -141,7 +141,7 @@ pub struct Digit {
 }
 
 /// The event the receiver is tracking: the last one seen, open or already reported.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Current {
     /// Timestamp of the event's first segment: its identity in reports.
     start: u32,
@@ -161,7 +161,7 @@ struct Current {
 /// Per-stream RFC 4733 receiver; see the module docs for the rules. Sans-IO: feed packets
 /// with [`DtmfReceiver::handle_packet`], time with [`DtmfReceiver::handle_timeout`] at
 /// [`DtmfReceiver::poll_timeout`], and take digits with [`DtmfReceiver::poll_digit`].
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DtmfReceiver {
     end_timeout: Duration,
     current: Option<Current>,

@@ -101,10 +101,10 @@ impl std::fmt::Display for StreamId {
 
 /// What the engine reports to the controller.
 ///
-/// DTMF seam: RFC 4733 packets with the payload type set by
-/// [`MediaEngine::set_telephone_event`] are counted today
-/// ([`EngineStats::telephone_events_received`]); the shard's read path is where they will be
-/// decoded into a `Dtmf { id, digit, end }` event.
+/// DTMF: RFC 4733 packets with the payload type set by [`MediaEngine::set_telephone_event`]
+/// are decoded per stream on the shard's read path and reported once per key press as
+/// [`MediaEvent::Dtmf`] (held streams are read every 100 ms, so a digit arrives at most
+/// that late).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
     /// The first valid RTP arrived on the stream from `from`; packets now go there.
@@ -119,6 +119,13 @@ pub enum MediaEvent {
     PromptDone {
         /// The stream.
         id: StreamId,
+    },
+    /// A key press received as RFC 4733 telephone-event, reported once when it ends.
+    Dtmf {
+        /// The stream.
+        id: StreamId,
+        /// The key: `0`–`9`, `*`, `#`, `A`–`D`.
+        digit: char,
     },
 }
 

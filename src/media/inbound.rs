@@ -9,8 +9,10 @@
 //! - RTP: counted; the first one latches the stream's destination to its source address
 //!   (symmetric RTP, RFC 4961: a caller behind NAT receives where it sends from) and reports
 //!   [`MediaEvent::Latched`] once; later sources never move it again;
-//! - RTP with the negotiated telephone-event payload type (RFC 4733): counted; this is the
-//!   seam where DTMF decoding will produce events.
+//! - RTP with the negotiated telephone-event payload type (RFC 4733): counted and fed to the
+//!   stream's [`DtmfReceiver`], which reports each key press once as [`MediaEvent::Dtmf`]
+//!   (retransmitted end packets and long-event segments are not reported again). An event
+//!   whose end packets were all lost is reported on the drain after the receiver's timeout.
 //!
 //! At most [`READS_PER_POLL`] datagrams are read per drain so a flooding peer costs a bounded
 //! amount per turn; the kernel drops what does not fit the socket's receive buffer.
@@ -24,6 +26,9 @@ use std::ops::Range;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use std::time::Instant;
+
+use super::dtmf::DtmfReceiver;
 use super::engine::{MediaEvent, StreamId};
 use super::rewrite::LegCodecs;
 use super::rtp::{RtpHeader, is_rtcp_mux};
@@ -42,6 +47,9 @@ pub(crate) struct Peer {
     pub(crate) latched: bool,
     /// Negotiated payload types: audio (from play/connect) and RFC 4733 telephone-event.
     pub(crate) codecs: LegCodecs,
+    /// RFC 4733 receiver state; touched only by telephone-event packets and by a drain while
+    /// an event is open, so the audio path pays nothing for it.
+    pub(crate) dtmf: DtmfReceiver,
 }
 
 impl Peer {
@@ -70,9 +78,28 @@ impl Inbound<'_> {
                 Ok(r) => r,
                 // WouldBlock: drained. Other errors (ICMP-induced ECONNREFUSED and the like)
                 // concern one datagram; the next turn tries again.
-                Err(_) => return,
+                Err(_) => break,
             };
             self.accept(id, peer, len, from);
+        }
+        // A key press whose end packets were all lost is reported once nothing came for the
+        // receiver's timeout; only streams with an open event read the clock here.
+        if let Some(deadline) = peer.dtmf.poll_timeout() {
+            let now = Instant::now();
+            if now >= deadline {
+                peer.dtmf.handle_timeout(now);
+                self.report_digits(id, peer);
+            }
+        }
+    }
+
+    /// Sends every completed key press of `peer` as a [`MediaEvent::Dtmf`].
+    fn report_digits(&mut self, id: StreamId, peer: &mut Peer) {
+        while let Some(digit) = peer.dtmf.poll_digit() {
+            let _ = self.events.send(MediaEvent::Dtmf {
+                id,
+                digit: digit.digit,
+            });
         }
     }
 
@@ -100,9 +127,15 @@ impl Inbound<'_> {
         let payload = end - payload.len()..end;
         self.stats.packets_received.add(1);
         if Some(header.payload_type) == peer.codecs.telephone_event {
-            // DTMF seam: `dtmf::decode(_payload)` (RFC 4733 §2.3) will turn this into a
-            // `MediaEvent::Dtmf { id, digit, end }` here; for now the packets are counted.
             self.stats.telephone_events_received.add(1);
+            // A malformed payload changes nothing (it is counted as received RTP only).
+            if peer
+                .dtmf
+                .handle_packet(Instant::now(), header.timestamp, &self.buf[payload.clone()])
+                .is_ok()
+            {
+                self.report_digits(id, peer);
+            }
         }
         if !peer.latched {
             peer.latched = true;
@@ -240,5 +273,69 @@ mod tests {
         // A new SDP address (re-INVITE) does not override the latched source.
         peer.set_sdp_remote(sdp);
         assert_eq!(peer.remote, Some(from));
+    }
+
+    fn event(ts: u32, code: u8, end: bool, duration: u16, seq: u16) -> Vec<u8> {
+        let mut head = [0u8; 12];
+        RtpHeader::new(101, seq, ts, 3, false).write_fixed(&mut head);
+        let mut p = head.to_vec();
+        p.resize(16, 0);
+        p[12] = code;
+        p[13] = if end { 0x80 | 10 } else { 10 };
+        p[14..16].copy_from_slice(&duration.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn telephone_events_become_one_digit_per_key_press() {
+        let mut rig = rig();
+        let mut peer = Peer::default();
+        peer.codecs.telephone_event = Some(101);
+        // Key 1: three updates, then the end packet sent three times (RFC 4733 §2.5.1.4);
+        // then key 5 whose end packets are all lost, ended by the next key (#).
+        let packets = [
+            event(1000, 1, false, 160, 1),
+            event(1000, 1, false, 320, 2),
+            event(1000, 1, false, 480, 3),
+            event(1000, 1, true, 640, 4),
+            event(1000, 1, true, 640, 5),
+            event(1000, 1, true, 640, 6),
+            event(3000, 5, false, 160, 7),
+            event(5000, 11, true, 160, 8),
+        ];
+        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+        rig.send(&refs);
+        rig.drain(&mut peer);
+        let digits: Vec<char> = std::iter::from_fn(|| rig.events.try_recv().ok())
+            .filter_map(|e| match e {
+                MediaEvent::Dtmf { digit, .. } => Some(digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, vec!['1', '5', '#']);
+        assert_eq!(rig.stats.telephone_events_received.get(), 8);
+    }
+
+    #[test]
+    fn a_key_press_without_end_packets_is_reported_after_the_timeout() {
+        let mut rig = rig();
+        let mut peer = Peer::default();
+        peer.codecs.telephone_event = Some(101);
+        rig.send(&[&event(1000, 1, false, 160, 1)]);
+        rig.drain(&mut peer);
+        assert!(rig.events.try_recv().is_ok(), "latched");
+        assert!(
+            rig.events.try_recv().is_err(),
+            "no digit while the key is held"
+        );
+        std::thread::sleep(crate::media::dtmf::DEFAULT_END_TIMEOUT);
+        rig.drain(&mut peer);
+        assert_eq!(
+            rig.events.try_recv().ok(),
+            Some(MediaEvent::Dtmf {
+                id: StreamId::for_tests(9),
+                digit: '1'
+            })
+        );
     }
 }

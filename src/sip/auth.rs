@@ -29,7 +29,10 @@
 //! Secrets and responses are compared in constant time (`subtle`), so timing does not leak
 //! how many leading bytes of a guess were right.
 
+mod client;
 mod params;
+
+pub use client::digest_credentials;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

@@ -47,6 +47,11 @@ pub struct Setup {
     pub trunk_allow: String,
     /// Extra lines for the `[sip]` table.
     pub sip_extra: String,
+    /// `[[trunk]] address`: where callback INVITEs go.
+    pub trunk_address: String,
+    /// `[store] data_dir`; `None`: a `data` directory in the test's scratch directory.
+    /// Set it to restart holdfast on the same database.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Setup {
@@ -58,6 +63,8 @@ impl Setup {
             max_calls: 10_000,
             trunk_allow: "127.0.0.0/8".to_string(),
             sip_extra: String::new(),
+            trunk_address: "127.0.0.1:5070".to_string(),
+            data_dir: None,
         }
     }
 }
@@ -86,14 +93,19 @@ impl Holdfast {
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
              rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\nlisten = \"\"\n\n\
              [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
-             [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"127.0.0.1:5070\"\n\n{queues}",
+             [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"{}\"\n\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
             setup.max_calls,
             setup.sip_extra,
-            dir.join("data").display(),
+            setup
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| dir.join("data"))
+                .display(),
             music.display(),
             setup.trunk_allow,
+            setup.trunk_address,
         );
         let config_path = dir.join("holdfast.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -133,6 +145,12 @@ impl Holdfast {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `kill -9`: no chance to clean up (crash tests).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Send SIGTERM and wait for the exit status.

@@ -6,7 +6,7 @@ use md5::{Digest, Md5};
 use super::*;
 use crate::queue::dispatch::AgentState;
 
-const AGENT: &str = "127.0.0.1:5090";
+pub(super) const AGENT: &str = "127.0.0.1:5090";
 
 const CONFIG_AGENTS: &str = r#"
 [sip]
@@ -54,7 +54,7 @@ fn param<'a>(header: &'a str, name: &str) -> &'a str {
 }
 
 /// Register alice with a correct MD5 digest response.
-fn register_alice(h: &mut Harness) {
+pub(super) fn register_alice(h: &mut Harness) {
     h.deliver(AGENT, &register(1, None, 3600));
     let sent = h.take();
     assert_eq!(status(&sent[0].1), Some(401), "{}", sent[0].1);
@@ -77,6 +77,8 @@ fn register_alice(h: &mut Harness) {
     let sent = h.take();
     assert_eq!(status(&sent[0].1), Some(200), "{}", sent[0].1);
     assert!(sent[0].1.contains("expires=3600"), "{}", sent[0].1);
+    // Whatever the registration set off (an INVITE to alice) stays for the test to see.
+    h.sent.extend(sent.into_iter().skip(1));
 }
 
 fn alice_state(h: &Harness) -> AgentState {
@@ -85,7 +87,7 @@ fn alice_state(h: &Harness) -> AgentState {
 }
 
 /// The agent's answer to holdfast's INVITE `invite` (raw text).
-fn agent_reply(invite: &str, code: u16, sdp: bool) -> String {
+pub(super) fn agent_reply(invite: &str, code: u16, sdp: bool) -> String {
     let pick = |name: &str| {
         invite
             .lines()
@@ -122,7 +124,10 @@ fn agent_reply(invite: &str, code: u16, sdp: bool) -> String {
     )
 }
 
-fn find<'a>(sent: &'a [(SocketAddr, String)], start: &str) -> Option<&'a (SocketAddr, String)> {
+pub(super) fn find<'a>(
+    sent: &'a [(SocketAddr, String)],
+    start: &str,
+) -> Option<&'a (SocketAddr, String)> {
     sent.iter().find(|(_, t)| t.starts_with(start))
 }
 

@@ -11,6 +11,7 @@ use crate::config;
 use crate::media::engine::StreamId;
 
 mod agents;
+mod callbacks;
 
 #[derive(Default)]
 struct FakeMedia {
@@ -21,6 +22,7 @@ struct FakeMedia {
     connected: Vec<(StreamId, SocketAddr, u8)>,
     bridged: Vec<(StreamId, StreamId)>,
     prompts: Vec<(StreamId, usize)>,
+    telephone_events: Vec<(StreamId, Option<u8>)>,
 }
 
 impl MediaControl for FakeMedia {
@@ -47,6 +49,9 @@ impl MediaControl for FakeMedia {
     }
     fn prompt(&mut self, id: StreamId, frames: Bytes) {
         self.prompts.push((id, frames.len()));
+    }
+    fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
+        self.telephone_events.push((id, pt));
     }
 }
 

@@ -181,6 +181,12 @@ fn latches_to_rtp_source_and_counts_malformed() {
         "same stream after latching"
     );
 
+    // The telephone-event packet (key 0, its end packets never sent) is reported as a key
+    // press once the receiver's timeout passes.
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(2)),
+        Some(MediaEvent::Dtmf { id, digit: '0' })
+    );
     // A later source does not re-latch; only one event.
     a.send_to(&rtp(0, 2), stream_addr).unwrap();
     assert!(wait_until(|| engine.stats().packets_received == 2));

@@ -1,0 +1,453 @@
+//! Callbacks, the caller's side (SPEC §6): the offer appended to announcements, the key
+//! press (RFC 4733 or SIP INFO), the durable commit *before* the confirmation, the goodbye,
+//! and putting committed callbacks back into their queues after a restart.
+//!
+//! ```text
+//!  announcement + offer ──(offer heard, "1")──▶ Committing ──store ack──▶ Confirming
+//!        (estimate ≥ threshold,                   │ store error:           │ PromptDone
+//!         number matches pattern)                 ▼ keep holding, no word  ▼
+//!                                              Holding                  BYE; the entry stays
+//!                                                                       in the queue as a
+//!                                                                       Callback (same seq)
+//! ```
+//! Sans-IO like the rest of the controller: the commit is a [`StoreRequest`] the driver
+//! drains with [`B2bua::poll_store_request`] and answers with [`B2bua::callback_committed`].
+//! The dial-back itself lives in `dialback.rs`.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::dialback::Attempt;
+use super::{B2bua, CallKey, CallState, MediaControl};
+use crate::media::engine::{MediaEvent, StreamId};
+use crate::media::g711::Law;
+use crate::media::prompts::Announcement;
+use crate::queue::estimate::estimate;
+use crate::queue::{EntryId, EntryKind, LeaveReason, QueueId, Seq};
+use crate::sip::sdp::Codec;
+use crate::sip::transaction::ClientKey;
+use crate::store::{
+    CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState, Record,
+    StoreError,
+};
+
+/// A durable write the controller needs; the driver runs it on the store and, for a commit,
+/// feeds the result back with [`B2bua::callback_committed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreRequest {
+    /// Commit a caller's callback request. `request.requested_at_ms` is left 0: the driver
+    /// stamps it from `at` (the controller never reads the wall clock).
+    Commit {
+        /// Hand back to [`B2bua::callback_committed`].
+        token: CallKey,
+        /// When the caller pressed 1.
+        at: Instant,
+        /// What to commit.
+        request: CallbackRequest,
+    },
+    /// Persist a callback's new state (SPEC §6: every step is persisted).
+    SetState {
+        /// The callback.
+        id: CallbackId,
+        /// Its new state.
+        state: CallbackState,
+        /// Dial attempts made so far.
+        attempts: u32,
+        /// When the next attempt is due, for a pending callback waiting out its retry delay.
+        next_attempt_at: Option<Instant>,
+        /// Why the last attempt failed.
+        error: Option<String>,
+    },
+}
+
+/// A committed callback waiting in its queue (entry kind [`EntryKind::Callback`]).
+#[derive(Debug)]
+pub struct Callback {
+    /// Its row in the store.
+    pub id: CallbackId,
+    /// The queue it waits in.
+    pub queue: QueueId,
+    /// The number to dial: the caller's own, checked against the queue's pattern.
+    pub number: String,
+    /// Dial attempts made so far.
+    pub attempts: u32,
+    /// Not dispatched before this time (retry delay).
+    pub retry_at: Option<Instant>,
+    /// The dial-back in progress, if any.
+    pub attempt: Option<Attempt>,
+}
+
+/// The controller's callback state, kept in one place so the rest of the controller only
+/// calls into it.
+#[derive(Debug, Default)]
+pub struct Callbacks {
+    /// Committed callbacks by entry.
+    pub(super) waiting: HashMap<EntryId, Callback>,
+    /// Entries whose commit is in flight: not dispatched meanwhile.
+    committing: HashSet<EntryId>,
+    /// Outbox for the driver.
+    requests: VecDeque<StoreRequest>,
+    /// Retry delays running out.
+    pub(super) retries: BTreeSet<(Instant, EntryId)>,
+    /// Held callers who have heard (the start of) an offer, by their stream: the only
+    /// streams whose RFC 4733 digits matter.
+    offered_streams: HashMap<StreamId, CallKey>,
+    /// Callers hearing their confirmation, by stream; hung up on its `PromptDone`.
+    confirming: HashMap<StreamId, CallKey>,
+    /// Trunk INVITEs in flight, by client transaction.
+    pub(super) trunk_by_client: HashMap<ClientKey, EntryId>,
+    /// Answered trunk legs, by Call-ID.
+    pub(super) trunk_by_call_id: HashMap<String, EntryId>,
+}
+
+impl Callbacks {
+    pub(super) fn push(&mut self, request: StoreRequest) {
+        self.requests.push_back(request);
+    }
+
+    /// Whether dispatch must pass over `entry` for now: its commit is in flight, its caller is
+    /// still on the line hearing the confirmation, or its retry delay has not run out.
+    pub(super) fn holds_back(&self, entry: EntryId, caller_on_line: bool) -> bool {
+        self.committing.contains(&entry)
+            || self
+                .waiting
+                .get(&entry)
+                .is_some_and(|c| caller_on_line || c.retry_at.is_some() || c.attempt.is_some())
+    }
+}
+
+/// Why a stored callback could not be put back into a queue at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The callback's queue is no longer configured.
+    #[error("queue {0:?} no longer exists")]
+    UnknownQueue(String),
+    /// The number no longer matches the queue's `callback_number_pattern`.
+    #[error("number no longer matches callback_number_pattern")]
+    NumberRefused,
+    /// The queue refused the entry (a duplicate id: a broken invariant).
+    #[error("{0}")]
+    Join(#[from] crate::queue::JoinError),
+}
+
+fn law(codec: Codec) -> Law {
+    match codec {
+        Codec::Pcmu => Law::Mu,
+        Codec::Pcma => Law::A,
+    }
+}
+
+/// Playing time of G.711 frames (8000 bytes per second).
+fn play_time(frames: &Bytes) -> Duration {
+    Duration::from_millis(frames.len() as u64 / 8)
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// The next durable write for the driver.
+    #[must_use]
+    pub fn poll_store_request(&mut self) -> Option<StoreRequest> {
+        self.callbacks.requests.pop_front()
+    }
+
+    /// Raises the sequence counter past every number handed out before a restart (the
+    /// store's high-water mark), so new callers queue behind reloaded callbacks.
+    pub fn advance_seq(&mut self, seq: Seq) {
+        self.queues.advance_seq(seq);
+    }
+
+    /// Committed callbacks waiting or being dialled.
+    pub fn callbacks_waiting(&self) -> usize {
+        self.callbacks.waiting.len()
+    }
+
+    /// Appends the callback offer to a held caller's announcement `frames` when SPEC §6
+    /// allows it (estimate ≥ `callback_threshold` > 0, number matches the pattern), and
+    /// notes from when the caller has heard the offer start: `1` counts from then on.
+    pub(super) fn with_callback_offer(
+        &mut self,
+        now: Instant,
+        call_key: CallKey,
+        queue: QueueId,
+        position: usize,
+        frames: Bytes,
+    ) -> Bytes {
+        let config = &self.config.queues[queue.0];
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return frames;
+        };
+        let wait = estimate(
+            position,
+            self.agents.staffed(queue),
+            self.handle_times[queue.0].mean(),
+        );
+        let offer = config.callback_threshold > 0
+            && wait.as_secs() >= config.callback_threshold
+            && config.callback_number_pattern.is_match(&call.caller);
+        if !offer {
+            return frames;
+        }
+        let offer = self.prompts.render(&Announcement::CallbackOffer);
+        let offer = offer.frames(law(call.codec));
+        let mut both = BytesMut::with_capacity(frames.len() + offer.len());
+        both.extend_from_slice(&frames);
+        both.extend_from_slice(offer);
+        let starts = now + play_time(&frames);
+        call.offer_from = Some(call.offer_from.map_or(starts, |at| at.min(starts)));
+        self.callbacks.offered_streams.insert(call.stream, call_key);
+        both.freeze()
+    }
+
+    /// What the media engine reported (driver input).
+    pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::Dtmf { id, digit } => {
+                if let Some(&call) = self.callbacks.offered_streams.get(&id) {
+                    self.on_digit(now, call, digit);
+                }
+            }
+            MediaEvent::PromptDone { id } => {
+                if let Some(call) = self.callbacks.confirming.remove(&id) {
+                    tracing::info!(call = call.0, "callback confirmed: hanging up");
+                    self.hang_up(now, call, LeaveReason::Removed);
+                }
+            }
+            MediaEvent::Latched { .. } => {}
+        }
+        self.process_events(now);
+    }
+
+    /// A key pressed by a caller (RFC 4733 or SIP INFO). Only `1`, only once the offer has
+    /// started playing, only while holding in a queue, only once.
+    pub(super) fn on_digit(&mut self, now: Instant, call_key: CallKey, digit: char) {
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        tracing::debug!(call = call_key.0, %digit, "DTMF");
+        let heard_offer = call.offer_from.is_some_and(|at| now >= at);
+        let holding = matches!(call.state, CallState::Confirmed | CallState::Answered);
+        let (Some(queue), true, true, '1') = (call.queue, heard_offer, holding, digit) else {
+            return;
+        };
+        if !self.config.queues[queue.0]
+            .callback_number_pattern
+            .is_match(&call.caller)
+        {
+            return;
+        }
+        let entry = call_key.entry();
+        let Some((_, waiting)) = self.queues.get(entry) else {
+            return;
+        };
+        let request = CallbackRequest {
+            queue: self.config.queues[queue.0].name.clone(),
+            level: waiting.level,
+            seq: waiting.seq,
+            number: call.caller.clone(),
+            requested_at_ms: 0,
+        };
+        // From here the entry belongs to the callback: releasing the call (the caller hangs
+        // up mid-commit) must not take it out of the queue before the store has answered.
+        call.queue = None;
+        call.announce = None;
+        if let Some(at) = call.announce_at.take() {
+            self.announce_due.remove(&(at, call_key));
+        }
+        tracing::info!(
+            event = "callback_request",
+            caller = %request.number,
+            queue = %request.queue,
+            seq = request.seq.0,
+            "caller pressed 1: committing callback"
+        );
+        self.callbacks.committing.insert(entry);
+        self.callbacks.push(StoreRequest::Commit {
+            token: call_key,
+            at: now,
+            request,
+        });
+    }
+
+    /// The store answered a commit. Only a durable `Ok` lets the caller hear "we will call
+    /// you back"; after an error the caller keeps holding and hears nothing false.
+    pub fn callback_committed(
+        &mut self,
+        now: Instant,
+        token: CallKey,
+        result: Result<CallbackId, StoreError>,
+    ) {
+        let entry = token.entry();
+        if !self.callbacks.committing.remove(&entry) {
+            return;
+        }
+        let Some(queue) = self.queues.queue_of(entry) else {
+            tracing::error!(entry = entry.0, "committed callback lost its queue entry");
+            return;
+        };
+        match result {
+            Ok(id) => self.on_committed(now, token, queue, id),
+            Err(error) => {
+                tracing::error!(%error, call = token.0, "callback commit failed; caller keeps holding");
+                match self.calls.get_mut(&token) {
+                    Some(call) => {
+                        call.queue = Some(queue);
+                        self.start_announcements(now, token);
+                    }
+                    None => {
+                        self.queues.leave(entry, LeaveReason::Abandoned);
+                        self.drain_queue_events();
+                    }
+                }
+            }
+        }
+        self.process_events(now);
+    }
+
+    fn on_committed(&mut self, now: Instant, token: CallKey, queue: QueueId, id: CallbackId) {
+        let entry = token.entry();
+        self.queues.set_kind(entry, EntryKind::Callback);
+        let number = self
+            .calls
+            .get(&token)
+            .map(|c| c.caller.clone())
+            .unwrap_or_default();
+        self.journal.push_back((
+            now,
+            Record::Event(CallEvent {
+                queue: Some(self.config.queues[queue.0].name.clone()),
+                caller: Some(number.clone()),
+                ..CallEvent::new(0, CallEventKind::CallbackRequested)
+            }),
+        ));
+        self.callbacks.waiting.insert(
+            entry,
+            Callback {
+                id,
+                queue,
+                number: number.clone(),
+                attempts: 0,
+                retry_at: None,
+                attempt: None,
+            },
+        );
+        if let Some(call) = self.calls.get(&token) {
+            let frames = self
+                .prompts
+                .render(&Announcement::CallbackConfirm { digits: number })
+                .frames(law(call.codec))
+                .clone();
+            let stream = call.stream;
+            self.media.prompt(stream, frames);
+            self.callbacks.confirming.insert(stream, token);
+            tracing::info!(
+                event = "callback_committed",
+                callback = id.0,
+                "confirmation playing"
+            );
+        }
+    }
+
+    /// Forget a released call's streams (no more digits or prompt ends matter).
+    pub(super) fn forget_call_streams(&mut self, stream: StreamId) {
+        self.callbacks.offered_streams.remove(&stream);
+        self.callbacks.confirming.remove(&stream);
+    }
+
+    /// Puts a stored `pending` or `dialling` callback back into its queue at its original
+    /// place (start-up recovery, SPEC §6). A `dialling` one was cut short by the crash: that
+    /// attempt's outcome is unknown, so it does not count and the callback is dialled again.
+    pub fn restore_callback(
+        &mut self,
+        now: Instant,
+        record: &CallbackRecord,
+        retry_at: Option<Instant>,
+    ) -> Result<(), RestoreError> {
+        let request = &record.request;
+        let index = self
+            .config
+            .queue_index(&request.queue)
+            .ok_or_else(|| RestoreError::UnknownQueue(request.queue.clone()))?;
+        if !self.config.queues[index]
+            .callback_number_pattern
+            .is_match(&request.number)
+        {
+            return Err(RestoreError::NumberRefused);
+        }
+        let queue = QueueId(index);
+        let entry = EntryId(self.next_key);
+        self.next_key += 1;
+        self.queues.join_with_seq(
+            now,
+            queue,
+            entry,
+            request.level,
+            request.seq,
+            EntryKind::Callback,
+        )?;
+        self.drain_queue_events();
+        let attempts = match record.state {
+            CallbackState::Dialling => record.attempts.saturating_sub(1),
+            _ => record.attempts,
+        };
+        let retry_at = retry_at.filter(|at| *at > now);
+        if let Some(at) = retry_at {
+            self.callbacks.retries.insert((at, entry));
+        }
+        self.callbacks.waiting.insert(
+            entry,
+            Callback {
+                id: record.id,
+                queue,
+                number: request.number.clone(),
+                attempts,
+                retry_at,
+                attempt: None,
+            },
+        );
+        tracing::info!(
+            callback = record.id.0,
+            queue = %request.queue,
+            seq = request.seq.0,
+            attempts,
+            "callback restored"
+        );
+        Ok(())
+    }
+
+    /// Retry delays that ran out: those callbacks may be dispatched again.
+    pub(super) fn expire_callback_retries(&mut self, now: Instant) {
+        while let Some(&(at, entry)) = self.callbacks.retries.first() {
+            if at > now {
+                break;
+            }
+            self.callbacks.retries.pop_first();
+            if let Some(callback) = self.callbacks.waiting.get_mut(&entry) {
+                callback.retry_at = None;
+            }
+        }
+    }
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// (Re)starts a held caller's announcements, the first one due at once.
+    fn start_announcements(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(queue) = call.queue else {
+            return;
+        };
+        let config = &self.config.queues[queue.0];
+        let schedule = super::announce::AnnounceSchedule::new(
+            now,
+            config.announce_every,
+            config.announce_position_only_down,
+        );
+        if let Some(at) = schedule.poll_timeout() {
+            self.announce_due.insert((at, key));
+            call.announce_at = Some(at);
+        }
+        call.announce = Some(schedule);
+    }
+}

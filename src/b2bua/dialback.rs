@@ -1,0 +1,606 @@
+//! Callbacks, the dial-back (SPEC §6): agent first, then the caller through the trunk, then
+//! the bridge; retries that keep the place; every state change persisted.
+//!
+//! ```text
+//!  callback entry at the head + free agent
+//!    └─▶ ring the agent (legs.rs, as for a caller) ──no answer──▶ next agent, same place
+//!          └─ answers: hold music to the agent, state `dialling`, attempts + 1,
+//!             INVITE sip:<number>@<trunk address> (401/407 answered once with the
+//!             trunk's credentials)
+//!               ├─ 2xx: ACK, relay agent ⇄ caller, entry leaves the queue, `completed`
+//!               └─ busy / no answer / error / agent hung up: BYE the agent (free at once,
+//!                  no wrap-up), then `pending` with a retry time (place kept) or, after
+//!                  `callback_attempts`, `failed` and out of the queue
+//! ```
+//! **Completed** means: the caller answered the callback INVITE and was bridged to the
+//! agent. It is persisted at that moment, so a crash during the conversation does not call
+//! the caller a second time.
+//!
+//! Security (SPEC §6): the only number ever dialled is a [`super::callback::Callback`]'s,
+//! which comes from the caller's own call (or the store it was committed to) and is checked
+//! against the queue's `callback_number_pattern` again right before dialling.
+
+use std::time::{Duration, Instant};
+
+use rsip::Header;
+use rsip::prelude::*;
+
+use super::legs::{LegKey, LegState};
+use super::{B2bua, CallKey, MediaControl};
+use crate::media::engine::StreamId;
+use crate::queue::{EntryId, LeaveReason};
+use crate::sip::dialog::Dialog;
+use crate::sip::message;
+use crate::sip::sdp::{self, Codec};
+use crate::sip::transaction::ClientKey;
+use crate::store::{CallEvent, CallEventKind, CallbackState, Record};
+
+/// A dial-back in progress: the agent answered, the caller is being called.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The answered agent leg (hearing hold music until the caller answers).
+    pub agent_leg: LegKey,
+    /// Our INVITE to the trunk (kept for the ACK, the dialog and a challenge's resend).
+    invite: rsip::Request,
+    /// Its client transaction.
+    client: ClientKey,
+    /// The trunk-side RTP stream, beside the agent's.
+    stream: StreamId,
+    /// Established on the 2xx.
+    dialog: Option<Dialog>,
+    /// A digest challenge was answered already (a second one is a failure).
+    authenticated: bool,
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// The RTP stream, caller identity and codec for a new agent leg: beside the caller's
+    /// stream for a caller on the line, a fresh stream for a callback (nobody on the line yet).
+    pub(super) fn agent_leg_media(
+        &mut self,
+        call_key: CallKey,
+    ) -> Result<(StreamId, u16, String, Codec), &'static str> {
+        if let Some(call) = self.calls.get(&call_key) {
+            let (caller, codec) = (call.caller.clone(), call.codec);
+            let (stream, port) = self
+                .media
+                .open_beside(call.stream)
+                .map_err(|_| "no RTP port")?;
+            return Ok((stream, port, caller, codec));
+        }
+        let number = self
+            .callbacks
+            .waiting
+            .get(&call_key.entry())
+            .ok_or("caller gone")?
+            .number
+            .clone();
+        let (stream, port) = self.media.open().map_err(|_| "no RTP port")?;
+        Ok((stream, port, number, Codec::Pcmu))
+    }
+
+    /// Whether `leg_key` rings an agent for a callback (not a caller on the line).
+    pub(super) fn is_callback_leg(&self, leg_key: LegKey) -> bool {
+        self.legs.get(&leg_key).is_some_and(|leg| {
+            !self.calls.contains_key(&leg.call)
+                && self.callbacks.waiting.contains_key(&leg.call.entry())
+        })
+    }
+
+    /// The agent answered a callback: keep it on hold music and call the caller.
+    pub(super) fn callback_agent_answered(
+        &mut self,
+        now: Instant,
+        leg_key: LegKey,
+        agent_sdp: Option<sdp::Offer>,
+    ) {
+        let Some(leg) = self.legs.get_mut(&leg_key) else {
+            return;
+        };
+        leg.state = LegState::Answered;
+        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
+        let (agent, entry, agent_stream, queue) =
+            (leg.agent, leg.call.entry(), leg.stream, leg.queue);
+        let agent_remote = agent_sdp.map(|o| o.remote).unwrap_or(leg.destination);
+        let _ = self.agents.answered(now, agent);
+        self.drain_agent_events();
+        // We offered the agent PCMU only (agent_leg_media), so that is what it receives.
+        self.media.play(
+            agent_stream,
+            agent_remote,
+            Codec::Pcmu.payload_type(),
+            self.music.for_codec(Codec::Pcmu),
+        );
+        let config = &self.config.queues[queue.0];
+        let (pattern_ok, max) = (
+            self.callbacks
+                .waiting
+                .get(&entry)
+                .is_some_and(|c| config.callback_number_pattern.is_match(&c.number)),
+            config.callback_attempts,
+        );
+        let Some(trunk) = self.config.trunks.first().cloned() else {
+            tracing::error!("callback: no [[trunk]] configured to dial through");
+            return self.finish_callback(now, entry, leg_key, CallbackState::Failed, "no trunk");
+        };
+        if !pattern_ok {
+            tracing::warn!(entry = entry.0, "callback number refused by the pattern");
+            return self.finish_callback(
+                now,
+                entry,
+                leg_key,
+                CallbackState::Failed,
+                "number refused",
+            );
+        }
+        let Some(callback) = self.callbacks.waiting.get_mut(&entry) else {
+            return;
+        };
+        callback.attempts += 1;
+        let (id, attempts, number) = (callback.id, callback.attempts, callback.number.clone());
+        let (stream, port) = match self.media.open_beside(agent_stream) {
+            Ok(opened) => opened,
+            Err(_) => return self.attempt_failed(now, entry, leg_key, "no RTP port", max),
+        };
+        let offer = sdp::render_offer(
+            &[Codec::Pcmu, Codec::Pcma],
+            self.config.sip.public_address,
+            port,
+            entry.0,
+            entry.0,
+        );
+        let invite = self.trunk_invite(&number, trunk.address, &offer);
+        let client = match self
+            .transactions
+            .send_request(now, trunk.address, invite.clone())
+        {
+            Ok(client) => client,
+            Err(_) => {
+                self.media.close(stream);
+                return self.attempt_failed(now, entry, leg_key, "INVITE not sent", max);
+            }
+        };
+        self.callbacks.trunk_by_client.insert(client.clone(), entry);
+        if let Some(callback) = self.callbacks.waiting.get_mut(&entry) {
+            callback.attempt = Some(Attempt {
+                agent_leg: leg_key,
+                invite,
+                client,
+                stream,
+                dialog: None,
+                authenticated: false,
+            });
+        }
+        self.callbacks.push(super::StoreRequest::SetState {
+            id,
+            state: CallbackState::Dialling,
+            attempts,
+            next_attempt_at: None,
+            error: None,
+        });
+        self.callback_event(now, CallEventKind::CallbackDialled, queue, &number);
+        tracing::info!(event = "callback_dial", callback = id.0, %number, attempts, "dialling caller");
+    }
+
+    /// The INVITE to the caller through the trunk (SPEC §6: `sip:<number>@<trunk address>`).
+    fn trunk_invite(&self, number: &str, trunk: std::net::SocketAddr, sdp: &str) -> rsip::Request {
+        let host = self.config.sip.public_address;
+        let uri = format!("sip:{number}@{trunk}");
+        let headers: Vec<Header> = vec![
+            Header::Via(rsip::headers::Via::new(format!(
+                "SIP/2.0/UDP {};branch={};rport",
+                self.sent_by,
+                message::new_branch()
+            ))),
+            Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
+            Header::From(rsip::headers::From::new(format!(
+                "<sip:holdfast@{host}>;tag={}",
+                message::new_tag()
+            ))),
+            Header::To(rsip::headers::To::new(format!("<{uri}>"))),
+            Header::CallId(rsip::headers::CallId::new(format!(
+                "{}@{host}",
+                message::new_tag()
+            ))),
+            Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
+            Header::Contact(rsip::headers::Contact::new(format!(
+                "<sip:holdfast@{}>",
+                self.sent_by
+            ))),
+            Header::Allow(rsip::headers::Allow::new(message::ALLOWED_METHODS)),
+        ];
+        let request = rsip::Request {
+            method: rsip::Method::Invite,
+            uri: rsip::Uri::try_from(uri.as_str()).unwrap_or_default(),
+            version: rsip::Version::V2,
+            headers: headers.into(),
+            body: Vec::new(),
+        };
+        message::with_request_body(request, "application/sdp", sdp.as_bytes().to_vec())
+    }
+
+    /// A response to a trunk INVITE; `false` if `client` is not one.
+    pub(super) fn on_trunk_response(
+        &mut self,
+        now: Instant,
+        client: &ClientKey,
+        response: rsip::Response,
+    ) -> bool {
+        let Some(&entry) = self.callbacks.trunk_by_client.get(client) else {
+            return false;
+        };
+        let code = response.status_code.code();
+        match code {
+            100..=199 => {}
+            200..=299 => self.trunk_answered(now, entry, &response),
+            401 | 407 if self.answer_challenge(now, entry, client, &response, code) => {}
+            _ => {
+                self.callbacks.trunk_by_client.remove(client);
+                let reason = format!("trunk answered {code}");
+                self.trunk_failed(now, entry, &reason);
+            }
+        }
+        true
+    }
+
+    /// The trunk INVITE got no final response (Timer B); `false` if `client` is not one.
+    pub(super) fn on_trunk_timeout(&mut self, now: Instant, client: &ClientKey) -> bool {
+        let Some(entry) = self.callbacks.trunk_by_client.remove(client) else {
+            return false;
+        };
+        self.trunk_failed(now, entry, "no answer from the trunk");
+        true
+    }
+
+    /// Re-sends the INVITE with credentials (RFC 3261 §22.2) once; `false` when no
+    /// credentials are configured, the challenge was answered before, or it is unreadable.
+    fn answer_challenge(
+        &mut self,
+        now: Instant,
+        entry: EntryId,
+        client: &ClientKey,
+        response: &rsip::Response,
+        code: u16,
+    ) -> bool {
+        let Some(trunk) = self.config.trunks.first().cloned() else {
+            return false;
+        };
+        let (challenge_name, answer_name) = if code == 401 {
+            ("WWW-Authenticate", "Authorization")
+        } else {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        };
+        let Some(attempt) = self
+            .callbacks
+            .waiting
+            .get_mut(&entry)
+            .and_then(|c| c.attempt.as_mut())
+        else {
+            return false;
+        };
+        if trunk.username.is_empty() || attempt.authenticated {
+            return false;
+        }
+        let Some(challenge) = message::header_value(response, challenge_name) else {
+            return false;
+        };
+        let uri = attempt.invite.uri.to_string();
+        let Some(credentials) = crate::sip::auth::digest_credentials(
+            challenge,
+            "INVITE",
+            &uri,
+            &trunk.username,
+            &trunk.password,
+            &message::new_tag(),
+        ) else {
+            return false;
+        };
+        let cseq = message::cseq(&attempt.invite).map_or(1, |(n, _)| n) + 1;
+        let mut headers: Vec<Header> = vec![Header::Via(rsip::headers::Via::new(format!(
+            "SIP/2.0/UDP {};branch={};rport",
+            self.sent_by,
+            message::new_branch()
+        )))];
+        headers.extend(
+            attempt
+                .invite
+                .headers
+                .iter()
+                .filter(|h| !matches!(h, Header::Via(_) | Header::CSeq(_)))
+                .cloned(),
+        );
+        headers.push(Header::CSeq(rsip::headers::CSeq::new(format!(
+            "{cseq} INVITE"
+        ))));
+        headers.push(Header::Other(answer_name.into(), credentials));
+        let mut invite = attempt.invite.clone();
+        invite.headers = headers.into();
+        let Ok(new_client) = self
+            .transactions
+            .send_request(now, trunk.address, invite.clone())
+        else {
+            return false;
+        };
+        attempt.invite = invite;
+        attempt.client = new_client.clone();
+        attempt.authenticated = true;
+        self.callbacks.trunk_by_client.remove(client);
+        self.callbacks.trunk_by_client.insert(new_client, entry);
+        tracing::debug!(entry = entry.0, "trunk challenge answered");
+        true
+    }
+
+    /// The caller picked up: ACK, bridge with the agent, persist `completed`.
+    fn trunk_answered(&mut self, now: Instant, entry: EntryId, ok: &rsip::Response) {
+        let sent_by = self.sent_by.clone();
+        let trunk = self.config.trunks.first().map(|t| t.address);
+        let Some(callback) = self.callbacks.waiting.get_mut(&entry) else {
+            return;
+        };
+        let Some(attempt) = callback.attempt.as_mut() else {
+            return;
+        };
+        let Ok(mut dialog) = Dialog::from_uac(&attempt.invite, ok) else {
+            tracing::warn!("trunk's 2xx unusable");
+            return;
+        };
+        // Every 2xx (retransmissions too) gets an ACK (§13.2.2.4).
+        let ack = dialog.ack(&sent_by, &message::new_branch());
+        if let Some(trunk) = trunk {
+            self.transactions.send_stateless(trunk, ack);
+        }
+        if attempt.dialog.is_some() {
+            return;
+        }
+        let (agent_leg, stream, id, attempts, queue) = (
+            attempt.agent_leg,
+            attempt.stream,
+            callback.id,
+            callback.attempts,
+            callback.queue,
+        );
+        let number = callback.number.clone();
+        self.callbacks
+            .trunk_by_call_id
+            .insert(dialog.call_id.clone(), entry);
+        attempt.dialog = Some(dialog);
+        let answer = sdp::parse_offer(&ok.body).ok();
+        if let Some(answer) = &answer {
+            let pt = answer
+                .formats
+                .iter()
+                .copied()
+                .find(|&pt| answer.codec_of(pt).is_some())
+                .unwrap_or(0);
+            self.media.connect(stream, answer.remote, pt);
+            self.media
+                .set_telephone_event(stream, answer.telephone_event);
+        }
+        let Some(leg) = self.legs.get_mut(&agent_leg) else {
+            return;
+        };
+        // Handle time starts now: the conversation (SPEC §5), not the agent's wait.
+        leg.answered_at = Some(now);
+        let agent_stream = leg.stream;
+        self.media.bridge(agent_stream, stream);
+        self.offered.remove(&entry);
+        self.queues.leave(entry, LeaveReason::Dispatched);
+        self.drain_queue_events();
+        self.callbacks.push(super::StoreRequest::SetState {
+            id,
+            state: CallbackState::Completed,
+            attempts,
+            next_attempt_at: None,
+            error: None,
+        });
+        self.callback_event(now, CallEventKind::CallbackCompleted, queue, &number);
+        tracing::info!(event = "callback_connect", callback = id.0, %number, "caller bridged to agent");
+    }
+
+    /// The trunk refused or never answered: release the agent, then retry or give up.
+    fn trunk_failed(&mut self, now: Instant, entry: EntryId, reason: &str) {
+        let Some(callback) = self.callbacks.waiting.get(&entry) else {
+            return;
+        };
+        let Some(leg) = callback.attempt.as_ref().map(|a| a.agent_leg) else {
+            return;
+        };
+        let max = self.config.queues[callback.queue.0].callback_attempts;
+        self.attempt_failed(now, entry, leg, reason, max);
+    }
+
+    /// An attempt that did not reach the caller: hang up the agent (free at once, no wrap-up:
+    /// it talked to nobody) and schedule the next attempt, or fail the callback.
+    fn attempt_failed(
+        &mut self,
+        now: Instant,
+        entry: EntryId,
+        leg: LegKey,
+        reason: &str,
+        max: u32,
+    ) {
+        let attempts = self.callbacks.waiting.get(&entry).map_or(0, |c| c.attempts);
+        if attempts >= max.max(1) {
+            return self.finish_callback(now, entry, leg, CallbackState::Failed, reason);
+        }
+        self.release_attempt(now, entry, leg);
+        let Some(callback) = self.callbacks.waiting.get_mut(&entry) else {
+            return;
+        };
+        let delay = Duration::from_secs(self.config.queues[callback.queue.0].callback_retry_delay);
+        let at = now + delay;
+        callback.retry_at = Some(at);
+        self.callbacks.retries.insert((at, entry));
+        let id = callback.id;
+        self.callbacks.push(super::StoreRequest::SetState {
+            id,
+            state: CallbackState::Pending,
+            attempts,
+            next_attempt_at: Some(at),
+            error: Some(reason.to_string()),
+        });
+        tracing::info!(
+            callback = id.0,
+            attempts,
+            reason,
+            retry_s = delay.as_secs(),
+            "callback attempt failed; will retry"
+        );
+    }
+
+    /// The end of a callback without a conversation: `failed` (out of the queue).
+    fn finish_callback(
+        &mut self,
+        now: Instant,
+        entry: EntryId,
+        leg: LegKey,
+        state: CallbackState,
+        reason: &str,
+    ) {
+        self.release_attempt(now, entry, leg);
+        let Some(callback) = self.callbacks.waiting.remove(&entry) else {
+            return;
+        };
+        self.queues.leave(entry, LeaveReason::Removed);
+        self.drain_queue_events();
+        self.callbacks.push(super::StoreRequest::SetState {
+            id: callback.id,
+            state,
+            attempts: callback.attempts,
+            next_attempt_at: None,
+            error: Some(reason.to_string()),
+        });
+        self.callback_event(
+            now,
+            CallEventKind::CallbackFailed,
+            callback.queue,
+            &callback.number,
+        );
+        tracing::warn!(
+            callback = callback.id.0,
+            attempts = callback.attempts,
+            reason,
+            "callback failed"
+        );
+    }
+
+    /// Tear down an unanswered attempt: the trunk side (CANCEL if still ringing), then the
+    /// agent (BYE, available again without wrap-up).
+    fn release_attempt(&mut self, now: Instant, entry: EntryId, leg: LegKey) {
+        if let Some(attempt) = self
+            .callbacks
+            .waiting
+            .get_mut(&entry)
+            .and_then(|c| c.attempt.take())
+        {
+            if self
+                .callbacks
+                .trunk_by_client
+                .remove(&attempt.client)
+                .is_some()
+            {
+                let _ = self.transactions.cancel(now, &attempt.client);
+            }
+            self.media.close(attempt.stream);
+        }
+        self.offered.remove(&entry);
+        let agent = self.legs.get(&leg).map(|l| l.agent);
+        self.end_leg(now, leg, true);
+        if let Some(agent) = agent {
+            let _ = self.agents.call_ended(now, agent, Duration::ZERO);
+            self.drain_agent_events();
+        }
+    }
+
+    /// Hook from `end_leg`: an agent leg ended. If it served a callback, end the trunk side
+    /// too (after the bridge: BYE; before it: the attempt failed).
+    pub(super) fn callback_agent_leg_ended(&mut self, now: Instant, leg: LegKey, call: CallKey) {
+        let entry = call.entry();
+        let Some(attempt) = self
+            .callbacks
+            .waiting
+            .get(&entry)
+            .and_then(|c| c.attempt.as_ref())
+            .filter(|a| a.agent_leg == leg)
+        else {
+            return;
+        };
+        if attempt.dialog.is_some() {
+            self.end_trunk_leg(now, entry, true);
+        } else {
+            // The agent hung up while the caller's phone rang. The leg is gone already, so
+            // release_attempt's end_leg is a no-op; the agent is freed by it all the same.
+            self.trunk_failed(now, entry, "agent hung up before the caller answered");
+        }
+    }
+
+    /// An in-dialog request from the trunk on an answered callback.
+    pub(super) fn trunk_leg_of(&self, request: &rsip::Request) -> Option<EntryId> {
+        let call_id = message::call_id(request)?;
+        let entry = *self.callbacks.trunk_by_call_id.get(call_id)?;
+        let dialog = self
+            .callbacks
+            .waiting
+            .get(&entry)?
+            .attempt
+            .as_ref()?
+            .dialog
+            .as_ref()?;
+        dialog
+            .matches(
+                call_id,
+                message::from_tag(request),
+                message::to_tag(request),
+            )
+            .then_some(entry)
+    }
+
+    /// The called-back caller hung up: end the agent's side too.
+    pub(super) fn trunk_hung_up(&mut self, now: Instant, entry: EntryId) {
+        let leg = self
+            .callbacks
+            .waiting
+            .get(&entry)
+            .and_then(|c| c.attempt.as_ref())
+            .map(|a| a.agent_leg);
+        self.end_trunk_leg(now, entry, false);
+        if let Some(leg) = leg {
+            self.end_leg(now, leg, true);
+        }
+    }
+
+    /// Forget a bridged callback's trunk leg (BYE to the trunk when `send_bye`).
+    fn end_trunk_leg(&mut self, now: Instant, entry: EntryId, send_bye: bool) {
+        let Some(mut callback) = self.callbacks.waiting.remove(&entry) else {
+            return;
+        };
+        let Some(mut attempt) = callback.attempt.take() else {
+            return;
+        };
+        self.media.close(attempt.stream);
+        if let Some(dialog) = attempt.dialog.as_mut() {
+            self.callbacks.trunk_by_call_id.remove(&dialog.call_id);
+            if send_bye && let Some(trunk) = self.config.trunks.first().map(|t| t.address) {
+                let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
+                let _ = self.transactions.send_request(now, trunk, bye);
+            }
+        }
+        tracing::info!(callback = callback.id.0, "callback call ended");
+    }
+
+    fn callback_event(
+        &mut self,
+        now: Instant,
+        kind: CallEventKind,
+        queue: crate::queue::QueueId,
+        number: &str,
+    ) {
+        self.journal.push_back((
+            now,
+            Record::Event(CallEvent {
+                queue: Some(self.config.queues[queue.0].name.clone()),
+                caller: Some(number.to_string()),
+                ..CallEvent::new(0, kind)
+            }),
+        ));
+    }
+}
