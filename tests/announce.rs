@@ -25,7 +25,8 @@ fn entry_announcement_then_music_then_the_next_announcement() {
         .into();
     let holdfast = Holdfast::start("announce", &setup);
     let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let port = rtp.local_addr().unwrap().port();
     let ua = RawUa::new("127.0.0.1", holdfast.sip);
     let call = ua.invite("100", "+15551230001", &pcmu_offer(port));
@@ -71,5 +72,8 @@ fn entry_announcement_then_music_then_the_next_announcement() {
     // The next announcement comes announce_every (6 s) later, give or take a frame.
     let second = find(&heard, &expected, after).expect("a second announcement");
     let gap_s = (second - first) as f64 / 8000.0;
-    assert!((5.9..6.3).contains(&gap_s), "second announcement after {gap_s:.2} s");
+    assert!(
+        (5.9..6.3).contains(&gap_s),
+        "second announcement after {gap_s:.2} s"
+    );
 }

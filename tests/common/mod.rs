@@ -47,6 +47,8 @@ pub struct Setup {
     pub trunk_allow: String,
     /// Extra lines for the `[sip]` table.
     pub sip_extra: String,
+    /// The lines of the `[admin]` table (default: disabled).
+    pub admin: String,
 }
 
 impl Setup {
@@ -58,6 +60,7 @@ impl Setup {
             max_calls: 10_000,
             trunk_allow: "127.0.0.0/8".to_string(),
             sip_extra: String::new(),
+            admin: "listen = \"\"\n".to_string(),
         }
     }
 }
@@ -84,13 +87,14 @@ impl Holdfast {
         };
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
-             rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\nlisten = \"\"\n\n\
+             rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\n{}\n\
              [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
              [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"127.0.0.1:5070\"\n\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
             setup.max_calls,
             setup.sip_extra,
+            setup.admin,
             dir.join("data").display(),
             music.display(),
             setup.trunk_allow,
