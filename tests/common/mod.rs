@@ -49,6 +49,8 @@ pub struct Setup {
     pub sip_extra: String,
     /// The lines of the `[admin]` table (default: disabled).
     pub admin: String,
+    /// Extra command-line arguments (e.g. `--log-format json`).
+    pub args: Vec<String>,
 }
 
 impl Setup {
@@ -61,6 +63,7 @@ impl Setup {
             trunk_allow: "127.0.0.0/8".to_string(),
             sip_extra: String::new(),
             admin: "listen = \"\"\n".to_string(),
+            args: Vec::new(),
         }
     }
 }
@@ -105,6 +108,7 @@ impl Holdfast {
         let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
             .args(["serve", "--config"])
             .arg(&config_path)
+            .args(&setup.args)
             .env("RUST_LOG", "holdfast=debug,info")
             .stdout(Stdio::null())
             .stderr(log)
