@@ -9,6 +9,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sox >/dev/null || need+=(sox)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

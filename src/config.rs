@@ -129,12 +129,16 @@ pub struct Admin {
     /// Listen address; `None` (written `""`) disables the admin API.
     #[serde(with = "optional_addr")]
     pub listen: Option<SocketAddr>,
+    /// Bearer token every admin request must carry (`Authorization: Bearer …`, or
+    /// `?access_token=…` for the wallboard); empty = no token asked.
+    pub token: String,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))),
+            token: String::new(),
         }
     }
 }
@@ -498,6 +502,7 @@ impl Config {
         for trunk in &mut shown.trunks {
             redact(&mut trunk.password);
         }
+        redact(&mut shown.admin.token);
         toml::to_string(&shown).expect("every config value has a TOML form")
     }
 

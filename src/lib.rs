@@ -16,10 +16,12 @@
 //! store/       durable state: callbacks, handle times, call events (SQLite, WAL, fsync)
 //! b2bua/       the call controller: SIP events + queue decisions → SIP and media commands
 //! server       the tokio driver: sockets, time, graceful shutdown
+//! admin/       HTTP: JSON API, Prometheus /metrics, live wallboard (asks the SIP task)
 //! ```
 //! Who may import whom: `sip`, `media` and `queue` know nothing of each other; only
 //! `b2bua` joins a dialog, a queue entry and a media stream.
 
+pub mod admin;
 pub mod b2bua;
 pub mod config;
 pub mod media;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
+use crate::admin::{self, AdminRequest};
 use crate::b2bua::{B2bua, CallKey, HoldMusic, MediaControl, StoreRequest};
 use crate::config::Config;
 use crate::media::audio;
@@ -53,6 +54,9 @@ pub enum ServeError {
         /// Why.
         source: crate::store::StoreError,
     },
+    /// The admin HTTP listener could not be bound.
+    #[error("{0}")]
+    Admin(#[from] admin::BindError),
     /// Sending or receiving on the SIP socket failed fatally.
     #[error("SIP socket error: {0}")]
     Io(#[from] std::io::Error),
@@ -189,6 +193,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         })?;
     tracing::info!(%listen, "holdfast listening (SIP/UDP)");
     let mut media_events = media_events;
+    // The admin task asks this loop for state; a small buffer is enough (each request is
+    // answered before the next datagram).
+    let (admin_tx, mut admin_rx) = tokio::sync::mpsc::channel::<AdminRequest>(64);
+    if let Some(addr) = config.admin.listen {
+        admin::spawn(
+            addr,
+            &config.admin.token,
+            config.priorities.clone(),
+            admin_tx,
+        )
+        .await?;
+    } else {
+        drop(admin_tx);
+    }
 
     let mut b2bua = B2bua::new(config, engine.clone(), music, prompts, Instant::now());
     for (queue, history) in histories {
@@ -230,6 +248,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 b2bua.callback_committed(Instant::now(), token, result);
             }
             _ = stats_tick.tick() => log_media_stats(&engine),
+            Some(request) = admin_rx.recv() => answer_admin(&mut b2bua, &engine, &store, request),
             _ = &mut shutdown, if stopping_since.is_none() => {
                 tracing::info!("shutting down: hanging up held callers");
                 stopping_since = Some(Instant::now());
@@ -251,12 +270,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
         if let Some(since) = stopping_since {
-            let settled = b2bua.calls() == 0 && b2bua.transactions_in_flight() == 0;
-            if settled || since.elapsed() > Duration::from_secs(5) {
+            // Done once every call is released and every BYE (or CANCELled INVITE) of ours
+            // has its final response; server transactions lingering only to absorb
+            // retransmissions (Timer J, 32 s) are not worth waiting for.
+            let settled = b2bua.calls() == 0 && b2bua.requests_awaiting_response() == 0;
+            if settled || since.elapsed() > SHUTDOWN_BOUND {
+                if !settled {
+                    tracing::warn!(
+                        awaiting = b2bua.requests_awaiting_response(),
+                        "stopping with requests still unanswered"
+                    );
+                }
                 break;
             }
         }
     }
+    // No admin request is answered from here on; open API connections see 503.
+    admin_rx.close();
     engine.shutdown();
     // Everything journalled is written before we exit.
     drop(store);
@@ -264,6 +294,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("holdfast stopped");
     Ok(())
 }
+
+/// Longest a graceful stop waits for BYE responses: a peer that never answers must not keep
+/// a supervisor waiting (Timer F would take 32 s).
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(4);
+
+/// Answers one admin request from the controller's own state (see [`crate::admin`]).
+fn answer_admin(
+    b2bua: &mut B2bua<MediaEngine>,
+    engine: &MediaEngine,
+    store: &StoreHandle,
+    request: AdminRequest,
+) {
+    // A requester that went away (client disconnected) is no error: drop the answer.
+    match request {
+        AdminRequest::Status(reply) => {
+            let _ = reply.send(admin::Status {
+                snapshot: b2bua.snapshot(Instant::now()),
+                media: engine.stats(),
+                store_dropped: store.dropped_records(),
+            });
+        }
+        AdminRequest::SetPaused {
+            user,
+            paused,
+            reply,
+        } => {
+            let _ = reply.send(b2bua.set_paused(Instant::now(), &user, paused));
+        }
+        AdminRequest::Callbacks(reply) => {
+            let _ = reply.send(store.recent_callbacks(CALLBACKS_LISTED));
+        }
+    }
+}
+
+/// Callbacks the admin API lists (newest first).
+const CALLBACKS_LISTED: usize = 100;
 
 /// One log line with the media clock's health, every few seconds: what an operator (and
 /// `scripts/bench.sh`) reads before the metrics endpoint exists.

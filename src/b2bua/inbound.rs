@@ -4,12 +4,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use super::events::EventFacts;
 use super::{B2bua, Call, CallKey, CallState, MediaControl, push_other};
 use crate::queue::{EntryKind, QueueId};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::sdp;
 use crate::sip::transaction::ServerKey;
+use crate::store::CallEventKind;
 
 /// Seconds a caller refused for load is asked to wait before retrying (RFC 3261 §20.33).
 const RETRY_AFTER_S: u32 = 5;
@@ -25,14 +27,16 @@ impl<M: MediaControl> B2bua<M> {
         match self.admit(now, &key, &request, source) {
             Ok(call) => {
                 let call_key = call.key;
-                tracing::info!(
-                    event = "join",
-                    call_id = %call.dialog.call_id,
-                    caller = %call.caller,
-                    queue = %self.queue_name(&call),
-                    position = self.position(&call).unwrap_or(0),
-                    "caller joined queue"
-                );
+                let facts = EventFacts {
+                    call_id: Some(call.dialog.call_id.clone()),
+                    queue: Some(self.queue_name(&call)),
+                    caller: Some(call.caller.clone()),
+                    detail: Some(serde_json::json!({
+                        "position": self.position(&call).unwrap_or(0),
+                    })),
+                    ..EventFacts::default()
+                };
+                self.call_event(now, CallEventKind::Join, facts);
                 self.stats.calls_answered += 1;
                 self.by_call_id
                     .insert(call.dialog.call_id.clone(), call.key);

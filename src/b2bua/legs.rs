@@ -17,6 +17,7 @@ use rsip::Header;
 use rsip::prelude::*;
 
 use super::announce::AnnounceSchedule;
+use super::events::EventFacts;
 use super::{B2bua, CallKey, CallState, MediaControl, push_other};
 use crate::media::engine::StreamId;
 use crate::queue::dispatch::{AgentId, Assignment};
@@ -25,6 +26,7 @@ use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::sdp;
 use crate::sip::transaction::ClientKey;
+use crate::store::CallEventKind;
 
 /// holdfast's handle for one call to an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,6 +109,20 @@ impl<M: MediaControl> B2bua<M> {
                 let _ = self.agents.no_answer(now, assignment.agent, max);
                 self.drain_agent_events();
             }
+        }
+    }
+
+    /// The event facts of a caller in `queue` and the agent it rings or talks to.
+    fn leg_facts(&self, queue: QueueId, agent: Option<AgentId>, call: CallKey) -> EventFacts {
+        let call = self.calls.get(&call);
+        EventFacts {
+            call_id: call.map(|c| c.dialog.call_id.clone()),
+            queue: self.config.queues.get(queue.0).map(|q| q.name.clone()),
+            caller: call.map(|c| c.caller.clone()),
+            agent: agent
+                .and_then(|a| self.agents.get(a))
+                .map(|a| a.user().to_owned()),
+            ..EventFacts::default()
         }
     }
 
@@ -380,15 +396,10 @@ impl<M: MediaControl> B2bua<M> {
         self.drain_agent_events();
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.state = CallState::Bridged;
-            tracing::info!(
-                event = "connect",
-                call_id = %call.dialog.call_id,
-                caller = %call.caller,
-                queue = %self.config.queues[queue.0].name,
-                agent = %self.agents.get(agent).map(|a| a.user()).unwrap_or_default(),
-                waited_s = now.saturating_duration_since(call.started).as_secs(),
-                "caller connected to agent"
-            );
+            let waited = now.saturating_duration_since(call.started);
+            let mut facts = self.leg_facts(queue, Some(agent), call_key);
+            facts.waited = Some(waited);
+            self.call_event(now, CallEventKind::Connect, facts);
         }
     }
 
@@ -405,6 +416,8 @@ impl<M: MediaControl> B2bua<M> {
         let max = self.config.queues[queue.0].max_no_answer;
         let _ = self.agents.no_answer(now, agent, max);
         self.drain_agent_events();
+        let facts = self.leg_facts(queue, Some(agent), call_key);
+        self.call_event(now, CallEventKind::RingNoAnswer, facts);
         self.offered.remove(&call_key.entry());
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.leg = None;
@@ -472,7 +485,8 @@ impl<M: MediaControl> B2bua<M> {
         let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);
         if let Some(answered) = leg.answered_at {
             let handle = now.saturating_duration_since(answered);
-            self.record_handle_time(now, leg.queue, handle);
+            let facts = self.leg_facts(leg.queue, Some(leg.agent), leg.call);
+            self.record_handle_time(now, leg.queue, handle, facts);
             let _ = self.agents.call_ended(now, leg.agent, wrapup);
         }
         self.drain_agent_events();
@@ -599,13 +613,17 @@ impl<M: MediaControl> B2bua<M> {
             let frames = rendered.frames(law).clone();
             let frames = self.with_callback_offer(now, call_key, queue, position, frames);
             self.media.prompt(stream, frames);
-            tracing::info!(
-                event = "announce",
-                caller = %self.calls[&call_key].caller,
-                position,
-                staffed,
-                "announcement"
-            );
+            let mut facts = self.leg_facts(queue, None, call_key);
+            facts.waited = self
+                .calls
+                .get(&call_key)
+                .map(|c| now.saturating_duration_since(c.started));
+            facts.detail = Some(serde_json::json!({
+                "position": position,
+                "staffed": staffed,
+                "estimate_s": crate::queue::estimate::estimate(position, staffed, mean).as_secs(),
+            }));
+            self.call_event(now, CallEventKind::Announce, facts);
         }
     }
 }

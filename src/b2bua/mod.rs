@@ -14,10 +14,12 @@ pub mod announce;
 mod call;
 mod callback;
 mod dialback;
+pub mod events;
 mod inbound;
 mod legs;
 mod refer;
 mod register;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -39,7 +41,8 @@ use crate::sip::message;
 use crate::sip::registrar::Registrar;
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::{Event, ServerKey, TimerConfig, Transactions, Transmit};
-use crate::store::Record;
+use crate::store::{CallEventKind, Record};
+use events::EventFacts;
 
 /// What the controller needs from the media plane. Implemented by
 /// [`crate::media::engine::MediaEngine`]; tests use a recording fake.
@@ -137,6 +140,8 @@ pub struct B2bua<M: MediaControl> {
     journal: VecDeque<(Instant, Record)>,
     /// Callbacks: offers, commits, waiting callbacks and dial-backs (SPEC §6).
     callbacks: callback::Callbacks,
+    /// Call-event counters and histograms for `/metrics`.
+    observations: events::Observations,
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -194,6 +199,7 @@ impl<M: MediaControl> B2bua<M> {
             announce_due: BTreeSet::new(),
             journal: VecDeque::new(),
             callbacks: callback::Callbacks::default(),
+            observations: events::Observations::default(),
         }
     }
 
@@ -316,13 +322,36 @@ impl<M: MediaControl> B2bua<M> {
         self.transactions.len()
     }
 
+    /// Requests we sent (our BYEs, CANCELled INVITEs) still waiting for a final response:
+    /// what a graceful stop waits for. Transactions that only linger to absorb
+    /// retransmissions (Timers D, J, K) are not counted.
+    pub fn requests_awaiting_response(&self) -> usize {
+        self.transactions.awaiting_final()
+    }
+
     /// Graceful stop (SPEC §9): refuse new INVITEs with `503` and hang up every caller
     /// with BYE, so nobody is left listening to a dead line.
     pub fn shutdown(&mut self, now: Instant) {
         self.draining = true;
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
-            self.hang_up(now, key, LeaveReason::Removed);
+            // A caller still ringing an agent has no confirmed dialog to BYE: its INVITE
+            // gets a final `480` instead (RFC 3261 §15: BYE only after the 2xx).
+            let early = self.calls.get_mut(&key).and_then(|c| {
+                (c.state == CallState::Early)
+                    .then(|| c.pending_invite.take())
+                    .flatten()
+                    .map(|invite| (invite, c.invite.clone(), c.dialog.local_tag.clone()))
+            });
+            match early {
+                Some((invite, server, tag)) => {
+                    let response =
+                        message::with_to_tag(message::response(&invite, 480, None), &tag);
+                    self.respond(now, &server, response);
+                    self.release(now, key, LeaveReason::Removed);
+                }
+                None => self.hang_up(now, key, LeaveReason::Removed),
+            }
         }
     }
 
@@ -569,6 +598,11 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Forget a call: leave its queue, free its media, drop its indexes.
     fn release(&mut self, now: Instant, key: CallKey, reason: LeaveReason) {
+        // End the agent leg first, while the call is still known, so its `complete` event
+        // names the caller.
+        if let Some(leg) = self.calls.get_mut(&key).and_then(|c| c.leg.take()) {
+            self.cancel_leg_for_caller(now, leg);
+        }
         let Some(call) = self.calls.remove(&key) else {
             return;
         };
@@ -583,9 +617,6 @@ impl<M: MediaControl> B2bua<M> {
             self.transfers_by_client.remove(&transfer.client);
             let _ = self.agents.ring_cancelled(now, transfer.agent);
         }
-        if let Some(leg) = call.leg {
-            self.cancel_leg_for_caller(now, leg);
-        }
         self.media.close(call.stream);
         self.forget_call_streams(call.stream);
         if call.queue.is_some() && self.queues.position(call.entry()).is_some() {
@@ -598,15 +629,28 @@ impl<M: MediaControl> B2bua<M> {
         } else {
             reason
         };
+        let waited = now.saturating_duration_since(call.started);
         if reason == LeaveReason::Abandoned {
             self.stats.calls_abandoned += 1;
+            let queue = call.queue.map(|q| self.config.queues[q.0].name.clone());
+            self.call_event(
+                now,
+                CallEventKind::Abandon,
+                EventFacts {
+                    call_id: Some(call.dialog.call_id.clone()),
+                    queue,
+                    caller: Some(call.caller.clone()),
+                    waited: Some(waited),
+                    ..EventFacts::default()
+                },
+            );
         }
-        tracing::info!(
+        tracing::debug!(
             event = "leave",
             call_id = %call.dialog.call_id,
             caller = %call.caller,
             ?reason,
-            waited_s = now.saturating_duration_since(call.started).as_secs(),
+            waited_s = waited.as_secs(),
             "call ended"
         );
     }
@@ -628,7 +672,13 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// Feed the estimator (last 100 per queue, SPEC §4) and the durable history.
-    fn record_handle_time(&mut self, now: Instant, queue: QueueId, handle: Duration) {
+    fn record_handle_time(
+        &mut self,
+        now: Instant,
+        queue: QueueId,
+        handle: Duration,
+        facts: EventFacts,
+    ) {
         if let Some(times) = self.handle_times.get_mut(queue.0) {
             times.record(handle);
         }
@@ -641,11 +691,13 @@ impl<M: MediaControl> B2bua<M> {
                 ended_at_ms: 0,
             }),
         ));
-        tracing::info!(
-            event = "complete",
-            queue = %self.config.queues[queue.0].name,
-            handle_s = handle.as_secs_f64(),
-            "call complete"
+        self.call_event(
+            now,
+            CallEventKind::Complete,
+            EventFacts {
+                handle: Some(handle),
+                ..facts
+            },
         );
     }
 

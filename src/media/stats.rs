@@ -74,6 +74,8 @@ fn bucket_upper(bucket: usize) -> u64 {
 pub struct LatenessHistogram {
     buckets: [Counter; BUCKETS],
     max: Counter,
+    /// Sum of all samples (µs), for the Prometheus histogram's `_sum`.
+    sum: Counter,
 }
 
 impl Default for LatenessHistogram {
@@ -81,6 +83,7 @@ impl Default for LatenessHistogram {
         LatenessHistogram {
             buckets: std::array::from_fn(|_| Counter::default()),
             max: Counter::default(),
+            sum: Counter::default(),
         }
     }
 }
@@ -91,6 +94,7 @@ impl LatenessHistogram {
     pub fn record(&self, late: Duration) {
         let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(us)].add(1);
+        self.sum.add(us);
         if us > self.max.get() {
             self.max.set(us);
         }
@@ -102,6 +106,7 @@ impl LatenessHistogram {
             *acc += b.get();
         }
         into.max_us = into.max_us.max(self.max.get());
+        into.sum_us = into.sum_us.wrapping_add(self.sum.get());
     }
 }
 
@@ -110,6 +115,7 @@ impl LatenessHistogram {
 pub struct LatenessCounts {
     buckets: [u64; BUCKETS],
     max_us: u64,
+    sum_us: u64,
 }
 
 impl Default for LatenessCounts {
@@ -117,11 +123,32 @@ impl Default for LatenessCounts {
         LatenessCounts {
             buckets: [0; BUCKETS],
             max_us: 0,
+            sum_us: 0,
         }
     }
 }
 
 impl LatenessCounts {
+    /// Cumulative counts at each of `bounds_us` (a sample counts under the first bound its
+    /// whole bucket fits below, so within the 12.5 % bucket resolution), for `/metrics`.
+    pub fn cumulative(&self, bounds_us: &[u64]) -> LatenessBuckets {
+        let le_us = bounds_us
+            .iter()
+            .map(|&bound| {
+                let n = (0..BUCKETS)
+                    .take_while(|&b| bucket_upper(b) <= bound)
+                    .map(|b| self.buckets[b])
+                    .sum();
+                (bound, n)
+            })
+            .collect();
+        LatenessBuckets {
+            le_us,
+            count: self.buckets.iter().sum(),
+            sum_us: self.sum_us,
+        }
+    }
+
     /// Summary: sample count, p50, p99 (upper bucket bounds, capped at the max) and max.
     pub fn summary(&self) -> Lateness {
         let samples: u64 = self.buckets.iter().sum();
@@ -148,6 +175,20 @@ impl LatenessCounts {
         }
     }
 }
+
+/// Send lateness as a Prometheus-style cumulative histogram, in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatenessBuckets {
+    /// (upper bound, samples at or below it), bounds ascending.
+    pub le_us: Vec<(u64, u64)>,
+    /// All samples.
+    pub count: u64,
+    /// Sum of all samples.
+    pub sum_us: u64,
+}
+
+/// Bucket bounds (µs) of [`EngineStats::lateness_buckets`]: 20 µs to a whole 20 ms period.
+pub const LATENESS_BOUNDS_US: [u64; 10] = [20, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 20_000];
 
 /// Send lateness summary, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,6 +260,8 @@ pub struct EngineStats {
     pub relay_dropped: u64,
     /// Send lateness against each stream's own schedule.
     pub lateness: Lateness,
+    /// The same as a cumulative histogram at [`LATENESS_BOUNDS_US`].
+    pub lateness_buckets: LatenessBuckets,
 }
 
 impl EngineStats {
@@ -241,6 +284,7 @@ impl EngineStats {
             s.lateness.accumulate(&mut lateness);
         }
         out.lateness = lateness.summary();
+        out.lateness_buckets = lateness.cumulative(&LATENESS_BOUNDS_US);
         out
     }
 }
@@ -276,5 +320,15 @@ mod tests {
         assert!((500..=563).contains(&s.p50_us), "p50 {}", s.p50_us);
         assert!((990..=1000).contains(&s.p99_us), "p99 {}", s.p99_us);
         assert_eq!(LatenessCounts::default().summary(), Lateness::default());
+        let buckets = c.cumulative(&[7, 100, 1000, 2000]);
+        assert_eq!(buckets.count, 1000);
+        assert_eq!(buckets.sum_us, 500_500);
+        assert_eq!(buckets.le_us[0], (7, 7), "exact buckets below 8 µs");
+        assert!(
+            (88..=100).contains(&buckets.le_us[1].1),
+            "{:?}",
+            buckets.le_us
+        );
+        assert_eq!(buckets.le_us[3], (2000, 1000));
     }
 }

@@ -52,6 +52,10 @@ pub struct Setup {
     /// `[store] data_dir`; `None`: a `data` directory in the test's scratch directory.
     /// Set it to restart holdfast on the same database.
     pub data_dir: Option<PathBuf>,
+    /// The lines of the `[admin]` table (default: disabled).
+    pub admin: String,
+    /// Extra command-line arguments (e.g. `--log-format json`).
+    pub args: Vec<String>,
 }
 
 impl Setup {
@@ -65,6 +69,8 @@ impl Setup {
             sip_extra: String::new(),
             trunk_address: "127.0.0.1:5070".to_string(),
             data_dir: None,
+            admin: "listen = \"\"\n".to_string(),
+            args: Vec::new(),
         }
     }
 }
@@ -91,13 +97,14 @@ impl Holdfast {
         };
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
-             rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\nlisten = \"\"\n\n\
+             rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\n{}\n\
              [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
              [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"{}\"\n\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
             setup.max_calls,
             setup.sip_extra,
+            setup.admin,
             setup
                 .data_dir
                 .clone()
@@ -113,6 +120,7 @@ impl Holdfast {
         let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
             .args(["serve", "--config"])
             .arg(&config_path)
+            .args(&setup.args)
             .env("RUST_LOG", "holdfast=debug,info")
             .stdout(Stdio::null())
             .stderr(log)

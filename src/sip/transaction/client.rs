@@ -112,6 +112,12 @@ impl ClientTx {
         self.state == State::Terminated
     }
 
+    /// Whether no final response has arrived yet (the request is still being retransmitted
+    /// or is proceeding); Completed/Accepted only absorb retransmissions.
+    pub(super) fn awaits_final(&self) -> bool {
+        matches!(self.state, State::Calling | State::Proceeding)
+    }
+
     /// Handles a response matched to this transaction. Returns `true` when a deferred CANCEL
     /// must go out now (the first provisional arrived).
     pub(super) fn on_response(&mut self, response: rsip::Response, ctx: &mut Ctx) -> bool {

@@ -501,6 +501,16 @@ impl Transactions {
         self.txs.len()
     }
 
+    /// Client transactions still waiting for their final response. A graceful stop waits
+    /// for these (e.g. our BYEs), not for transactions that merely linger to absorb
+    /// retransmissions (Timers D, J, K).
+    pub fn awaiting_final(&self) -> usize {
+        self.txs
+            .values()
+            .filter(|tx| matches!(tx, Tx::Client(c) if c.awaits_final()))
+            .count()
+    }
+
     /// Whether no transaction is live.
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()

@@ -1,0 +1,199 @@
+//! What the operator sees and steers (SPEC §8, §12 "Admin HTTP API"): a [`Snapshot`] built on
+//! request from the very structures the dispatcher uses (the queues, the agents, the
+//! registrar, the estimator), and the pause/unpause command.
+//!
+//! There is no second bookkeeping: the admin task asks the SIP task for a snapshot over a
+//! channel and the controller answers from its own state, so the API can never drift from
+//! what dispatch does. The field names are the JSON of SPEC §12.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::events::Observations;
+use super::{B2bua, CallKey, MediaControl, Stats};
+use crate::queue::EntryKind;
+use crate::queue::estimate::estimate;
+
+/// Everything the admin API and the wallboard show, at one instant.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// The queues in configuration order.
+    pub queues: Vec<QueueView>,
+    /// The agents in configuration order.
+    pub agents: Vec<AgentView>,
+    /// Counters for `/metrics` (not part of the SPEC §12 JSON).
+    #[serde(skip)]
+    pub counters: Counters,
+}
+
+/// One queue: `GET /api/queues` item.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct QueueView {
+    /// Queue name.
+    pub name: String,
+    /// Waiting entries in dispatch order.
+    pub waiting: Vec<WaitingView>,
+    /// Agents serving this queue who are registered and not paused.
+    pub agents_staffed: usize,
+    /// Of those, agents available right now.
+    pub agents_free: usize,
+    /// The estimator's mean handle time, whole seconds.
+    pub average_handle_time_s: u64,
+}
+
+/// One waiting entry: caller on hold or callback keeping its place.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct WaitingView {
+    /// SIP Call-ID of the caller's leg (empty for a callback whose call has ended).
+    pub call_id: String,
+    /// The caller's number.
+    pub caller: String,
+    /// 1-based place in line, the number the caller hears.
+    pub position: usize,
+    /// Priority name from `[priorities]`.
+    pub priority: String,
+    /// Seconds since the caller arrived.
+    pub waited_s: u64,
+    /// The estimate announced to the caller (SPEC §4), seconds.
+    pub estimate_s: u64,
+    /// Whether this entry is a callback that keeps its place.
+    pub callback: bool,
+}
+
+/// One agent: `GET /api/agents` item.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AgentView {
+    /// SIP user.
+    pub user: String,
+    /// `offline|available|ringing|busy|wrapup|paused`.
+    pub state: String,
+    /// Queue names, most important first.
+    pub queues: Vec<String>,
+    /// The registered Contact URI, `null` when offline.
+    pub contact: Option<String>,
+    /// Calls answered since start.
+    pub calls_taken: u64,
+}
+
+/// Counters of the controller and its transaction layer, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Admission, abandon, rejection and parse-error counters.
+    pub calls: Stats,
+    /// SIP transactions and retransmissions.
+    pub transactions: crate::sip::transaction::Stats,
+    /// Transactions alive right now.
+    pub transactions_live: usize,
+    /// Call events and histograms.
+    pub observations: Observations,
+    /// Calls up right now (holding, ringing or talking).
+    pub calls_up: usize,
+}
+
+/// Why pause/unpause was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PauseError {
+    /// No configured agent has this user name.
+    #[error("no agent {0:?}")]
+    UnknownAgent(String),
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// Builds the snapshot at `now` from the dispatcher's own state.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let queues = self
+            .queues
+            .iter()
+            .map(|(id, queue)| {
+                let staffed = self.agents.staffed(id);
+                let mean = self
+                    .handle_times
+                    .get(id.0)
+                    .map_or(Duration::ZERO, |h| h.mean());
+                let waiting = queue
+                    .iter()
+                    .enumerate()
+                    .map(|(index, entry)| {
+                        let position = index + 1;
+                        let call = self.calls.get(&CallKey(entry.id.0));
+                        WaitingView {
+                            call_id: call.map(|c| c.dialog.call_id.clone()).unwrap_or_default(),
+                            caller: call.map(|c| c.caller.clone()).unwrap_or_default(),
+                            position,
+                            priority: self.priority_name(entry.level),
+                            waited_s: entry.waited(now).as_secs(),
+                            estimate_s: estimate(position, staffed, mean).as_secs(),
+                            callback: entry.kind == EntryKind::Callback,
+                        }
+                    })
+                    .collect();
+                QueueView {
+                    name: queue.name().to_owned(),
+                    waiting,
+                    agents_staffed: staffed,
+                    agents_free: self.agents.free(id),
+                    average_handle_time_s: mean.as_secs_f64().round() as u64,
+                }
+            })
+            .collect();
+        let agents = self
+            .agents
+            .iter()
+            .map(|(_, agent)| AgentView {
+                user: agent.user().to_owned(),
+                state: agent.state().as_str().to_owned(),
+                queues: agent
+                    .queues()
+                    .iter()
+                    .filter_map(|q| self.config.queues.get(q.0).map(|c| c.name.clone()))
+                    .collect(),
+                contact: self
+                    .registrar
+                    .binding(agent.user())
+                    .map(|b| b.contact.clone()),
+                calls_taken: agent.calls_taken(),
+            })
+            .collect();
+        Snapshot {
+            queues,
+            agents,
+            counters: Counters {
+                calls: self.stats.clone(),
+                transactions: self.transactions.stats().clone(),
+                transactions_live: self.transactions.len(),
+                observations: self.observations.clone(),
+                calls_up: self.calls.len(),
+            },
+        }
+    }
+
+    /// Pauses (`paused = true`) or unpauses an agent by user name (admin API), then
+    /// dispatches at once: an unpaused agent may take the head of its queue right away.
+    pub fn set_paused(&mut self, now: Instant, user: &str, paused: bool) -> Result<(), PauseError> {
+        let id = self
+            .agents
+            .find(user)
+            .ok_or_else(|| PauseError::UnknownAgent(user.to_owned()))?;
+        let result = if paused {
+            self.agents.pause(now, id)
+        } else {
+            self.agents.unpause(now, id)
+        };
+        // `find` returned the id, so the only refusal (unknown id) cannot happen.
+        result.map_err(|_| PauseError::UnknownAgent(user.to_owned()))?;
+        tracing::info!(agent = user, paused, "agent pause changed by the admin API");
+        self.process_events(now);
+        Ok(())
+    }
+
+    /// The configured name of a priority level (the lowest-sorting name when several share
+    /// a level), or the number itself when none is configured.
+    fn priority_name(&self, level: u32) -> String {
+        self.config
+            .priorities
+            .iter()
+            .find(|&(_, &l)| l == level)
+            .map_or_else(|| level.to_string(), |(name, _)| name.clone())
+    }
+}
