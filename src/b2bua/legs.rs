@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use rsip::Header;
 use rsip::prelude::*;
 
-use super::announce::AnnounceSchedule;
 use super::events::EventFacts;
 use super::{B2bua, CallKey, CallState, MediaControl, push_other};
 use crate::media::engine::StreamId;
@@ -113,7 +112,12 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// The event facts of a caller in `queue` and the agent it rings or talks to.
-    fn leg_facts(&self, queue: QueueId, agent: Option<AgentId>, call: CallKey) -> EventFacts {
+    pub(super) fn leg_facts(
+        &self,
+        queue: QueueId,
+        agent: Option<AgentId>,
+        call: CallKey,
+    ) -> EventFacts {
         let call = self.calls.get(&call);
         EventFacts {
             call_id: call.map(|c| c.dialog.call_id.clone()),
@@ -544,86 +548,5 @@ impl<M: MediaControl> B2bua<M> {
         let response = message::with_to_tag(response, &call.dialog.local_tag);
         let key = call.invite.clone();
         self.respond(now, &key, response);
-    }
-
-    /// Start the hold music for an answered, waiting caller, with its entry announcement
-    /// due at once (SPEC §4).
-    pub(super) fn start_music(&mut self, now: Instant, call_key: CallKey) {
-        let Some(call) = self.calls.get_mut(&call_key) else {
-            return;
-        };
-        let media = call.media;
-        let music = self.music.for_codec(media.codec);
-        self.media
-            .play(call.stream, media.remote, media.payload_type, music);
-        self.media
-            .set_telephone_event(call.stream, media.telephone_event);
-        if let Some(queue) = call.queue {
-            let config = &self.config.queues[queue.0];
-            let schedule = AnnounceSchedule::new(
-                now,
-                config.announce_every,
-                config.announce_position_only_down,
-            );
-            if let Some(at) = schedule.poll_timeout() {
-                self.announce_due.insert((at, call_key));
-                call.announce_at = Some(at);
-            }
-            call.announce = Some(schedule);
-        }
-    }
-}
-
-impl<M: MediaControl> B2bua<M> {
-    /// Speak to every held caller whose announcement is due: position and estimated wait
-    /// (SPEC §4), rendered once per distinct phrase and played between music frames.
-    pub(super) fn run_announcements(&mut self, now: Instant) {
-        while let Some(&(due, call_key)) = self.announce_due.first() {
-            if due > now {
-                break;
-            }
-            self.announce_due.pop_first();
-            let Some(call) = self.calls.get_mut(&call_key) else {
-                continue;
-            };
-            call.announce_at = None;
-            let (Some(queue), Some(schedule)) = (call.queue, call.announce.as_mut()) else {
-                continue;
-            };
-            let Some(position) = self.queues.position(call_key.entry()) else {
-                continue;
-            };
-            let spoken = schedule.on_timeout(now, position);
-            if let Some(next) = schedule.poll_timeout() {
-                self.announce_due.insert((next, call_key));
-                call.announce_at = Some(next);
-            }
-            let Some(position) = spoken else {
-                continue;
-            };
-            let (stream, codec) = (call.stream, call.codec);
-            let staffed = self.agents.staffed(queue);
-            let mean = self.handle_times[queue.0].mean();
-            let announcement = super::announce::position_announcement(position, staffed, mean);
-            let rendered = self.prompts.render(&announcement);
-            let law = match codec {
-                sdp::Codec::Pcmu => crate::media::g711::Law::Mu,
-                sdp::Codec::Pcma => crate::media::g711::Law::A,
-            };
-            let frames = rendered.frames(law).clone();
-            let frames = self.with_callback_offer(now, call_key, queue, position, frames);
-            self.media.prompt(stream, frames);
-            let mut facts = self.leg_facts(queue, None, call_key);
-            facts.waited = self
-                .calls
-                .get(&call_key)
-                .map(|c| now.saturating_duration_since(c.started));
-            facts.detail = Some(serde_json::json!({
-                "position": position,
-                "staffed": staffed,
-                "estimate_s": crate::queue::estimate::estimate(position, staffed, mean).as_secs(),
-            }));
-            self.call_event(now, CallEventKind::Announce, facts);
-        }
     }
 }

@@ -15,10 +15,12 @@ mod call;
 mod callback;
 mod dialback;
 pub mod events;
+mod hold;
 mod inbound;
 mod legs;
 mod refer;
 mod register;
+mod requests;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -407,177 +409,6 @@ impl<M: MediaControl> B2bua<M> {
                     tracing::debug!(%source, "response matching no transaction dropped");
                 }
             }
-        }
-    }
-
-    fn on_request(
-        &mut self,
-        now: Instant,
-        key: ServerKey,
-        request: rsip::Request,
-        source: SocketAddr,
-    ) {
-        let to_tag = message::to_tag(&request);
-        match request.method {
-            rsip::Method::Invite if to_tag.is_none() => {
-                self.on_new_invite(now, key, request, source)
-            }
-            rsip::Method::Invite => self.on_reinvite(now, key, request),
-            rsip::Method::Bye => self.on_bye(now, key, request),
-            rsip::Method::Register => self.on_register(now, key, request, source),
-            rsip::Method::Notify => self.on_notify(now, key, request),
-            rsip::Method::Options => {
-                let mut response = message::response(&request, 200, None);
-                push_other(&mut response, "Allow", message::ALLOWED_METHODS);
-                push_other(&mut response, "Accept", "application/sdp");
-                self.respond(now, &key, response);
-            }
-            rsip::Method::Info => {
-                let call = self.dialog_of(&request);
-                let code = if call.is_some() { 200 } else { 481 };
-                self.reply(now, &key, &request, code);
-                // SPEC §6: DTMF by SIP INFO counts like RFC 4733.
-                let content_type = message::header_value(&request, "Content-Type");
-                if let (Some(call), Some(content_type)) = (call, content_type)
-                    && let Some(digit) =
-                        crate::media::dtmf::parse_info_dtmf(content_type, &request.body)
-                {
-                    self.on_digit(now, call, digit);
-                }
-            }
-            // A CANCEL the transaction layer could not match (§9.2).
-            rsip::Method::Cancel => self.reply(now, &key, &request, 481),
-            rsip::Method::Ack => {}
-            _ if to_tag.is_some() && self.dialog_of(&request).is_none() => {
-                self.reply(now, &key, &request, 481)
-            }
-            _ => {
-                let mut response = message::response(&request, 405, None);
-                push_other(&mut response, "Allow", message::ALLOWED_METHODS);
-                self.respond(now, &key, response);
-            }
-        }
-    }
-
-    /// The call whose dialog `request` belongs to, if any (§12.2.2).
-    fn dialog_of(&self, request: &rsip::Request) -> Option<CallKey> {
-        let call_id = message::call_id(request)?;
-        let key = *self.by_call_id.get(call_id)?;
-        let call = self.calls.get(&key)?;
-        let from_tag = message::from_tag(request);
-        let to_tag = message::to_tag(request);
-        call.dialog
-            .matches(call_id, from_tag, to_tag)
-            .then_some(key)
-    }
-
-    fn on_ack(&mut self, request: &rsip::Request) {
-        if let Some(key) = self.dialog_of(request)
-            && let Some(call) = self.calls.get_mut(&key)
-            && call.state == CallState::Answered
-        {
-            call.state = CallState::Confirmed;
-        }
-    }
-
-    fn on_bye(&mut self, now: Instant, key: ServerKey, request: rsip::Request) {
-        if let Some(leg) = self.leg_of(&request) {
-            // The agent hung up: end its leg, then hang up the caller (SPEC §5).
-            self.reply(now, &key, &request, 200);
-            let call = self.legs.get(&leg).map(|l| l.call);
-            self.end_leg(now, leg, false);
-            if let Some(call) = call {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.leg = None;
-                }
-                self.hang_up(now, call, LeaveReason::Removed);
-            }
-            return;
-        }
-        if let Some(entry) = self.trunk_leg_of(&request) {
-            // A called-back caller hung up.
-            self.reply(now, &key, &request, 200);
-            return self.trunk_hung_up(now, entry);
-        }
-        let Some(call) = self.dialog_of(&request) else {
-            return self.reply(now, &key, &request, 481);
-        };
-        self.reply(now, &key, &request, 200);
-        self.release(now, call, LeaveReason::Abandoned);
-    }
-
-    /// RFC 3261 §9.2: the CANCEL itself always gets `200`; the INVITE gets `487` if it has
-    /// no final response yet. A caller is unanswered only while a free agent's phone rings
-    /// for it; a CANCEL that finds the INVITE answered has no effect (the caller BYEs).
-    fn on_cancel(
-        &mut self,
-        now: Instant,
-        key: ServerKey,
-        invite: ServerKey,
-        cancel: rsip::Request,
-    ) {
-        self.reply(now, &key, &cancel, 200);
-        let Some(call) = self.by_invite.get(&invite).copied() else {
-            return;
-        };
-        let Some(pending) = self
-            .calls
-            .get_mut(&call)
-            .filter(|c| c.state == CallState::Early)
-            .and_then(|c| c.pending_invite.take())
-        else {
-            tracing::debug!("CANCEL after the final response: no effect (§9.2)");
-            return;
-        };
-        let local_tag = self.calls[&call].dialog.local_tag.clone();
-        let terminated = message::with_to_tag(message::response(&pending, 487, None), &local_tag);
-        self.respond(now, &invite, terminated);
-        tracing::info!(
-            event = "cancel",
-            call = call.0,
-            "caller gave up before answer"
-        );
-        self.release(now, call, LeaveReason::Abandoned);
-    }
-
-    fn on_reinvite(&mut self, now: Instant, key: ServerKey, request: rsip::Request) {
-        let Some(call_key) = self.dialog_of(&request) else {
-            return self.reply(now, &key, &request, 481);
-        };
-        let call = self
-            .calls
-            .get_mut(&call_key)
-            .expect("dialog_of returned a live call");
-        let seq = message::cseq(&request).map(|(seq, _)| seq).unwrap_or(0);
-        if !call.dialog.accept_remote_cseq(seq, &request.method) {
-            return self.reply(now, &key, &request, 500);
-        }
-        // Session refresh or hold/unhold: we keep one session, so answer with the same SDP.
-        let mut response = message::response(&request, 200, None);
-        push_other(
-            &mut response,
-            "Contact",
-            &format!("<sip:holdfast@{}>", self.sent_by),
-        );
-        let response = message::with_body(
-            response,
-            "application/sdp",
-            call.answer_sdp.clone().into_bytes(),
-        );
-        self.respond(now, &key, response);
-    }
-
-    /// Answer `request` on transaction `key` with a bare status `code`.
-    fn reply(&mut self, now: Instant, key: &ServerKey, request: &rsip::Request, code: u16) {
-        let response = message::response(request, code, None);
-        self.respond(now, key, response);
-    }
-
-    /// Send a response through its server transaction. Failing here means the transaction
-    /// is already gone or final (a duplicate answer): nothing to send, but worth a log line.
-    fn respond(&mut self, now: Instant, key: &ServerKey, response: rsip::Response) {
-        if let Err(error) = self.transactions.respond(now, key, response) {
-            tracing::warn!(%error, "response not sent");
         }
     }
 
