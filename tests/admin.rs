@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Holdfast, RawUa, Setup, pcmu_offer, sipp};
+use common::{Holdfast, RawUa, Setup, pcmu_offer};
 use serde_json::Value;
 
 const QUEUE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\ndefault_handle_time = 120\n\n\
@@ -88,44 +88,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn register_alice(holdfast: &Holdfast) -> std::process::Child {
-    let port = common::free_udp_port();
-    let media = common::free_udp_port().to_string();
-    let child = std::process::Command::new("sipp")
-        .arg("-sf")
-        .arg(common::repo().join("sipp/agent.xml"))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-mp", &media])
-        .args(["-rtp_echo", "-m", "1", "-nostdin", "-timeout", "40s"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run sipp");
-    let out = sipp(
-        "agent_register.xml",
-        holdfast.sip,
-        &[
-            "-m",
-            "1",
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-key",
-            "contact_port",
-            &port.to_string(),
-            "-key",
-            "expires",
-            "3600",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "registration failed:\n{}",
-        holdfast.log()
-    );
-    child
+    common::sipp_agent(holdfast, "agent.xml", "1")
 }
 
 #[test]

@@ -150,67 +150,10 @@ const TWO_QUEUES: &str = "[[queue]]\nname = \"premium\"\nwrapup = 1\n\n\
 [[route]]\nnumber = \"100\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
 [[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\nqueues = [\"premium\", \"support\"]\n";
 
-/// A SIPp agent (sipp/agent.xml, registered with sipp/agent_register.xml) answers.
-fn sipp_agent(
-    scenario: &str,
-    holdfast: &Holdfast,
-    calls: &str,
-    extra: &[&str],
-) -> std::process::Child {
-    let port = common::free_udp_port();
-    let media = common::free_udp_port().to_string();
-    let child = std::process::Command::new("sipp")
-        .arg("-sf")
-        .arg(common::repo().join("sipp").join(scenario))
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &media,
-            "-rtp_echo",
-        ])
-        .args(["-m", calls, "-nostdin", "-timeout", "60s", "-timeout_error"])
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run sipp");
-    let out = sipp(
-        "agent_register.xml",
-        holdfast.sip,
-        &[
-            "-m",
-            "1",
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-key",
-            "contact_port",
-            &port.to_string(),
-            "-key",
-            "expires",
-            "3600",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "registration failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        holdfast.log()
-    );
-    child
-}
-
 #[test]
 fn premium_callers_are_connected_before_earlier_regular_ones() {
     let holdfast = Holdfast::start("premium-first", &setup(39_000, TWO_QUEUES.to_string()));
-    let mut agent = sipp_agent("agent.xml", &holdfast, "3", &[]);
+    let mut agent = common::sipp_agent(&holdfast, "agent.xml", "3");
     let (sink, port) = common::rtp_sink();
     let port = port.to_string();
     let call = |number: &'static str, delay_ms: u64, stay: &'static str| {
@@ -270,7 +213,7 @@ fn caller_cancelling_while_the_agent_rings_gets_487() {
             ONE_QUEUE.to_string() + "\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
         ),
     );
-    let mut agent = sipp_agent("agent_noanswer.xml", &holdfast, "1", &[]);
+    let mut agent = common::sipp_agent(&holdfast, "agent_noanswer.xml", "1");
     let out = sipp(
         "caller_cancel.xml",
         holdfast.sip,
@@ -318,7 +261,7 @@ fn waiting_caller(
 fn refer_mode_transfers_the_caller_through_the_trunk() {
     let holdfast = Holdfast::start("refer", &setup(34_500, REFER_QUEUE.to_string()));
     let trunk = waiting_caller(&holdfast, "trunk_refer.xml", &[]);
-    let mut agent = sipp_agent("agent.xml", &holdfast, "1", &[]);
+    let mut agent = common::sipp_agent(&holdfast, "agent.xml", "1");
     let out = trunk.join().unwrap();
     let _ = agent.kill();
     let _ = agent.wait();
@@ -337,7 +280,7 @@ fn refer_mode_transfers_the_caller_through_the_trunk() {
 fn refer_refused_by_the_trunk_falls_back_to_the_relay() {
     let holdfast = Holdfast::start("refer-refused", &setup(33_500, REFER_QUEUE.to_string()));
     let trunk = waiting_caller(&holdfast, "trunk_refer_reject.xml", &["-d", "2000"]);
-    let mut agent = sipp_agent("agent.xml", &holdfast, "1", &[]);
+    let mut agent = common::sipp_agent(&holdfast, "agent.xml", "1");
     let out = trunk.join().unwrap();
     assert!(
         out.status.success(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Holdfast, Setup, free_udp_port, repo, scratch_dir, sipp};
+use common::{Holdfast, Setup, free_udp_port, repo, scratch_dir};
 
 /// One queue that offers callbacks to everyone (1 s threshold against a 600 s default
 /// handle time), retries quickly, and the agent alice.
@@ -59,32 +59,7 @@ fn trunk(port: u16, calls: usize, log: &Path) -> Child {
 
 /// Registers alice with the agent scenario listening on `agent_port`.
 fn register_agent(holdfast: &Holdfast, agent_port: u16) {
-    let out = sipp(
-        "agent_register.xml",
-        holdfast.sip,
-        &[
-            "-m",
-            "1",
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-key",
-            "contact_port",
-            &agent_port.to_string(),
-            "-key",
-            "expires",
-            "3600",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "registration failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        holdfast.log()
-    );
+    common::register_sipp_agent(holdfast, "alice", "alice-secret", agent_port);
 }
 
 /// A caller who presses 1 (`scenario`: RFC 4733 or INFO) with caller number `number`.

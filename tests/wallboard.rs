@@ -261,43 +261,7 @@ fn wallboard_in_headless_chromium_shows_waiting_callers_and_busy_agent() {
     let holdfast = Holdfast::start("wallboard", &setup);
 
     // alice registers and takes a first caller (SIPp, talking 25 s): she is busy.
-    let agent_port = common::free_udp_port();
-    let mut agent = Command::new("sipp")
-        .arg("-sf")
-        .arg(common::repo().join("sipp/agent.xml"))
-        .args(["-i", "127.0.0.1", "-p", &agent_port.to_string()])
-        .args(["-mp", &common::free_udp_port().to_string(), "-rtp_echo"])
-        .args(["-m", "1", "-nostdin", "-timeout", "40s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run sipp");
-    let out = sipp(
-        "agent_register.xml",
-        holdfast.sip,
-        &[
-            "-m",
-            "1",
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-key",
-            "contact_port",
-            &agent_port.to_string(),
-            "-key",
-            "expires",
-            "3600",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "registration failed:\n{}",
-        holdfast.log()
-    );
+    let mut agent = common::sipp_agent(&holdfast, "agent.xml", "1");
     let sip = holdfast.sip;
     let talking = std::thread::spawn(move || {
         sipp(

@@ -185,37 +185,13 @@ impl<M: MediaControl> B2bua<M> {
     fn trunk_invite(&self, number: &str, trunk: std::net::SocketAddr, sdp: &str) -> rsip::Request {
         let host = self.config.sip.public_address;
         let uri = format!("sip:{number}@{trunk}");
-        let headers: Vec<Header> = vec![
-            Header::Via(rsip::headers::Via::new(format!(
-                "SIP/2.0/UDP {};branch={};rport",
-                self.sent_by,
-                message::new_branch()
-            ))),
-            Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
-            Header::From(rsip::headers::From::new(format!(
-                "<sip:holdfast@{host}>;tag={}",
-                message::new_tag()
-            ))),
-            Header::To(rsip::headers::To::new(format!("<{uri}>"))),
-            Header::CallId(rsip::headers::CallId::new(format!(
-                "{}@{host}",
-                message::new_tag()
-            ))),
-            Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
-            Header::Contact(rsip::headers::Contact::new(format!(
-                "<sip:holdfast@{}>",
-                self.sent_by
-            ))),
-            Header::Allow(rsip::headers::Allow::new(message::ALLOWED_METHODS)),
-        ];
-        let request = rsip::Request {
-            method: rsip::Method::Invite,
-            uri: rsip::Uri::try_from(uri.as_str()).unwrap_or_default(),
-            version: rsip::Version::V2,
-            headers: headers.into(),
-            body: Vec::new(),
-        };
-        message::with_request_body(request, "application/sdp", sdp.as_bytes().to_vec())
+        self.new_invite(
+            rsip::Uri::try_from(uri.as_str()).unwrap_or_default(),
+            format!("<sip:holdfast@{host}>"),
+            format!("<{uri}>"),
+            Vec::new(),
+            sdp,
+        )
     }
 
     /// A response to a trunk INVITE; `false` if `client` is not one.

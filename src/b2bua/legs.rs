@@ -247,7 +247,30 @@ impl<M: MediaControl> B2bua<M> {
             caller
         };
         let display = caller_user.replace(['"', '\\'], "");
-        let headers: Vec<Header> = vec![
+        self.new_invite(
+            contact.clone(),
+            format!("\"{display}\" <sip:{caller_user}@{host}>"),
+            format!("<sip:{user}@{host}>"),
+            vec![
+                Header::Subject(rsip::headers::Subject::new(format!("Queue: {queue}"))),
+                Header::Other("X-Holdfast-Queue".into(), queue.into()),
+            ],
+            sdp,
+        )
+    }
+
+    /// A new INVITE from holdfast (to an agent's phone or, for a callback, to the trunk):
+    /// fresh branch, tag and Call-ID, CSeq 1, our Contact, `extra` headers, an SDP offer.
+    pub(super) fn new_invite(
+        &self,
+        uri: rsip::Uri,
+        from: String,
+        to: String,
+        extra: Vec<Header>,
+        sdp: &str,
+    ) -> rsip::Request {
+        let host = self.config.sip.public_address;
+        let mut headers: Vec<Header> = vec![
             Header::Via(rsip::headers::Via::new(format!(
                 "SIP/2.0/UDP {};branch={};rport",
                 self.sent_by,
@@ -255,10 +278,10 @@ impl<M: MediaControl> B2bua<M> {
             ))),
             Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
             Header::From(rsip::headers::From::new(format!(
-                "\"{display}\" <sip:{caller_user}@{host}>;tag={}",
+                "{from};tag={}",
                 message::new_tag()
             ))),
-            Header::To(rsip::headers::To::new(format!("<sip:{user}@{host}>"))),
+            Header::To(rsip::headers::To::new(to)),
             Header::CallId(rsip::headers::CallId::new(format!(
                 "{}@{host}",
                 message::new_tag()
@@ -268,13 +291,14 @@ impl<M: MediaControl> B2bua<M> {
                 "<sip:holdfast@{}>",
                 self.sent_by
             ))),
-            Header::Subject(rsip::headers::Subject::new(format!("Queue: {queue}"))),
-            Header::Other("X-Holdfast-Queue".into(), queue.into()),
-            Header::Allow(rsip::headers::Allow::new(message::ALLOWED_METHODS)),
         ];
+        headers.extend(extra);
+        headers.push(Header::Allow(rsip::headers::Allow::new(
+            message::ALLOWED_METHODS,
+        )));
         let request = rsip::Request {
             method: rsip::Method::Invite,
-            uri: contact.clone(),
+            uri,
             version: rsip::Version::V2,
             headers: headers.into(),
             body: Vec::new(),

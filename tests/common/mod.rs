@@ -633,3 +633,54 @@ impl Holdfast {
         false
     }
 }
+
+/// Register agent `user` with SIPp (`sipp/agent_register.xml`, Digest), its Contact naming
+/// the port where its phone (a SIPp UAS) listens.
+pub fn register_sipp_agent(holdfast: &Holdfast, user: &str, password: &str, contact_port: u16) {
+    let port = contact_port.to_string();
+    let out = sipp(
+        "agent_register.xml",
+        holdfast.sip,
+        &[
+            "-m",
+            "1",
+            "-s",
+            user,
+            "-au",
+            user,
+            "-ap",
+            password,
+            "-key",
+            "contact_port",
+            &port,
+            "-key",
+            "expires",
+            "3600",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "registration failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+}
+
+/// Agent alice's phone played by SIPp (`scenario`, e.g. `agent.xml`, echoing RTP) for
+/// `calls` calls, registered to holdfast. The caller waits for it or kills it.
+pub fn sipp_agent(holdfast: &Holdfast, scenario: &str, calls: &str) -> Child {
+    let port = free_udp_port();
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(repo().join("sipp").join(scenario))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
+        .args(["-m", calls, "-nostdin", "-timeout", "60s", "-timeout_error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp");
+    register_sipp_agent(holdfast, "alice", "alice-secret", port);
+    child
+}
