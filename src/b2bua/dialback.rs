@@ -521,13 +521,7 @@ impl<M: MediaControl> B2bua<M> {
             .as_ref()?
             .dialog
             .as_ref()?;
-        dialog
-            .matches(
-                call_id,
-                message::from_tag(request),
-                message::to_tag(request),
-            )
-            .then_some(entry)
+        dialog.matches_request(request).then_some(entry)
     }
 
     /// The called-back caller hung up: end the agent's side too.

@@ -536,13 +536,7 @@ impl<M: MediaControl> B2bua<M> {
         let call_id = message::call_id(request)?;
         let key = *self.legs_by_call_id.get(call_id)?;
         let dialog = self.legs.get(&key)?.dialog.as_ref()?;
-        dialog
-            .matches(
-                call_id,
-                message::from_tag(request),
-                message::to_tag(request),
-            )
-            .then_some(key)
+        dialog.matches_request(request).then_some(key)
     }
 
     /// Send the deferred 200 OK to a caller who was ringing (Early).

@@ -67,11 +67,7 @@ impl<M: MediaControl> B2bua<M> {
         let call_id = message::call_id(request)?;
         let key = *self.by_call_id.get(call_id)?;
         let call = self.calls.get(&key)?;
-        let from_tag = message::from_tag(request);
-        let to_tag = message::to_tag(request);
-        call.dialog
-            .matches(call_id, from_tag, to_tag)
-            .then_some(key)
+        call.dialog.matches_request(request).then_some(key)
     }
 
     pub(super) fn on_ack(&mut self, request: &rsip::Request) {

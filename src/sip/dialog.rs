@@ -168,6 +168,18 @@ impl Dialog {
             && to_tag == Some(self.local_tag.as_str())
     }
 
+    /// Whether an in-dialog request belongs to this dialog (Call-ID and both tags).
+    pub fn matches_request(&self, request: &rsip::Request) -> bool {
+        use crate::sip::message;
+        message::call_id(request).is_some_and(|call_id| {
+            self.matches(
+                call_id,
+                message::from_tag(request),
+                message::to_tag(request),
+            )
+        })
+    }
+
     /// Records the CSeq of an in-dialog request from the caller; `false` means it is older
     /// than one already seen and must be refused with `500` (§12.2.2).
     pub fn accept_remote_cseq(&mut self, seq: u32, method: &rsip::Method) -> bool {
