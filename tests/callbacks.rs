@@ -289,3 +289,30 @@ fn a_dial_back_cut_short_by_kill_9_is_retried_after_restart() {
     );
     assert_eq!(dialled(&trunk_log), vec![number], "retried, not lost");
 }
+
+#[test]
+fn callbacks_are_still_pending_after_a_graceful_stop() {
+    let data = scratch_dir("callback-sigterm-data");
+    let trunk_port = free_udp_port();
+    let mut first = Holdfast::start(
+        "callback-sigterm-1",
+        &setup(43_000, trunk_port, Some(data.clone())),
+    );
+    callers_press_one(
+        &first,
+        &[
+            ("caller_press1.xml", "+15551230021"),
+            ("caller_press1_info.xml", "+15551230022"),
+        ],
+    );
+    let status = first.terminate();
+    assert_eq!(status.code(), Some(0), "graceful stop exits 0");
+    // The promise outlives the stop: both come back, at their places.
+    let second = Holdfast::start("callback-sigterm-2", &setup(43_000, trunk_port, Some(data)));
+    assert_eq!(
+        second.log().matches("callback restored").count(),
+        2,
+        "{}",
+        second.log()
+    );
+}
