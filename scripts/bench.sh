@@ -5,6 +5,13 @@
 #                                RSS per caller, RTP rate and send lateness, and the same
 #                                packet load from the minimal floor program for the ratio
 #   scripts/bench.sh floor [N]   only the floor program
+#   scripts/bench.sh setup [R]   SIPp at R calls/s into the queue with 2 s stays for DURATION
+#                                (60) s: failed calls, retransmissions, INVITE->200 p50/p99,
+#                                holdfast CPU, and the floor for the ~2R held streams
+#   scripts/bench.sh relay [N]   N bridged calls: N SIPp callers streaming PCMU, N agents
+#                                registered to one SIPp UAS echoing RTP: CPU per bridged
+#                                call, packets relayed per second, and the floor for 2N
+#                                streams
 #
 # Each prints one summary line and writes target/bench/<kind>-<N>.json.
 set -euo pipefail
@@ -15,38 +22,7 @@ n=${2:-5000}
 window=${WINDOW:-30}
 out=target/bench
 mkdir -p "$out"
-hz=$(getconf CLK_TCK)
-ulimit -n 65536 || true
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-
-# A UDP socket that receives (so no ICMP port-unreachable) and never reads: packets are
-# queued and dropped at the receiver, the same for holdfast and for the floor program.
-start_sink() {
-  python3 -c "
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('127.0.0.1', int(sys.argv[1])))
-time.sleep(int(sys.argv[2]))" "$1" "$2" &
-  echo $!
-}
-
-cargo build --release --quiet --bin holdfast --example udp_floor
-
-run_floor() {
-  local sink_port=$((45000 + RANDOM % 1000))
-  local sink; sink=$(start_sink "$sink_port" $((window + 20)))
-  ./target/release/examples/udp_floor --streams "$n" --dest "127.0.0.1:$sink_port" --seconds $((window + 10)) >/dev/null &
-  local pid=$!
-  sleep 5
-  local t0; t0=$(cpu_ticks "$pid")
-  sleep "$window"
-  local t1; t1=$(cpu_ticks "$pid")
-  wait "$pid" || true
-  kill "$sink" 2>/dev/null || true
-  floor_cpu=$(python3 -c "print(round(100.0 * ($t1 - $t0) / $hz / $window, 2))")
-}
+source scripts/bench_lib.sh
 
 if [ "$kind" = floor ]; then
   run_floor
@@ -55,10 +31,12 @@ if [ "$kind" = floor ]; then
   exit 0
 fi
 
-if [ "$kind" != hold ]; then
-  echo "usage: scripts/bench.sh hold|floor [N]" >&2
-  exit 2
-fi
+case "$kind" in
+  hold) ;;
+  setup) exec scripts/bench_setup.sh "${2:-200}" ;;
+  relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|relay [N]" >&2; exit 2 ;;
+esac
 
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT

@@ -337,13 +337,16 @@ fn log_media_stats(engine: &MediaEngine) {
     let s = engine.stats();
     tracing::info!(
         "media stats streams={} playing={} sent={} received={} send_errors={} skipped={} \
-         lateness_p50_us={} lateness_p99_us={} lateness_max_us={}",
+         bridges={} relayed={} relay_dropped={} lateness_p50_us={} lateness_p99_us={} lateness_max_us={}",
         s.streams,
         s.playing,
         s.packets_sent,
         s.packets_received,
         s.send_errors,
         s.skipped_frames,
+        s.bridges,
+        s.packets_relayed,
+        s.relay_dropped,
         s.lateness.p50_us,
         s.lateness.p99_us,
         s.lateness.max_us

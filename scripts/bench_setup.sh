@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# scripts/bench.sh setup [R]: SIPp places R calls/s for DURATION (60) s into one queue;
+# every caller stays 2 s (hearing hold music, sending no RTP) and hangs up. Reports failed
+# calls, retransmissions and INVITE->200 p50/p99 from SIPp's own traces (-trace_stat,
+# -trace_rtt on the rtd="true" 200), holdfast's and SIPp's CPU over the steady window, and
+# the floor program's CPU for the 2R streams that are held at any moment (the media part
+# of holdfast's cost), measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rate=${1:-200}
+duration=${DURATION:-60}
+n=$((rate * 2))
+window=$((duration - 10))
+out=target/bench
+mkdir -p "$out"
+source scripts/bench_lib.sh
+calls=$((rate * duration))
+
+dir=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
+sip_port=$((15000 + RANDOM % 5000))
+sink_port=$((46000 + RANDOM % 1000))
+cat >"$dir/holdfast.toml" <<TOML
+[sip]
+listen = "127.0.0.1:$sip_port"
+rtp_ports = "20000-59999"
+max_calls = 20000
+[admin]
+listen = ""
+[store]
+data_dir = "$dir/data"
+[[trunk]]
+name = "bench"
+allow = ["127.0.0.0/8"]
+address = "127.0.0.1:5070"
+[[queue]]
+name = "support"
+max_len = 100000
+[[route]]
+number = "*"
+queue = "support"
+priority = "normal"
+TOML
+sink=$(start_sink "$sink_port" $((duration + 90)))
+RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
+hf=$!
+sleep 1
+scenario=$PWD/sipp/caller.xml
+(cd "$dir" && exec sipp 127.0.0.1:$sip_port -sf "$scenario" -s 100 -i 127.0.0.1 -p $((sip_port + 1)) -mp 47000 \
+  -m "$calls" -l $((rate * 10)) -r "$rate" -d 2000 -key rtp_port "$sink_port" \
+  -trace_stat -stf stat.csv -fd 5 -trace_rtt -rtt_freq 100 \
+  -nostdin -timeout $((duration + 60))s -timeout_error -trace_err -error_file sipp_err.log \
+  >/dev/null 2>&1) &
+sipp_sh=$!
+sleep 0.5
+sipp_pid=$(pgrep -n -P "$sipp_sh" sipp || pgrep -n -f "sipp 127.0.0.1:$sip_port -sf $scenario" || echo "$sipp_sh")
+start=$(date +%s.%N)
+sleep 5
+t0=$(cpu_ticks "$hf"); s0=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0)
+sleep "$window"
+t1=$(cpu_ticks "$hf"); s1=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0)
+wait "$sipp_sh" && sipp_ok=1 || sipp_ok=0
+elapsed=$(python3 -c "import time; print(round(time.time() - $start + 0.5, 1))")
+kill -TERM "$hf" 2>/dev/null || true
+wait "$hf" 2>/dev/null || true
+kill "$sink" 2>/dev/null || true
+
+run_floor "$n"
+
+python3 - "$rate" "$duration" "$calls" "$t0" "$t1" "$s0" "$s1" "$hz" "$window" "$floor_cpu" \
+  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate.json" <<'PY'
+import csv, glob, json, sys
+rate, duration, calls, t0, t1, s0, s1, hz, window = (int(x) for x in sys.argv[1:10])
+floor, sipp_ok, elapsed, d, path = float(sys.argv[10]), sys.argv[11] == "1", float(sys.argv[12]), sys.argv[13], sys.argv[14]
+cpu = 100.0 * (t1 - t0) / hz / window
+sipp_cpu = 100.0 * (s1 - s0) / hz / window
+rows = list(csv.DictReader(open(f"{d}/stat.csv"), delimiter=";"))
+last = rows[-1] if rows else {}
+def c(name):
+    try:
+        return int(last.get(name, "0") or 0)
+    except ValueError:
+        return 0
+rtts = []
+for f in glob.glob(f"{d}/*_rtt.csv"):
+    for line in open(f):
+        parts = line.strip().split(";")
+        if len(parts) >= 2:
+            try:
+                rtts.append(float(parts[1]))
+            except ValueError:
+                pass
+rtts.sort()
+def pct(p):
+    return round(rtts[min(len(rtts) - 1, int(p / 100 * len(rtts)))], 3) if rtts else None
+result = {
+    "kind": "setup", "rate": rate, "duration_s": duration, "calls_planned": calls,
+    "calls_successful": c("SuccessfulCall(C)"), "calls_failed": c("FailedCall(C)"),
+    "retransmissions": c("Retransmissions(C)"),
+    "invite_to_200_ms": {"p50": pct(50), "p99": pct(99), "max": rtts[-1] if rtts else None, "samples": len(rtts)},
+    "holdfast_cpu_percent": round(cpu, 2), "sipp_cpu_percent": round(sipp_cpu, 2),
+    "floor_cpu_percent_for_held_streams": floor, "held_streams": 2 * rate,
+    "holdfast_minus_floor_percent": round(cpu - floor, 2),
+    "ratio_to_floor": round(cpu / floor, 3) if floor else None,
+    "sipp_elapsed_s": elapsed, "sipp_exit_ok": sipp_ok,
+}
+json.dump(result, open(path, "w"), indent=1)
+r = result
+print(f"setup: rate={rate}/s calls={r['calls_successful']}/{calls} failed={r['calls_failed']} "
+      f"retrans={r['retransmissions']} invite->200 p50={pct(50)}ms p99={pct(99)}ms "
+      f"holdfast_cpu={cpu:.1f}% floor({2*rate} streams)={floor:.1f}% minus_floor={cpu-floor:.1f}% "
+      f"sipp_cpu={sipp_cpu:.1f}% sipp_elapsed={elapsed}s")
+PY
