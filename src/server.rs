@@ -87,7 +87,7 @@ impl MediaControl for MediaEngine {
         }
     }
 
-    fn prompt(&mut self, id: StreamId, frames: Bytes) {
+    fn prompt(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
         if let Err(error) = MediaEngine::prompt(self, id, frames) {
             tracing::error!(%error, "media engine refused a prompt");
         }

@@ -47,14 +47,16 @@ fn entry_announcement_then_music_then_the_next_announcement() {
     assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
 
     // The only caller is at position 1: "You are next in the queue."
-    let mut prompts = Prompts::embedded().unwrap();
+    let prompts = Prompts::embedded().unwrap();
     let expected = prompts
-        .render(&Announcement::Position {
-            position: 1,
-            wait: SpokenWait::LessThanAMinute,
-        })
-        .frames(Law::Mu)
-        .clone();
+        .render(
+            &Announcement::Position {
+                position: 1,
+                wait: SpokenWait::LessThanAMinute,
+            },
+            Law::Mu,
+        )
+        .to_bytes();
     let first = find(&heard, &expected, 0).expect("the entry announcement, byte for byte");
     assert!(first < 8 * 160, "it starts at once (byte {first})");
     // Music follows it: the hold music's first frames, as shared by every call.

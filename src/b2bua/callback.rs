@@ -15,14 +15,13 @@
 //! The dial-back itself lives in `dialback.rs`.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
-
-use bytes::{Bytes, BytesMut};
+use std::time::Instant;
 
 use super::dialback::Attempt;
 use super::{B2bua, CallKey, CallState, MediaControl};
 use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::g711::Law;
+use crate::media::player::Prompt;
 use crate::media::prompts::Announcement;
 use crate::queue::estimate::estimate;
 use crate::queue::{EntryId, EntryKind, LeaveReason, QueueId, Seq};
@@ -139,11 +138,6 @@ fn law(codec: Codec) -> Law {
     }
 }
 
-/// Playing time of G.711 frames (8000 bytes per second).
-fn play_time(frames: &Bytes) -> Duration {
-    Duration::from_millis(frames.len() as u64 / 8)
-}
-
 impl<M: MediaControl> B2bua<M> {
     /// The next durable write for the driver.
     #[must_use]
@@ -171,8 +165,8 @@ impl<M: MediaControl> B2bua<M> {
         call_key: CallKey,
         queue: QueueId,
         position: usize,
-        frames: Bytes,
-    ) -> Bytes {
+        mut frames: Prompt,
+    ) -> Prompt {
         let config = &self.config.queues[queue.0];
         let Some(call) = self.calls.get_mut(&call_key) else {
             return frames;
@@ -188,15 +182,14 @@ impl<M: MediaControl> B2bua<M> {
         if !offer {
             return frames;
         }
-        let offer = self.prompts.render(&Announcement::CallbackOffer);
-        let offer = offer.frames(law(call.codec));
-        let mut both = BytesMut::with_capacity(frames.len() + offer.len());
-        both.extend_from_slice(&frames);
-        both.extend_from_slice(offer);
-        let starts = now + play_time(&frames);
+        let offer = self
+            .prompts
+            .render(&Announcement::CallbackOffer, law(call.codec));
+        let starts = now + frames.duration();
+        frames.append(&offer);
         call.offer_from = Some(call.offer_from.map_or(starts, |at| at.min(starts)));
         self.callbacks.offered_streams.insert(call.stream, call_key);
-        both.freeze()
+        frames
     }
 
     /// What the media engine reported (driver input).
@@ -332,11 +325,10 @@ impl<M: MediaControl> B2bua<M> {
             },
         );
         if let Some(call) = self.calls.get(&token) {
-            let frames = self
-                .prompts
-                .render(&Announcement::CallbackConfirm { digits: number })
-                .frames(law(call.codec))
-                .clone();
+            let frames = self.prompts.render(
+                &Announcement::CallbackConfirm { digits: number },
+                law(call.codec),
+            );
             let stream = call.stream;
             self.media.prompt(stream, frames);
             self.callbacks.confirming.insert(stream, token);

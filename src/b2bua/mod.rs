@@ -35,6 +35,7 @@ pub use legs::{AgentLeg, LegKey, LegState};
 
 use crate::config::Config;
 use crate::media::engine::StreamId;
+use crate::media::player::Prompt;
 use crate::media::prompts::Prompts;
 use crate::queue::dispatch::{AgentSpec, Agents};
 use crate::queue::estimate::HandleTimes;
@@ -64,7 +65,7 @@ pub trait MediaControl {
     /// Relay RTP both ways between two legs (SPEC §5), stopping any music on them.
     fn bridge(&mut self, a: StreamId, b: StreamId);
     /// Pause the music, play `frames` (an announcement), resume the music.
-    fn prompt(&mut self, id: StreamId, frames: Bytes);
+    fn prompt(&mut self, id: StreamId, frames: Prompt);
     /// The negotiated RFC 4733 payload type of a stream's far end (DTMF in, relay mapping).
     fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>);
 }

@@ -42,7 +42,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::player::{FramesError, frame_count};
+use super::player::{FramesError, Prompt, frame_count};
 use super::poller::Waker;
 use super::shard::{Command, Shard};
 use super::stats::ShardStats;
@@ -320,8 +320,10 @@ impl MediaEngine {
     /// Queues an announcement: the music pauses, `frames` play, the music resumes where it
     /// paused, and [`MediaEvent::PromptDone`] follows. Ignored (logged) if the stream never
     /// played.
-    pub fn prompt(&self, id: StreamId, frames: Bytes) -> Result<(), MediaError> {
-        frame_count(&frames)?;
+    pub fn prompt(&self, id: StreamId, frames: Prompt) -> Result<(), MediaError> {
+        if frames.is_empty() {
+            return Err(FramesError::Empty.into());
+        }
         self.send(id, Command::Prompt { id, frames })
     }
 

@@ -11,6 +11,11 @@
 //! Music loops; [`Player::enqueue_prompt`] pauses the music, plays the prompt frames, then
 //! resumes the music at the frame where it paused and reports [`PlayerEvent::PromptDone`].
 //!
+//! A [`Prompt`] is a list of such shared pieces played back to back (one clip per word, one
+//! slice of shared silence per pause), never one buffer per call: "you are number 4 123"
+//! costs a caller a few hundred bytes of refcounts however long it takes to say, which is
+//! what keeps memory per held caller flat when thousands hear different numbers at once.
+//!
 //! Each stream starts at music frame 0 rather than a random offset: callers expect hold music
 //! to start from its beginning, and a random offset buys nothing for the engine (every stream
 //! reads the same shared bytes either way; calls arrive at different times, so their cursors
@@ -60,6 +65,65 @@ pub fn frame_count(frames: &[u8]) -> Result<usize, FramesError> {
     }
 }
 
+/// Audio to play once, as pieces of shared frames played back to back.
+///
+/// Every piece is a non-empty whole number of frames (checked by [`Prompt::push`]), so the
+/// player's hot path never checks lengths. Cloning costs one small allocation and a refcount
+/// per piece; the audio itself is never copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompt {
+    pieces: Vec<Bytes>,
+    frames: usize,
+}
+
+impl Prompt {
+    /// A prompt of one piece.
+    pub fn from_frames(frames: Bytes) -> Result<Self, FramesError> {
+        let mut prompt = Prompt::default();
+        prompt.push(frames)?;
+        Ok(prompt)
+    }
+
+    /// Appends a piece: one or more whole frames.
+    pub fn push(&mut self, frames: Bytes) -> Result<(), FramesError> {
+        self.frames += frame_count(&frames)?;
+        self.pieces.push(frames);
+        Ok(())
+    }
+
+    /// Appends every piece of `other` (already checked).
+    pub fn append(&mut self, other: &Prompt) {
+        self.pieces.extend(other.pieces.iter().cloned());
+        self.frames += other.frames;
+    }
+
+    /// How many 20 ms frames it plays.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Whether it plays nothing.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// How long it plays.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(20 * self.frames as u64)
+    }
+
+    /// The shared pieces, in playing order.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.pieces
+    }
+
+    /// All frames in one buffer: what a receiver hears, byte for byte (for comparisons; the
+    /// player never needs it).
+    pub fn to_bytes(&self) -> Bytes {
+        self.pieces.concat().into()
+    }
+}
+
 /// Something the controller should learn about a player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlayerEvent {
@@ -80,9 +144,11 @@ pub struct Player {
     music: Bytes,
     /// Byte offset of the next music frame; always a multiple of `FRAME_LEN` below `music.len()`.
     music_pos: usize,
-    /// Queued prompts, oldest first; each a validated non-empty whole number of frames.
-    prompts: VecDeque<Bytes>,
-    /// Byte offset of the next frame in `prompts.front()`; same invariant as `music_pos`.
+    /// Queued prompts, oldest first; none empty, every piece whole frames.
+    prompts: VecDeque<Prompt>,
+    /// Index of the playing piece of `prompts.front()`.
+    prompt_piece: usize,
+    /// Byte offset of the next frame in that piece; same invariant as `music_pos`.
     prompt_pos: usize,
 }
 
@@ -117,6 +183,7 @@ impl Player {
             music,
             music_pos: 0,
             prompts: VecDeque::new(),
+            prompt_piece: 0,
             prompt_pos: 0,
         })
     }
@@ -158,9 +225,11 @@ impl Player {
 
     /// Queues an announcement: after any prompts already queued, the music pauses, these
     /// frames play, and the music resumes where it paused.
-    pub fn enqueue_prompt(&mut self, frames: Bytes) -> Result<(), FramesError> {
-        frame_count(&frames)?;
-        self.prompts.push_back(frames);
+    pub fn enqueue_prompt(&mut self, prompt: Prompt) -> Result<(), FramesError> {
+        if prompt.is_empty() {
+            return Err(FramesError::Empty);
+        }
+        self.prompts.push_back(prompt);
         Ok(())
     }
 
@@ -187,14 +256,19 @@ impl Player {
 
         // Slicing cannot go out of bounds: both offsets are multiples of FRAME_LEN strictly
         // below their buffer's length, which is a non-zero multiple of FRAME_LEN (checked by
-        // `frame_count` on every way in).
+        // `frame_count` on every way in), and a queued prompt has at least one piece.
         if let Some(prompt) = self.prompts.front() {
-            body.copy_from_slice(&prompt[self.prompt_pos..self.prompt_pos + FRAME_LEN]);
+            let piece = &prompt.pieces[self.prompt_piece];
+            body.copy_from_slice(&piece[self.prompt_pos..self.prompt_pos + FRAME_LEN]);
             self.prompt_pos += FRAME_LEN;
-            if self.prompt_pos == prompt.len() {
-                self.prompts.pop_front();
+            if self.prompt_pos == piece.len() {
                 self.prompt_pos = 0;
-                return Some(PlayerEvent::PromptDone);
+                self.prompt_piece += 1;
+                if self.prompt_piece == prompt.pieces.len() {
+                    self.prompts.pop_front();
+                    self.prompt_piece = 0;
+                    return Some(PlayerEvent::PromptDone);
+                }
             }
         } else {
             body.copy_from_slice(&self.music[self.music_pos..self.music_pos + FRAME_LEN]);
@@ -286,8 +360,12 @@ mod tests {
             out.push(step(&mut p));
         }
         assert_eq!(p.music_frame(), 2);
-        p.enqueue_prompt(frames(2, 200)).unwrap();
-        p.enqueue_prompt(frames(1, 250)).unwrap();
+        let mut two_pieces = Prompt::from_frames(frames(1, 200)).unwrap();
+        two_pieces.push(frames(1, 201)).unwrap();
+        assert_eq!(two_pieces.frames(), 2);
+        p.enqueue_prompt(two_pieces).unwrap();
+        p.enqueue_prompt(Prompt::from_frames(frames(1, 250)).unwrap())
+            .unwrap();
         assert!(p.is_prompting());
         for _ in 0..7 {
             out.push(step(&mut p));
@@ -328,9 +406,11 @@ mod tests {
         );
         let mut p = Player::with_initial(0, frames(1, 0), 0, 0, 0).unwrap();
         assert_eq!(
-            p.enqueue_prompt(Bytes::from(vec![0u8; 161])),
+            Prompt::from_frames(Bytes::from(vec![0u8; 161])),
             Err(FramesError::NotWholeFrames { len: 161 })
         );
+        assert_eq!(Prompt::from_frames(Bytes::new()), Err(FramesError::Empty));
+        assert_eq!(p.enqueue_prompt(Prompt::default()), Err(FramesError::Empty));
         assert!(!p.is_prompting());
     }
 

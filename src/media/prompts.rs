@@ -1,4 +1,4 @@
-//! Spoken announcements (SPEC §4): the clip pack, composition and the rendered-frame cache.
+//! Spoken announcements (SPEC §4): the clip pack, composition into shared frames.
 //!
 //! This module owns turning an [`Announcement`] ("you are currently number 3 in the
 //! queue…") into the G.711 frames a [`Player`](super::player::Player) plays between two
@@ -8,22 +8,23 @@
 //!    the binary, and a configured `[media] prompts` directory replaces it clip by clip. A
 //!    clip is named by its file stem (`about.flac`, or `about.wav` as a user's own
 //!    recording), so any format [`audio`] decodes works.
-//! 2. **Composition**: [`Announcement::script`] lists the clips and pauses; they are
-//!    concatenated into one PCM buffer and encoded with both G.711 laws (ITU-T G.711,
-//!    20 ms RTP frames per RFC 3551 §4.5.14).
-//! 3. **Cache**: the frames are kept per announcement, so "number 3, about 4 minutes" is
-//!    rendered once and then handed to every caller who needs it as a `Bytes` refcount.
-//!    The cache holds at most a fixed number of announcements and evicts the oldest first,
-//!    which bounds memory even with thousands of distinct positions.
+//! 2. **Frames**, also once at start-up: every clip is encoded with both G.711 laws (ITU-T
+//!    G.711, 20 ms RTP frames per RFC 3551 §4.5.14), its last frame padded with silence, and
+//!    one shared buffer of silence is encoded per law.
+//! 3. **Rendering**: [`Announcement::script`] lists the clips and pauses; the
+//!    [`Prompt`] is that list of shared buffers (a clip's frames, a slice of the silence),
+//!    so rendering copies no audio and a caller hearing "number 4 123" holds a few hundred
+//!    bytes of refcounts, not 60 KiB of its own frames. Thousands of callers hearing
+//!    thousands of different numbers at once therefore cost no memory per caller beyond
+//!    that, and there is no cache to size or evict.
 //!
-//! Rendering runs on the call controller's thread, never on the media clock: a miss costs
-//! one concatenation and two table-driven encodes of a few seconds of audio (tens of
-//! microseconds in a release build), a hit a hash lookup.
+//! Rendering runs on the call controller's thread, never on the media clock: it is one
+//! walk over a script of a few dozen parts.
 
 mod pack;
 mod script;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -34,12 +35,12 @@ pub use script::{
     WORD_GAP, number_words,
 };
 
-use super::audio::{self, AudioError, SAMPLE_RATE};
+use super::audio::{self, AudioError};
 use super::g711::Law;
+use super::player::{FRAME_LEN, Prompt};
 
-/// How many rendered announcements the cache keeps by default. An announcement is a few
-/// seconds of audio, about 40 KiB per law, so this is at most some tens of MiB.
-pub const DEFAULT_CACHE_CAPACITY: usize = 512;
+/// Frames of silence encoded once per law; longer pauses take several slices of it.
+const SILENCE_FRAMES: usize = 25;
 
 /// File extensions looked at in a prompts directory (what [`audio`] decodes).
 const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "flac", "ogg", "oga", "mp3"];
@@ -71,50 +72,40 @@ pub enum PromptError {
     Audio(#[from] AudioError),
 }
 
-/// One announcement rendered with both G.711 laws: whole 160-byte frames, shared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    /// µ-law frames (PCMU).
-    pub pcmu: Bytes,
-    /// A-law frames (PCMA).
-    pub pcma: Bytes,
+/// One clip of the pack, decoded and encoded.
+#[derive(Debug)]
+struct Clip {
+    /// Mono 8 kHz PCM as decoded.
+    pcm: Vec<i16>,
+    /// Whole frames, µ-law then A-law, the last one padded with silence.
+    frames: [Bytes; 2],
 }
 
-impl Rendered {
-    /// The frames for `law`; cloning the result is a refcount bump.
-    pub fn frames(&self, law: Law) -> &Bytes {
-        match law {
-            Law::Mu => &self.pcmu,
-            Law::A => &self.pcma,
-        }
-    }
-}
-
-/// How well the cache is doing, for logs and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Renders answered from the cache.
-    pub hits: u64,
-    /// Renders that had to compose and encode.
-    pub misses: u64,
-    /// Announcements cached now.
-    pub entries: usize,
-}
-
-/// The loaded clips and the cache of rendered announcements.
+/// The loaded clips, encoded, and the shared silence that announcements are made of.
 #[derive(Debug)]
 pub struct Prompts {
-    /// Every clip of the pack by name, mono 8 kHz PCM.
-    clips: HashMap<&'static str, Vec<i16>>,
+    /// Every clip of the pack by name.
+    clips: HashMap<&'static str, Clip>,
+    /// `SILENCE_FRAMES` frames of silence, µ-law then A-law.
+    silence: [Bytes; 2],
     /// Clips that came from the prompts directory rather than the embedded pack.
     replaced: Vec<&'static str>,
     /// Audio files in the prompts directory whose stem names no clip (likely a typo).
     ignored: Vec<PathBuf>,
-    cache: HashMap<Announcement, Rendered>,
-    /// Cache keys, oldest first, for eviction.
-    order: VecDeque<Announcement>,
-    capacity: usize,
-    stats: CacheStats,
+}
+
+/// Index of `law` in the per-law arrays.
+fn law_index(law: Law) -> usize {
+    match law {
+        Law::Mu => 0,
+        Law::A => 1,
+    }
+}
+
+/// Frames a pause lasts: its length rounded to the nearest 20 ms frame, since audio is only
+/// ever sent in whole frames.
+fn pause_frames(length: std::time::Duration) -> usize {
+    (length.as_millis() as usize + 10) / 20
 }
 
 impl Prompts {
@@ -174,27 +165,20 @@ impl Prompts {
                 }
                 None => audio::load_pcm8k_from_bytes(bytes.to_vec(), pack::EMBEDDED_EXT)?,
             };
-            clips.insert(name, pcm);
+            let frames = [audio::frames(&pcm, Law::Mu), audio::frames(&pcm, Law::A)];
+            clips.insert(name, Clip { pcm, frames });
         }
         replaced.sort_unstable();
+        let silence = [0; SILENCE_FRAMES * FRAME_LEN];
         Ok(Self {
             clips,
+            silence: [
+                audio::frames(&silence, Law::Mu),
+                audio::frames(&silence, Law::A),
+            ],
             replaced,
             ignored,
-            cache: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: DEFAULT_CACHE_CAPACITY,
-            stats: CacheStats::default(),
         })
-    }
-
-    /// Sets how many rendered announcements are kept (at least 1), evicting the oldest if
-    /// there are more now.
-    #[must_use]
-    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
-        self.evict_to(self.capacity);
-        self
     }
 
     /// Names of the clips replaced from the prompts directory, sorted.
@@ -214,68 +198,59 @@ impl Prompts {
 
     /// The decoded PCM of one clip (8 kHz mono), e.g. to compare captured audio against.
     pub fn clip(&self, name: &str) -> Option<&[i16]> {
-        self.clips.get(name).map(Vec::as_slice)
+        self.clips.get(name).map(|clip| clip.pcm.as_slice())
     }
 
-    /// The announcement as 8 kHz PCM, composed afresh (not cached).
+    /// The announcement as 8 kHz PCM: exactly what [`Prompts::render`] plays, before
+    /// G.711 (each clip padded with silence to whole frames, each pause rounded to whole
+    /// frames).
     pub fn compose(&self, announcement: &Announcement) -> Vec<i16> {
-        let parts = announcement.script();
-        let len = parts.iter().map(|part| self.part_len(*part)).sum();
-        let mut pcm = Vec::with_capacity(len);
-        for part in parts {
+        let mut pcm = Vec::new();
+        for part in announcement.script() {
             match part {
-                Part::Clip(name) => pcm.extend_from_slice(self.clip(name).unwrap_or_default()),
-                Part::Pause(_) => pcm.resize(pcm.len() + self.part_len(part), 0),
+                Part::Clip(name) => {
+                    let clip = self.clip(name).unwrap_or_default();
+                    pcm.extend_from_slice(clip);
+                    pcm.resize(pcm.len().div_ceil(FRAME_LEN) * FRAME_LEN, 0);
+                }
+                Part::Pause(length) => pcm.resize(pcm.len() + pause_frames(length) * FRAME_LEN, 0),
             }
         }
         pcm
     }
 
-    fn part_len(&self, part: Part) -> usize {
-        match part {
-            Part::Clip(name) => self.clip(name).map_or(0, <[i16]>::len),
-            Part::Pause(length) => {
-                (length.as_millis() as usize).saturating_mul(SAMPLE_RATE as usize) / 1000
+    /// The announcement's frames in `law`: the clips' and the silence's shared buffers in
+    /// playing order (no audio is copied).
+    pub fn render(&self, announcement: &Announcement, law: Law) -> Prompt {
+        let law = law_index(law);
+        let mut prompt = Prompt::default();
+        // Both kinds of piece were checked to be whole frames when the pack was encoded, so
+        // `push` cannot fail; a zero-length pause is skipped rather than pushed.
+        let mut push = |frames: Bytes| {
+            if !frames.is_empty() {
+                prompt
+                    .push(frames)
+                    .expect("clips and silence are encoded as whole frames");
+            }
+        };
+        for part in announcement.script() {
+            match part {
+                Part::Clip(name) => {
+                    if let Some(clip) = self.clips.get(name) {
+                        push(clip.frames[law].clone());
+                    }
+                }
+                Part::Pause(length) => {
+                    let mut left = pause_frames(length);
+                    while left > 0 {
+                        let take = left.min(SILENCE_FRAMES);
+                        push(self.silence[law].slice(..take * FRAME_LEN));
+                        left -= take;
+                    }
+                }
             }
         }
-    }
-
-    /// The announcement's frames in both laws: from the cache, or composed, encoded and
-    /// cached. Announcements that sound the same share one entry
-    /// ([`Announcement::canonical`]).
-    pub fn render(&mut self, announcement: &Announcement) -> Rendered {
-        let key = announcement.canonical();
-        if let Some(rendered) = self.cache.get(&key) {
-            self.stats.hits += 1;
-            return rendered.clone();
-        }
-        self.stats.misses += 1;
-        let pcm = self.compose(&key);
-        let rendered = Rendered {
-            pcmu: audio::frames(&pcm, Law::Mu),
-            pcma: audio::frames(&pcm, Law::A),
-        };
-        self.evict_to(self.capacity - 1);
-        self.order.push_back(key.clone());
-        self.cache.insert(key, rendered.clone());
-        rendered
-    }
-
-    /// Hits, misses and size of the render cache.
-    pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            entries: self.cache.len(),
-            ..self.stats
-        }
-    }
-
-    fn evict_to(&mut self, len: usize) {
-        while self.cache.len() > len {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            self.cache.remove(&oldest);
-        }
+        prompt
     }
 }
 

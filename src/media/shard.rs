@@ -51,7 +51,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::engine::{MediaEvent, StreamId};
 use super::inbound::{Inbound, Peer};
-use super::player::{PACKET_LEN, Player, PlayerEvent};
+use super::player::{PACKET_LEN, Player, PlayerEvent, Prompt};
 use super::poller::{Poller, Token, Waker};
 use super::rewrite::Rewriter;
 use super::stats::ShardStats;
@@ -87,7 +87,7 @@ pub(crate) enum Command {
     },
     Prompt {
         id: StreamId,
-        frames: Bytes,
+        frames: Prompt,
     },
     TelephoneEvent {
         id: StreamId,

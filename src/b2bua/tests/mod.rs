@@ -47,8 +47,9 @@ impl MediaControl for FakeMedia {
     fn bridge(&mut self, a: StreamId, b: StreamId) {
         self.bridged.push((a, b));
     }
-    fn prompt(&mut self, id: StreamId, frames: Bytes) {
-        self.prompts.push((id, frames.len()));
+    fn prompt(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
+        self.prompts
+            .push((id, frames.frames() * crate::media::player::FRAME_LEN));
     }
     fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
         self.telephone_events.push((id, pt));

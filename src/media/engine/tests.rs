@@ -207,7 +207,9 @@ fn prompt_interrupts_music_and_reports_done() {
         .play(id, rx.local_addr().unwrap(), 0, frames(50, 1))
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    engine.prompt(id, frames(3, 200)).unwrap();
+    let mut prompt = Prompt::from_frames(frames(2, 200)).unwrap();
+    prompt.push(frames(1, 202)).unwrap();
+    engine.prompt(id, prompt).unwrap();
     assert_eq!(
         next_event(&mut events, Duration::from_secs(2)),
         Some(MediaEvent::PromptDone { id })
@@ -225,7 +227,7 @@ fn prompt_interrupts_music_and_reports_done() {
         assert_eq!(w[1].0.sequence, w[0].0.sequence.wrapping_add(1));
         assert_eq!(w[1].0.timestamp, w[0].0.timestamp.wrapping_add(160));
     }
-    assert!(engine.prompt(id, Bytes::from_static(&[0; 100])).is_err());
+    assert!(engine.prompt(id, Prompt::default()).is_err());
     engine.shutdown();
 }
 

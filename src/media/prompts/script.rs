@@ -77,8 +77,7 @@ pub enum Part {
 }
 
 impl Announcement {
-    /// The form used as the cache key: announcements that sound the same compare equal
-    /// (every position ≤ 1 is "you are next", whatever the wait; every position above 999
+    /// A normal form in which announcements that sound the same compare equal (every position ≤ 1 is "you are next", whatever the wait; every position above 999
     /// is "at least 999 ahead").
     pub fn canonical(&self) -> Announcement {
         match *self {

@@ -119,7 +119,7 @@ fn embedded_clips_are_short_audible_speech() {
     let prompts = embedded();
     for name in Prompts::clip_names() {
         let pcm = prompts.clip(name).expect("every clip is loaded");
-        let seconds = pcm.len() as f64 / f64::from(SAMPLE_RATE);
+        let seconds = pcm.len() as f64 / f64::from(audio::SAMPLE_RATE);
         assert!((0.2..10.0).contains(&seconds), "{name}: {seconds} s");
         let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
         assert!(peak > 8_000, "{name}: peak {peak} is too quiet");
@@ -128,20 +128,27 @@ fn embedded_clips_are_short_audible_speech() {
 }
 
 #[test]
-fn composition_concatenates_clips_with_pauses() {
+fn composition_concatenates_whole_frame_clips_and_pauses() {
     let prompts = embedded();
     let a = position(312, SpokenWait::About(2));
     let pcm = prompts.compose(&a);
     let mut expected = Vec::new();
     for part in a.script() {
         match part {
-            Part::Clip(name) => expected.extend_from_slice(prompts.clip(name).unwrap()),
-            Part::Pause(d) => expected.resize(expected.len() + d.as_millis() as usize * 8, 0),
+            Part::Clip(name) => {
+                expected.extend_from_slice(prompts.clip(name).unwrap());
+                expected.resize(expected.len().div_ceil(160) * 160, 0);
+            }
+            Part::Pause(d) => {
+                let frames = (d.as_millis() as usize + 10) / 20;
+                expected.resize(expected.len() + frames * 160, 0);
+            }
         }
     }
     assert_eq!(pcm, expected);
-    // Lead-in silence, then the first clip exactly.
-    let lead = LEAD_IN.as_millis() as usize * 8;
+    assert_eq!(pcm.len() % 160, 0);
+    // Lead-in silence (150 ms rounds to 8 frames), then the first clip exactly.
+    let lead = 8 * 160;
     assert!(pcm[..lead].iter().all(|&s| s == 0));
     let first = prompts.clip("you-are-currently-number").unwrap();
     assert_eq!(&pcm[lead..lead + first.len()], first);
@@ -149,70 +156,54 @@ fn composition_concatenates_clips_with_pauses() {
 
 #[test]
 fn rendered_frames_decode_back_to_the_composition() {
-    let mut prompts = embedded();
-    let a = position(3, SpokenWait::About(4));
-    let pcm = prompts.compose(&a);
-    let rendered = prompts.render(&a);
-    for law in [Law::Mu, Law::A] {
-        let frames = rendered.frames(law);
-        assert_eq!(frames.len() % audio::FRAME_BYTES, 0);
-        assert_eq!(frames.len(), pcm.len().div_ceil(audio::FRAME_BYTES) * 160);
-        let decoded = law.decode(frames);
-        for (i, (&got, &want)) in decoded.iter().zip(&pcm).enumerate() {
-            // G.711 keeps about 12 bits of a 16-bit sample: the error grows with amplitude.
-            let tolerance = (i32::from(want).abs() / 16).max(64);
-            assert!(
-                (i32::from(got) - i32::from(want)).abs() <= tolerance,
-                "{law:?} sample {i}: {got} vs {want}"
-            );
+    let prompts = embedded();
+    for a in [
+        position(3, SpokenWait::About(4)),
+        position(4_123, SpokenWait::MoreThanTen),
+        Announcement::CallbackConfirm {
+            digits: "0123456789".into(),
+        },
+    ] {
+        let pcm = prompts.compose(&a);
+        for law in [Law::Mu, Law::A] {
+            let frames = prompts.render(&a, law).to_bytes();
+            assert_eq!(frames.len(), pcm.len(), "{a:?}");
+            let decoded = law.decode(&frames);
+            for (i, (&got, &want)) in decoded.iter().zip(&pcm).enumerate() {
+                // G.711 keeps about 12 bits of a 16-bit sample: the error grows with amplitude.
+                let tolerance = (i32::from(want).abs() / 16).max(64);
+                assert!(
+                    (i32::from(got) - i32::from(want)).abs() <= tolerance,
+                    "{law:?} sample {i}: {got} vs {want}"
+                );
+            }
         }
     }
 }
 
 #[test]
-fn cache_renders_each_announcement_once() {
-    let mut prompts = embedded();
-    let a = position(3, SpokenWait::About(4));
-    let first = prompts.render(&a);
-    let second = prompts.render(&a);
-    // Same shared buffer, not a copy.
-    assert_eq!(first.pcmu.as_ptr(), second.pcmu.as_ptr());
-    assert_eq!(first.pcma.as_ptr(), second.pcma.as_ptr());
-    assert_eq!(
-        prompts.stats(),
-        CacheStats {
-            hits: 1,
-            misses: 1,
-            entries: 1
-        }
-    );
-    // "You are next" sounds the same whatever the wait: one entry.
-    prompts.render(&position(1, SpokenWait::FiveToTen));
-    prompts.render(&position(1, SpokenWait::About(2)));
-    // A different wait for the same position is a different announcement.
-    prompts.render(&position(3, SpokenWait::FiveToTen));
-    assert_eq!(
-        prompts.stats(),
-        CacheStats {
-            hits: 2,
-            misses: 3,
-            entries: 3
-        }
-    );
-}
-
-#[test]
-fn cache_evicts_oldest_beyond_capacity() {
-    let mut prompts = embedded().with_cache_capacity(2);
-    for p in [2, 3, 4] {
-        prompts.render(&position(p, SpokenWait::FiveToTen));
-    }
-    assert_eq!(prompts.stats().entries, 2);
-    prompts.render(&position(4, SpokenWait::FiveToTen)); // still cached
-    prompts.render(&position(2, SpokenWait::FiveToTen)); // evicted: rendered again
-    assert_eq!(prompts.stats().hits, 1);
-    assert_eq!(prompts.stats().misses, 4);
-    assert_eq!(prompts.stats().entries, 2);
+fn rendering_shares_the_pack_and_copies_no_audio() {
+    let prompts = embedded();
+    let a = position(847, SpokenWait::About(4));
+    let first = prompts.render(&a, Law::Mu);
+    let second = prompts.render(&position(848, SpokenWait::About(4)), Law::Mu);
+    // Every piece points into a buffer encoded once at load time, so two callers hearing
+    // different numbers share all of their audio.
+    let pieces: HashSet<*const u8> = first
+        .pieces()
+        .iter()
+        .chain(second.pieces())
+        .map(|piece| piece.as_ptr())
+        .collect();
+    let loaded: HashSet<*const u8> = Prompts::clip_names()
+        .flat_map(|name| prompts.clips[name].frames.iter().map(|f| f.as_ptr()))
+        .chain(prompts.silence.iter().map(|s| s.as_ptr()))
+        .collect();
+    assert!(pieces.is_subset(&loaded));
+    assert_eq!(first.frames() * 160, prompts.compose(&a).len());
+    // Long pauses are several slices of the shared silence.
+    let pause = std::time::Duration::from_millis(20 * (SILENCE_FRAMES as u64 * 2 + 3));
+    assert_eq!(pause_frames(pause), SILENCE_FRAMES * 2 + 3);
 }
 
 #[test]
@@ -270,27 +261,22 @@ fn broken_or_missing_files_are_errors() {
     ));
 }
 
-/// Rendering cost of an uncached announcement; run with
+/// Rendering cost; run with
 /// `cargo test --release --lib prompts::tests::render_timing -- --ignored --nocapture`.
 #[test]
 #[ignore = "timing measurement, meaningful in release builds only"]
 fn render_timing() {
     let start = Instant::now();
-    let mut prompts = embedded().with_cache_capacity(10_000);
-    println!("embedded pack decoded in {:?}", start.elapsed());
+    let prompts = embedded();
+    println!("embedded pack decoded and encoded in {:?}", start.elapsed());
     let announcements: Vec<_> = (2..=999)
         .map(|p| position(p, SpokenWait::FiveToTen))
         .collect();
     let start = Instant::now();
     for a in &announcements {
-        prompts.render(a);
+        std::hint::black_box(prompts.render(a, Law::Mu));
     }
-    let miss = start.elapsed() / announcements.len() as u32;
-    let start = Instant::now();
-    for a in &announcements {
-        prompts.render(a);
-    }
-    let hit = start.elapsed() / announcements.len() as u32;
-    println!("uncached render {miss:?} per announcement, cached {hit:?}");
-    assert!(miss < std::time::Duration::from_millis(1));
+    let each = start.elapsed() / announcements.len() as u32;
+    println!("render {each:?} per announcement");
+    assert!(each < std::time::Duration::from_millis(1));
 }
