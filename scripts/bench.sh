@@ -44,7 +44,7 @@ sip_port=5760
 sink_port=$((46000 + RANDOM % 1000))
 rate=250
 ramp=$(( (n + rate - 1) / rate ))
-stay=$(( (ramp + window + 15) * 1000 ))
+stay=$(( (ramp + window + 15 + profile_seconds) * 1000 ))
 cat >"$dir/holdfast.toml" <<TOML
 [sip]
 listen = "127.0.0.1:$sip_port"
@@ -66,7 +66,7 @@ number = "*"
 queue = "support"
 priority = "normal"
 TOML
-sink=$(start_sink "$sink_port" $((ramp + window + 60)))
+sink=$(start_sink "$sink_port" $((ramp + window + 60 + profile_seconds)))
 RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
 hf=$!
 sleep 1
@@ -82,6 +82,7 @@ sleep "$window"
 t1=$(cpu_ticks "$hf")
 rss1=$(rss_kb "$hf")
 stats=$(grep -a "media stats" "$dir/holdfast.log" | tail -1 || true)
+profile "$hf" "hold-$n"
 wait "$sipp_pid" && sipp_ok=1 || sipp_ok=0
 kill -TERM "$hf" 2>/dev/null || true
 wait "$hf" 2>/dev/null || true

@@ -20,17 +20,40 @@ time.sleep(int(sys.argv[2]))" "$1" "$2" >/dev/null 2>&1 &
 
 cargo build --release --quiet --bin holdfast --example udp_floor
 
+# PROFILE=1: after the CPU window (so sampling does not distort it), a cpu-clock profile of
+# the process for $profile_seconds, summarised by symbol (kernel and user) into
+# $out/<label>.perf.txt. Calls stay $profile_seconds longer so the load is still there.
+profile_seconds=0
+if [ "${PROFILE:-0}" = 1 ]; then
+  command -v perf >/dev/null || { echo "PROFILE=1 needs perf (apt-get install linux-perf)" >&2; exit 2; }
+  profile_seconds=8
+fi
+profile() {
+  [ "$profile_seconds" -gt 0 ] || return 0
+  local data; data=$(mktemp)
+  perf record -q -e cpu-clock -p "$1" -o "$data" -- sleep "$profile_seconds" >/dev/null 2>&1 || true
+  {
+    echo "# perf record -e cpu-clock -p <$2> for $profile_seconds s; share of samples by where they ran"
+    perf report -i "$data" --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
+    echo
+    perf report -i "$data" --stdio --sort sym --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$'
+  } >"$out/$2.perf.txt"
+  rm -f "$data"
+  echo "profile: $out/$2.perf.txt"
+}
+
 # The floor program with ${1:-$n} streams, CPU over $window s into $floor_cpu.
 run_floor() {
   local streams=${1:-$n}
   local sink_port=$((45000 + RANDOM % 1000))
-  local sink; sink=$(start_sink "$sink_port" $((window + 20)))
-  ./target/release/examples/udp_floor --streams "$streams" --dest "127.0.0.1:$sink_port" --seconds $((window + 10)) >/dev/null &
+  local sink; sink=$(start_sink "$sink_port" $((window + 20 + profile_seconds)))
+  ./target/release/examples/udp_floor --streams "$streams" --dest "127.0.0.1:$sink_port" --seconds $((window + 10 + profile_seconds)) >/dev/null &
   local pid=$!
   sleep 5
   local t0; t0=$(cpu_ticks "$pid")
   sleep "$window"
   local t1; t1=$(cpu_ticks "$pid")
+  profile "$pid" "floor-$streams"
   wait "$pid" || true
   kill "$sink" 2>/dev/null || true
   floor_cpu=$(python3 -c "print(round(100.0 * ($t1 - $t0) / $hz / $window, 2))")

@@ -23,7 +23,7 @@ sip_port=$((15000 + RANDOM % 5000))
 agent_port=$((sip_port + 1))
 rate=${RATE:-100}
 ramp=$(( (n + rate - 1) / rate ))
-stay=$(( (ramp + window + 25) * 1000 ))
+stay=$(( (ramp + window + 25 + profile_seconds) * 1000 ))
 {
   cat <<TOML
 [sip]
@@ -95,6 +95,7 @@ rss1=$(rss_kb "$hf")
 # The last two `media stats` lines (logged every 10 s) give the rates.
 stats0=$(grep -a "media stats" "$dir/holdfast.log" | tail -2 | head -1 || true)
 stats1=$(grep -a "media stats" "$dir/holdfast.log" | tail -1 || true)
+profile "$hf" "relay-$n"
 wait "$callers_sh" && callers_ok=1 || callers_ok=0
 wait "$agents_sh" && agents_ok=1 || agents_ok=0
 kill -TERM "$hf" 2>/dev/null || true

@@ -148,7 +148,11 @@ pub struct Player {
     prompts: VecDeque<Prompt>,
     /// Index of the playing piece of `prompts.front()`.
     prompt_piece: usize,
-    /// Byte offset of the next frame in that piece; same invariant as `music_pos`.
+    /// That piece itself (a refcount), empty when no prompt plays: the per-packet path
+    /// then reads only this struct and the shared audio, never the queue's heap memory,
+    /// which is cold by the time the stream's next turn comes 20 ms later.
+    piece: Bytes,
+    /// Byte offset of the next frame in `piece`; same invariant as `music_pos`.
     prompt_pos: usize,
 }
 
@@ -184,6 +188,7 @@ impl Player {
             music_pos: 0,
             prompts: VecDeque::new(),
             prompt_piece: 0,
+            piece: Bytes::new(),
             prompt_pos: 0,
         })
     }
@@ -229,6 +234,9 @@ impl Player {
         if prompt.is_empty() {
             return Err(FramesError::Empty);
         }
+        if self.prompts.is_empty() {
+            self.piece = prompt.pieces[0].clone();
+        }
         self.prompts.push_back(prompt);
         Ok(())
     }
@@ -256,19 +264,12 @@ impl Player {
 
         // Slicing cannot go out of bounds: both offsets are multiples of FRAME_LEN strictly
         // below their buffer's length, which is a non-zero multiple of FRAME_LEN (checked by
-        // `frame_count` on every way in), and a queued prompt has at least one piece.
-        if let Some(prompt) = self.prompts.front() {
-            let piece = &prompt.pieces[self.prompt_piece];
-            body.copy_from_slice(&piece[self.prompt_pos..self.prompt_pos + FRAME_LEN]);
+        // `frame_count` on every way in); `piece` is a piece of a queued prompt or empty.
+        if !self.piece.is_empty() {
+            body.copy_from_slice(&self.piece[self.prompt_pos..self.prompt_pos + FRAME_LEN]);
             self.prompt_pos += FRAME_LEN;
-            if self.prompt_pos == piece.len() {
-                self.prompt_pos = 0;
-                self.prompt_piece += 1;
-                if self.prompt_piece == prompt.pieces.len() {
-                    self.prompts.pop_front();
-                    self.prompt_piece = 0;
-                    return Some(PlayerEvent::PromptDone);
-                }
+            if self.prompt_pos == self.piece.len() {
+                return self.next_piece();
             }
         } else {
             body.copy_from_slice(&self.music[self.music_pos..self.music_pos + FRAME_LEN]);
@@ -278,6 +279,26 @@ impl Player {
             }
         }
         None
+    }
+
+    /// Moves on from a finished piece: to the next piece of the prompt, or to the next
+    /// prompt (reporting this one done), or back to the music.
+    fn next_piece(&mut self) -> Option<PlayerEvent> {
+        self.prompt_pos = 0;
+        self.prompt_piece += 1;
+        let front = self.prompts.front()?;
+        if let Some(piece) = front.pieces.get(self.prompt_piece) {
+            self.piece = piece.clone();
+            return None;
+        }
+        self.prompts.pop_front();
+        self.prompt_piece = 0;
+        self.piece = self
+            .prompts
+            .front()
+            .map(|next| next.pieces[0].clone())
+            .unwrap_or_default();
+        Some(PlayerEvent::PromptDone)
     }
 
     /// Continues the stream from counters advanced by someone else: while the stream was

@@ -310,7 +310,10 @@ impl Shard {
             events,
         };
         let (mut sent, mut errors) = (0, 0);
-        for &idx in slot {
+        for (i, &idx) in slot.iter().enumerate() {
+            if let Some(&next) = slot.get(i + 1) {
+                prefetch(streams.get(next));
+            }
             // Wheel entries always point at a live stream (maintained by `open`/`close`);
             // skip rather than panic if not.
             let Some(Some(stream)) = streams.get_mut(idx) else {
@@ -563,6 +566,30 @@ impl Shard {
         self.free.push(idx);
         self.stats.streams.set(self.by_id.len() as u64);
     }
+}
+
+/// Starts loading a stream table entry into the cache while the current stream's `sendto`
+/// runs. Between two visits to a stream (20 ms) the kernel's send path and thousands of
+/// other streams evict it, and the load misses that followed cost about 9 % of the
+/// engine's CPU at 5 000 streams (perf annotate: two missed lines per stream); one
+/// syscall (microseconds) is ample time for the prefetch to land.
+#[inline]
+fn prefetch(entry: Option<&Option<Stream>>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(entry) = entry {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = std::ptr::from_ref(entry).cast::<i8>();
+        for offset in (0..size_of::<Option<Stream>>()).step_by(64) {
+            // SAFETY: `_mm_prefetch` needs the `sse` target feature, which every x86_64 CPU
+            // has (it is in the x86_64 baseline the compiler already assumes). PREFETCHh is a
+            // hint with no architectural effect and never faults, whatever the address
+            // (Intel SDM vol. 2B, PREFETCHh); here the address is inside a live `&Stream`
+            // entry anyway, and nothing is read or written through it.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = entry;
 }
 
 #[cfg(test)]
