@@ -30,16 +30,15 @@ if [ "${PROFILE:-0}" = 1 ]; then
 fi
 profile() {
   [ "$profile_seconds" -gt 0 ] || return 0
-  local data; data=$(mktemp)
-  perf record -q -e cpu-clock -p "$1" -o "$data" -- sleep "$profile_seconds" >/dev/null 2>&1 || true
+  local data="$out/$2.perf.data"
+  perf record -q -g -e cpu-clock -p "$1" -o "$data" -- sleep "$profile_seconds" >/dev/null 2>&1 || true
   {
-    echo "# perf record -e cpu-clock -p <$2> for $profile_seconds s; share of samples by where they ran"
-    perf report -i "$data" --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
+    echo "# perf record -g -e cpu-clock -p <$2> for $profile_seconds s; share of samples by where they ran"
+    perf report -i "$data" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
     echo
-    perf report -i "$data" --stdio --sort sym --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$'
+    perf report -i "$data" --stdio --no-children --sort sym -g none --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$'
   } >"$out/$2.perf.txt"
-  rm -f "$data"
-  echo "profile: $out/$2.perf.txt"
+  echo "profile: $out/$2.perf.txt (call graphs: perf report -i $data)"
 }
 
 # The floor program with ${1:-$n} streams, CPU over $window s into $floor_cpu.
