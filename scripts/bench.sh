@@ -4,6 +4,8 @@
 #   scripts/bench.sh hold  [N]   N held callers (SIPp UAC): holdfast CPU, per-caller cost,
 #                                RSS per caller, RTP rate and send lateness, and the same
 #                                packet load from the minimal floor program for the ratio
+#                                (WALLBOARD=1: with a wallboard client on the admin API's
+#                                event stream, whose bytes per second are reported)
 #   scripts/bench.sh floor [N]   only the floor program
 #   scripts/bench.sh setup [R]   SIPp at R calls/s into the queue with 2 s stays for DURATION
 #                                (60) s: failed calls, retransmissions, INVITE->200 p50/p99,
@@ -41,6 +43,8 @@ esac
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 sip_port=5760
+admin_listen=""
+[ "${WALLBOARD:-0}" = 1 ] && admin_listen="127.0.0.1:$((18000 + RANDOM % 1000))"
 sink_port=$((46000 + RANDOM % 1000))
 rate=250
 ramp=$(( (n + rate - 1) / rate ))
@@ -51,7 +55,7 @@ listen = "127.0.0.1:$sip_port"
 rtp_ports = "20000-59999"
 max_calls = 20000
 [admin]
-listen = ""
+listen = "$admin_listen"
 [store]
 data_dir = "$dir/data"
 [[trunk]]
@@ -77,9 +81,15 @@ sipp 127.0.0.1:$sip_port -sf sipp/caller.xml -s 100 -i 127.0.0.1 -p 5761 -mp 470
   >/dev/null 2>&1 &
 sipp_pid=$!
 sleep $((ramp + 5))
+sse_bytes=0
+if [ -n "$admin_listen" ]; then
+  # One wallboard: the server-sent snapshot stream the page itself consumes.
+  curl -sN --max-time $((window + profile_seconds)) "http://$admin_listen/api/events" >"$dir/sse.out" 2>/dev/null &
+fi
 t0=$(cpu_ticks "$hf")
 sleep "$window"
 t1=$(cpu_ticks "$hf")
+[ -n "$admin_listen" ] && sse_bytes=$(stat -c %s "$dir/sse.out")
 rss1=$(rss_kb "$hf")
 stats=$(grep -a "media stats" "$dir/holdfast.log" | tail -1 || true)
 profile "$hf" "hold-$n"
@@ -90,10 +100,11 @@ kill "$sink" 2>/dev/null || true
 
 run_floor
 
-python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/hold-$n.json" <<'PY'
+python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/hold-$n.json" "$sse_bytes" <<'PY'
 import json, re, sys
 n, t0, t1, hz, window, rss0, rss1 = (int(x) for x in sys.argv[1:8])
 floor, sipp_ok, stats, path = float(sys.argv[8]), sys.argv[9] == "1", sys.argv[10], sys.argv[11]
+sse_bytes = int(sys.argv[12])
 cpu = 100.0 * (t1 - t0) / hz / window
 fields = dict(re.findall(r"(\w+)=([0-9.]+)", stats))
 result = {
@@ -104,8 +115,10 @@ result = {
     "all_calls_succeeded": sipp_ok,
     "engine": fields,
 }
+if sse_bytes:
+    result["wallboard_bytes_per_s"] = round(sse_bytes / window)
 json.dump(result, open(path, "w"), indent=1)
 print(f"hold: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ratio={result['ratio_to_floor']} "
       f"us/caller/s={result['cpu_us_per_caller_per_s']} rss/caller={result['rss_kb_per_caller']}KB "
-      f"calls_ok={sipp_ok} engine: {stats.split('media stats')[-1].strip()}")
+      f"calls_ok={sipp_ok} wallboard_B/s={result.get('wallboard_bytes_per_s', '-')} engine: {stats.split('media stats')[-1].strip()}")
 PY
