@@ -38,7 +38,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// Speak to every held caller whose announcement is due: position and estimated wait
-    /// (SPEC §4), rendered once per distinct phrase and played between music frames.
+    /// (SPEC §4), as a list of the shared, pre-encoded clips, played between music frames.
     pub(super) fn run_announcements(&mut self, now: Instant) {
         while let Some(&(due, call_key)) = self.announce_due.first() {
             if due > now {
