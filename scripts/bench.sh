@@ -4,7 +4,9 @@
 #   scripts/bench.sh hold  [N]   N held callers (SIPp UAC): holdfast CPU, per-caller cost,
 #                                RSS per caller, RTP rate and send lateness, and the same
 #                                packet load from the minimal floor program for the ratio
-#                                (WALLBOARD=1: with a wallboard client on the admin API's
+#                                (CALLERS_RTP=1: the callers also stream PCMU to holdfast,
+#                                sipp/caller_rtp.xml, result in hold-rtp-N.json;
+#                                WALLBOARD=1: with a wallboard client on the admin API's
 #                                event stream, whose bytes per second are reported)
 #   scripts/bench.sh floor [N]   only the floor program
 #   scripts/bench.sh setup [R]   SIPp at R calls/s into the queue with 2 s stays for DURATION
@@ -71,14 +73,25 @@ queue = "support"
 priority = "normal"
 TOML
 sink=$(start_sink "$sink_port" $((ramp + window + 60 + profile_seconds)))
+label=hold
+# Callers that send no RTP point their SDP at the sink; talking callers (SIPp's rtp_stream)
+# receive the music on their own RTP ports and stream a tone to holdfast.
+scenario=$PWD/sipp/caller.xml
+media_args=(-key rtp_port "$sink_port")
+if [ "${CALLERS_RTP:-0}" = 1 ]; then
+  label=hold-rtp
+  scenario=$PWD/sipp/caller_rtp.xml
+  media_args=()
+  write_tone_wav "$dir/caller_rtp.wav"
+fi
 RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
 hf=$!
 sleep 1
 rss0=$(rss_kb "$hf")
-sipp 127.0.0.1:$sip_port -sf sipp/caller.xml -s 100 -i 127.0.0.1 -p 5761 -mp 47000 \
-  -m "$n" -l "$n" -r "$rate" -d "$stay" -key rtp_port "$sink_port" \
+(cd "$dir" && exec sipp 127.0.0.1:$sip_port -sf "$scenario" -s 100 -i 127.0.0.1 -p 5761 -mp 47000 \
+  -m "$n" -l "$n" -r "$rate" -d "$stay" "${media_args[@]}" \
   -nostdin -timeout $((ramp + window + 120))s -timeout_error -trace_err -error_file "$dir/sipp_err.log" \
-  >/dev/null 2>&1 &
+  >/dev/null 2>&1) &
 sipp_pid=$!
 sleep $((ramp + 5))
 sse_bytes=0
@@ -91,8 +104,10 @@ sleep "$window"
 t1=$(cpu_ticks "$hf")
 [ -n "$admin_listen" ] && sse_bytes=$(stat -c %s "$dir/sse.out")
 rss1=$(rss_kb "$hf")
+# The last two `media stats` lines (logged every 10 s) give the packet rates.
+stats0=$(grep -a "media stats" "$dir/holdfast.log" | tail -2 | head -1 || true)
 stats=$(grep -a "media stats" "$dir/holdfast.log" | tail -1 || true)
-profile "$hf" "hold-$n"
+profile "$hf" "$label-$n"
 wait "$sipp_pid" && sipp_ok=1 || sipp_ok=0
 kill -TERM "$hf" 2>/dev/null || true
 wait "$hf" 2>/dev/null || true
@@ -100,25 +115,32 @@ kill "$sink" 2>/dev/null || true
 
 run_floor
 
-python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/hold-$n.json" "$sse_bytes" <<'PY'
+python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/$label-$n.json" "$sse_bytes" "$label" "$stats0" <<'PY'
 import json, re, sys
 n, t0, t1, hz, window, rss0, rss1 = (int(x) for x in sys.argv[1:8])
 floor, sipp_ok, stats, path = float(sys.argv[8]), sys.argv[9] == "1", sys.argv[10], sys.argv[11]
-sse_bytes = int(sys.argv[12])
+sse_bytes, label, stats0 = int(sys.argv[12]), sys.argv[13], sys.argv[14]
 cpu = 100.0 * (t1 - t0) / hz / window
 fields = dict(re.findall(r"(\w+)=([0-9.]+)", stats))
+fields0 = dict(re.findall(r"(\w+)=([0-9.]+)", stats0))
+def rate(key):
+    # The two lines are 10 s apart.
+    return round((int(fields.get(key, 0)) - int(fields0.get(key, 0))) / 10) if fields0 else None
 result = {
-    "kind": "hold", "callers": n, "cpu_percent": round(cpu, 2),
+    "kind": label, "callers": n, "cpu_percent": round(cpu, 2),
     "cpu_us_per_caller_per_s": round(cpu / 100 * 1e6 / n, 2),
     "rss_kb_per_caller": round((rss1 - rss0) / n, 2),
     "floor_cpu_percent": floor, "ratio_to_floor": round(cpu / floor, 3) if floor else None,
     "all_calls_succeeded": sipp_ok,
+    "rtp_sent_per_s": rate("sent"), "rtp_expected_per_s": n * 50,
+    "rtp_received_per_s": rate("received"),
     "engine": fields,
 }
 if sse_bytes:
     result["wallboard_bytes_per_s"] = round(sse_bytes / window)
 json.dump(result, open(path, "w"), indent=1)
-print(f"hold: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ratio={result['ratio_to_floor']} "
+print(f"{label}: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ratio={result['ratio_to_floor']} "
       f"us/caller/s={result['cpu_us_per_caller_per_s']} rss/caller={result['rss_kb_per_caller']}KB "
-      f"calls_ok={sipp_ok} wallboard_B/s={result.get('wallboard_bytes_per_s', '-')} engine: {stats.split('media stats')[-1].strip()}")
+      f"calls_ok={sipp_ok} sent/s={result['rtp_sent_per_s']} (of {n * 50}) "
+      f"received/s={result['rtp_received_per_s']} wallboard_B/s={result.get('wallboard_bytes_per_s', '-')} engine: {stats.split('media stats')[-1].strip()}")
 PY

@@ -50,20 +50,7 @@ priority = "normal"
 TOML
   for i in $(seq 1 "$n"); do printf '[[agent]]\nuser = "a%d"\npassword = "pw%d"\n' "$i" "$i"; done
 } >"$dir/holdfast.toml"
-# Ten seconds of a 440 Hz tone as G.711 u-law in a WAV container (format 7), looped by
-# SIPp's rtp_stream.
-python3 - "$dir/caller_rtp.wav" <<'PY'
-import math, struct, sys
-def ulaw(x):
-    sign = 0x80 if x < 0 else 0
-    x = min(abs(x), 32635) + 0x84
-    exp = max(0, x.bit_length() - 8)
-    return ~(sign | (min(exp, 7) << 4) | ((x >> (min(exp, 7) + 3)) & 0x0f)) & 0xff
-data = bytes(ulaw(int(8000 * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(80000))
-fmt = struct.pack("<HHIIHHHH", 7, 1, 8000, 8000, 1, 8, 2, 0)
-body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
-open(sys.argv[1], "wb").write(b"RIFF" + struct.pack("<I", len(body)) + body)
-PY
+write_tone_wav "$dir/caller_rtp.wav"
 
 RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
 hf=$!
