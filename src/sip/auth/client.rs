@@ -4,6 +4,8 @@
 //! Pure: the challenge header value and the request line go in, the credentials header value
 //! comes out. `qop=auth` is used when the challenge offers it (RFC 7616 §3.4), else the
 //! RFC 2069 form without `qop`; `auth-int` and the `-sess` algorithms are not supported.
+//! The challenge's `opaque` is returned unchanged (RFC 7616 §3.4, RFC 2617 §3.2.2): servers
+//! that keep state in it refuse credentials without it.
 
 use super::{Algorithm, params, quote};
 
@@ -49,6 +51,9 @@ pub fn digest_credentials(
     if qop_auth {
         out.push_str(&format!(", qop=auth, nc={nc}, cnonce={}", quote(cnonce)));
     }
+    if let Some(opaque) = params.opaque {
+        out.push_str(&format!(", opaque={}", quote(&opaque)));
+    }
     Some(out)
 }
 
@@ -74,6 +79,10 @@ mod tests {
             "{header}"
         );
         assert!(header.contains("qop=auth, nc=00000001"), "{header}");
+        assert!(
+            header.contains(r#"opaque="5ccc069c403ebaf9f0171e9517f40e41""#),
+            "the challenge's opaque comes back unchanged: {header}"
+        );
     }
 
     #[test]
@@ -88,6 +97,10 @@ mod tests {
         )
         .unwrap();
         assert!(!header.contains("qop"), "{header}");
+        assert!(
+            !header.contains("opaque"),
+            "no opaque when none was sent: {header}"
+        );
         assert!(
             digest_credentials(r#"Basic realm="r""#, "INVITE", "sip:1@h", "u", "p", "c").is_none()
         );

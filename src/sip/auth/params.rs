@@ -23,6 +23,8 @@ pub(crate) struct DigestParams {
     pub cnonce: Option<String>,
     pub qop: Option<String>,
     pub nc: Option<String>,
+    /// Opaque server state in a challenge, which a client must return unchanged.
+    pub opaque: Option<String>,
 }
 
 /// Why a header value is not readable Digest credentials.
@@ -136,6 +138,7 @@ pub(crate) fn parse(value: &str) -> Result<DigestParams, ParamsError> {
             "cnonce" => &mut params.cnonce,
             "qop" => &mut params.qop,
             "nc" => &mut params.nc,
+            "opaque" => &mut params.opaque,
             _ => continue,
         };
         if slot.replace(value).is_some() {
