@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Holdfast, Setup, free_udp_port, repo, scratch_dir};
@@ -30,20 +30,21 @@ fn setup(rtp_base: u16, trunk_port: u16, data_dir: Option<PathBuf>) -> Setup {
 
 /// A SIPp UAS in the background (agent or trunk).
 fn uas(scenario: &str, port: u16, calls: usize, extra: &[&str]) -> Child {
-    Command::new("sipp")
-        .arg("-sf")
-        .arg(repo().join("sipp").join(scenario))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
-        .args(["-m", &calls.to_string(), "-nostdin"])
-        .args(["-timeout", "90s", "-timeout_error"])
-        .args(extra)
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run sipp (apt-get install sip-tester)")
+    // `port` is fixed (holdfast is configured with it); a retry gets a fresh media port.
+    common::spawn_sipp(|| {
+        let mut command = Command::new("sipp");
+        command
+            .arg("-sf")
+            .arg(repo().join("sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
+            .args(["-m", &calls.to_string(), "-nostdin"])
+            .args(["-timeout", "90s", "-timeout_error"])
+            .args(extra)
+            .current_dir(repo());
+        (command, ())
+    })
+    .0
 }
 
 /// The trunk: answers `calls` callback INVITEs, talks 1.5 s each, logs what it received.
@@ -64,20 +65,21 @@ fn register_agent(holdfast: &Holdfast, agent_port: u16) {
 
 /// A caller who presses 1 (`scenario`: RFC 4733 or INFO) with caller number `number`.
 fn press_one(holdfast: &Holdfast, scenario: &str, number: &str) -> std::process::Output {
-    let rtp = free_udp_port().to_string();
     // The scenario's pcap path is relative to the repository root.
-    let out = Command::new("sipp")
-        .arg(holdfast.sip.to_string())
-        .arg("-sf")
-        .arg(repo().join("sipp").join(scenario))
-        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
-        .args(["-mp", &rtp, "-s", "100", "-m", "1"])
-        .args(["-key", "number", number, "-key", "rtp_port", &rtp])
-        .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sipp");
+    let out = common::run_sipp(|| {
+        let rtp = free_udp_port().to_string();
+        let mut command = Command::new("sipp");
+        command
+            .arg(holdfast.sip.to_string())
+            .arg("-sf")
+            .arg(repo().join("sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+            .args(["-mp", &rtp, "-s", "100", "-m", "1"])
+            .args(["-key", "number", number, "-key", "rtp_port", &rtp])
+            .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
+            .current_dir(repo());
+        command
+    });
     assert!(
         out.status.success(),
         "{scenario} for {number} failed:\n{}\n{}",

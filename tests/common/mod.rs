@@ -231,18 +231,65 @@ fn rand_suffix() -> u64 {
 /// only when every call succeeded.
 pub fn sipp(scenario: &str, target: SocketAddr, args: &[&str]) -> Output {
     let scenario = repo().join("sipp").join(scenario);
-    let sipp_port = free_udp_port().to_string();
-    let media_port = free_udp_port().to_string();
-    Command::new("sipp")
-        .arg(target.to_string())
-        .arg("-sf")
-        .arg(&scenario)
-        .args(["-i", "127.0.0.1", "-p", &sipp_port, "-mp", &media_port])
-        .args(["-nostdin", "-timeout", "120s", "-timeout_error"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sipp (apt-get install sip-tester)")
+    run_sipp(|| {
+        let mut command = Command::new("sipp");
+        command
+            .arg(target.to_string())
+            .arg("-sf")
+            .arg(&scenario)
+            .args(["-i", "127.0.0.1"])
+            .args(["-p", &free_udp_port().to_string()])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-nostdin", "-timeout", "120s", "-timeout_error"])
+            .args(args);
+        command
+    })
+}
+
+/// SIPp's exit status when it cannot bind a socket. Test ports are picked by binding port 0
+/// and letting it go, and SIPp also binds ports next to `-mp`, so another process (a
+/// parallel test's SIPp or holdfast's RTP) can take one in between: such a run never sent
+/// anything and is retried on fresh ports.
+const SIPP_BIND_FAILED: i32 = 254;
+
+/// Runs the SIPp that `command` builds (afresh, with fresh ports, for each try) to the end.
+pub fn run_sipp(mut command: impl FnMut() -> Command) -> Output {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = command()
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sipp (apt-get install sip-tester)");
+        if out.status.code() != Some(SIPP_BIND_FAILED) || tries == 4 {
+            return out;
+        }
+    }
+}
+
+/// Starts the SIPp that `command` builds in the background, returning it with whatever
+/// `command` returned beside it (e.g. the port it listens on). A start-up bind failure (exit
+/// within the first 300 ms with [`SIPP_BIND_FAILED`]) is retried with a fresh `command()`.
+pub fn spawn_sipp<T>(mut command: impl FnMut() -> (Command, T)) -> (Child, T) {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (mut command, extra) = command();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run sipp (apt-get install sip-tester)");
+        std::thread::sleep(Duration::from_millis(300));
+        let bind_failed = matches!(
+            child.try_wait(),
+            Ok(Some(status)) if status.code() == Some(SIPP_BIND_FAILED)
+        );
+        if !bind_failed || tries == 4 {
+            return (child, extra);
+        }
+    }
 }
 
 /// One RTP stream as received, keyed by SSRC.
@@ -669,18 +716,17 @@ pub fn register_sipp_agent(holdfast: &Holdfast, user: &str, password: &str, cont
 /// Agent alice's phone played by SIPp (`scenario`, e.g. `agent.xml`, echoing RTP) for
 /// `calls` calls, registered to holdfast. The caller waits for it or kills it.
 pub fn sipp_agent(holdfast: &Holdfast, scenario: &str, calls: &str) -> Child {
-    let port = free_udp_port();
-    let child = Command::new("sipp")
-        .arg("-sf")
-        .arg(repo().join("sipp").join(scenario))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
-        .args(["-m", calls, "-nostdin", "-timeout", "60s", "-timeout_error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run sipp");
+    let (child, port) = spawn_sipp(|| {
+        let port = free_udp_port();
+        let mut command = Command::new("sipp");
+        command
+            .arg("-sf")
+            .arg(repo().join("sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
+            .args(["-m", calls, "-nostdin", "-timeout", "60s", "-timeout_error"]);
+        (command, port)
+    });
     register_sipp_agent(holdfast, "alice", "alice-secret", port);
     child
 }
