@@ -32,16 +32,8 @@ fn setup(rtp_base: u16, trunk_port: u16, data_dir: Option<PathBuf>) -> Setup {
 fn uas(scenario: &str, port: u16, calls: usize, extra: &[&str]) -> Child {
     // `port` is fixed (holdfast is configured with it); a retry gets a fresh media port.
     common::spawn_sipp(|| {
-        let mut command = Command::new("sipp");
-        command
-            .arg("-sf")
-            .arg(repo().join("sipp").join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
-            .args(["-m", &calls.to_string(), "-nostdin"])
-            .args(["-timeout", "90s", "-timeout_error"])
-            .args(extra)
-            .current_dir(repo());
+        let mut command = common::sipp_uas_command(scenario, port, &calls.to_string(), "90s");
+        command.args(extra).current_dir(repo());
         (command, ())
     })
     .0

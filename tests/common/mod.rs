@@ -713,19 +713,32 @@ pub fn register_sipp_agent(holdfast: &Holdfast, user: &str, password: &str, cont
     );
 }
 
+/// A SIPp UAS (`scenario`: an agent's phone or a trunk) listening on `port` for `calls`
+/// calls, echoing RTP on a fresh media port, giving up after `timeout` (e.g. `"60s"`).
+pub fn sipp_uas_command(scenario: &str, port: u16, calls: &str, timeout: &str) -> Command {
+    let mut command = Command::new("sipp");
+    command
+        .arg("-sf")
+        .arg(repo().join("sipp").join(scenario))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
+        .args([
+            "-m",
+            calls,
+            "-nostdin",
+            "-timeout",
+            timeout,
+            "-timeout_error",
+        ]);
+    command
+}
+
 /// Agent alice's phone played by SIPp (`scenario`, e.g. `agent.xml`, echoing RTP) for
 /// `calls` calls, registered to holdfast. The caller waits for it or kills it.
 pub fn sipp_agent(holdfast: &Holdfast, scenario: &str, calls: &str) -> Child {
     let (child, port) = spawn_sipp(|| {
         let port = free_udp_port();
-        let mut command = Command::new("sipp");
-        command
-            .arg("-sf")
-            .arg(repo().join("sipp").join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-mp", &free_udp_port().to_string(), "-rtp_echo"])
-            .args(["-m", calls, "-nostdin", "-timeout", "60s", "-timeout_error"]);
-        (command, port)
+        (sipp_uas_command(scenario, port, calls, "60s"), port)
     });
     register_sipp_agent(holdfast, "alice", "alice-secret", port);
     child
