@@ -131,7 +131,8 @@ pub enum RestoreError {
     Join(#[from] crate::queue::JoinError),
 }
 
-fn law(codec: Codec) -> Law {
+/// The G.711 law of a negotiated codec: which frames a call's prompts are rendered in.
+pub(super) fn law(codec: Codec) -> Law {
     match codec {
         Codec::Pcmu => Law::Mu,
         Codec::Pcma => Law::A,

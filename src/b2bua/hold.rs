@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use super::announce::AnnounceSchedule;
 use super::{B2bua, CallKey, MediaControl};
-use crate::sip::sdp;
 use crate::store::CallEventKind;
 
 impl<M: MediaControl> B2bua<M> {
@@ -67,11 +66,9 @@ impl<M: MediaControl> B2bua<M> {
             let staffed = self.agents.staffed(queue);
             let mean = self.handle_times[queue.0].mean();
             let announcement = super::announce::position_announcement(position, staffed, mean);
-            let law = match codec {
-                sdp::Codec::Pcmu => crate::media::g711::Law::Mu,
-                sdp::Codec::Pcma => crate::media::g711::Law::A,
-            };
-            let frames = self.prompts.render(&announcement, law);
+            let frames = self
+                .prompts
+                .render(&announcement, super::callback::law(codec));
             let frames = self.with_callback_offer(now, call_key, queue, position, frames);
             self.media.prompt(stream, frames);
             let mut facts = self.leg_facts(queue, None, call_key);
