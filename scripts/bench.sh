@@ -51,27 +51,7 @@ sink_port=$((46000 + RANDOM % 1000))
 rate=250
 ramp=$(( (n + rate - 1) / rate ))
 stay=$(( (ramp + window + 15 + profile_seconds) * 1000 ))
-cat >"$dir/holdfast.toml" <<TOML
-[sip]
-listen = "127.0.0.1:$sip_port"
-rtp_ports = "20000-59999"
-max_calls = 20000
-[admin]
-listen = "$admin_listen"
-[store]
-data_dir = "$dir/data"
-[[trunk]]
-name = "bench"
-allow = ["127.0.0.0/8"]
-address = "127.0.0.1:5070"
-[[queue]]
-name = "support"
-max_len = 100000
-[[route]]
-number = "*"
-queue = "support"
-priority = "normal"
-TOML
+bench_config "$sip_port" 20000-59999 "$admin_listen" >"$dir/holdfast.toml"
 sink=$(start_sink "$sink_port" $((ramp + window + 60 + profile_seconds)))
 label=hold
 # Callers that send no RTP point their SDP at the sink; talking callers (SIPp's rtp_stream)

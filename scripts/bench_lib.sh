@@ -20,6 +20,35 @@ time.sleep(int(sys.argv[2]))" "$1" "$2" >/dev/null 2>&1 &
 
 cargo build --release --quiet --bin holdfast --example udp_floor
 
+# The benchmark's holdfast.toml on stdout: SIP on 127.0.0.1:$1, RTP ports $2, admin API on
+# $3 ("" = off), data under $dir, a trunk allowed from loopback, and one queue "support" that
+# every number routes to. $4 and $5 are extra lines for [sip] and for the queue.
+bench_config() {
+  cat <<TOML
+[sip]
+listen = "127.0.0.1:$1"
+rtp_ports = "$2"
+max_calls = 20000
+${4:-}
+[admin]
+listen = "$3"
+[store]
+data_dir = "$dir/data"
+[[trunk]]
+name = "bench"
+allow = ["127.0.0.0/8"]
+address = "127.0.0.1:5070"
+[[queue]]
+name = "support"
+max_len = 100000
+${5:-}
+[[route]]
+number = "*"
+queue = "support"
+priority = "normal"
+TOML
+}
+
 # PROFILE=1: after the CPU window (so sampling does not distort it), a cpu-clock profile of
 # the process for $profile_seconds, summarised by symbol (kernel and user) into
 # $out/<label>.perf.txt. Calls stay $profile_seconds longer so the load is still there.

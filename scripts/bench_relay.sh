@@ -25,29 +25,7 @@ rate=${RATE:-100}
 ramp=$(( (n + rate - 1) / rate ))
 stay=$(( (ramp + window + 25 + profile_seconds) * 1000 ))
 {
-  cat <<TOML
-[sip]
-listen = "127.0.0.1:$sip_port"
-digest_algorithms = ["MD5"]
-rtp_ports = "20000-39999"
-max_calls = 20000
-[admin]
-listen = ""
-[store]
-data_dir = "$dir/data"
-[[trunk]]
-name = "bench"
-allow = ["127.0.0.0/8"]
-address = "127.0.0.1:5070"
-[[queue]]
-name = "support"
-max_len = 100000
-wrapup = 0
-[[route]]
-number = "*"
-queue = "support"
-priority = "normal"
-TOML
+  bench_config "$sip_port" 20000-39999 "" 'digest_algorithms = ["MD5"]' "wrapup = 0"
   for i in $(seq 1 "$n"); do printf '[[agent]]\nuser = "a%d"\npassword = "pw%d"\n' "$i" "$i"; done
 } >"$dir/holdfast.toml"
 write_tone_wav "$dir/caller_rtp.wav"

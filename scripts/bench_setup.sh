@@ -21,27 +21,7 @@ dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 sip_port=$((15000 + RANDOM % 5000))
 sink_port=$((46000 + RANDOM % 1000))
-cat >"$dir/holdfast.toml" <<TOML
-[sip]
-listen = "127.0.0.1:$sip_port"
-rtp_ports = "20000-59999"
-max_calls = 20000
-[admin]
-listen = ""
-[store]
-data_dir = "$dir/data"
-[[trunk]]
-name = "bench"
-allow = ["127.0.0.0/8"]
-address = "127.0.0.1:5070"
-[[queue]]
-name = "support"
-max_len = 100000
-[[route]]
-number = "*"
-queue = "support"
-priority = "normal"
-TOML
+bench_config "$sip_port" 20000-59999 "" >"$dir/holdfast.toml"
 sink=$(start_sink "$sink_port" $((duration + 90)))
 RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
 hf=$!
