@@ -12,6 +12,10 @@ rate=${1:-200}
 duration=${DURATION:-60}
 n=$((rate * 2))
 window=$((duration - 10))
+if [ "$window" -lt 10 ]; then
+  echo "DURATION=$duration: at least 20 s (the first 10 s are ramp, the rest is measured)" >&2
+  exit 2
+fi
 out=target/bench
 mkdir -p "$out"
 source scripts/bench_lib.sh
