@@ -96,6 +96,13 @@ pub struct Sip {
     pub realm: String,
     /// Digest algorithms offered to registering agents, most preferred first (RFC 8760).
     pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Session interval (seconds) holdfast asks of trunk calls (RFC 4028): the call is
+    /// refreshed every half interval, and one whose refresh fails or never comes is hung
+    /// up, so a caller whose BYE was lost does not wait forever. 0: only when the caller
+    /// asks for session timers.
+    pub session_expires: u32,
+    /// Smallest session interval accepted (RFC 4028 `Min-SE`); shorter asks get `422`.
+    pub min_se: u32,
 }
 
 /// A Digest algorithm name as written in the config (RFC 8760 §2).
@@ -117,7 +124,11 @@ impl Default for Sip {
             rtp_ports: PortRange::new(20000, 29999).expect("20000-29999 is a valid range"),
             max_calls: 10_000,
             realm: "holdfast".to_owned(),
-            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            // MD5 first: phones of the baresip 1.0 generation give up when the first
+            // challenge is SHA-256; phones that prefer SHA-256 pick the second one.
+            digest_algorithms: vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256],
+            session_expires: 1800,
+            min_se: 90,
         }
     }
 }
@@ -244,6 +255,13 @@ pub struct QueueConfig {
     pub wrapup: u64,
     /// Unanswered offers in a row after which an agent is paused.
     pub max_no_answer: u32,
+    /// Seconds an agent that let a call ring out (or could not be called) is skipped
+    /// before it is offered a call again; it shows as `wrapup` meanwhile. 0: offered again
+    /// at once.
+    pub no_answer_backoff: u64,
+    /// Music for the other party while one side of a bridged call holds (a phone's Hold
+    /// key); `false`: silence.
+    pub music_on_hold: bool,
     /// Average handle time (seconds) assumed before any call completed.
     pub default_handle_time: u64,
 }
@@ -263,6 +281,8 @@ impl Default for QueueConfig {
             ring_timeout: 15,
             wrapup: 10,
             max_no_answer: 3,
+            no_answer_backoff: 10,
+            music_on_hold: true,
             default_handle_time: 300,
         }
     }

@@ -97,6 +97,16 @@ impl MediaControl for MediaEngine {
         MediaEngine::set_telephone_event(self, id, pt)
     }
 
+    fn prompt_now(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
+        if let Err(error) = MediaEngine::prompt_now(self, id, frames) {
+            tracing::error!(%error, "media engine refused a prompt");
+        }
+    }
+
+    fn stop(&mut self, id: StreamId) {
+        MediaEngine::stop(self, id)
+    }
+
     fn bridge(&mut self, a: StreamId, b: StreamId) {
         if let Err(error) = MediaEngine::bridge(self, a, b) {
             tracing::error!(%error, "media engine refused to bridge");

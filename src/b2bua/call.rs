@@ -64,9 +64,15 @@ pub struct Call {
     pub media: Answer,
     /// The agent leg ringing for or talking to this caller.
     pub leg: Option<super::legs::LegKey>,
-    /// The SDP we answered with, repeated verbatim for re-INVITEs (RFC 3264 §8: unchanged
-    /// session, unchanged version).
+    /// Our side of the session: the answer in our 200 OK, and the answers to re-offers
+    /// (RFC 3264 §8: the version grows only when the SDP changes).
+    pub local: super::session::LocalSdp,
+    /// Our answer to the INVITE, sent in the 200 OK.
     pub answer_sdp: String,
+    /// The caller pressed Hold (its last offer was `sendonly`/`inactive`).
+    pub caller_holds: bool,
+    /// RFC 4028 session timer, once the 200 OK set one.
+    pub session: Option<super::timers::SessionTimer>,
     /// When the INVITE arrived.
     pub started: Instant,
     /// The INVITE while it is unanswered (Early), to build the deferred 200.

@@ -331,7 +331,9 @@ impl<M: MediaControl> B2bua<M> {
                 law(call.codec),
             );
             let stream = call.stream;
-            self.media.prompt(stream, frames);
+            // The key may come mid-offer: the confirmation cuts in at once, and its end
+            // (not the offer's) is the `PromptDone` that hangs up.
+            self.media.prompt_now(stream, frames);
             self.callbacks.confirming.insert(stream, token);
             tracing::info!(
                 event = "callback_committed",

@@ -50,6 +50,8 @@ pub struct Attempt {
     dialog: Option<Dialog>,
     /// A digest challenge was answered already (a second one is a failure).
     authenticated: bool,
+    /// Our side of the session, for re-INVITEs from the trunk.
+    local: super::session::LocalSdp,
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -101,6 +103,7 @@ impl<M: MediaControl> B2bua<M> {
         let (agent, entry, agent_stream, queue) =
             (leg.agent, leg.call.entry(), leg.stream, leg.queue);
         let agent_remote = agent_sdp.map(|o| o.remote).unwrap_or(leg.destination);
+        leg.remote = Some(agent_remote);
         let _ = self.agents.answered(now, agent);
         self.drain_agent_events();
         // We offered the agent PCMU only (agent_leg_media), so that is what it receives.
@@ -148,6 +151,8 @@ impl<M: MediaControl> B2bua<M> {
             entry.0,
             entry.0,
         );
+        // The codec is the trunk's pick, known from its answer.
+        let local = super::session::LocalSdp::new(port, entry.0, Codec::Pcmu);
         let invite = self.trunk_invite(&number, trunk.address, &offer);
         let client = match self
             .transactions
@@ -168,6 +173,7 @@ impl<M: MediaControl> B2bua<M> {
                 stream,
                 dialog: None,
                 authenticated: false,
+                local,
             });
         }
         self.callbacks.push(super::StoreRequest::SetState {
@@ -341,12 +347,12 @@ impl<M: MediaControl> B2bua<M> {
         attempt.dialog = Some(dialog);
         let answer = sdp::parse_offer(&ok.body).ok();
         if let Some(answer) = &answer {
-            let pt = answer
+            let (pt, codec) = answer
                 .formats
                 .iter()
-                .copied()
-                .find(|&pt| answer.codec_of(pt).is_some())
-                .unwrap_or(0);
+                .find_map(|&pt| answer.codec_of(pt).map(|codec| (pt, codec)))
+                .unwrap_or((0, Codec::Pcmu));
+            attempt.local.codec = codec;
             self.media.connect(stream, answer.remote, pt);
             self.media
                 .set_telephone_event(stream, answer.telephone_event);
@@ -510,6 +516,33 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// An in-dialog request from the trunk on an answered callback.
+    /// The dialog of a callback's call to the trunk, by its queue entry.
+    pub(super) fn trunk_dialog_mut(&mut self, entry: EntryId) -> Option<&mut Dialog> {
+        self.callbacks
+            .waiting
+            .get_mut(&entry)?
+            .attempt
+            .as_mut()?
+            .dialog
+            .as_mut()
+    }
+
+    /// Our side of the session of a callback's call to the trunk.
+    pub(super) fn trunk_local_sdp(
+        &mut self,
+        entry: EntryId,
+    ) -> Option<&mut super::session::LocalSdp> {
+        Some(
+            &mut self
+                .callbacks
+                .waiting
+                .get_mut(&entry)?
+                .attempt
+                .as_mut()?
+                .local,
+        )
+    }
+
     pub(super) fn trunk_leg_of(&self, request: &rsip::Request) -> Option<EntryId> {
         let call_id = message::call_id(request)?;
         let entry = *self.callbacks.trunk_by_call_id.get(call_id)?;

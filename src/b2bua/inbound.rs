@@ -65,6 +65,8 @@ impl<M: MediaControl> B2bua<M> {
                 let mut response = message::response(&request, code, None);
                 match code {
                     503 => push_other(&mut response, "Retry-After", &RETRY_AFTER_S.to_string()),
+                    // RFC 4028 §6: a session interval below ours.
+                    422 => push_other(&mut response, "Min-SE", &self.config.sip.min_se.to_string()),
                     415 => push_other(&mut response, "Accept", "application/sdp"),
                     _ => {}
                 }
@@ -92,6 +94,12 @@ impl<M: MediaControl> B2bua<M> {
         let dialled = message::request_uri_user(request).unwrap_or_default();
         let (queue_index, level) = self.config.route(&dialled, &caller).ok_or(404u16)?;
         check_media_types(request)?;
+        super::timers::negotiate(
+            request,
+            self.config.sip.session_expires,
+            self.config.sip.min_se,
+        )
+        .map_err(|_| 422u16)?;
         let offer = sdp::parse_offer(&request.body).map_err(|_| 488u16)?;
         let answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
         if self
@@ -111,7 +119,8 @@ impl<M: MediaControl> B2bua<M> {
 
         let public_ip: IpAddr = self.config.sip.public_address;
         let session_id = self.next_key;
-        let answer_sdp = sdp::render_answer(&answer, public_ip, rtp_port, session_id, session_id);
+        let mut local = super::session::LocalSdp::new(rtp_port, session_id, answer.codec);
+        let answer_sdp = local.first_answer(public_ip, answer);
         let codec = answer.codec;
         let call_key = CallKey(self.next_key);
         self.next_key += 1;
@@ -136,7 +145,10 @@ impl<M: MediaControl> B2bua<M> {
             codec,
             media: answer,
             leg: None,
+            local,
             answer_sdp,
+            caller_holds: false,
+            session: None,
             started: now,
             pending_invite: Some(request.clone()),
             announce: None,
@@ -159,7 +171,7 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         let ringing = message::with_to_tag(
-            message::response(request, 180, None),
+            message::with_record_route(message::response(request, 180, None), request),
             &call.dialog.local_tag,
         );
         self.respond(now, key, ringing);

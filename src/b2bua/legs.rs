@@ -70,8 +70,12 @@ pub struct AgentLeg {
     pub dialog: Option<Dialog>,
     /// When the agent answered (handle time starts, SPEC §5).
     pub answered_at: Option<Instant>,
-    /// The SDP we offered, repeated for re-INVITEs from the agent.
-    pub offer_sdp: String,
+    /// Our side of the session: the offer we sent, the answers to the phone's re-offers.
+    pub local: super::session::LocalSdp,
+    /// Where the phone receives RTP (from its SDP), once it answered.
+    pub remote: Option<SocketAddr>,
+    /// The agent pressed Hold (its last offer was `sendonly`/`inactive`).
+    pub holds: bool,
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -103,9 +107,15 @@ impl<M: MediaControl> B2bua<M> {
                 );
                 // Count it as a miss so a broken agent is paused after max_no_answer
                 // instead of being picked forever.
-                let max = self.config.queues[assignment.queue.0].max_no_answer;
+                let queue = &self.config.queues[assignment.queue.0];
+                let (max, backoff) = (
+                    queue.max_no_answer,
+                    Duration::from_secs(queue.no_answer_backoff),
+                );
                 let _ = self.agents.ringing(now, assignment.agent, assignment.entry);
-                let _ = self.agents.no_answer(now, assignment.agent, max);
+                let _ = self
+                    .agents
+                    .no_answer_then_rest(now, assignment.agent, max, backoff);
                 self.drain_agent_events();
             }
         }
@@ -154,13 +164,8 @@ impl<M: MediaControl> B2bua<M> {
 
         let leg_key = LegKey(self.next_key);
         self.next_key += 1;
-        let offer_sdp = sdp::render_offer(
-            &[codec],
-            self.config.sip.public_address,
-            port,
-            leg_key.0,
-            leg_key.0,
-        );
+        let mut local = super::session::LocalSdp::new(port, leg_key.0, codec);
+        let offer_sdp = local.offer(self.config.sip.public_address);
         let invite = self.agent_invite(&contact, &user, &caller, &queue_name, &offer_sdp);
         let client = match self
             .transactions
@@ -203,7 +208,9 @@ impl<M: MediaControl> B2bua<M> {
                 ring_deadline: now + ring_timeout,
                 dialog: None,
                 answered_at: None,
-                offer_sdp,
+                local,
+                remote: None,
+                holds: false,
             },
         );
         Ok(())
@@ -399,6 +406,9 @@ impl<M: MediaControl> B2bua<M> {
             .as_ref()
             .map(|o| o.remote)
             .unwrap_or(self.legs[&leg_key].destination);
+        if let Some(leg) = self.legs.get_mut(&leg_key) {
+            leg.remote = Some(agent_remote);
+        }
         self.media
             .connect(agent_stream, agent_remote, caller_media.payload_type);
         if was_early {
@@ -441,8 +451,12 @@ impl<M: MediaControl> B2bua<M> {
         self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
         let (agent, call_key, queue, stream) = (leg.agent, leg.call, leg.queue, leg.stream);
         self.media.close(stream);
-        let max = self.config.queues[queue.0].max_no_answer;
-        let _ = self.agents.no_answer(now, agent, max);
+        let queue_config = &self.config.queues[queue.0];
+        let (max, backoff) = (
+            queue_config.max_no_answer,
+            Duration::from_secs(queue_config.no_answer_backoff),
+        );
+        let _ = self.agents.no_answer_then_rest(now, agent, max, backoff);
         self.drain_agent_events();
         let facts = self.leg_facts(queue, Some(agent), call_key);
         self.call_event(now, CallEventKind::RingNoAnswer, facts);
@@ -541,6 +555,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Send the deferred 200 OK to a caller who was ringing (Early).
     pub(super) fn answer_caller(&mut self, now: Instant, call_key: CallKey) {
+        let contact = self.our_contact();
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
         };
@@ -551,20 +566,16 @@ impl<M: MediaControl> B2bua<M> {
         let Some(invite) = call.pending_invite.take() else {
             return;
         };
-        let mut response = message::response(&invite, 200, None);
-        push_other(
-            &mut response,
-            "Contact",
-            &format!("<sip:holdfast@{}>", self.sent_by),
-        );
+        let body = call.answer_sdp.clone().into_bytes();
+        let (key, tag) = (call.invite.clone(), call.dialog.local_tag.clone());
+        let mut response =
+            message::with_record_route(message::response(&invite, 200, None), &invite);
+        push_other(&mut response, "Contact", &contact);
         push_other(&mut response, "Allow", message::ALLOWED_METHODS);
-        let response = message::with_body(
-            response,
-            "application/sdp",
-            call.answer_sdp.clone().into_bytes(),
-        );
-        let response = message::with_to_tag(response, &call.dialog.local_tag);
-        let key = call.invite.clone();
+        push_other(&mut response, "Supported", "timer");
+        self.session_refreshed(now, call_key, &invite, &mut response);
+        let response = message::with_body(response, "application/sdp", body);
+        let response = message::with_to_tag(response, &tag);
         self.respond(now, &key, response);
     }
 }

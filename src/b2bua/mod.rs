@@ -21,7 +21,9 @@ mod legs;
 mod refer;
 mod register;
 mod requests;
+mod session;
 pub mod snapshot;
+mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -68,6 +70,11 @@ pub trait MediaControl {
     fn prompt(&mut self, id: StreamId, frames: Prompt);
     /// The negotiated RFC 4733 payload type of a stream's far end (DTMF in, relay mapping).
     fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>);
+    /// Play `frames` at once, cutting short and dropping every other prompt of the stream.
+    fn prompt_now(&mut self, id: StreamId, frames: Prompt);
+    /// Stop sending on a stream (music pauses, a bridge ends with both legs idle); the port
+    /// stays bound. A later `play` or `bridge` starts it again.
+    fn stop(&mut self, id: StreamId);
 }
 
 /// Hold music encoded once per codec at start-up (SPEC §4): every call shares these bytes.
@@ -145,6 +152,10 @@ pub struct B2bua<M: MediaControl> {
     callbacks: callback::Callbacks,
     /// Call-event counters and histograms for `/metrics`.
     observations: events::Observations,
+    /// RFC 4028 deadlines: our next refresh, or the caller's last chance to refresh.
+    session_due: BTreeSet<(Instant, CallKey)>,
+    /// Our session refreshes in flight → their call.
+    refreshes: HashMap<crate::sip::transaction::ClientKey, CallKey>,
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -203,6 +214,8 @@ impl<M: MediaControl> B2bua<M> {
             journal: VecDeque::new(),
             callbacks: callback::Callbacks::default(),
             observations: events::Observations::default(),
+            session_due: BTreeSet::new(),
+            refreshes: HashMap::new(),
         }
     }
 
@@ -274,6 +287,7 @@ impl<M: MediaControl> B2bua<M> {
         self.expire_rings(now);
         self.expire_callback_retries(now);
         self.run_announcements(now);
+        self.run_session_timers(now);
         self.process_events(now);
     }
 
@@ -294,6 +308,7 @@ impl<M: MediaControl> B2bua<M> {
             self.agents.poll_timeout(),
             self.ring_deadlines.first().map(|(deadline, _)| *deadline),
             self.announce_due.first().map(|(deadline, _)| *deadline),
+            self.session_due.first().map(|(deadline, _)| *deadline),
             self.callbacks
                 .retries
                 .first()
@@ -397,11 +412,17 @@ impl<M: MediaControl> B2bua<M> {
                 // our BYEs need no action (the call was released when the BYE was sent).
                 Event::Response { key, response } => {
                     let code = response.status_code.code();
+                    if self.on_refresh_response(now, &key, Some(&response)) {
+                        continue;
+                    }
                     if !self.on_refer_response(now, &key, Some(code)) {
                         self.on_leg_response(now, &key, response);
                     }
                 }
                 Event::Timeout { key } => {
+                    if self.on_refresh_response(now, &key, None) {
+                        continue;
+                    }
                     if !self.on_refer_response(now, &key, None) {
                         self.on_leg_timeout(now, &key);
                     }
@@ -415,6 +436,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Hang up a call from our side: BYE to the trunk, then release everything.
     fn hang_up(&mut self, now: Instant, key: CallKey, reason: LeaveReason) {
+        self.stop_session_timer(key);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -435,6 +457,7 @@ impl<M: MediaControl> B2bua<M> {
         if let Some(leg) = self.calls.get_mut(&key).and_then(|c| c.leg.take()) {
             self.cancel_leg_for_caller(now, leg);
         }
+        self.stop_session_timer(key);
         let Some(call) = self.calls.remove(&key) else {
             return;
         };

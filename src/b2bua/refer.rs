@@ -185,8 +185,11 @@ impl<M: MediaControl> B2bua<M> {
         } else {
             // The agent did not take it: the caller keeps its place and waits on.
             let max = queue.max_no_answer;
+            let backoff = std::time::Duration::from_secs(queue.no_answer_backoff);
             tracing::info!(code, "transfer failed: caller keeps waiting");
-            let _ = self.agents.no_answer(now, transfer.agent, max);
+            let _ = self
+                .agents
+                .no_answer_then_rest(now, transfer.agent, max, backoff);
             self.drain_agent_events();
         }
     }

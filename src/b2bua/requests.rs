@@ -1,8 +1,8 @@
 //! Requests from trunks and phones once the transaction layer has absorbed retransmissions:
 //! dispatch by method (RFC 3261 §8.2, `405` with `Allow` for known methods we do not
 //! serve), dialog matching (§12.2.2, `481` for unknown dialogs, `500` for an old CSeq),
-//! ACK, BYE from either side (§15), CANCEL (§9.2) and re-INVITE answered with the
-//! unchanged SDP (§14, RFC 3264 §8).
+//! ACK, BYE from either side (§15) and CANCEL (§9.2). re-INVITE and UPDATE are in
+//! `session`.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -25,7 +25,9 @@ impl<M: MediaControl> B2bua<M> {
             rsip::Method::Invite if to_tag.is_none() => {
                 self.on_new_invite(now, key, request, source)
             }
-            rsip::Method::Invite => self.on_reinvite(now, key, request),
+            rsip::Method::Invite | rsip::Method::Update => {
+                self.on_session_change(now, key, request)
+            }
             rsip::Method::Bye => self.on_bye(now, key, request),
             rsip::Method::Register => self.on_register(now, key, request, source),
             rsip::Method::Notify => self.on_notify(now, key, request),
@@ -37,7 +39,11 @@ impl<M: MediaControl> B2bua<M> {
             }
             rsip::Method::Info => {
                 let call = self.dialog_of(&request);
-                let code = if call.is_some() { 200 } else { 481 };
+                let code = if self.find_dialog(&request).is_some() {
+                    200
+                } else {
+                    481
+                };
                 self.reply(now, &key, &request, code);
                 // SPEC §6: DTMF by SIP INFO counts like RFC 4733.
                 let content_type = message::header_value(&request, "Content-Type");
@@ -51,7 +57,7 @@ impl<M: MediaControl> B2bua<M> {
             // A CANCEL the transaction layer could not match (§9.2).
             rsip::Method::Cancel => self.reply(now, &key, &request, 481),
             rsip::Method::Ack => {}
-            _ if to_tag.is_some() && self.dialog_of(&request).is_none() => {
+            _ if to_tag.is_some() && self.find_dialog(&request).is_none() => {
                 self.reply(now, &key, &request, 481)
             }
             _ => {
@@ -137,33 +143,6 @@ impl<M: MediaControl> B2bua<M> {
             "caller gave up before answer"
         );
         self.release(now, call, LeaveReason::Abandoned);
-    }
-
-    pub(super) fn on_reinvite(&mut self, now: Instant, key: ServerKey, request: rsip::Request) {
-        let Some(call_key) = self.dialog_of(&request) else {
-            return self.reply(now, &key, &request, 481);
-        };
-        let call = self
-            .calls
-            .get_mut(&call_key)
-            .expect("dialog_of returned a live call");
-        let seq = message::cseq(&request).map(|(seq, _)| seq).unwrap_or(0);
-        if !call.dialog.accept_remote_cseq(seq, &request.method) {
-            return self.reply(now, &key, &request, 500);
-        }
-        // Session refresh or hold/unhold: we keep one session, so answer with the same SDP.
-        let mut response = message::response(&request, 200, None);
-        push_other(
-            &mut response,
-            "Contact",
-            &format!("<sip:holdfast@{}>", self.sent_by),
-        );
-        let response = message::with_body(
-            response,
-            "application/sdp",
-            call.answer_sdp.clone().into_bytes(),
-        );
-        self.respond(now, &key, response);
     }
 
     /// Answer `request` on transaction `key` with a bare status `code`.

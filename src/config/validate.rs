@@ -59,6 +59,15 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     if config.sip.digest_algorithms.is_empty() {
         r.add("sip.digest_algorithms", "must name at least one algorithm");
     }
+    if config.sip.min_se < 90 {
+        r.add("sip.min_se", "must be at least 90 (RFC 4028 §5)");
+    }
+    if config.sip.session_expires != 0 && config.sip.session_expires < config.sip.min_se {
+        r.add(
+            "sip.session_expires",
+            "must be 0 (off) or at least sip.min_se",
+        );
+    }
     if config.priorities.is_empty() {
         r.add("priorities", "must define at least one priority");
     }

@@ -324,7 +324,31 @@ impl MediaEngine {
         if frames.is_empty() {
             return Err(FramesError::Empty.into());
         }
-        self.send(id, Command::Prompt { id, frames })
+        self.send(
+            id,
+            Command::Prompt {
+                id,
+                frames,
+                interrupt: false,
+            },
+        )
+    }
+
+    /// Plays `frames` at once, cutting short the prompt that plays and dropping any queued
+    /// behind it (no [`MediaEvent::PromptDone`] for those): the callback confirmation
+    /// answering a key pressed in the middle of the offer.
+    pub fn prompt_now(&self, id: StreamId, frames: Prompt) -> Result<(), MediaError> {
+        if frames.is_empty() {
+            return Err(FramesError::Empty.into());
+        }
+        self.send(
+            id,
+            Command::Prompt {
+                id,
+                frames,
+                interrupt: true,
+            },
+        )
     }
 
     /// Sets the negotiated RFC 4733 telephone-event payload type (`None`: not negotiated),

@@ -137,7 +137,9 @@ impl Inbound<'_> {
                 self.report_digits(id, peer);
             }
         }
-        if !peer.latched {
+        // A source of port 0 or an unspecified address cannot be sent to (a replayed
+        // capture, a spoofed packet): it is heard but never latched.
+        if !peer.latched && from.port() != 0 && !from.ip().is_unspecified() {
             peer.latched = true;
             peer.remote = Some(from);
             let _ = self.events.send(MediaEvent::Latched { id, from });
@@ -219,6 +221,33 @@ mod tests {
             Peer::default(),
             "junk neither latches nor counts as RTP"
         );
+    }
+
+    #[test]
+    fn a_source_of_port_zero_is_never_latched() {
+        let mut rig = rig();
+        let sdp: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut peer = Peer::default();
+        peer.set_sdp_remote(sdp);
+        let packet = rtp(0);
+        for from in ["127.0.0.1:0", "0.0.0.0:5004"] {
+            rig.buf[..packet.len()].copy_from_slice(&packet);
+            let heard = Inbound {
+                buf: &mut rig.buf,
+                stats: &rig.stats,
+                events: &rig.events_tx,
+            }
+            .accept(
+                StreamId::for_tests(9),
+                &mut peer,
+                packet.len(),
+                from.parse().unwrap(),
+            );
+            assert!(heard.is_some(), "still RTP, still heard");
+            assert!(!peer.latched, "{from} latched");
+            assert_eq!(peer.remote, Some(sdp));
+        }
+        assert!(rig.events.try_recv().is_err(), "no Latched event");
     }
 
     #[test]

@@ -241,6 +241,19 @@ impl Player {
         Ok(())
     }
 
+    /// Drops every queued prompt, cutting the one playing short mid-frame-run, and starts
+    /// `prompt` with the next packet. The dropped prompts report no `PromptDone`.
+    pub fn interrupt_with(&mut self, prompt: Prompt) -> Result<(), FramesError> {
+        if prompt.is_empty() {
+            return Err(FramesError::Empty);
+        }
+        self.prompts.clear();
+        self.prompt_piece = 0;
+        self.prompt_pos = 0;
+        self.piece = Bytes::new();
+        self.enqueue_prompt(prompt)
+    }
+
     /// Writes the next packet (header + frame) into `out` and advances the stream.
     ///
     /// Returns [`PlayerEvent::PromptDone`] when this packet carried a prompt's last frame.
@@ -405,6 +418,28 @@ mod tests {
             assert_eq!(h.marker, i == 0);
             assert_eq!(h.payload_type, 8);
         }
+    }
+
+    #[test]
+    fn interrupt_cuts_the_playing_prompt_and_drops_the_queue() {
+        let mut p = Player::with_initial(0, frames(4, 0), 1, 0, 0).unwrap();
+        let mut offer = Prompt::from_frames(frames(3, 100)).unwrap();
+        offer.push(frames(2, 110)).unwrap();
+        p.enqueue_prompt(offer).unwrap();
+        p.enqueue_prompt(Prompt::from_frames(frames(1, 150)).unwrap())
+            .unwrap();
+        let mut out = vec![step(&mut p), step(&mut p)];
+        // The key press: the confirmation starts with the very next packet.
+        p.interrupt_with(Prompt::from_frames(frames(2, 200)).unwrap())
+            .unwrap();
+        for _ in 0..4 {
+            out.push(step(&mut p));
+        }
+        let bytes: Vec<u8> = out.iter().map(|o| o.1).collect();
+        assert_eq!(bytes, [100, 101, 200, 201, 0, 1]);
+        let done: Vec<bool> = out.iter().map(|o| o.2.is_some()).collect();
+        assert_eq!(done, [false, false, false, true, false, false]);
+        assert_eq!(p.interrupt_with(Prompt::default()), Err(FramesError::Empty));
     }
 
     #[test]

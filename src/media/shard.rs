@@ -88,6 +88,8 @@ pub(crate) enum Command {
     Prompt {
         id: StreamId,
         frames: Prompt,
+        /// Drop whatever prompt plays or waits and start this one now.
+        interrupt: bool,
     },
     TelephoneEvent {
         id: StreamId,
@@ -408,9 +410,19 @@ impl Shard {
                 payload_type,
                 music,
             } => self.play(id, remote, payload_type, music),
-            Command::Prompt { id, frames } => {
+            Command::Prompt {
+                id,
+                frames,
+                interrupt,
+            } => {
                 let player = self.stream_mut(id).and_then(|s| s.player.as_mut());
-                match player.map(|p| p.enqueue_prompt(frames)) {
+                match player.map(|p| {
+                    if interrupt {
+                        p.interrupt_with(frames)
+                    } else {
+                        p.enqueue_prompt(frames)
+                    }
+                }) {
                     Some(Ok(())) => {}
                     Some(Err(e)) => tracing::warn!(%id, error = %e, "prompt rejected"),
                     None => tracing::warn!(%id, "prompt for a stream that never played"),

@@ -24,7 +24,8 @@
 //! unpause          Paused                    Available (Wrapup while its timer runs)
 //! ringing(entry)   Available                 Ringing
 //! answered         Ringing                   Busy
-//! no_answer        Ringing                   Available, Paused after max_no_answer marks
+//! no_answer        Ringing                   Available (Wrapup for a back-off), Paused after
+//!                                            max_no_answer marks
 //! ring_cancelled   Ringing                   Available, same place in the idle line
 //! call_ended       Busy                      Wrapup (Available if 0 s; Offline if unregistered)
 //! handle_timeout   Wrapup                    Available
@@ -314,11 +315,27 @@ impl Agents {
         id: AgentId,
         max_no_answer: u32,
     ) -> Result<(), AgentError> {
+        self.no_answer_then_rest(now, id, max_no_answer, Duration::ZERO)
+    }
+
+    /// [`Agents::no_answer`], after which the agent rests for `backoff` (as in wrap-up)
+    /// before it is offered another call: a phone that died without unregistering then
+    /// costs each caller one ring timeout at most once per `backoff`, not back to back.
+    pub fn no_answer_then_rest(
+        &mut self,
+        now: Instant,
+        id: AgentId,
+        max_no_answer: u32,
+        backoff: Duration,
+    ) -> Result<(), AgentError> {
         self.expect(id, AgentState::Ringing)?;
         let mut auto_paused = None;
         let now = self.clock(now);
         self.update(now, id, true, |a| {
-            a.activity = Activity::Idle;
+            a.activity = match now.checked_add(backoff) {
+                Some(until) if !backoff.is_zero() && a.registered => Activity::Wrapup(until),
+                _ => Activity::Idle,
+            };
             a.no_answer_marks = a.no_answer_marks.saturating_add(1);
             a.missed_calls += 1;
             if a.no_answer_marks >= max_no_answer && !a.paused {

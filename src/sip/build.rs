@@ -228,6 +228,28 @@ fn set_body(headers: &mut Headers, body: &mut Vec<u8>, content_type: &str, new_b
     *body = new_body;
 }
 
+/// Copies the request's Record-Route values, in order, into a dialog-creating response
+/// (`18x`/`2xx` to an initial INVITE, RFC 3261 §12.1.1): the caller's proxies then stay on
+/// the path of its ACK, re-INVITEs and BYE.
+pub fn with_record_route(mut resp: Response, req: &Request) -> Response {
+    let routes: Vec<Header> = req
+        .headers
+        .iter()
+        .filter(|h| matches!(h, Header::RecordRoute(_)))
+        .cloned()
+        .collect();
+    if !routes.is_empty() {
+        let mut headers: Vec<Header> = resp.headers.iter().cloned().collect();
+        let at = headers
+            .iter()
+            .position(|h| matches!(h, Header::ContentLength(_) | Header::ContentType(_)))
+            .unwrap_or(headers.len());
+        headers.splice(at..at, routes);
+        resp.headers = headers.into();
+    }
+    resp
+}
+
 /// Sets the body of a response with its Content-Type, fixing Content-Length.
 pub fn with_body(mut resp: Response, content_type: &str, body: Vec<u8>) -> Response {
     set_body(&mut resp.headers, &mut resp.body, content_type, body);

@@ -77,11 +77,8 @@ impl Dialog {
             .ok_or(DialogError::BadHeader("CSeq"))?;
         // Without a usable Contact the Request-URI still identifies the caller's side; the
         // datagram goes to the flow's source address anyway (see `b2bua`).
-        let remote_target = invite
-            .contact_header()
-            .ok()
-            .and_then(|c| c.uri().ok())
-            .unwrap_or_else(|| invite.uri.clone());
+        let remote_target =
+            crate::sip::message::contact_uri(invite).unwrap_or_else(|| invite.uri.clone());
         let route_set = invite
             .headers
             .iter()
@@ -133,11 +130,8 @@ impl Dialog {
             .ok()
             .and_then(|c| c.seq().ok())
             .ok_or(DialogError::BadHeader("CSeq"))?;
-        let remote_target = ok
-            .contact_header()
-            .ok()
-            .and_then(|c| c.uri().ok())
-            .unwrap_or_else(|| invite.uri.clone());
+        let remote_target =
+            crate::sip::message::contact_uri(ok).unwrap_or_else(|| invite.uri.clone());
         let mut route_set: Vec<String> = ok
             .headers
             .iter()
@@ -206,6 +200,34 @@ impl Dialog {
         ack
     }
 
+    /// The Request-URI and Route header values of a request in this dialog (§12.2.1.1):
+    /// with an empty route set or a loose router first (`;lr`, §16.12), the remote target
+    /// and the route set as it is; with a strict router first, that router's URI as
+    /// Request-URI and the rest of the route set followed by the remote target as Route.
+    fn request_uri_and_routes(&self) -> (rsip::Uri, Vec<String>) {
+        let Some(first) = self.route_set.first() else {
+            return (self.remote_target.clone(), Vec::new());
+        };
+        let first_uri = crate::sip::uri::addr_spec(first);
+        if first_uri.is_none_or(is_loose_route) {
+            return (self.remote_target.clone(), self.route_set.clone());
+        }
+        let Some(uri) = first_uri.and_then(crate::sip::uri::parse) else {
+            return (self.remote_target.clone(), self.route_set.clone());
+        };
+        let mut routes: Vec<String> = self.route_set[1..].to_vec();
+        routes.push(format!("<{}>", self.remote_target));
+        (uri, routes)
+    }
+
+    /// A target refresh (§12.2.2: re-INVITE or UPDATE, RFC 3311 §5.2): a Contact in the
+    /// request replaces the remote target; the route set never changes.
+    pub fn refresh_target(&mut self, request: &rsip::Request) {
+        if let Some(target) = crate::sip::message::contact_uri(request) {
+            self.remote_target = target;
+        }
+    }
+
     /// Builds an in-dialog request from holdfast (§12.2.1.1). `via` is our sent-by
     /// (`host:port`), `branch` a fresh RFC 3261 branch.
     pub fn request(&mut self, method: rsip::Method, via: &str, branch: &str) -> rsip::Request {
@@ -223,22 +245,39 @@ impl Dialog {
                 self.local_cseq, method
             ))),
         ];
+        let (uri, routes) = self.request_uri_and_routes();
         headers.extend(
-            self.route_set
-                .iter()
-                .map(|r| Header::Route(rsip::headers::Route::new(r.clone()))),
+            routes
+                .into_iter()
+                .map(|r| Header::Route(rsip::headers::Route::new(r))),
         );
         headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
             "0",
         )));
+        if method == rsip::Method::Invite {
+            // A re-INVITE: its 2xx is ACKed with this CSeq number (§13.2.2.4).
+            self.invite_cseq = self.local_cseq;
+        }
         rsip::Request {
             method,
-            uri: self.remote_target.clone(),
+            uri,
             version: rsip::Version::V2,
             headers: headers.into(),
             body: Vec::new(),
         }
     }
+}
+
+/// Whether a Route/Record-Route URI names a loose router: it carries the `lr` parameter
+/// (RFC 3261 §19.1.1, §16.12). Anything else is a strict router (RFC 2543).
+fn is_loose_route(uri: &str) -> bool {
+    let uri = uri.split_once('?').map_or(uri, |(before, _)| before);
+    uri.split(';').skip(1).any(|param| {
+        param
+            .split('=')
+            .next()
+            .is_some_and(|name| name.trim().eq_ignore_ascii_case("lr"))
+    })
 }
 
 #[cfg(test)]
@@ -366,5 +405,98 @@ Content-Length: 0\r\n\r\n",
         let d = Dialog::from_invite(&req, "x").unwrap();
         assert!(d.matches("call-1@host", None, Some("x")));
         assert!(!d.matches("call-1@host", Some("zzz"), Some("x")));
+    }
+
+    #[test]
+    fn strict_router_first_takes_the_request_uri() {
+        // §12.2.1.1: the first route lacks `lr`, so it becomes the Request-URI and the remote
+        // target goes last in Route.
+        let text = INVITE.replace(
+            "Record-Route: <sip:proxy1;lr>",
+            "Record-Route: <sip:10.0.0.1:5070;transport=udp>",
+        );
+        let req = rsip::Request::try_from(text.as_str()).unwrap();
+        let mut d = Dialog::from_invite(&req, "hf1").unwrap();
+        let bye = d
+            .request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKs")
+            .to_string();
+        assert!(
+            bye.to_ascii_lowercase()
+                .starts_with("bye sip:10.0.0.1:5070;transport=udp sip/2.0\r\n"),
+            "{bye}"
+        );
+        let r2 = bye.find("Route: <sip:proxy2;lr>\r\n").expect(&bye);
+        let target = bye.find("Route: <sip:ann@127.0.0.1:5080>\r\n").expect(&bye);
+        assert!(r2 < target, "{bye}");
+        assert!(
+            !bye.to_ascii_lowercase()
+                .contains("10.0.0.1:5070;transport=udp>"),
+            "{bye}"
+        );
+    }
+
+    #[test]
+    fn without_record_route_no_route_header() {
+        let text = INVITE
+            .replace("Record-Route: <sip:proxy1;lr>\r\n", "")
+            .replace("Record-Route: <sip:proxy2;lr>\r\n", "");
+        let req = rsip::Request::try_from(text.as_str()).unwrap();
+        let mut d = Dialog::from_invite(&req, "hf1").unwrap();
+        let bye = d
+            .request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKn")
+            .to_string();
+        assert!(!bye.contains("Route:"), "{bye}");
+    }
+
+    #[test]
+    fn loose_route_parameter_is_found_anywhere() {
+        assert!(is_loose_route("sip:p1;lr"));
+        assert!(is_loose_route("sip:127.0.0.1:5070;transport=udp;lr=on"));
+        assert!(is_loose_route("sip:p1;LR;ftag=x"));
+        assert!(!is_loose_route("sip:p1;transport=udp"));
+        assert!(!is_loose_route("sip:lr@p1"));
+    }
+
+    #[test]
+    fn userless_contact_with_instance_is_the_remote_target() {
+        // Linphone's Contact: no user part, `+sip.instance` as a header parameter.
+        let text = INVITE.replace(
+            "Contact: <sip:ann@127.0.0.1:5080>",
+            "Contact: <sip:127.0.0.1:5196;transport=udp>;+sip.instance=\"<urn:uuid:0c3a8f2e-1b2c-4d5e-8f90-123456789abc>\"",
+        );
+        let req = rsip::Request::try_from(text.as_str()).unwrap();
+        let mut d = Dialog::from_invite(&req, "hf1").unwrap();
+        let bye = d
+            .request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKu")
+            .to_string();
+        assert!(
+            bye.to_ascii_lowercase()
+                .starts_with("bye sip:127.0.0.1:5196;transport=udp sip/2.0\r\n"),
+            "{bye}"
+        );
+    }
+
+    #[test]
+    fn reinvite_refreshes_target_and_its_ack_repeats_its_cseq() {
+        let mut d = Dialog::from_invite(&invite(), "hf1").unwrap();
+        let reinvite = rsip::Request::try_from(
+            INVITE
+                .replace("CSeq: 7 INVITE", "CSeq: 8 INVITE")
+                .replace("<sip:ann@127.0.0.1:5080>", "<sip:ann@127.0.0.1:5090>")
+                .as_str(),
+        )
+        .unwrap();
+        d.refresh_target(&reinvite);
+        let ours = d.request(rsip::Method::Invite, "127.0.0.1:5060", "z9hG4bKr");
+        assert!(
+            ours.to_string()
+                .starts_with("INVITE sip:ann@127.0.0.1:5090 SIP/2.0")
+        );
+        let ack = d.ack("127.0.0.1:5060", "z9hG4bKa").to_string();
+        assert!(ack.contains("CSeq: 1 ACK\r\n"), "{ack}");
+        let bye = d
+            .request(rsip::Method::Bye, "127.0.0.1:5060", "z9hG4bKb")
+            .to_string();
+        assert!(bye.contains("CSeq: 2 BYE\r\n"), "{bye}");
     }
 }

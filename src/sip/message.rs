@@ -26,7 +26,7 @@ pub use super::parse_error::{ParseError, ParseErrorKind};
 
 pub use super::build::{
     encode_request, encode_response, header_parts, new_branch, new_tag, reason_phrase, response,
-    stamp_received, with_body, with_request_body, with_to_tag,
+    stamp_received, with_body, with_record_route, with_request_body, with_to_tag,
 };
 pub use super::fields::{
     call_id, contact_uri, contact_uri_text, cseq, from_tag, from_user, header_user, header_value,
@@ -38,10 +38,10 @@ pub use super::fields::{
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
 
 /// Option tags holdfast implements; a `Require` naming anything else gets `420` (§8.2.2.3).
-pub const SUPPORTED_OPTION_TAGS: &[&str] = &[];
+pub const SUPPORTED_OPTION_TAGS: &[&str] = &["timer"];
 
 /// Methods holdfast answers, sent in `Allow` with `405`/`501` (§8.2.1, §20.5).
-pub const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+pub const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY";
 
 /// Parses and validates one datagram.
 ///
@@ -466,10 +466,9 @@ mod tests {
         }
         let err = error(&options("Require: 100rel, timer\r\n"));
         let reply = String::from_utf8(err.reply().unwrap()).unwrap();
-        assert!(
-            reply.contains("\r\nUnsupported: 100rel, timer\r\n"),
-            "{reply}"
-        );
+        // Session timers (RFC 4028) are supported; only 100rel is not.
+        assert!(reply.contains("\r\nUnsupported: 100rel\r\n"), "{reply}");
+        assert!(parse(options("Require: timer\r\n").as_bytes()).is_ok());
         let cseq = options("").replace("1 OPTIONS", "4294967296 OPTIONS");
         assert_eq!(error(&cseq).kind(), &ParseErrorKind::BadHeader("CSeq"));
         let cseq = options("").replace("1 OPTIONS", "1 INVITE");

@@ -8,7 +8,7 @@ use crate::queue::dispatch::AgentState;
 
 pub(super) const AGENT: &str = "127.0.0.1:5090";
 
-const CONFIG_AGENTS: &str = r#"
+pub(super) const CONFIG_AGENTS: &str = r#"
 [sip]
 listen = "127.0.0.1:5060"
 digest_algorithms = ["MD5"]

@@ -12,6 +12,7 @@ use crate::media::engine::StreamId;
 
 mod agents;
 mod callbacks;
+mod hold;
 
 #[derive(Default)]
 struct FakeMedia {
@@ -22,6 +23,9 @@ struct FakeMedia {
     connected: Vec<(StreamId, SocketAddr, u8)>,
     bridged: Vec<(StreamId, StreamId)>,
     prompts: Vec<(StreamId, usize)>,
+    /// Prompts that cut in at once (`prompt_now`).
+    prompts_now: Vec<(StreamId, usize)>,
+    stopped: Vec<StreamId>,
     telephone_events: Vec<(StreamId, Option<u8>)>,
 }
 
@@ -53,6 +57,13 @@ impl MediaControl for FakeMedia {
     }
     fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
         self.telephone_events.push((id, pt));
+    }
+    fn prompt_now(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
+        self.prompts_now
+            .push((id, frames.frames() * crate::media::player::FRAME_LEN));
+    }
+    fn stop(&mut self, id: StreamId) {
+        self.stopped.push(id);
     }
 }
 

@@ -206,7 +206,12 @@ impl ClientTx {
             }
             (_, Cancel::Pending | Cancel::Sent) => CancelDecision::AlreadyRequested,
             (State::Calling, Cancel::NotRequested) => {
+                // §9.1: no CANCEL before a provisional response. The TU has given up, so
+                // stop re-sending the INVITE too: a phone that is gone would otherwise get
+                // it for the rest of Timer B. A late provisional still triggers the CANCEL
+                // and a late 2xx is still ACKed and hung up; Timer B ends the wait.
                 self.cancel = Cancel::Pending;
+                self.timers.stop(Timer::A);
                 CancelDecision::Deferred
             }
             (State::Proceeding, Cancel::NotRequested) => CancelDecision::SendNow,

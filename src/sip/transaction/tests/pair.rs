@@ -449,6 +449,37 @@ fn cancel_before_any_provisional_waits_for_the_first_one() {
 }
 
 #[test]
+fn cancel_to_a_silent_peer_stops_the_invite_resends() {
+    // The phone is gone: nothing it is sent arrives. Giving up (ring timeout) may not send
+    // a CANCEL (§9.1) but stops Timer A; Timer B still reports the timeout.
+    let mut pair = Pair::new(|side, _| side == Side::Client);
+    let invite = request("INVITE", "z9hG4bKdead", "p9");
+    let key = pair
+        .client
+        .send_request(pair.now, addr(UAS), invite)
+        .expect("has a branch");
+    pair.run(1.2, &mut |_, _, _| {}, &mut |_, _, _| {});
+    let sent_before = pair
+        .on_wire(Side::Client, |m| method(m) == Some(Method::Invite))
+        .len();
+    assert_eq!(sent_before, 2, "the INVITE and one Timer A re-send");
+    pair.client.cancel(pair.now, &key).expect("deferred");
+    pair.run(100.0, &mut |_, _, _| {}, &mut |_, _, _| {});
+    assert_eq!(
+        pair.on_wire(Side::Client, |m| method(m) == Some(Method::Invite))
+            .len(),
+        sent_before,
+        "no INVITE re-sent after the TU gave up"
+    );
+    assert!(
+        pair.on_wire(Side::Client, |m| method(m) == Some(Method::Cancel))
+            .is_empty()
+    );
+    assert_eq!(count(&pair.client_events, is_timeout), 1, "Timer B");
+    assert_eq!(pair.client.len(), 0);
+}
+
+#[test]
 fn cancel_is_dropped_when_a_final_arrives_first() {
     // Lose the 100 Trying so the client is still "Calling" when the 486 arrives.
     let mut pair = Pair::new(|side, m| side == Side::Server && status(m) == Some(100));
