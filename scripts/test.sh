@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
+command -v linphonec >/dev/null || need+=(linphone-cli)
+command -v kamailio >/dev/null || need+=(kamailio)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)

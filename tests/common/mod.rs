@@ -2,6 +2,8 @@
 //! a generated config, talk SIP to it over UDP, run SIPp scenarios from `sipp/`.
 #![allow(dead_code)]
 
+pub mod kamailio;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
