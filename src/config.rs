@@ -124,9 +124,9 @@ impl Default for Sip {
             rtp_ports: PortRange::new(20000, 29999).expect("20000-29999 is a valid range"),
             max_calls: 10_000,
             realm: "holdfast".to_owned(),
-            // MD5 first: phones of the baresip 1.0 generation give up when the first
-            // challenge is SHA-256; phones that prefer SHA-256 pick the second one.
-            digest_algorithms: vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256],
+            // SHA-256 preferred; a phone that gives up on it is offered MD5 alone on its
+            // next try (sip::auth::offer).
+            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             session_expires: 1800,
             min_se: 90,
         }

@@ -17,7 +17,6 @@ const ONE_QUEUE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\n\n\
 fn setup(rtp_base: u16, extra: String) -> Setup {
     let mut setup = Setup::new(rtp_base);
     setup.extra = extra;
-    setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
     setup
 }
 
@@ -82,8 +81,10 @@ fn baresip_agent_is_bridged_to_the_caller_with_audio_both_ways() {
         ),
     );
     let phone = Baresip::start("baresip-alice", holdfast.sip, "alice", "alice-secret", 440);
+    // The default challenge (SHA-256, then MD5): baresip 1.0 gives up on it, and on its
+    // retry (about 30-60 s later) is offered MD5 alone and registers.
     assert!(
-        holdfast.wait_log("Registered { user: \"alice\" }", Duration::from_secs(15)),
+        holdfast.wait_log("Registered { user: \"alice\" }", Duration::from_secs(100)),
         "baresip registered with digest auth\nholdfast:\n{}\nbaresip:\n{}",
         holdfast.log(),
         phone.log()

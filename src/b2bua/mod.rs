@@ -132,6 +132,8 @@ pub struct B2bua<M: MediaControl> {
     registrar: Registrar,
     authenticator: crate::sip::auth::DigestAuthenticator,
     auth_limiter: crate::sip::registrar::FailureLimiter,
+    /// Which Digest algorithms each registering phone is offered.
+    challenge_offer: crate::sip::auth::offer::AlgorithmOffer,
     /// Entries whose caller an agent's phone is ringing for (they keep their place).
     offered: HashSet<EntryId>,
     legs: HashMap<LegKey, AgentLeg>,
@@ -202,6 +204,7 @@ impl<M: MediaControl> B2bua<M> {
             registrar: register::new_registrar(),
             authenticator,
             auth_limiter: register::new_limiter(),
+            challenge_offer: Default::default(),
             offered: HashSet::new(),
             legs: HashMap::new(),
             legs_by_client: HashMap::new(),

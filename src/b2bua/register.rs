@@ -83,7 +83,17 @@ impl<M: MediaControl> B2bua<M> {
                 let code = error.status_code();
                 let mut response = message::response(&request, code, None);
                 if code == 401 {
-                    for challenge in self.authenticator.challenge(now, error.is_stale()) {
+                    let user = message::header_user(&request, "To").unwrap_or_default();
+                    let algorithms = self.challenge_offer.choose(
+                        now,
+                        source.ip(),
+                        &user,
+                        self.authenticator.algorithms(),
+                    );
+                    for challenge in
+                        self.authenticator
+                            .challenge_with(now, error.is_stale(), &algorithms)
+                    {
                         push_other(&mut response, "WWW-Authenticate", &challenge);
                     }
                 }
@@ -91,6 +101,8 @@ impl<M: MediaControl> B2bua<M> {
                 return self.respond(now, &key, response);
             }
         };
+        self.challenge_offer
+            .succeeded(source.ip(), &user, answered_algorithm(&request));
         let register = match registrar::read_register(&request) {
             Ok(register) => register,
             Err(error) => return self.reply(now, &key, &request, error.status_code()),
@@ -139,4 +151,19 @@ impl<M: MediaControl> B2bua<M> {
             };
         }
     }
+}
+
+/// The algorithm of the request's Digest answer (`MD5` when it names none, RFC 2617).
+fn answered_algorithm(request: &rsip::Request) -> Algorithm {
+    message::header_value(request, "Authorization")
+        .and_then(|value| {
+            value.split(',').find_map(|param| {
+                let (name, token) = param.split_once('=')?;
+                let name = name.trim().trim_start_matches("Digest").trim();
+                name.eq_ignore_ascii_case("algorithm")
+                    .then(|| Algorithm::from_token(token.trim().trim_matches('"')))
+                    .flatten()
+            })
+        })
+        .unwrap_or(Algorithm::Md5)
 }

@@ -30,6 +30,7 @@
 //! how many leading bytes of a guess were right.
 
 mod client;
+pub mod offer;
 mod params;
 
 pub use client::digest_credentials;
@@ -241,6 +242,11 @@ impl DigestAuthenticator {
             self.algorithms = algorithms.to_vec();
         }
         self
+    }
+
+    /// The algorithms offered, preferred first.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
     }
 
     /// The realm.

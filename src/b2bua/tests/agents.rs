@@ -132,6 +132,34 @@ pub(super) fn find<'a>(
 }
 
 #[test]
+fn a_phone_that_gives_up_on_sha256_is_offered_md5_alone_and_keeps_it() {
+    let config = CONFIG_AGENTS.replace("digest_algorithms = [\"MD5\"]\n", "");
+    let mut h = Harness::with_config(&config);
+    let challenges = |h: &mut Harness| -> Vec<String> {
+        h.take()[0]
+            .1
+            .lines()
+            .filter(|l| l.starts_with("WWW-Authenticate:"))
+            .map(|l| l.split("algorithm=").nth(1).unwrap().to_string())
+            .collect()
+    };
+    h.deliver(AGENT, &register(1, None, 3600));
+    assert_eq!(
+        challenges(&mut h),
+        ["SHA-256", "MD5"],
+        "RFC 8760: preferred first"
+    );
+    // The phone gave up without answering and starts over: MD5 alone this time.
+    h.deliver(AGENT, &register(2, None, 3600));
+    assert_eq!(challenges(&mut h), ["MD5"]);
+    // It registers with MD5 ...
+    register_alice(&mut h);
+    // ... and is offered MD5 alone from now on, from anywhere.
+    h.deliver("127.0.0.1:5091", &register(9, None, 3600));
+    assert_eq!(challenges(&mut h), ["MD5"]);
+}
+
+#[test]
 fn register_needs_the_right_password() {
     let mut h = Harness::with_config(CONFIG_AGENTS);
     assert_eq!(alice_state(&h), AgentState::Offline);
