@@ -277,11 +277,7 @@ impl<M: MediaControl> B2bua<M> {
             return false;
         };
         let cseq = message::cseq(&attempt.invite).map_or(1, |(n, _)| n) + 1;
-        let mut headers: Vec<Header> = vec![Header::Via(rsip::headers::Via::new(format!(
-            "SIP/2.0/UDP {};branch={};rport",
-            self.sent_by,
-            message::new_branch()
-        )))];
+        let mut headers: Vec<Header> = vec![message::via(&self.sent_by, &message::new_branch())];
         headers.extend(
             attempt
                 .invite
@@ -583,8 +579,7 @@ impl<M: MediaControl> B2bua<M> {
         if let Some(dialog) = attempt.dialog.as_mut() {
             self.callbacks.trunk_by_call_id.remove(&dialog.call_id);
             if send_bye && let Some(trunk) = self.config.trunks.first().map(|t| t.address) {
-                let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
-                let _ = self.transactions.send_request(now, trunk, bye);
+                super::send_bye(&mut self.transactions, &self.sent_by, now, dialog, trunk);
             }
         }
         tracing::info!(callback = callback.id.0, "callback call ended");

@@ -278,11 +278,7 @@ impl<M: MediaControl> B2bua<M> {
     ) -> rsip::Request {
         let host = self.config.sip.public_address;
         let mut headers: Vec<Header> = vec![
-            Header::Via(rsip::headers::Via::new(format!(
-                "SIP/2.0/UDP {};branch={};rport",
-                self.sent_by,
-                message::new_branch()
-            ))),
+            message::via(&self.sent_by, &message::new_branch()),
             Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
             Header::From(rsip::headers::From::new(format!(
                 "{from};tag={}",
@@ -294,10 +290,7 @@ impl<M: MediaControl> B2bua<M> {
                 message::new_tag()
             ))),
             Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
-            Header::Contact(rsip::headers::Contact::new(format!(
-                "<sip:holdfast@{}>",
-                self.sent_by
-            ))),
+            Header::Contact(rsip::headers::Contact::new(self.our_contact())),
         ];
         headers.extend(extra);
         headers.push(Header::Allow(rsip::headers::Allow::new(
@@ -370,8 +363,13 @@ impl<M: MediaControl> B2bua<M> {
             LegState::Answered => {}
             LegState::Cancelling => {
                 // The answer crossed our CANCEL: hang up at once.
-                let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
-                let _ = self.transactions.send_request(now, destination, bye);
+                super::send_bye(
+                    &mut self.transactions,
+                    &self.sent_by,
+                    now,
+                    &mut dialog,
+                    destination,
+                );
             }
             LegState::Ringing => {
                 let answer = sdp::parse_offer(&ok.body).ok();
@@ -519,8 +517,13 @@ impl<M: MediaControl> B2bua<M> {
         if let Some(dialog) = leg.dialog.as_mut() {
             self.legs_by_call_id.remove(&dialog.call_id);
             if send_bye {
-                let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
-                let _ = self.transactions.send_request(now, leg.destination, bye);
+                super::send_bye(
+                    &mut self.transactions,
+                    &self.sent_by,
+                    now,
+                    dialog,
+                    leg.destination,
+                );
             }
         }
         self.media.close(leg.stream);

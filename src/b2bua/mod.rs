@@ -443,13 +443,14 @@ impl<M: MediaControl> B2bua<M> {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let bye = call
-            .dialog
-            .request(rsip::Method::Bye, &self.sent_by, &message::new_branch());
         let destination = call.signalling;
-        if let Err(error) = self.transactions.send_request(now, destination, bye) {
-            tracing::warn!(%error, "BYE not sent");
-        }
+        send_bye(
+            &mut self.transactions,
+            &self.sent_by,
+            now,
+            &mut call.dialog,
+            destination,
+        );
         self.release(now, key, reason);
     }
 
@@ -562,6 +563,20 @@ impl<M: MediaControl> B2bua<M> {
     /// The agents (read-only), for the admin API and tests.
     pub fn agents(&self) -> &Agents {
         &self.agents
+    }
+}
+
+/// BYE in `dialog` to `destination` through a new client transaction (RFC 3261 §15.1.1).
+fn send_bye(
+    transactions: &mut Transactions,
+    sent_by: &str,
+    now: Instant,
+    dialog: &mut crate::sip::dialog::Dialog,
+    destination: SocketAddr,
+) {
+    let bye = dialog.request(rsip::Method::Bye, sent_by, &message::new_branch());
+    if let Err(error) = transactions.send_request(now, destination, bye) {
+        tracing::warn!(%error, "BYE not sent");
     }
 }
 

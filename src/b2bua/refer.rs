@@ -68,15 +68,13 @@ impl<M: MediaControl> B2bua<M> {
         refer
             .headers
             .push(Header::Other("Refer-To".into(), format!("<{contact}>")));
-        refer.headers.push(Header::Other(
-            "Referred-By".into(),
-            format!("<sip:holdfast@{sent_by}>"),
-        ));
+        let ours = message::contact(&sent_by);
         refer
             .headers
-            .push(Header::Contact(rsip::headers::Contact::new(format!(
-                "<sip:holdfast@{sent_by}>"
-            ))));
+            .push(Header::Other("Referred-By".into(), ours.clone()));
+        refer
+            .headers
+            .push(Header::Contact(rsip::headers::Contact::new(ours)));
         let destination: SocketAddr = call.signalling;
         let client = self
             .transactions

@@ -215,7 +215,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// `Contact` of every request and dialog-creating response holdfast sends.
     pub(super) fn our_contact(&self) -> String {
-        format!("<sip:holdfast@{}>", self.sent_by)
+        message::contact(&self.sent_by)
     }
 
     /// Target refresh and CSeq order (§12.2.2) for the dialog's side of `request`.

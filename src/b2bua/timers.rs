@@ -226,7 +226,7 @@ impl<M: MediaControl> B2bua<M> {
             let mut request = call
                 .dialog
                 .request(method, &self.sent_by, &message::new_branch());
-            let contact = format!("<sip:holdfast@{}>", self.sent_by);
+            let contact = message::contact(&self.sent_by);
             let headers = [
                 ("Contact", contact),
                 ("Session-Expires", format!("{interval};refresher=uas")),

@@ -228,6 +228,20 @@ fn set_body(headers: &mut Headers, body: &mut Vec<u8>, content_type: &str, new_b
     *body = new_body;
 }
 
+/// The `Via` of a request holdfast sends from `sent_by` (`host:port`) with a fresh
+/// `branch`, asking for `rport` (RFC 3261 §8.1.1.7, RFC 3581 §3).
+pub fn via(sent_by: &str, branch: &str) -> Header {
+    Header::Via(rsip::headers::Via::new(format!(
+        "SIP/2.0/UDP {sent_by};branch={branch};rport"
+    )))
+}
+
+/// holdfast's own `Contact` value at `sent_by` (RFC 3261 §8.1.1.8): where in-dialog
+/// requests reach it.
+pub fn contact(sent_by: &str) -> String {
+    format!("<sip:holdfast@{sent_by}>")
+}
+
 /// Copies the request's Record-Route values, in order, into a dialog-creating response
 /// (`18x`/`2xx` to an initial INVITE, RFC 3261 §12.1.1): the caller's proxies then stay on
 /// the path of its ACK, re-INVITEs and BYE.

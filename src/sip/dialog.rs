@@ -233,9 +233,7 @@ impl Dialog {
     pub fn request(&mut self, method: rsip::Method, via: &str, branch: &str) -> rsip::Request {
         self.local_cseq += 1;
         let mut headers: Vec<Header> = vec![
-            Header::Via(rsip::headers::Via::new(format!(
-                "SIP/2.0/UDP {via};branch={branch};rport"
-            ))),
+            crate::sip::message::via(via, branch),
             Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
             Header::From(rsip::headers::From::new(self.local_party.clone())),
             Header::To(rsip::headers::To::new(self.remote_party.clone())),

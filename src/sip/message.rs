@@ -25,8 +25,8 @@ use super::uri;
 pub use super::parse_error::{ParseError, ParseErrorKind};
 
 pub use super::build::{
-    encode_request, encode_response, header_parts, new_branch, new_tag, reason_phrase, response,
-    stamp_received, with_body, with_record_route, with_request_body, with_to_tag,
+    contact, encode_request, encode_response, header_parts, new_branch, new_tag, reason_phrase,
+    response, stamp_received, via, with_body, with_record_route, with_request_body, with_to_tag,
 };
 pub use super::fields::{
     call_id, contact_uri, contact_uri_text, cseq, from_tag, from_user, header_user, header_value,
