@@ -1,6 +1,9 @@
 //! One trunk call as the call controller sees it: its SIP dialog, its queue entry and
-//! its media stream, tied together by a [`CallKey`].
+//! its media stream, tied together by a [`CallKey`]; and [`Calls`], the table of them that
+//! owns its indexes (by Call-ID, by INVITE transaction) and its deadline sets (the next
+//! announcement, the RFC 4028 session timer).
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -23,19 +26,40 @@ impl CallKey {
 }
 
 /// Where a call is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallState {
     /// Not answered yet: a free agent's phone rings for this caller, who hears ringback
-    /// (`180`) rather than music and can still CANCEL (§9.2 → `487`).
-    Early,
+    /// (`180`) rather than music and can still CANCEL (§9.2 → `487`). The INVITE is kept
+    /// to build the deferred final response.
+    Early {
+        /// The caller's INVITE.
+        invite: Box<rsip::Request>,
+    },
     /// 200 OK sent, waiting for the caller's ACK (the transaction layer retransmits).
     Answered,
     /// ACK received: the caller is holding and hears music.
     Confirmed,
     /// Talking to an agent through the relay.
     Bridged,
-    /// We sent BYE and wait for its response; the call is already out of the queue.
-    Ending,
+}
+
+impl CallState {
+    /// Not answered yet.
+    pub fn is_early(&self) -> bool {
+        matches!(self, Self::Early { .. })
+    }
+
+    /// Leaves `Early` for `Answered`, handing back the INVITE to answer; `None` (and no
+    /// change) in any other state.
+    pub fn answer(&mut self) -> Option<rsip::Request> {
+        if !self.is_early() {
+            return None;
+        }
+        match std::mem::replace(self, Self::Answered) {
+            Self::Early { invite } => Some(*invite),
+            _ => None,
+        }
+    }
 }
 
 /// A caller on the line.
@@ -73,14 +97,14 @@ pub struct Call {
     pub caller_holds: bool,
     /// RFC 4028 session timer, once the 200 OK set one.
     pub session: Option<super::timers::SessionTimer>,
+    /// When the session timer is next due: the key in [`Calls`]' set, changed only there.
+    session_at: Option<Instant>,
     /// When the INVITE arrived.
     pub started: Instant,
-    /// The INVITE while it is unanswered (Early), to build the deferred 200.
-    pub pending_invite: Option<rsip::Request>,
     /// Announcement schedule while holding.
     pub announce: Option<super::announce::AnnounceSchedule>,
-    /// The key under which the next announcement sits in the controller's timer set.
-    pub announce_at: Option<Instant>,
+    /// When the next announcement is due: the key in [`Calls`]' set, changed only there.
+    announce_at: Option<Instant>,
     /// A REFER transfer in progress (bridge mode `refer`).
     pub transfer: Option<super::refer::Transfer>,
     /// The trunk refused REFER for this call: bridge through the relay.
@@ -90,9 +114,257 @@ pub struct Call {
     pub offer_from: Option<Instant>,
 }
 
+/// What a new call is made of (everything else starts empty).
+pub struct NewCall {
+    /// Our key.
+    pub key: CallKey,
+    /// The dialog with the trunk.
+    pub dialog: Dialog,
+    /// The INVITE's server transaction.
+    pub invite_key: ServerKey,
+    /// The INVITE itself, answered later.
+    pub invite: rsip::Request,
+    /// The trunk's signalling address.
+    pub signalling: SocketAddr,
+    /// The caller's number.
+    pub caller: String,
+    /// The queue joined.
+    pub queue: QueueId,
+    /// The caller's RTP stream.
+    pub stream: StreamId,
+    /// The SDP negotiation.
+    pub media: Answer,
+    /// Our side of the session.
+    pub local: super::session::LocalSdp,
+    /// Our SDP answer.
+    pub answer_sdp: String,
+    /// When the INVITE arrived.
+    pub started: Instant,
+}
+
 impl Call {
+    /// A call that has just been admitted: early, in its queue, nothing scheduled.
+    pub fn new(new: NewCall) -> Self {
+        Self {
+            key: new.key,
+            dialog: new.dialog,
+            invite: new.invite_key,
+            signalling: new.signalling,
+            state: CallState::Early {
+                invite: Box::new(new.invite),
+            },
+            caller: new.caller,
+            queue: Some(new.queue),
+            stream: new.stream,
+            codec: new.media.codec,
+            media: new.media,
+            leg: None,
+            local: new.local,
+            answer_sdp: new.answer_sdp,
+            caller_holds: false,
+            session: None,
+            session_at: None,
+            started: new.started,
+            announce: None,
+            announce_at: None,
+            transfer: None,
+            refer_refused: false,
+            offer_from: None,
+        }
+    }
+
     /// The queue entry id of this call.
     pub fn entry(&self) -> EntryId {
         self.key.entry()
+    }
+}
+
+impl std::ops::Index<&CallKey> for Calls {
+    type Output = Call;
+
+    /// The call; panics when there is none (for code that just looked it up).
+    fn index(&self, key: &CallKey) -> &Call {
+        &self.calls[key]
+    }
+}
+
+/// Which deadline set of [`Calls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallTimer {
+    /// The next position announcement.
+    Announce,
+    /// The RFC 4028 session timer (our refresh, or the caller's last chance).
+    Session,
+}
+
+/// Every call, with its indexes and deadline sets. Only its methods change them, so they
+/// always agree: every call is in `by_call_id` under its dialog's Call-ID and in
+/// `by_invite` under its INVITE transaction, and sits in a deadline set exactly when its
+/// `announce_at`/`session_at` is set, under that instant.
+#[derive(Debug, Default)]
+pub struct Calls {
+    calls: HashMap<CallKey, Call>,
+    by_call_id: HashMap<String, CallKey>,
+    by_invite: HashMap<ServerKey, CallKey>,
+    announce_due: BTreeSet<(Instant, CallKey)>,
+    session_due: BTreeSet<(Instant, CallKey)>,
+}
+
+impl Calls {
+    /// Adds a call and indexes it. A call whose key or Call-ID is taken is refused (`false`):
+    /// admission answers such an INVITE `482` first.
+    pub fn insert(&mut self, call: Call) -> bool {
+        if self.calls.contains_key(&call.key) || self.by_call_id.contains_key(&call.dialog.call_id)
+        {
+            return false;
+        }
+        self.by_call_id
+            .insert(call.dialog.call_id.clone(), call.key);
+        self.by_invite.insert(call.invite.clone(), call.key);
+        for (timer, at) in [
+            (CallTimer::Announce, call.announce_at),
+            (CallTimer::Session, call.session_at),
+        ] {
+            if let Some(at) = at {
+                self.set(timer).insert((at, call.key));
+            }
+        }
+        self.calls.insert(call.key, call);
+        true
+    }
+
+    /// Removes a call and every trace of it in the indexes and deadline sets.
+    pub fn remove(&mut self, key: CallKey) -> Option<Call> {
+        let call = self.calls.remove(&key)?;
+        self.by_call_id.remove(&call.dialog.call_id);
+        self.by_invite.remove(&call.invite);
+        if let Some(at) = call.announce_at {
+            self.announce_due.remove(&(at, key));
+        }
+        if let Some(at) = call.session_at {
+            self.session_due.remove(&(at, key));
+        }
+        Some(call)
+    }
+
+    /// A call.
+    pub fn get(&self, key: &CallKey) -> Option<&Call> {
+        self.calls.get(key)
+    }
+
+    /// A call, to change what is not indexed.
+    pub fn get_mut(&mut self, key: &CallKey) -> Option<&mut Call> {
+        self.calls.get_mut(key)
+    }
+
+    /// Whether the call exists.
+    pub fn contains_key(&self, key: &CallKey) -> bool {
+        self.calls.contains_key(key)
+    }
+
+    /// Calls up.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// No call up.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Every key (a copy: callers change the table while walking it).
+    pub fn keys(&self) -> Vec<CallKey> {
+        self.calls.keys().copied().collect()
+    }
+
+    /// Every call.
+    pub fn values(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
+    /// The call whose dialog has this Call-ID.
+    pub fn by_call_id(&self, call_id: &str) -> Option<CallKey> {
+        self.by_call_id.get(call_id).copied()
+    }
+
+    /// The call whose INVITE is this server transaction.
+    pub fn by_invite(&self, invite: &ServerKey) -> Option<CallKey> {
+        self.by_invite.get(invite).copied()
+    }
+
+    fn set(&mut self, timer: CallTimer) -> &mut BTreeSet<(Instant, CallKey)> {
+        match timer {
+            CallTimer::Announce => &mut self.announce_due,
+            CallTimer::Session => &mut self.session_due,
+        }
+    }
+
+    /// Sets (or with `None` clears) one of a call's deadlines.
+    pub fn schedule(&mut self, key: CallKey, timer: CallTimer, at: Option<Instant>) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let slot = match timer {
+            CallTimer::Announce => &mut call.announce_at,
+            CallTimer::Session => &mut call.session_at,
+        };
+        let old = std::mem::replace(slot, at);
+        let set = self.set(timer);
+        if let Some(old) = old {
+            set.remove(&(old, key));
+        }
+        if let Some(at) = at {
+            set.insert((at, key));
+        }
+    }
+
+    /// A call whose `timer` is due by `now`, taken off its set (the call's deadline is then
+    /// clear until scheduled again).
+    pub fn pop_due(&mut self, timer: CallTimer, now: Instant) -> Option<CallKey> {
+        let set = self.set(timer);
+        let &(at, key) = set.first().filter(|(at, _)| *at <= now)?;
+        set.remove(&(at, key));
+        if let Some(call) = self.calls.get_mut(&key) {
+            match timer {
+                CallTimer::Announce => call.announce_at = None,
+                CallTimer::Session => call.session_at = None,
+            }
+        }
+        Some(key)
+    }
+
+    /// The earliest deadline of any call.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.announce_due.first(), self.session_due.first()]
+            .into_iter()
+            .flatten()
+            .map(|(at, _)| *at)
+            .min()
+    }
+
+    /// Panics unless the indexes and deadline sets agree with the calls (tests and debug
+    /// builds run it after every input).
+    pub fn check_invariants(&self) {
+        assert_eq!(self.by_call_id.len(), self.calls.len(), "by_call_id size");
+        assert_eq!(self.by_invite.len(), self.calls.len(), "by_invite size");
+        let announced = self.calls.values().filter(|c| c.announce_at.is_some());
+        assert_eq!(
+            announced.count(),
+            self.announce_due.len(),
+            "announce set size"
+        );
+        let timed = self.calls.values().filter(|c| c.session_at.is_some());
+        assert_eq!(timed.count(), self.session_due.len(), "session set size");
+        for (key, call) in &self.calls {
+            assert_eq!(*key, call.key, "call filed under another key");
+            assert_eq!(self.by_call_id.get(&call.dialog.call_id), Some(key));
+            assert_eq!(self.by_invite.get(&call.invite), Some(key));
+            if let Some(at) = call.announce_at {
+                assert!(self.announce_due.contains(&(at, *key)), "announce deadline");
+            }
+            if let Some(at) = call.session_at {
+                assert!(self.session_due.contains(&(at, *key)), "session deadline");
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use super::dialback::Attempt;
-use super::{B2bua, CallKey, CallState, MediaControl};
+use super::{B2bua, CallKey, CallState, CallTimer, MediaControl};
 use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::g711::Law;
 use crate::media::player::Prompt;
@@ -245,9 +245,7 @@ impl<M: MediaControl> B2bua<M> {
         // up mid-commit) must not take it out of the queue before the store has answered.
         call.queue = None;
         call.announce = None;
-        if let Some(at) = call.announce_at.take() {
-            self.announce_due.remove(&(at, call_key));
-        }
+        self.calls.schedule(call_key, CallTimer::Announce, None);
         tracing::info!(
             event = "callback_request",
             caller = %request.number,
@@ -421,28 +419,5 @@ impl<M: MediaControl> B2bua<M> {
                 callback.retry_at = None;
             }
         }
-    }
-}
-
-impl<M: MediaControl> B2bua<M> {
-    /// (Re)starts a held caller's announcements, the first one due at once.
-    fn start_announcements(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
-        let Some(queue) = call.queue else {
-            return;
-        };
-        let config = &self.config.queues[queue.0];
-        let schedule = super::announce::AnnounceSchedule::new(
-            now,
-            config.announce_every,
-            config.announce_position_only_down,
-        );
-        if let Some(at) = schedule.poll_timeout() {
-            self.announce_due.insert((at, key));
-            call.announce_at = Some(at);
-        }
-        call.announce = Some(schedule);
     }
 }

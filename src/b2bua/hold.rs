@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::announce::AnnounceSchedule;
-use super::{B2bua, CallKey, MediaControl};
+use super::{B2bua, CallKey, CallTimer, MediaControl};
 use crate::store::CallEventKind;
 
 impl<M: MediaControl> B2bua<M> {
@@ -21,33 +21,35 @@ impl<M: MediaControl> B2bua<M> {
             .play(call.stream, media.remote, media.payload_type, music);
         self.media
             .set_telephone_event(call.stream, media.telephone_event);
-        if let Some(queue) = call.queue {
-            let config = &self.config.queues[queue.0];
-            let schedule = AnnounceSchedule::new(
-                now,
-                config.announce_every,
-                config.announce_position_only_down,
-            );
-            if let Some(at) = schedule.poll_timeout() {
-                self.announce_due.insert((at, call_key));
-                call.announce_at = Some(at);
-            }
-            call.announce = Some(schedule);
-        }
+        self.start_announcements(now, call_key);
+    }
+
+    /// (Re)starts a held caller's announcements, the first one due at once.
+    pub(super) fn start_announcements(&mut self, now: Instant, call_key: CallKey) {
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        let Some(queue) = call.queue else {
+            return;
+        };
+        let config = &self.config.queues[queue.0];
+        let schedule = AnnounceSchedule::new(
+            now,
+            config.announce_every,
+            config.announce_position_only_down,
+        );
+        let at = schedule.poll_timeout();
+        call.announce = Some(schedule);
+        self.calls.schedule(call_key, CallTimer::Announce, at);
     }
 
     /// Speak to every held caller whose announcement is due: position and estimated wait
     /// (SPEC §4), as a list of the shared, pre-encoded clips, played between music frames.
     pub(super) fn run_announcements(&mut self, now: Instant) {
-        while let Some(&(due, call_key)) = self.announce_due.first() {
-            if due > now {
-                break;
-            }
-            self.announce_due.pop_first();
+        while let Some(call_key) = self.calls.pop_due(CallTimer::Announce, now) {
             let Some(call) = self.calls.get_mut(&call_key) else {
                 continue;
             };
-            call.announce_at = None;
             let (Some(queue), Some(schedule)) = (call.queue, call.announce.as_mut()) else {
                 continue;
             };
@@ -55,10 +57,11 @@ impl<M: MediaControl> B2bua<M> {
                 continue;
             };
             let spoken = schedule.on_timeout(now, position);
-            if let Some(next) = schedule.poll_timeout() {
-                self.announce_due.insert((next, call_key));
-                call.announce_at = Some(next);
-            }
+            let next = schedule.poll_timeout();
+            self.calls.schedule(call_key, CallTimer::Announce, next);
+            let Some(call) = self.calls.get(&call_key) else {
+                continue;
+            };
             let Some(position) = spoken else {
                 continue;
             };

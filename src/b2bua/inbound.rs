@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::events::EventFacts;
-use super::{B2bua, Call, CallKey, CallState, MediaControl, push_other};
+use super::{B2bua, Call, CallKey, MediaControl, NewCall, push_other};
 use crate::queue::{EntryKind, QueueId};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
@@ -38,10 +38,8 @@ impl<M: MediaControl> B2bua<M> {
                 };
                 self.call_event(now, CallEventKind::Join, facts);
                 self.stats.calls_answered += 1;
-                self.by_call_id
-                    .insert(call.dialog.call_id.clone(), call.key);
-                self.by_invite.insert(key.clone(), call.key);
-                self.calls.insert(call.key, call);
+                // Cannot be refused: admission checked the key and the Call-ID are free.
+                self.calls.insert(call);
                 // SPEC §2.3: if an agent is free right now the caller goes straight to it
                 // and hears ringback until the agent answers; otherwise answer and hold.
                 self.dispatch(now);
@@ -111,6 +109,11 @@ impl<M: MediaControl> B2bua<M> {
         }
         let local_tag = message::new_tag();
         let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
+        if self.calls.by_call_id(&dialog.call_id).is_some() {
+            // A second dialog-creating INVITE with a Call-ID in use: a fork or a loop
+            // reaching us twice (RFC 3261 §8.2.2.2).
+            return Err(482);
+        }
         let queue_id = QueueId(queue_index);
         let (stream, rtp_port) = self.media.open().map_err(|error| {
             tracing::error!(%error, "no RTP port for a new call");
@@ -121,7 +124,6 @@ impl<M: MediaControl> B2bua<M> {
         let session_id = self.next_key;
         let mut local = super::session::LocalSdp::new(rtp_port, session_id, answer.codec);
         let answer_sdp = local.first_answer(public_ip, answer);
-        let codec = answer.codec;
         let call_key = CallKey(self.next_key);
         self.next_key += 1;
         if let Err(error) =
@@ -133,30 +135,20 @@ impl<M: MediaControl> B2bua<M> {
             tracing::error!(%error, "queue join failed after admission");
         }
         self.drain_queue_events();
-        Ok(Call {
+        Ok(Call::new(NewCall {
             key: call_key,
             dialog,
-            invite: key.clone(),
+            invite_key: key.clone(),
+            invite: request.clone(),
             signalling: source,
-            state: CallState::Early,
             caller,
-            queue: Some(queue_id),
+            queue: queue_id,
             stream,
-            codec,
             media: answer,
-            leg: None,
             local,
             answer_sdp,
-            caller_holds: false,
-            session: None,
             started: now,
-            pending_invite: Some(request.clone()),
-            announce: None,
-            announce_at: None,
-            transfer: None,
-            refer_refused: false,
-            offer_from: None,
-        })
+        }))
     }
 
     /// `180 Ringing` with our tag: the caller hears ringback while an agent's phone rings.

@@ -17,7 +17,7 @@ use rsip::Header;
 use rsip::prelude::*;
 
 use super::events::EventFacts;
-use super::{B2bua, CallKey, CallState, MediaControl, push_other};
+use super::{B2bua, CallKey, CallState, CallTimer, MediaControl, push_other};
 use crate::media::engine::StreamId;
 use crate::queue::dispatch::{AgentId, Assignment};
 use crate::queue::{EntryId, LeaveReason, QueueId};
@@ -399,7 +399,7 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         let (caller_stream, caller_media, was_early) =
-            (call.stream, call.media, call.state == CallState::Early);
+            (call.stream, call.media, call.state.is_early());
         let agent_remote = agent_sdp
             .as_ref()
             .map(|o| o.remote)
@@ -420,9 +420,7 @@ impl<M: MediaControl> B2bua<M> {
         self.media.bridge(caller_stream, agent_stream);
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.announce = None;
-            if let Some(at) = call.announce_at.take() {
-                self.announce_due.remove(&(at, call_key));
-            }
+            self.calls.schedule(call_key, CallTimer::Announce, None);
         }
         let entry = call_key.entry();
         self.offered.remove(&entry);
@@ -461,7 +459,7 @@ impl<M: MediaControl> B2bua<M> {
         self.offered.remove(&call_key.entry());
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.leg = None;
-            if call.state == CallState::Early {
+            if call.state.is_early() {
                 self.answer_caller(now, call_key);
                 self.start_music(now, call_key);
             }
@@ -562,11 +560,7 @@ impl<M: MediaControl> B2bua<M> {
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
         };
-        if call.state != CallState::Early {
-            return;
-        }
-        call.state = CallState::Answered;
-        let Some(invite) = call.pending_invite.take() else {
+        let Some(invite) = call.state.answer() else {
             return;
         };
         let body = call.answer_sdp.clone().into_bytes();

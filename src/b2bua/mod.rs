@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use call::{Call, CallKey, CallState};
+pub use call::{Call, CallKey, CallState, CallTimer, Calls, NewCall};
 pub use callback::{RestoreError, StoreRequest};
 pub use legs::{AgentLeg, LegKey, LegState};
 
@@ -45,7 +45,7 @@ use crate::queue::{EntryId, LeaveReason, QueueId, Queues};
 use crate::sip::message;
 use crate::sip::registrar::Registrar;
 use crate::sip::sdp::Codec;
-use crate::sip::transaction::{Event, ServerKey, TimerConfig, Transactions, Transmit};
+use crate::sip::transaction::{Event, TimerConfig, Transactions, Transmit};
 use crate::store::{CallEventKind, Record};
 use events::EventFacts;
 
@@ -120,9 +120,8 @@ pub struct B2bua<M: MediaControl> {
     media: M,
     music: HoldMusic,
     queues: Queues,
-    calls: HashMap<CallKey, Call>,
-    by_call_id: HashMap<String, CallKey>,
-    by_invite: HashMap<ServerKey, CallKey>,
+    /// The trunk calls, their indexes and deadlines.
+    calls: Calls,
     next_key: u64,
     /// Stateless replies (to messages that never became a transaction).
     stateless: VecDeque<Transmit>,
@@ -146,16 +145,12 @@ pub struct B2bua<M: MediaControl> {
     handle_times: Vec<HandleTimes>,
     /// Announcement clips and the rendered-frame cache.
     prompts: Prompts,
-    /// When each held caller's next announcement is due.
-    announce_due: BTreeSet<(Instant, CallKey)>,
     /// Records for the durable store, stamped with when they happened; the driver writes them.
     journal: VecDeque<(Instant, Record)>,
     /// Callbacks: offers, commits, waiting callbacks and dial-backs (SPEC §6).
     callbacks: callback::Callbacks,
     /// Call-event counters and histograms for `/metrics`.
     observations: events::Observations,
-    /// RFC 4028 deadlines: our next refresh, or the caller's last chance to refresh.
-    session_due: BTreeSet<(Instant, CallKey)>,
     /// Our session refreshes in flight → their call.
     refreshes: HashMap<crate::sip::transaction::ClientKey, CallKey>,
 }
@@ -193,9 +188,7 @@ impl<M: MediaControl> B2bua<M> {
             media,
             music,
             queues,
-            calls: HashMap::new(),
-            by_call_id: HashMap::new(),
-            by_invite: HashMap::new(),
+            calls: Calls::default(),
             next_key: 1,
             stateless: VecDeque::new(),
             stats: Stats::default(),
@@ -213,11 +206,9 @@ impl<M: MediaControl> B2bua<M> {
             transfers_by_client: HashMap::new(),
             handle_times,
             prompts,
-            announce_due: BTreeSet::new(),
             journal: VecDeque::new(),
             callbacks: callback::Callbacks::default(),
             observations: events::Observations::default(),
-            session_due: BTreeSet::new(),
             refreshes: HashMap::new(),
         }
     }
@@ -310,8 +301,7 @@ impl<M: MediaControl> B2bua<M> {
             self.registrar.poll_timeout(),
             self.agents.poll_timeout(),
             self.ring_deadlines.first().map(|(deadline, _)| *deadline),
-            self.announce_due.first().map(|(deadline, _)| *deadline),
-            self.session_due.first().map(|(deadline, _)| *deadline),
+            self.calls.poll_timeout(),
             self.callbacks
                 .retries
                 .first()
@@ -354,15 +344,12 @@ impl<M: MediaControl> B2bua<M> {
     /// with BYE, so nobody is left listening to a dead line.
     pub fn shutdown(&mut self, now: Instant) {
         self.draining = true;
-        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
-        for key in keys {
+        for key in self.calls.keys() {
             // A caller still ringing an agent has no confirmed dialog to BYE: its INVITE
             // gets a final `480` instead (RFC 3261 §15: BYE only after the 2xx).
             let early = self.calls.get_mut(&key).and_then(|c| {
-                (c.state == CallState::Early)
-                    .then(|| c.pending_invite.take())
-                    .flatten()
-                    .map(|invite| (invite, c.invite.clone(), c.dialog.local_tag.clone()))
+                let invite = c.state.answer()?;
+                Some((invite, c.invite.clone(), c.dialog.local_tag.clone()))
             });
             match early {
                 Some((invite, server, tag)) => {
@@ -388,6 +375,15 @@ impl<M: MediaControl> B2bua<M> {
                 break;
             }
         }
+        // Every input ends here: debug builds (tests, end-to-end runs) check that the
+        // tables' indexes still agree with what they index.
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// Panics when a table's indexes or deadline sets disagree with its rows.
+    pub fn check_invariants(&self) {
+        self.calls.check_invariants();
     }
 
     fn process_transaction_events(&mut self, now: Instant) {
@@ -406,7 +402,7 @@ impl<M: MediaControl> B2bua<M> {
                     ..
                 } => self.on_cancel(now, key, invite, request),
                 Event::AckTimeout { key } => {
-                    if let Some(call) = self.by_invite.get(&key).copied() {
+                    if let Some(call) = self.calls.by_invite(&key) {
                         tracing::warn!(call = call.0, "no ACK for our 200 OK: hanging up");
                         self.hang_up(now, call, LeaveReason::Abandoned);
                     }
@@ -462,15 +458,10 @@ impl<M: MediaControl> B2bua<M> {
             self.cancel_leg_for_caller(now, leg);
         }
         self.stop_session_timer(key);
-        let Some(call) = self.calls.remove(&key) else {
+        let Some(call) = self.calls.remove(key) else {
             return;
         };
-        self.by_call_id.remove(&call.dialog.call_id);
-        self.by_invite.remove(&call.invite);
         self.offered.remove(&call.entry());
-        if let Some(at) = call.announce_at {
-            self.announce_due.remove(&(at, key));
-        }
         if let Some(transfer) = &call.transfer {
             // The caller left mid-transfer: the agent was never really offered the call.
             self.transfers_by_client.remove(&transfer.client);

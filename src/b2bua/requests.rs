@@ -71,7 +71,7 @@ impl<M: MediaControl> B2bua<M> {
     /// The call whose dialog `request` belongs to, if any (§12.2.2).
     pub(super) fn dialog_of(&self, request: &rsip::Request) -> Option<CallKey> {
         let call_id = message::call_id(request)?;
-        let key = *self.by_call_id.get(call_id)?;
+        let key = self.calls.by_call_id(call_id)?;
         let call = self.calls.get(&key)?;
         call.dialog.matches_request(request).then_some(key)
     }
@@ -122,19 +122,16 @@ impl<M: MediaControl> B2bua<M> {
         cancel: rsip::Request,
     ) {
         self.reply(now, &key, &cancel, 200);
-        let Some(call) = self.by_invite.get(&invite).copied() else {
+        let Some(call) = self.calls.by_invite(&invite) else {
             return;
         };
-        let Some(pending) = self
-            .calls
-            .get_mut(&call)
-            .filter(|c| c.state == CallState::Early)
-            .and_then(|c| c.pending_invite.take())
-        else {
+        let Some(pending) = self.calls.get_mut(&call).and_then(|c| c.state.answer()) else {
             tracing::debug!("CANCEL after the final response: no effect (§9.2)");
             return;
         };
-        let local_tag = self.calls[&call].dialog.local_tag.clone();
+        let Some(local_tag) = self.calls.get(&call).map(|c| c.dialog.local_tag.clone()) else {
+            return;
+        };
         let terminated = message::with_to_tag(message::response(&pending, 487, None), &local_tag);
         self.respond(now, &invite, terminated);
         tracing::info!(

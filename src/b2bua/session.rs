@@ -340,7 +340,7 @@ impl<M: MediaControl> B2bua<M> {
             }
             CallState::Answered | CallState::Confirmed if caller_holds => self.media.stop(caller.0),
             CallState::Answered | CallState::Confirmed => self.music_or_silence(caller, true),
-            CallState::Early | CallState::Ending => {}
+            CallState::Early { .. } => {}
         }
     }
 

@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use super::session::DialogRef;
-use super::{B2bua, CallKey, CallState, MediaControl, push_other};
+use super::{B2bua, CallKey, CallTimer, MediaControl, push_other};
 use crate::queue::LeaveReason;
 use crate::sip::message;
 use crate::sip::transaction::ClientKey;
@@ -27,10 +27,9 @@ use crate::sip::transaction::ClientKey;
 pub struct SessionTimer {
     /// The negotiated session interval.
     pub interval: Duration,
-    /// Whether holdfast refreshes (`refresher=uas`), else the caller does.
+    /// Whether holdfast refreshes (`refresher=uas`), else the caller does. When it is due
+    /// (our refresh, or the caller's last chance) is the call's [`CallTimer::Session`].
     pub we_refresh: bool,
-    /// When holdfast next refreshes, or hangs up for want of the caller's refresh.
-    pub due: Instant,
     /// Our refresh in flight (its client transaction).
     pub refreshing: Option<ClientKey>,
     /// The caller's INVITE listed UPDATE in `Allow`: refresh with UPDATE, no SDP needed.
@@ -156,15 +155,14 @@ impl<M: MediaControl> B2bua<M> {
             Some(timer) if request.method != rsip::Method::Invite => timer.peer_allows_update,
             _ => allows_update,
         };
-        let due = negotiated.due(now);
         call.session = Some(SessionTimer {
             interval: Duration::from_secs(negotiated.interval.into()),
             we_refresh: !negotiated.uac_refreshes,
-            due,
             refreshing: None,
             peer_allows_update,
         });
-        self.session_due.insert((due, call_key));
+        let due = negotiated.due(now);
+        self.calls.schedule(call_key, CallTimer::Session, Some(due));
     }
 
     /// Forgets a call's session timer (and any refresh of ours in flight).
@@ -172,7 +170,7 @@ impl<M: MediaControl> B2bua<M> {
         let Some(timer) = self.calls.get_mut(&call_key).and_then(|c| c.session.take()) else {
             return;
         };
-        self.session_due.remove(&(timer.due, call_key));
+        self.calls.schedule(call_key, CallTimer::Session, None);
         if let Some(client) = timer.refreshing {
             self.refreshes.remove(&client);
         }
@@ -193,11 +191,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Session timers that are due: refresh, or hang up a caller that stopped refreshing.
     pub(super) fn run_session_timers(&mut self, now: Instant) {
-        while let Some(&(due, call_key)) = self.session_due.first() {
-            if due > now {
-                break;
-            }
-            self.session_due.pop_first();
+        while let Some(call_key) = self.calls.pop_due(CallTimer::Session, now) {
             let Some(call) = self.calls.get_mut(&call_key) else {
                 continue;
             };
@@ -212,9 +206,6 @@ impl<M: MediaControl> B2bua<M> {
                 );
                 call.session = None;
                 self.hang_up(now, call_key, LeaveReason::Abandoned);
-                continue;
-            }
-            if call.state == CallState::Ending {
                 continue;
             }
             let method = if timer.peer_allows_update {
@@ -252,8 +243,9 @@ impl<M: MediaControl> B2bua<M> {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "session refresh not sent");
-                    timer.due = now + timer.interval / 2;
-                    self.session_due.insert((timer.due, call_key));
+                    let retry = now + timer.interval / 2;
+                    self.calls
+                        .schedule(call_key, CallTimer::Session, Some(retry));
                 }
             }
         }
@@ -316,8 +308,8 @@ impl<M: MediaControl> B2bua<M> {
             // Refused for another reason: the session itself goes on.
             Some(_) => timer.interval / 2,
         };
-        timer.due = now + retry_in;
-        self.session_due.insert((timer.due, call_key));
+        self.calls
+            .schedule(call_key, CallTimer::Session, Some(now + retry_in));
         true
     }
 }
