@@ -1,5 +1,5 @@
-//! The configuration: one TOML file (`holdfast.toml`) read into typed structs (SPEC §12
-//! "Configuration" is the schema; SPEC §8 asks for errors that name file, key and reason).
+//! The configuration: one TOML file (`holdfast.toml`) read into typed structs (docs/behaviour.md §12
+//! "Configuration" is the schema; docs/behaviour.md §8 asks for errors that name file, key and reason).
 //!
 //! Reading happens in two steps. Serde turns the text into [`Config`]; unknown keys are
 //! refused (a typo must not silently fall back to a default), and a value of the wrong type
@@ -217,7 +217,7 @@ impl Default for Trunk {
     }
 }
 
-/// How a caller is joined to an agent (SPEC §5).
+/// How a caller is joined to an agent (docs/behaviour.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BridgeMode {
@@ -545,7 +545,7 @@ impl Config {
             .collect()
     }
 
-    /// Whether `ip` is inside some trunk's `allow` list (SPEC §1: INVITEs from anywhere
+    /// Whether `ip` is inside some trunk's `allow` list (docs/behaviour.md §1: INVITEs from anywhere
     /// else get `403`).
     pub fn is_trunk_source(&self, ip: std::net::IpAddr) -> bool {
         self.trunks

@@ -1,4 +1,4 @@
-//! The `holdfast` command line (SPEC §12): `serve` (the default), `check-config`, `simulate`.
+//! The `holdfast` command line (docs/behaviour.md §12): `serve` (the default), `check-config`, `simulate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

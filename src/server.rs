@@ -1,4 +1,4 @@
-//! The thin tokio driver (DESIGN.md): owns the SIP socket, feeds the sans-IO
+//! The thin tokio driver (ARCHITECTURE.md "The driver"): owns the SIP socket, feeds the sans-IO
 //! [`B2bua`] with datagrams, timeouts and the current time, sends what it
 //! produces, and stops gracefully. The media plane runs on its own threads.
 
@@ -114,7 +114,7 @@ impl MediaControl for MediaEngine {
     }
 }
 
-/// Loads, mixes, resamples and encodes the configured music once (SPEC §4).
+/// Loads, mixes, resamples and encodes the configured music once (docs/behaviour.md §4).
 pub fn load_music(config: &Config) -> Result<HoldMusic, audio::AudioError> {
     let mut pcm: Vec<i16> = Vec::new();
     for path in &config.media.music {
@@ -491,7 +491,7 @@ fn send_store_request(
     }
 }
 
-/// SPEC §6 recovery: every committed callback that is not completed goes back into its queue
+/// docs/behaviour.md §6 recovery: every committed callback that is not completed goes back into its queue
 /// at its original place, in the original order; new callers queue behind all of them.
 async fn restore_callbacks<M: MediaControl>(
     b2bua: &mut B2bua<M>,

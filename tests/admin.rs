@@ -1,4 +1,4 @@
-//! End to end over loopback (SPEC §8, §12 "Admin HTTP API"): real calls change what the JSON
+//! End to end over loopback (docs/behaviour.md §8, §12 "Admin HTTP API"): real calls change what the JSON
 //! API and `/metrics` say; pause/unpause reaches the dispatcher; the bearer token guards
 //! the API; call events land in the store; SIGTERM hangs up held callers and exits 0.
 

@@ -1,4 +1,4 @@
-//! End to end over loopback: admission (SPEC §2) and dialog handling (RFC 3261 §12, §15)
+//! End to end over loopback: admission (docs/behaviour.md §2) and dialog handling (RFC 3261 §12, §15)
 //! with a raw UDP user agent, so every status code is checked exactly.
 
 mod common;

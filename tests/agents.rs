@@ -1,4 +1,4 @@
-//! End to end over loopback with real agents' phones (SPEC §1, §3, §5): a baresip softphone
+//! End to end over loopback with real agents' phones (docs/behaviour.md §1, §3, §5): a baresip softphone
 //! registers with Digest auth and is bridged to a SIPp caller with RTP relayed both ways;
 //! SIPp agents show premium-before-regular dispatch and a caller cancelling while the agent
 //! rings.

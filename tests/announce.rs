@@ -1,6 +1,6 @@
 //! End to end: a held caller's RTP is captured and decoded; the entry announcement is the
 //! rendered clip audio, music follows, and the next announcement comes after
-//! `announce_every` (SPEC §4).
+//! `announce_every` (docs/behaviour.md §4).
 
 mod common;
 

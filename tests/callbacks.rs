@@ -1,4 +1,4 @@
-//! End to end callbacks (SPEC §6): SIPp callers press 1 (RFC 4733 from the pcap that ships
+//! End to end callbacks (docs/behaviour.md §6): SIPp callers press 1 (RFC 4733 from the pcap that ships
 //! with SIPp, and SIP INFO), hear the confirmation and are hung up; an agent registers and a
 //! SIPp "trunk" receives the callback INVITEs for the right numbers, in order, and is bridged
 //! to the agent. The crash test kills holdfast with SIGKILL before any callback is dialled

@@ -1,4 +1,4 @@
-//! The command line (SPEC §12): `check-config` prints the effective configuration or names
+//! The command line (docs/behaviour.md §12): `check-config` prints the effective configuration or names
 //! the file, the key and the reason of every mistake.
 
 mod common;

@@ -1,5 +1,5 @@
 //! End to end over loopback: SIPp trunk callers are answered, queued, and hear hold music
-//! over RTP (SPEC §2, §4). The RTP is received by the test itself and checked per SSRC.
+//! over RTP (docs/behaviour.md §2, §4). The RTP is received by the test itself and checked per SSRC.
 
 mod common;
 

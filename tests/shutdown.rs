@@ -1,4 +1,4 @@
-//! Graceful stop end to end (SPEC §8, §9, §12 "SIGTERM/SIGINT: graceful stop"): callers on
+//! Graceful stop end to end (docs/behaviour.md §8, §9, §12 "SIGTERM/SIGINT: graceful stop"): callers on
 //! hold get a BYE, holdfast waits for the answers, writes every call event to the store and
 //! exits 0 within a few seconds; `--log-format json` gives one JSON object per line.
 

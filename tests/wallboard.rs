@@ -1,4 +1,4 @@
-//! The live wallboard in a real browser (SPEC §8): headless Chromium loads `GET /` while
+//! The live wallboard in a real browser (docs/behaviour.md §8): headless Chromium loads `GET /` while
 //! callers wait and an agent is busy; the page, fed by the server-sent-events stream, shows
 //! the waiting callers in order and the agent's state. A screenshot is written next to the
 //! test's holdfast log.

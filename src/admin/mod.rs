@@ -1,4 +1,4 @@
-//! The admin HTTP interface (SPEC §8, §12 "Admin HTTP API"): JSON API, Prometheus
+//! The admin HTTP interface (docs/behaviour.md §8, §12 "Admin HTTP API"): JSON API, Prometheus
 //! `/metrics`, `/healthz`, and the live wallboard (`GET /`, fed by the server-sent-events
 //! stream `GET /api/events`).
 //!

@@ -1,4 +1,4 @@
-//! When a held caller hears an announcement, and what it says (SPEC §4 "Announcements").
+//! When a held caller hears an announcement, and what it says (docs/behaviour.md §4 "Announcements").
 //!
 //! This module owns the per-call schedule (on entry, then every `announce_every` seconds;
 //! `0` = only on entry) and the `announce_position_only_down` rule, and maps the queue's
@@ -21,7 +21,7 @@ pub fn spoken(bucket: WaitBucket) -> SpokenWait {
 }
 
 /// The position announcement for a caller at `position` in a queue with `staffed_agents`
-/// and mean handle time `mean` (SPEC §4: `ceil(p / max(n, 1)) × H`, spoken rounded up).
+/// and mean handle time `mean` (docs/behaviour.md §4: `ceil(p / max(n, 1)) × H`, spoken rounded up).
 pub fn position_announcement(
     position: usize,
     staffed_agents: usize,

@@ -109,7 +109,7 @@ pub struct Call {
     pub transfer: Option<super::refer::Transfer>,
     /// The trunk refused REFER for this call: bridge through the relay.
     pub refer_refused: bool,
-    /// From when the caller has heard the callback offer start (SPEC §6: `1` counts from
+    /// From when the caller has heard the callback offer start (docs/behaviour.md §6: `1` counts from
     /// then on, for as long as the caller waits).
     pub offer_from: Option<Instant>,
 }

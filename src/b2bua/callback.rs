@@ -1,4 +1,4 @@
-//! Callbacks, the caller's side (SPEC §6): the offer appended to announcements, the key
+//! Callbacks, the caller's side (docs/behaviour.md §6): the offer appended to announcements, the key
 //! press (RFC 4733 or SIP INFO), the durable commit *before* the confirmation, the goodbye,
 //! and putting committed callbacks back into their queues after a restart.
 //!
@@ -46,7 +46,7 @@ pub enum StoreRequest {
         /// What to commit.
         request: CallbackRequest,
     },
-    /// Persist a callback's new state (SPEC §6: every step is persisted).
+    /// Persist a callback's new state (docs/behaviour.md §6: every step is persisted).
     SetState {
         /// The callback.
         id: CallbackId,
@@ -157,7 +157,7 @@ impl<M: MediaControl> B2bua<M> {
         self.callbacks.waiting.len()
     }
 
-    /// Appends the callback offer to a held caller's announcement `frames` when SPEC §6
+    /// Appends the callback offer to a held caller's announcement `frames` when docs/behaviour.md §6
     /// allows it (estimate ≥ `callback_threshold` > 0, number matches the pattern), and
     /// notes from when the caller has heard the offer start: `1` counts from then on.
     pub(super) fn with_callback_offer(
@@ -348,7 +348,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// Puts a stored `pending` or `dialling` callback back into its queue at its original
-    /// place (start-up recovery, SPEC §6). A `dialling` one was cut short by the crash: that
+    /// place (start-up recovery, docs/behaviour.md §6). A `dialling` one was cut short by the crash: that
     /// attempt's outcome is unknown, so it does not count and the callback is dialled again.
     pub fn restore_callback(
         &mut self,

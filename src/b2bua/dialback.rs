@@ -1,4 +1,4 @@
-//! Callbacks, the dial-back (SPEC §6): agent first, then the caller through the trunk, then
+//! Callbacks, the dial-back (docs/behaviour.md §6): agent first, then the caller through the trunk, then
 //! the bridge; retries that keep the place; every state change persisted.
 //!
 //! ```text
@@ -16,7 +16,7 @@
 //! agent. It is persisted at that moment, so a crash during the conversation does not call
 //! the caller a second time.
 //!
-//! Security (SPEC §6): the only number ever dialled is a [`super::callback::Callback`]'s,
+//! Security (docs/behaviour.md §6): the only number ever dialled is a [`super::callback::Callback`]'s,
 //! which comes from the caller's own call (or the store it was committed to) and is checked
 //! against the queue's `callback_number_pattern` again right before dialling.
 
@@ -187,7 +187,7 @@ impl<M: MediaControl> B2bua<M> {
         tracing::info!(event = "callback_dial", callback = id.0, %number, attempts, "dialling caller");
     }
 
-    /// The INVITE to the caller through the trunk (SPEC §6: `sip:<number>@<trunk address>`).
+    /// The INVITE to the caller through the trunk (docs/behaviour.md §6: `sip:<number>@<trunk address>`).
     fn trunk_invite(&self, number: &str, trunk: std::net::SocketAddr, sdp: &str) -> rsip::Request {
         let host = self.config.sip.public_address;
         let uri = format!("sip:{number}@{trunk}");
@@ -356,7 +356,7 @@ impl<M: MediaControl> B2bua<M> {
         let Some(leg) = self.legs.get_mut(&agent_leg) else {
             return;
         };
-        // Handle time starts now: the conversation (SPEC §5), not the agent's wait.
+        // Handle time starts now: the conversation (docs/behaviour.md §5), not the agent's wait.
         leg.answered_at = Some(now);
         let agent_stream = leg.stream;
         self.media.bridge(agent_stream, stream);

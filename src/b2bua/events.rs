@@ -1,4 +1,4 @@
-//! Call events (SPEC §8, like Asterisk's `queue_log`): join, announce, connect, ring
+//! Call events (docs/behaviour.md §8, like Asterisk's `queue_log`): join, announce, connect, ring
 //! no-answer, abandon, complete. Each one is, at the same moment and from the same values,
 //! - one log line (`event=<kind>` with call id, queue, caller, agent and waits as fields, so
 //!   `--log-format json` gives one JSON object per event),

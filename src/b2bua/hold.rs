@@ -1,6 +1,6 @@
-//! Callers on hold (SPEC §4): the music starts with the entry announcement due at once,
+//! Callers on hold (docs/behaviour.md §4): the music starts with the entry announcement due at once,
 //! and every `announce_every` seconds the position and the estimated wait are spoken
-//! (with the callback offer when the wait is long, SPEC §6).
+//! (with the callback offer when the wait is long, docs/behaviour.md §6).
 
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use crate::store::CallEventKind;
 
 impl<M: MediaControl> B2bua<M> {
     /// Start the hold music for an answered, waiting caller, with its entry announcement
-    /// due at once (SPEC §4).
+    /// due at once (docs/behaviour.md §4).
     pub(super) fn start_music(&mut self, now: Instant, call_key: CallKey) {
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
@@ -44,7 +44,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// Speak to every held caller whose announcement is due: position and estimated wait
-    /// (SPEC §4), as a list of the shared, pre-encoded clips, played between music frames.
+    /// (docs/behaviour.md §4), as a list of the shared, pre-encoded clips, played between music frames.
     pub(super) fn run_announcements(&mut self, now: Instant) {
         while let Some(call_key) = self.calls.pop_due(CallTimer::Announce, now) {
             let Some(call) = self.calls.get_mut(&call_key) else {

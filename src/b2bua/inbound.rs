@@ -1,4 +1,4 @@
-//! Admission of a new trunk call (SPEC §2): who may call, where the call goes, whether the
+//! Admission of a new trunk call (docs/behaviour.md §2): who may call, where the call goes, whether the
 //! codecs meet, whether there is room, and the answer that puts the caller on hold.
 
 use std::net::{IpAddr, SocketAddr};
@@ -40,7 +40,7 @@ impl<M: MediaControl> B2bua<M> {
                 self.stats.calls_answered += 1;
                 // Cannot be refused: admission checked the key and the Call-ID are free.
                 self.calls.insert(call);
-                // SPEC §2.3: if an agent is free right now the caller goes straight to it
+                // docs/behaviour.md §2.3: if an agent is free right now the caller goes straight to it
                 // and hears ringback until the agent answers; otherwise answer and hold.
                 self.dispatch(now);
                 let ringing = self.calls.get(&call_key).is_some_and(|c| c.leg.is_some());
@@ -74,7 +74,7 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Every check of SPEC §2 in order; `Err` is the status code to refuse with.
+    /// Every check of docs/behaviour.md §2 in order; `Err` is the status code to refuse with.
     fn admit(
         &mut self,
         now: Instant,
@@ -182,7 +182,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 }
 
-/// The caller's number (SPEC §6): the user of P-Asserted-Identity (RFC 3325) when present,
+/// The caller's number (docs/behaviour.md §6): the user of P-Asserted-Identity (RFC 3325) when present,
 /// else the From user.
 pub(crate) fn caller_number(request: &rsip::Request) -> String {
     message::header_user(request, "P-Asserted-Identity")

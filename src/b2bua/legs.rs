@@ -1,4 +1,4 @@
-//! Calls to agents (SPEC §5, bridge mode `relay`): dispatch, the outbound INVITE leg, ring
+//! Calls to agents (docs/behaviour.md §5, bridge mode `relay`): dispatch, the outbound INVITE leg, ring
 //! timeout and CANCEL, the answer that bridges caller and agent through the media relay, and
 //! the end of a bridged call from either side.
 //!
@@ -68,7 +68,7 @@ pub struct AgentLeg {
     pub ring_deadline: Instant,
     /// Established on answer.
     pub dialog: Option<Dialog>,
-    /// When the agent answered (handle time starts, SPEC §5).
+    /// When the agent answered (handle time starts, docs/behaviour.md §5).
     pub answered_at: Option<Instant>,
     /// Our side of the session: the offer we sent, the answers to the phone's re-offers.
     pub local: super::session::LocalSdp,
@@ -79,7 +79,7 @@ pub struct AgentLeg {
 }
 
 impl<M: MediaControl> B2bua<M> {
-    /// Match free agents with waiting callers until no match is left (SPEC §5: dispatch
+    /// Match free agents with waiting callers until no match is left (docs/behaviour.md §5: dispatch
     /// happens the moment either side becomes available, never on a polling loop).
     pub(super) fn dispatch(&mut self, now: Instant) {
         loop {
@@ -380,7 +380,7 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// The agent answered: connect the two legs (SPEC §5: stop the hold media, relay RTP both
+    /// The agent answered: connect the two legs (docs/behaviour.md §5: stop the hold media, relay RTP both
     /// ways), take the caller out of the queue, start the handle-time clock.
     fn bridge(&mut self, now: Instant, leg_key: LegKey, agent_sdp: Option<sdp::Offer>) {
         if self.is_callback_leg(leg_key) {

@@ -1,12 +1,12 @@
 //! The call controller: the one place that joins a SIP dialog, a queue entry and a media
-//! stream (DESIGN.md "Who may import whom").
+//! stream (ARCHITECTURE.md "Who may import whom").
 //!
 //! Sans-IO like the layers under it: the driver feeds datagrams, timeouts and media events
 //! with the current time, then drains [`B2bua::poll_transmit`] and sleeps until
 //! [`B2bua::poll_timeout`]. Media is reached through the [`MediaControl`] trait, so tests
 //! can run the whole controller in-process with a fake clock and a fake media plane.
 //!
-//! Inbound call flow (SPEC §2): admission (trunk allowlist → `403`, `max_calls` → `503`,
+//! Inbound call flow (docs/behaviour.md §2): admission (trunk allowlist → `403`, `max_calls` → `503`,
 //! route → `404`, SDP → `488`, full queue → `486`), then `200 OK` with our SDP answer, the
 //! caller joins its queue and hears hold music until it hangs up (RFC 3261 §15: BYE).
 
@@ -64,7 +64,7 @@ pub trait MediaControl {
     /// Set where a leg sends (no music): the agent side of a bridge, or a caller who was
     /// never put on hold.
     fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8);
-    /// Relay RTP both ways between two legs (SPEC §5), stopping any music on them.
+    /// Relay RTP both ways between two legs (docs/behaviour.md §5), stopping any music on them.
     fn bridge(&mut self, a: StreamId, b: StreamId);
     /// Pause the music, play `frames` (an announcement), resume the music.
     fn prompt(&mut self, id: StreamId, frames: Prompt);
@@ -77,7 +77,7 @@ pub trait MediaControl {
     fn stop(&mut self, id: StreamId);
 }
 
-/// Hold music encoded once per codec at start-up (SPEC §4): every call shares these bytes.
+/// Hold music encoded once per codec at start-up (docs/behaviour.md §4): every call shares these bytes.
 #[derive(Debug, Clone)]
 pub struct HoldMusic {
     /// G.711 µ-law frames, 160 bytes each.
@@ -141,13 +141,13 @@ pub struct B2bua<M: MediaControl> {
     ring_deadlines: BTreeSet<(Instant, LegKey)>,
     /// REFER client transactions → the caller being transferred.
     transfers_by_client: HashMap<crate::sip::transaction::ClientKey, CallKey>,
-    /// Completed handle times per queue (SPEC §4 estimator input).
+    /// Completed handle times per queue (docs/behaviour.md §4 estimator input).
     handle_times: Vec<HandleTimes>,
     /// Announcement clips and the rendered-frame cache.
     prompts: Prompts,
     /// Records for the durable store, stamped with when they happened; the driver writes them.
     journal: VecDeque<(Instant, Record)>,
-    /// Callbacks: offers, commits, waiting callbacks and dial-backs (SPEC §6).
+    /// Callbacks: offers, commits, waiting callbacks and dial-backs (docs/behaviour.md §6).
     callbacks: callback::Callbacks,
     /// Call-event counters and histograms for `/metrics`.
     observations: events::Observations,
@@ -213,7 +213,7 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Handle times recorded before a restart, oldest first (SPEC §4: they persist).
+    /// Handle times recorded before a restart, oldest first (docs/behaviour.md §4: they persist).
     pub fn restore_handle_times(
         &mut self,
         queue: &str,
@@ -340,7 +340,7 @@ impl<M: MediaControl> B2bua<M> {
         self.transactions.awaiting_final()
     }
 
-    /// Graceful stop (SPEC §9): refuse new INVITEs with `503` and hang up every caller
+    /// Graceful stop (docs/behaviour.md §9): refuse new INVITEs with `503` and hang up every caller
     /// with BYE, so nobody is left listening to a dead line.
     pub fn shutdown(&mut self, now: Instant) {
         self.draining = true;
@@ -514,14 +514,14 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Agent state changes are logged (one line per change, SPEC §8).
+    /// Agent state changes are logged (one line per change, docs/behaviour.md §8).
     fn drain_agent_events(&mut self) {
         while let Some(event) = self.agents.poll_event() {
             tracing::info!(?event, "agent");
         }
     }
 
-    /// Feed the estimator (last 100 per queue, SPEC §4) and the durable history.
+    /// Feed the estimator (last 100 per queue, docs/behaviour.md §4) and the durable history.
     fn record_handle_time(
         &mut self,
         now: Instant,

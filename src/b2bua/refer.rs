@@ -1,4 +1,4 @@
-//! Bridge mode `refer` (SPEC §5, RFC 3515, RFC 3420 sipfrag): instead of calling the agent
+//! Bridge mode `refer` (docs/behaviour.md §5, RFC 3515, RFC 3420 sipfrag): instead of calling the agent
 //! and relaying media, holdfast asks the trunk to transfer the caller to the agent's
 //! registered contact with REFER on the caller's dialog, follows the transfer's progress in
 //! the NOTIFYs, and leaves the call once the transfer succeeds.

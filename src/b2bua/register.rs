@@ -1,4 +1,4 @@
-//! Agents registering (SPEC §1, RFC 3261 §10.3 and §22): Digest challenge and
+//! Agents registering (docs/behaviour.md §1, RFC 3261 §10.3 and §22): Digest challenge and
 //! verification, bindings, and the agent becoming available or offline as its binding
 //! comes and goes.
 
@@ -18,7 +18,7 @@ const MAX_EXPIRES: u32 = 3600;
 const DEFAULT_EXPIRES: u32 = 3600;
 /// How long a challenge's nonce stays fresh.
 const NONCE_LIFETIME: Duration = Duration::from_secs(300);
-/// Failed authentications from one address before it is refused for a while (SPEC §9).
+/// Failed authentications from one address before it is refused for a while (docs/behaviour.md §9).
 const MAX_AUTH_FAILURES: u32 = 10;
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 

@@ -45,7 +45,7 @@ impl<M: MediaControl> B2bua<M> {
                     481
                 };
                 self.reply(now, &key, &request, code);
-                // SPEC §6: DTMF by SIP INFO counts like RFC 4733.
+                // docs/behaviour.md §6: DTMF by SIP INFO counts like RFC 4733.
                 let content_type = message::header_value(&request, "Content-Type");
                 if let (Some(call), Some(content_type)) = (call, content_type)
                     && let Some(digit) =
@@ -87,7 +87,7 @@ impl<M: MediaControl> B2bua<M> {
 
     pub(super) fn on_bye(&mut self, now: Instant, key: ServerKey, request: rsip::Request) {
         if let Some(leg) = self.leg_of(&request) {
-            // The agent hung up: end its leg, then hang up the caller (SPEC §5).
+            // The agent hung up: end its leg, then hang up the caller (docs/behaviour.md §5).
             self.reply(now, &key, &request, 200);
             let call = self.legs.get(&leg).map(|l| l.call);
             self.end_leg(now, leg, false);

@@ -1,10 +1,10 @@
-//! What the operator sees and steers (SPEC §8, §12 "Admin HTTP API"): a [`Snapshot`] built on
+//! What the operator sees and steers (docs/behaviour.md §8, §12 "Admin HTTP API"): a [`Snapshot`] built on
 //! request from the very structures the dispatcher uses (the queues, the agents, the
 //! registrar, the estimator), and the pause/unpause command.
 //!
 //! There is no second bookkeeping: the admin task asks the SIP task for a snapshot over a
 //! channel and the controller answers from its own state, so the API can never drift from
-//! what dispatch does. The field names are the JSON of SPEC §12.
+//! what dispatch does. The field names are the JSON of docs/behaviour.md §12.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ pub struct Snapshot {
     pub queues: Vec<QueueView>,
     /// The agents in configuration order.
     pub agents: Vec<AgentView>,
-    /// Counters for `/metrics` (not part of the SPEC §12 JSON).
+    /// Counters for `/metrics` (not part of the docs/behaviour.md §12 JSON).
     #[serde(skip)]
     pub counters: Counters,
 }
@@ -55,7 +55,7 @@ pub struct WaitingView {
     pub priority: String,
     /// Seconds since the caller arrived.
     pub waited_s: u64,
-    /// The estimate announced to the caller (SPEC §4), seconds.
+    /// The estimate announced to the caller (docs/behaviour.md §4), seconds.
     pub estimate_s: u64,
     /// Whether this entry is a callback that keeps its place.
     pub callback: bool,

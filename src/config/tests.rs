@@ -162,7 +162,7 @@ fn all_validation_errors_are_reported_together() {
     );
 }
 
-/// The demo as SPEC and the brief describe it, written out independently of the file.
+/// The demo as docs/behaviour.md describes it, written out independently of the file.
 fn expected_demo() -> Config {
     let agent = |user: &str, password: &str, queues: &[&str]| Agent {
         user: user.into(),

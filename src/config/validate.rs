@@ -1,6 +1,6 @@
 //! Rules a parsed [`Config`] must follow beyond what its types enforce: references between
 //! sections resolve, names are unique, counts are positive. Every broken rule is collected
-//! so the user fixes the file in one pass (SPEC §8: "validates with clear messages (file,
+//! so the user fixes the file in one pass (docs/behaviour.md §8: "validates with clear messages (file,
 //! key, reason)").
 
 use std::collections::HashMap;

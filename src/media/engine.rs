@@ -10,7 +10,7 @@
 //! assigned to shards round-robin; [`MediaEngine::open_beside`] puts a stream on the same
 //! shard as another one, which is where the two legs of a bridge live.
 //!
-//! Bridging (SPEC §5, bridge mode `relay`): the controller opens the agent leg beside the
+//! Bridging (docs/behaviour.md §5, bridge mode `relay`): the controller opens the agent leg beside the
 //! caller's stream, gives it the agent's SDP address once the 200 OK arrives
 //! ([`MediaEngine::connect`]: a destination and payload type, no music), then
 //! [`MediaEngine::bridge`]s the two. From then on the caller's music stops and every RTP

@@ -1,4 +1,4 @@
-//! Spoken announcements (SPEC §4): the clip pack, composition into shared frames.
+//! Spoken announcements (docs/behaviour.md §4): the clip pack, composition into shared frames.
 //!
 //! This module owns turning an [`Announcement`] ("you are currently number 3 in the
 //! queue…") into the G.711 frames a [`Player`](super::player::Player) plays between two

@@ -1,5 +1,5 @@
 //! Agents and dispatch, pure: what each agent is doing, and which waiting entry a free agent
-//! takes next (SPEC §3 "Agents serve queues in order", SPEC §5).
+//! takes next (docs/behaviour.md §3 "Agents serve queues in order", docs/behaviour.md §5).
 //!
 //! [`Agents`] owns every configured agent's state and the order in which free agents are
 //! served (longest idle first). It decides; the call controller acts: it feeds registrations,
@@ -220,7 +220,7 @@ impl Agents {
     }
 
     /// Agents serving `queue` that are registered and not paused, whatever they are doing:
-    /// the `n` of the wait estimate (SPEC §4).
+    /// the `n` of the wait estimate (docs/behaviour.md §4).
     pub fn staffed(&self, queue: QueueId) -> usize {
         self.count_serving(queue, |a| a.registered && !a.paused)
     }

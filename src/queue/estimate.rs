@@ -1,4 +1,4 @@
-//! The wait estimate a caller hears, pure (SPEC §4 "Wait estimate" and "Spoken wait").
+//! The wait estimate a caller hears, pure (docs/behaviour.md §4 "Wait estimate" and "Spoken wait").
 //!
 //! This module owns three small rules:
 //! - [`HandleTimes`]: the rolling mean `H` of the last [`HANDLE_TIME_WINDOW`] completed
@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// How many completed handle times the rolling mean keeps (SPEC §4).
+/// How many completed handle times the rolling mean keeps (docs/behaviour.md §4).
 pub const HANDLE_TIME_WINDOW: usize = 100;
 
 /// The rolling mean of one queue's most recent completed handle times.
@@ -110,7 +110,7 @@ pub fn seed_estimate(position: usize, mean: Duration) -> Duration {
     mean.saturating_mul(u32::try_from(position.max(1)).unwrap_or(u32::MAX))
 }
 
-/// How a wait estimate is spoken (SPEC §4 "Spoken wait, rounded UP, never down").
+/// How a wait estimate is spoken (docs/behaviour.md §4 "Spoken wait, rounded UP, never down").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WaitBucket {
     /// Under 60 s: "less than a minute".

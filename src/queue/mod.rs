@@ -1,5 +1,5 @@
 //! The queue domain, pure: who waits where, in which order, and who an agent takes next
-//! (SPEC §3).
+//! (docs/behaviour.md §3).
 //!
 //! [`Queues`] owns every named [`Queue`], the global sequence counter that fixes arrival order,
 //! and the dispatch rule: an agent lists its queues by importance and takes the head of the
@@ -9,7 +9,7 @@
 
 pub mod dispatch;
 pub mod estimate;
-#[allow(clippy::module_inception)] // DESIGN.md names the file queue/queue.rs on purpose.
+#[allow(clippy::module_inception)] // ARCHITECTURE.md "Layout": the queue itself lives in queue/queue.rs.
 mod queue;
 pub mod simulate;
 mod tree;

@@ -1,4 +1,4 @@
-//! One waiting line: entries ordered by (priority level, sequence number) (SPEC §3).
+//! One waiting line: entries ordered by (priority level, sequence number) (docs/behaviour.md §3).
 //!
 //! Lower levels are served first; inside a level the order is strictly FIFO by the global
 //! sequence number assigned at join, never by timestamp (two callers can join within the same

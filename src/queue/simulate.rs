@@ -1,4 +1,4 @@
-//! `holdfast simulate` (SPEC §8, §12): the real queue engine in virtual time, for capacity
+//! `holdfast simulate` (docs/behaviour.md §8, §12): the real queue engine in virtual time, for capacity
 //! planning and for measuring how honest the wait estimate is.
 //!
 //! A discrete-event simulation: a binary heap of timed events (arrival, a caller's patience
@@ -356,7 +356,7 @@ impl<'a> Sim<'a> {
         self.dispatch(now);
     }
 
-    /// Free agents take the head of the line until either runs out (SPEC §5: dispatch on
+    /// Free agents take the head of the line until either runs out (docs/behaviour.md §5: dispatch on
     /// join and whenever an agent frees up).
     fn dispatch(&mut self, now: Micros) {
         while let Some(&agent) = self.free.front() {

@@ -1,7 +1,7 @@
 //! An order-statistic treap: an ordered map that also answers "how many keys are smaller
 //! than this one?" in O(log n) expected time.
 //!
-//! This is the data structure under [`Queue`](super::Queue) (SPEC §3: position queries,
+//! This is the data structure under [`Queue`](super::Queue) (docs/behaviour.md §3: position queries,
 //! joins and leaves must stay cheap with 100 000 waiting entries, "not a sort per query").
 //! Each node stores the size of its subtree, so the rank of a key is the sum of the left
 //! subtree sizes passed on the way down from the root.

@@ -174,7 +174,7 @@ impl AuthError {
         }
     }
 
-    /// Whether this is a failed guess that the per-source limiter (SPEC §9) should count:
+    /// Whether this is a failed guess that the per-source limiter (docs/behaviour.md §9) should count:
     /// an unknown user, a wrong password or a forged nonce. A missing header or a stale
     /// nonce is normal protocol flow.
     pub fn is_failure(&self) -> bool {

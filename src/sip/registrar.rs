@@ -16,7 +16,7 @@
 //! `Min-Expires` header; a value above `max_expires` is shortened to it.
 //!
 //! [`FailureLimiter`] (in `limiter`) counts failed authentications per source address
-//! (SPEC §9).
+//! (docs/behaviour.md §9).
 
 mod limiter;
 

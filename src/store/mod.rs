@@ -1,17 +1,17 @@
-//! Durable state: callbacks, handle-time history and call events (SPEC §6–§7).
+//! Durable state: callbacks, handle-time history and call events (docs/behaviour.md §6–§7).
 //!
 //! This module owns what must survive a crash or `kill -9`:
 //! - **callbacks**: a caller who pressed 1 keeps its place (queue, priority level and the
 //!   global sequence number [`Seq`]) and its state `pending → dialling → completed | failed`,
 //!   with attempts and the next retry time;
-//! - **handle times** per queue, so the wait estimate (SPEC §4) starts warm after a restart;
+//! - **handle times** per queue, so the wait estimate (docs/behaviour.md §4) starts warm after a restart;
 //! - **call events** (join, announce, connect, abandon, callback …), like Asterisk's
 //!   `queue_log`;
 //! - the **sequence high-water mark**, so entries created after a restart queue behind every
 //!   number handed out before.
 //!
 //! [`Store`] is the backend trait; [`SqliteStore`] is the embedded default (one file,
-//! `holdfast.db`, in `data_dir`). A shared backend for several nodes (SPEC §10) implements
+//! `holdfast.db`, in `data_dir`). A shared backend for several nodes (docs/behaviour.md §10) implements
 //! the same trait later. [`StoreHandle`] runs any backend on its own thread so the call
 //! controller never waits for an fsync; see its docs for the exact durability guarantees.
 //!
@@ -34,7 +34,7 @@ use crate::queue::{Level, Seq};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallbackId(pub i64);
 
-/// Where a callback is in its life (SPEC §6).
+/// Where a callback is in its life (docs/behaviour.md §6).
 ///
 /// ```text
 ///  pending ──(agent reserved, caller dialled)──▶ dialling ──(bridged)──▶ completed
@@ -119,7 +119,7 @@ pub struct CallbackRecord {
     pub updated_at_ms: i64,
 }
 
-/// The kinds of call event written to the log table (SPEC §8), like `queue_log` verbs.
+/// The kinds of call event written to the log table (docs/behaviour.md §8), like `queue_log` verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallEventKind {
     /// A caller entered a queue.

@@ -1,4 +1,4 @@
-//! The embedded default backend: one SQLite file, `holdfast.db`, in `data_dir` (SPEC §7).
+//! The embedded default backend: one SQLite file, `holdfast.db`, in `data_dir` (docs/behaviour.md §7).
 //!
 //! Durability: the connection runs in WAL mode with `synchronous=FULL`, so every commit
 //! appends to the write-ahead log and fsyncs it before `COMMIT` returns. A method of
@@ -28,7 +28,7 @@ use crate::queue::Seq;
 pub const DB_FILE: &str = "holdfast.db";
 
 /// Handle times kept per queue; older ones are pruned on insert. The estimator averages the
-/// last 100 (SPEC §4), so nothing older is ever read.
+/// last 100 (docs/behaviour.md §4), so nothing older is ever read.
 pub const HANDLE_TIMES_KEPT: usize = 100;
 
 /// How long a write waits for another connection's lock before failing with `SQLITE_BUSY`.

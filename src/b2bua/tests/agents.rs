@@ -1,5 +1,5 @@
 //! Agents in-process: REGISTER with Digest, dispatch, the INVITE to the agent, bridging,
-//! BYE from either side, ring timeout and CANCEL (SPEC §1, §5).
+//! BYE from either side, ring timeout and CANCEL (docs/behaviour.md §1, §5).
 
 use md5::{Digest, Md5};
 
@@ -350,7 +350,7 @@ fn repeated_failed_registrations_from_one_source_are_refused() {
         h.deliver(AGENT, &register(cseq, Some(wrong.clone()), 3600));
         assert_eq!(status(&h.take()[0].1), Some(403));
     }
-    // Now even the right password from that address is refused for a while (SPEC §9) …
+    // Now even the right password from that address is refused for a while (docs/behaviour.md §9) …
     h.deliver(AGENT, &register(20, None, 3600));
     assert_eq!(
         status(&h.take()[0].1),

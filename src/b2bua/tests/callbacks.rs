@@ -1,4 +1,4 @@
-//! Callbacks in-process with a fake clock (SPEC §6): the offer, `1`, commit before
+//! Callbacks in-process with a fake clock (docs/behaviour.md §6): the offer, `1`, commit before
 //! confirmation, the agent-first dial-back through the trunk, retries, failure, recovery order.
 
 use super::agents::{AGENT, agent_reply, find, register_alice};

@@ -1,5 +1,5 @@
 //! The controller in-process: real SIP bytes in, real SIP bytes out, a fake clock and a
-//! recording media plane (DESIGN.md "Deterministic tests first").
+//! recording media plane (ARCHITECTURE.md "Testing").
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-/// The spoken form of a wait estimate (SPEC §4 "Spoken wait, rounded UP, never down").
+/// The spoken form of a wait estimate (docs/behaviour.md §4 "Spoken wait, rounded UP, never down").
 ///
 /// The queue engine's `WaitBucket` has the same shape; the two are kept apart because the
 /// media layer knows nothing of queues, and the call controller maps one onto the other.

@@ -1,4 +1,4 @@
-//! Bridged legs: relaying RTP both ways between two streams of one shard (SPEC §5, bridge
+//! Bridged legs: relaying RTP both ways between two streams of one shard (docs/behaviour.md §5, bridge
 //! mode `relay`: holdfast stays in the media path between caller and agent).
 //!
 //! ```text

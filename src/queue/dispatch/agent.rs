@@ -1,12 +1,12 @@
 //! One agent's record: the facts fed in (registered, paused, what it is doing), the state
-//! derived from them and the counters the admin API shows (SPEC §12 `GET /api/agents`).
+//! derived from them and the counters the admin API shows (docs/behaviour.md §12 `GET /api/agents`).
 
 use std::fmt;
 use std::time::Instant;
 
 use crate::queue::{EntryId, QueueId};
 
-/// What an agent is doing, as the admin API shows it (SPEC §12 `GET /api/agents`).
+/// What an agent is doing, as the admin API shows it (docs/behaviour.md §12 `GET /api/agents`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AgentState {
     /// No registered phone.

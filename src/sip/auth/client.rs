@@ -1,5 +1,5 @@
 //! The client side of Digest (RFC 3261 §22.2–§22.4, RFC 8760): answering a trunk's `401`/`407`
-//! challenge to an INVITE holdfast sends (callbacks, SPEC §6) with configured credentials.
+//! challenge to an INVITE holdfast sends (callbacks, docs/behaviour.md §6) with configured credentials.
 //!
 //! Pure: the challenge header value and the request line go in, the credentials header value
 //! comes out. `qop=auth` is used when the challenge offers it (RFC 7616 §3.4), else the

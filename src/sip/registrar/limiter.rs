@@ -1,4 +1,4 @@
-//! Per-source limit on failed REGISTER authentications (SPEC §9), so a password guesser
+//! Per-source limit on failed REGISTER authentications (docs/behaviour.md §9), so a password guesser
 //! gets a handful of tries per window instead of thousands per second.
 //!
 //! Fixed windows: a source's first failure opens a window of `window`; once it has
