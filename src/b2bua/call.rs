@@ -87,7 +87,7 @@ pub struct Call {
     /// The SDP negotiation with the caller (remote RTP address, payload types).
     pub media: Answer,
     /// The agent leg ringing for or talking to this caller.
-    pub leg: Option<super::legs::LegKey>,
+    pub leg: Option<super::LegKey>,
     /// Our side of the session: the answer in our 200 OK, and the answers to re-offers
     /// (RFC 3264 §8: the version grows only when the SDP changes).
     pub local: super::session::LocalSdp,

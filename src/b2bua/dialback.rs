@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rsip::Header;
 use rsip::prelude::*;
 
-use super::legs::{LegKey, LegState};
+use super::LegKey;
 use super::{B2bua, CallKey, MediaControl};
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, LeaveReason};
@@ -60,32 +60,25 @@ impl<M: MediaControl> B2bua<M> {
     pub(super) fn agent_leg_media(
         &mut self,
         call_key: CallKey,
-    ) -> Result<(StreamId, u16, String, Codec), &'static str> {
+    ) -> Result<(StreamId, u16, String, Codec), super::DispatchError> {
+        use super::DispatchError;
         if let Some(call) = self.calls.get(&call_key) {
             let (caller, codec) = (call.caller.clone(), call.codec);
             let (stream, port) = self
                 .media
                 .open_beside(call.stream)
-                .map_err(|_| "no RTP port")?;
+                .map_err(DispatchError::NoRtpPort)?;
             return Ok((stream, port, caller, codec));
         }
         let number = self
             .callbacks
             .waiting
             .get(&call_key.entry())
-            .ok_or("caller gone")?
+            .ok_or(DispatchError::CallerGone)?
             .number
             .clone();
-        let (stream, port) = self.media.open().map_err(|_| "no RTP port")?;
+        let (stream, port) = self.media.open().map_err(DispatchError::NoRtpPort)?;
         Ok((stream, port, number, Codec::Pcmu))
-    }
-
-    /// Whether `leg_key` rings an agent for a callback (not a caller on the line).
-    pub(super) fn is_callback_leg(&self, leg_key: LegKey) -> bool {
-        self.legs.get(&leg_key).is_some_and(|leg| {
-            !self.calls.contains_key(&leg.call)
-                && self.callbacks.waiting.contains_key(&leg.call.entry())
-        })
     }
 
     /// The agent answered a callback: keep it on hold music and call the caller.
@@ -98,8 +91,6 @@ impl<M: MediaControl> B2bua<M> {
         let Some(leg) = self.legs.get_mut(&leg_key) else {
             return;
         };
-        leg.state = LegState::Answered;
-        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
         let (agent, entry, agent_stream, queue) =
             (leg.agent, leg.call.entry(), leg.stream, leg.queue);
         let agent_remote = agent_sdp.map(|o| o.remote).unwrap_or(leg.destination);
@@ -357,7 +348,7 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         // Handle time starts now: the conversation (docs/behaviour.md §5), not the agent's wait.
-        leg.answered_at = Some(now);
+        leg.start_talking(now);
         let agent_stream = leg.stream;
         self.media.bridge(agent_stream, stream);
         self.offered.remove(&entry);

@@ -17,9 +17,9 @@ use rsip::Header;
 use rsip::prelude::*;
 
 use super::events::EventFacts;
+use super::leg::{LegFor, LegKey, LegState, NewLeg};
 use super::{B2bua, CallKey, CallState, CallTimer, MediaControl, push_other};
-use crate::media::engine::StreamId;
-use crate::queue::dispatch::{AgentId, Assignment};
+use crate::queue::dispatch::{AgentId, AgentState, Assignment};
 use crate::queue::{EntryId, LeaveReason, QueueId};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
@@ -27,55 +27,30 @@ use crate::sip::sdp;
 use crate::sip::transaction::ClientKey;
 use crate::store::CallEventKind;
 
-/// holdfast's handle for one call to an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegKey(pub u64);
-
-/// Where an agent leg is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegState {
-    /// INVITE sent, the phone rings.
-    Ringing,
-    /// We gave up (ring timeout, caller left): CANCEL sent, waiting for the final response;
-    /// a 2xx that crosses the CANCEL is ACKed and hung up at once.
-    Cancelling,
-    /// Answered and bridged to the caller.
-    Answered,
-}
-
-/// One outbound call to an agent's phone.
-#[derive(Debug)]
-pub struct AgentLeg {
-    /// Our key.
-    pub key: LegKey,
-    /// The agent called.
-    pub agent: AgentId,
-    /// The caller it is for.
-    pub call: CallKey,
-    /// The queue the caller waits in.
-    pub queue: QueueId,
-    /// Our INVITE, kept to build the ACK and the dialog.
-    pub invite: rsip::Request,
-    /// Its client transaction.
-    pub client: ClientKey,
-    /// The agent's signalling address.
-    pub destination: SocketAddr,
-    /// The agent-side RTP stream (same media shard as the caller's).
-    pub stream: StreamId,
-    /// Lifecycle state.
-    pub state: LegState,
-    /// When to give up ringing.
-    pub ring_deadline: Instant,
-    /// Established on answer.
-    pub dialog: Option<Dialog>,
-    /// When the agent answered (handle time starts, docs/behaviour.md §5).
-    pub answered_at: Option<Instant>,
-    /// Our side of the session: the offer we sent, the answers to the phone's re-offers.
-    pub local: super::session::LocalSdp,
-    /// Where the phone receives RTP (from its SDP), once it answered.
-    pub remote: Option<SocketAddr>,
-    /// The agent pressed Hold (its last offer was `sendonly`/`inactive`).
-    pub holds: bool,
+/// Why an agent could not be called (or transferred to); the agent gets a no-answer mark
+/// so a broken one is paused after `max_no_answer` instead of being picked forever.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The agent has no registered Contact.
+    #[error("agent not registered")]
+    NotRegistered,
+    /// The agent is not available any more.
+    #[error("agent not available")]
+    NotAvailable,
+    /// The caller (or the callback) is gone.
+    #[error("caller gone")]
+    CallerGone,
+    /// No RTP port could be bound for the agent's leg.
+    #[error("no RTP port: {0}")]
+    NoRtpPort(std::io::Error),
+    /// The transaction layer refused the request (no usable branch or destination).
+    #[error("{method} not sent: {reason}")]
+    NotSent {
+        /// INVITE or REFER.
+        method: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -99,10 +74,10 @@ impl<M: MediaControl> B2bua<M> {
             } else {
                 self.start_leg(now, assignment)
             };
-            if let Err(reason) = started {
+            if let Err(error) = started {
                 tracing::warn!(
                     agent = %self.agent_user(assignment.agent),
-                    reason,
+                    %error,
                     "cannot call agent"
                 );
                 // Count it as a miss so a broken agent is paused after max_no_answer
@@ -148,7 +123,8 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// Send the INVITE that rings `assignment.agent` for the caller at `assignment.entry`.
-    fn start_leg(&mut self, now: Instant, assignment: Assignment) -> Result<(), &'static str> {
+    /// Every check comes first; once the INVITE is sent, nothing can fail.
+    fn start_leg(&mut self, now: Instant, assignment: Assignment) -> Result<(), DispatchError> {
         let Assignment {
             agent,
             queue,
@@ -156,7 +132,17 @@ impl<M: MediaControl> B2bua<M> {
         } = assignment;
         let call_key = CallKey(entry.0);
         let user = self.agent_user(agent);
-        let (contact, destination) = self.agent_target(&user).ok_or("not registered")?;
+        if self.agents.get(agent).map(|a| a.state()) != Some(AgentState::Available) {
+            return Err(DispatchError::NotAvailable);
+        }
+        let (contact, destination) = self
+            .agent_target(&user)
+            .ok_or(DispatchError::NotRegistered)?;
+        let purpose = if self.calls.contains_key(&call_key) {
+            LegFor::Caller(call_key)
+        } else {
+            LegFor::Callback(entry)
+        };
         let (stream, port, caller, codec) = self.agent_leg_media(call_key)?;
         let queue_config = &self.config.queues[queue.0];
         let ring_timeout = Duration::from_secs(queue_config.ring_timeout);
@@ -172,14 +158,16 @@ impl<M: MediaControl> B2bua<M> {
             .send_request(now, destination, invite.clone())
         {
             Ok(client) => client,
-            Err(_) => {
+            Err(error) => {
                 self.media.close(stream);
-                return Err("INVITE not sent");
+                return Err(DispatchError::NotSent {
+                    method: "INVITE",
+                    reason: error.to_string(),
+                });
             }
         };
-        if self.agents.ringing(now, agent, entry).is_err() {
-            return Err("agent not available");
-        }
+        // Checked above: the agent is available.
+        let _ = self.agents.ringing(now, agent, entry);
         tracing::info!(
             event = "ring",
             agent = %user,
@@ -188,31 +176,22 @@ impl<M: MediaControl> B2bua<M> {
             "ringing agent"
         );
         self.offered.insert(entry);
-        self.legs_by_client.insert(client.clone(), leg_key);
-        self.ring_deadlines.insert((now + ring_timeout, leg_key));
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.leg = Some(leg_key);
         }
-        self.legs.insert(
-            leg_key,
-            AgentLeg {
-                key: leg_key,
-                agent,
-                call: call_key,
-                queue,
-                invite,
-                client,
-                destination,
-                stream,
-                state: LegState::Ringing,
-                ring_deadline: now + ring_timeout,
-                dialog: None,
-                answered_at: None,
-                local,
-                remote: None,
-                holds: false,
-            },
-        );
+        self.legs.insert(NewLeg {
+            key: leg_key,
+            agent,
+            purpose,
+            call: call_key,
+            queue,
+            invite,
+            client,
+            destination,
+            stream,
+            ring_deadline: now + ring_timeout,
+            local,
+        });
         Ok(())
     }
 
@@ -313,7 +292,7 @@ impl<M: MediaControl> B2bua<M> {
         client: &ClientKey,
         response: rsip::Response,
     ) {
-        let Some(&leg_key) = self.legs_by_client.get(client) else {
+        let Some(leg_key) = self.legs.by_client(client) else {
             let _ = self.on_trunk_response(now, client, response);
             return;
         };
@@ -322,8 +301,11 @@ impl<M: MediaControl> B2bua<M> {
             100..=199 => {}
             200..=299 => self.on_leg_answered(now, leg_key, &response),
             _ => {
-                let leg = self.legs.get(&leg_key).map(|l| l.state);
-                if leg == Some(LegState::Ringing) {
+                if self
+                    .legs
+                    .get(&leg_key)
+                    .is_some_and(|l| l.state().is_ringing())
+                {
                     tracing::info!(code, "agent did not take the call");
                     self.leg_failed(now, leg_key);
                 }
@@ -334,8 +316,12 @@ impl<M: MediaControl> B2bua<M> {
 
     /// The INVITE to an agent got no final response at all (Timer B).
     pub(super) fn on_leg_timeout(&mut self, now: Instant, client: &ClientKey) {
-        if let Some(&leg_key) = self.legs_by_client.get(client) {
-            if self.legs.get(&leg_key).map(|l| l.state) == Some(LegState::Ringing) {
+        if let Some(leg_key) = self.legs.by_client(client) {
+            if self
+                .legs
+                .get(&leg_key)
+                .is_some_and(|l| l.state().is_ringing())
+            {
                 self.leg_failed(now, leg_key);
             }
             self.forget_leg(leg_key);
@@ -345,7 +331,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     fn on_leg_answered(&mut self, now: Instant, leg_key: LegKey, ok: &rsip::Response) {
-        let Some(leg) = self.legs.get_mut(&leg_key) else {
+        let Some(leg) = self.legs.get(&leg_key) else {
             return;
         };
         // Every 2xx (retransmissions too) gets an ACK: it is end to end (§13.2.2.4).
@@ -358,9 +344,10 @@ impl<M: MediaControl> B2bua<M> {
         };
         let ack = dialog.ack(&self.sent_by, &message::new_branch());
         let destination = leg.destination;
+        let talking_since = matches!(leg.purpose, LegFor::Caller(_)).then_some(now);
         self.transactions.send_stateless(destination, ack);
-        match leg.state {
-            LegState::Answered => {}
+        match leg.state() {
+            LegState::Answered { .. } => {}
             LegState::Cancelling => {
                 // The answer crossed our CANCEL: hang up at once.
                 super::send_bye(
@@ -371,27 +358,25 @@ impl<M: MediaControl> B2bua<M> {
                     destination,
                 );
             }
-            LegState::Ringing => {
+            LegState::Ringing { .. } => {
                 let answer = sdp::parse_offer(&ok.body).ok();
-                self.legs_by_call_id.insert(dialog.call_id.clone(), leg_key);
-                leg.dialog = Some(dialog);
+                self.legs.answered(leg_key, dialog, talking_since);
                 self.bridge(now, leg_key, answer);
             }
         }
     }
 
-    /// The agent answered: connect the two legs (docs/behaviour.md §5: stop the hold media, relay RTP both
-    /// ways), take the caller out of the queue, start the handle-time clock.
+    /// The agent answered: connect the two legs (docs/behaviour.md §5: stop the hold media,
+    /// relay RTP both ways), take the caller out of the queue, start the handle-time clock.
     fn bridge(&mut self, now: Instant, leg_key: LegKey, agent_sdp: Option<sdp::Offer>) {
-        if self.is_callback_leg(leg_key) {
-            return self.callback_agent_answered(now, leg_key, agent_sdp);
-        }
         let Some(leg) = self.legs.get_mut(&leg_key) else {
             return;
         };
-        leg.state = LegState::Answered;
-        leg.answered_at = Some(now);
-        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
+        if let LegFor::Callback(_) = leg.purpose {
+            return self.callback_agent_answered(now, leg_key, agent_sdp);
+        }
+        let agent_remote = agent_sdp.as_ref().map_or(leg.destination, |o| o.remote);
+        leg.remote = Some(agent_remote);
         let (agent, call_key, agent_stream, queue) = (leg.agent, leg.call, leg.stream, leg.queue);
         let Some(call) = self.calls.get(&call_key) else {
             // The caller vanished in the same instant: end the agent's side.
@@ -400,13 +385,6 @@ impl<M: MediaControl> B2bua<M> {
         };
         let (caller_stream, caller_media, was_early) =
             (call.stream, call.media, call.state.is_early());
-        let agent_remote = agent_sdp
-            .as_ref()
-            .map(|o| o.remote)
-            .unwrap_or(self.legs[&leg_key].destination);
-        if let Some(leg) = self.legs.get_mut(&leg_key) {
-            leg.remote = Some(agent_remote);
-        }
         self.media
             .connect(agent_stream, agent_remote, caller_media.payload_type);
         if was_early {
@@ -440,11 +418,12 @@ impl<M: MediaControl> B2bua<M> {
     /// The agent did not take the call: mark it, put the caller back to waiting (same
     /// place), answer a caller who was still ringing, and try the next agent.
     fn leg_failed(&mut self, now: Instant, leg_key: LegKey) {
-        let Some(leg) = self.legs.get_mut(&leg_key) else {
+        if !self.legs.cancelling(leg_key) {
+            return;
+        }
+        let Some(leg) = self.legs.get(&leg_key) else {
             return;
         };
-        leg.state = LegState::Cancelling;
-        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
         let (agent, call_key, queue, stream) = (leg.agent, leg.call, leg.queue, leg.stream);
         self.media.close(stream);
         let queue_config = &self.config.queues[queue.0];
@@ -468,65 +447,59 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Ring timeouts that have passed: CANCEL (§9.1) and treat as no answer.
     pub(super) fn expire_rings(&mut self, now: Instant) {
-        while let Some(&(deadline, leg_key)) = self.ring_deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.ring_deadlines.pop_first();
+        while let Some(leg_key) = self.legs.first_expired(now) {
             let Some(leg) = self.legs.get(&leg_key) else {
                 continue;
             };
-            let client = leg.client.clone();
+            let client = leg.client().clone();
             tracing::info!(agent = %self.agent_user(leg.agent), "ring timeout: cancelling");
             let _ = self.transactions.cancel(now, &client);
+            // Leaves Ringing, so the deadline is gone and the loop moves on.
             self.leg_failed(now, leg_key);
         }
     }
 
     /// The caller left while its agent rang: CANCEL the agent, who stays available with
-    /// no mark (issue 3, item 6).
+    /// no mark (a ring cancelled is no fault of the agent's).
     pub(super) fn cancel_leg_for_caller(&mut self, now: Instant, leg_key: LegKey) {
-        let Some(leg) = self.legs.get_mut(&leg_key) else {
+        let Some(leg) = self.legs.get(&leg_key) else {
             return;
         };
-        match leg.state {
-            LegState::Ringing => {
-                leg.state = LegState::Cancelling;
-                let (client, agent, stream, deadline) =
-                    (leg.client.clone(), leg.agent, leg.stream, leg.ring_deadline);
-                self.ring_deadlines.remove(&(deadline, leg_key));
+        match leg.state() {
+            LegState::Ringing { .. } => {
+                let (client, agent, stream) = (leg.client().clone(), leg.agent, leg.stream);
+                self.legs.cancelling(leg_key);
                 let _ = self.transactions.cancel(now, &client);
                 self.media.close(stream);
                 let _ = self.agents.ring_cancelled(now, agent);
                 self.drain_agent_events();
             }
-            LegState::Answered => self.end_leg(now, leg_key, true),
+            LegState::Answered { .. } => self.end_leg(now, leg_key, true),
             LegState::Cancelling => {}
         }
     }
 
     /// End an answered agent leg: BYE to the agent when `send_bye`, wrap-up, handle time.
     pub(super) fn end_leg(&mut self, now: Instant, leg_key: LegKey, send_bye: bool) {
-        let Some(mut leg) = self.legs.remove(&leg_key) else {
+        let Some(mut leg) = self.legs.remove(leg_key) else {
             return;
         };
-        self.legs_by_client.remove(&leg.client);
-        self.ring_deadlines.remove(&(leg.ring_deadline, leg_key));
-        if let Some(dialog) = leg.dialog.as_mut() {
-            self.legs_by_call_id.remove(&dialog.call_id);
-            if send_bye {
-                super::send_bye(
-                    &mut self.transactions,
-                    &self.sent_by,
-                    now,
-                    dialog,
-                    leg.destination,
-                );
-            }
+        let talking_since = leg.talking_since();
+        let destination = leg.destination;
+        if let Some(dialog) = leg.dialog_mut()
+            && send_bye
+        {
+            super::send_bye(
+                &mut self.transactions,
+                &self.sent_by,
+                now,
+                dialog,
+                destination,
+            );
         }
         self.media.close(leg.stream);
         let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);
-        if let Some(answered) = leg.answered_at {
+        if let Some(answered) = talking_since {
             let handle = now.saturating_duration_since(answered);
             let facts = self.leg_facts(leg.queue, Some(leg.agent), leg.call);
             self.record_handle_time(now, leg.queue, handle, facts);
@@ -538,19 +511,20 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Drop the bookkeeping of a leg that reached its final response without being answered.
     fn forget_leg(&mut self, leg_key: LegKey) {
-        if let Some(leg) = self.legs.get(&leg_key)
-            && leg.state != LegState::Answered
+        if self
+            .legs
+            .get(&leg_key)
+            .is_some_and(|leg| !leg.state().is_answered())
         {
-            let leg = self.legs.remove(&leg_key).expect("checked above");
-            self.legs_by_client.remove(&leg.client);
+            self.legs.remove(leg_key);
         }
     }
 
     /// An in-dialog request from an agent's phone, if `request` matches an answered leg.
     pub(super) fn leg_of(&self, request: &rsip::Request) -> Option<LegKey> {
         let call_id = message::call_id(request)?;
-        let key = *self.legs_by_call_id.get(call_id)?;
-        let dialog = self.legs.get(&key)?.dialog.as_ref()?;
+        let key = self.legs.by_call_id(call_id)?;
+        let dialog = self.legs.get(&key)?.dialog()?;
         dialog.matches_request(request).then_some(key)
     }
 

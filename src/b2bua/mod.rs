@@ -17,6 +17,7 @@ mod dialback;
 pub mod events;
 mod hold;
 mod inbound;
+mod leg;
 mod legs;
 mod refer;
 mod register;
@@ -25,7 +26,7 @@ mod session;
 pub mod snapshot;
 mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,8 @@ use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState, CallTimer, Calls, NewCall};
 pub use callback::{RestoreError, StoreRequest};
-pub use legs::{AgentLeg, LegKey, LegState};
+pub use leg::{AgentLeg, LegFor, LegKey, LegState, Legs};
+pub use legs::DispatchError;
 
 use crate::config::Config;
 use crate::media::engine::StreamId;
@@ -135,10 +137,8 @@ pub struct B2bua<M: MediaControl> {
     challenge_offer: crate::sip::auth::offer::AlgorithmOffer,
     /// Entries whose caller an agent's phone is ringing for (they keep their place).
     offered: HashSet<EntryId>,
-    legs: HashMap<LegKey, AgentLeg>,
-    legs_by_client: HashMap<crate::sip::transaction::ClientKey, LegKey>,
-    legs_by_call_id: HashMap<String, LegKey>,
-    ring_deadlines: BTreeSet<(Instant, LegKey)>,
+    /// Calls to agents' phones, their indexes and ring deadlines.
+    legs: Legs,
     /// REFER client transactions → the caller being transferred.
     transfers_by_client: HashMap<crate::sip::transaction::ClientKey, CallKey>,
     /// Completed handle times per queue (docs/behaviour.md §4 estimator input).
@@ -199,10 +199,7 @@ impl<M: MediaControl> B2bua<M> {
             auth_limiter: register::new_limiter(),
             challenge_offer: Default::default(),
             offered: HashSet::new(),
-            legs: HashMap::new(),
-            legs_by_client: HashMap::new(),
-            legs_by_call_id: HashMap::new(),
-            ring_deadlines: BTreeSet::new(),
+            legs: Legs::default(),
             transfers_by_client: HashMap::new(),
             handle_times,
             prompts,
@@ -300,7 +297,7 @@ impl<M: MediaControl> B2bua<M> {
             self.transactions.poll_timeout(),
             self.registrar.poll_timeout(),
             self.agents.poll_timeout(),
-            self.ring_deadlines.first().map(|(deadline, _)| *deadline),
+            self.legs.poll_timeout(),
             self.calls.poll_timeout(),
             self.callbacks
                 .retries
@@ -384,6 +381,7 @@ impl<M: MediaControl> B2bua<M> {
     /// Panics when a table's indexes or deadline sets disagree with its rows.
     pub fn check_invariants(&self) {
         self.calls.check_invariants();
+        self.legs.check_invariants();
     }
 
     fn process_transaction_events(&mut self, now: Instant) {

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use rsip::Header;
 use rsip::prelude::*;
 
-use super::{B2bua, CallKey, CallState, MediaControl};
+use super::{B2bua, CallKey, CallState, DispatchError, MediaControl};
 use crate::queue::LeaveReason;
-use crate::queue::dispatch::{AgentId, Assignment};
+use crate::queue::dispatch::{AgentId, AgentState, Assignment};
 use crate::sip::message;
 use crate::sip::transaction::{ClientKey, ServerKey};
 
@@ -48,20 +48,23 @@ impl<M: MediaControl> B2bua<M> {
         &mut self,
         now: Instant,
         assignment: Assignment,
-    ) -> Result<(), &'static str> {
-        let user = self
-            .agents
-            .get(assignment.agent)
-            .map(|a| a.user().to_string())
-            .unwrap_or_default();
+    ) -> Result<(), DispatchError> {
+        let agent = self.agents.get(assignment.agent);
+        if agent.map(|a| a.state()) != Some(AgentState::Available) {
+            return Err(DispatchError::NotAvailable);
+        }
+        let user = agent.map(|a| a.user().to_string()).unwrap_or_default();
         let contact = self
             .registrar
             .binding(&user)
             .map(|b| b.contact.clone())
-            .ok_or("not registered")?;
+            .ok_or(DispatchError::NotRegistered)?;
         let call_key = CallKey(assignment.entry.0);
         let sent_by = self.sent_by.clone();
-        let call = self.calls.get_mut(&call_key).ok_or("caller gone")?;
+        let call = self
+            .calls
+            .get_mut(&call_key)
+            .ok_or(DispatchError::CallerGone)?;
         let mut refer = call
             .dialog
             .request(rsip::Method::Refer, &sent_by, &message::new_branch());
@@ -79,10 +82,12 @@ impl<M: MediaControl> B2bua<M> {
         let client = self
             .transactions
             .send_request(now, destination, refer)
-            .map_err(|_| "REFER not sent")?;
-        self.agents
-            .ringing(now, assignment.agent, assignment.entry)
-            .map_err(|_| "agent not available")?;
+            .map_err(|error| DispatchError::NotSent {
+                method: "REFER",
+                reason: error.to_string(),
+            })?;
+        // Checked above: the agent is available.
+        let _ = self.agents.ringing(now, assignment.agent, assignment.entry);
         self.offered.insert(assignment.entry);
         self.transfers_by_client.insert(client.clone(), call_key);
         if let Some(call) = self.calls.get_mut(&call_key) {

@@ -25,7 +25,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::{B2bua, CallKey, CallState, LegKey, LegState, MediaControl, push_other};
+use super::{B2bua, CallKey, CallState, LegKey, MediaControl, push_other};
 use crate::queue::EntryId;
 use crate::sip::message;
 use crate::sip::sdp::{self, Answer, Codec, Direction, Offer};
@@ -222,7 +222,7 @@ impl<M: MediaControl> B2bua<M> {
     fn accept_in_dialog(&mut self, dialog: DialogRef, seq: u32, request: &rsip::Request) -> bool {
         let dialog = match dialog {
             DialogRef::Call(call) => self.calls.get_mut(&call).map(|c| &mut c.dialog),
-            DialogRef::Leg(leg) => self.legs.get_mut(&leg).and_then(|l| l.dialog.as_mut()),
+            DialogRef::Leg(leg) => self.legs.get_mut(&leg).and_then(|l| l.dialog_mut()),
             DialogRef::Trunk(entry) => self.trunk_dialog_mut(entry),
         };
         let Some(dialog) = dialog else {
@@ -286,11 +286,10 @@ impl<M: MediaControl> B2bua<M> {
                     let pt = leg.local.codec.payload_type();
                     self.media.connect(leg.stream, offer.remote, pt);
                 }
-                let call = leg.call;
-                if self.is_callback_leg(leg_key) {
-                    return;
+                match leg.purpose {
+                    super::LegFor::Caller(call) => call,
+                    super::LegFor::Callback(_) => return,
                 }
-                call
             }
             DialogRef::Trunk(_) => return,
         };
@@ -318,7 +317,7 @@ impl<M: MediaControl> B2bua<M> {
                 let Some(leg) = call
                     .leg
                     .and_then(|l| self.legs.get(&l))
-                    .filter(|l| l.state == LegState::Answered)
+                    .filter(|l| l.state().is_answered())
                 else {
                     return;
                 };

@@ -9,7 +9,8 @@
 
 pub mod dispatch;
 pub mod estimate;
-#[allow(clippy::module_inception)] // ARCHITECTURE.md "Layout": the queue itself lives in queue/queue.rs.
+#[allow(clippy::module_inception)]
+// ARCHITECTURE.md "Layout": the queue itself lives in queue/queue.rs.
 mod queue;
 pub mod simulate;
 mod tree;

@@ -62,7 +62,8 @@ fn an_agent_on_hold_is_answered_recvonly_and_the_caller_hears_music_until_resume
     let ids = (call_id.as_str(), agent.as_str(), ours.as_str());
     let caller_stream = h.b2bua.calls[&CallKey(1)].stream;
     let ip = h.b2bua.config.sip.public_address;
-    let first_version = o_version(&h.b2bua.legs.values_mut().next().unwrap().local.current(ip));
+    let leg = h.b2bua.legs.values().next().unwrap().key;
+    let first_version = o_version(&h.b2bua.legs.get_mut(&leg).unwrap().local.current(ip));
 
     h.deliver(
         AGENT,
