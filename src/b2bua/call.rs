@@ -368,3 +368,88 @@ impl Calls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::b2bua::session::LocalSdp;
+    use crate::sip::sdp::Direction;
+    use std::time::Duration;
+
+    fn call(n: u64, now: Instant) -> Call {
+        let text = format!(
+            "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-{n}\r\n\
+             From: <sip:a@127.0.0.1>;tag=f{n}\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: call-{n}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5080>\r\nContent-Length: 0\r\n\r\n"
+        );
+        let invite = rsip::Request::try_from(text.as_str()).unwrap();
+        let media = Answer {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event: None,
+            remote: "127.0.0.1:7000".parse().unwrap(),
+            direction: Direction::SendRecv,
+        };
+        Call::new(NewCall {
+            key: CallKey(n),
+            dialog: Dialog::from_invite(&invite, "hf").unwrap(),
+            invite_key: ServerKey::of(&invite).unwrap(),
+            invite,
+            signalling: "127.0.0.1:5080".parse().unwrap(),
+            caller: "a".into(),
+            queue: QueueId(0),
+            stream: StreamId::for_tests(n),
+            media,
+            local: LocalSdp::new(20_000, n, Codec::Pcmu),
+            answer_sdp: String::new(),
+            started: now,
+        })
+    }
+
+    #[test]
+    fn indexes_and_deadlines_follow_every_change() {
+        let now = Instant::now();
+        let mut calls = Calls::default();
+        for n in 1..=3 {
+            assert!(calls.insert(call(n, now)));
+        }
+        assert!(
+            !calls.insert(call(2, now)),
+            "a key or Call-ID in use is refused"
+        );
+        calls.check_invariants();
+        assert_eq!(calls.by_call_id("call-2"), Some(CallKey(2)));
+        let invite = calls[&CallKey(3)].invite.clone();
+        assert_eq!(calls.by_invite(&invite), Some(CallKey(3)));
+
+        let (t1, t2) = (now + Duration::from_secs(1), now + Duration::from_secs(2));
+        calls.schedule(CallKey(1), CallTimer::Announce, Some(t2));
+        calls.schedule(CallKey(1), CallTimer::Announce, Some(t1)); // moved, not added
+        calls.schedule(CallKey(2), CallTimer::Session, Some(t2));
+        calls.schedule(CallKey(3), CallTimer::Announce, Some(t2));
+        calls.check_invariants();
+        assert_eq!(calls.poll_timeout(), Some(t1));
+        assert_eq!(calls.pop_due(CallTimer::Announce, now), None);
+        assert_eq!(calls.pop_due(CallTimer::Announce, t2), Some(CallKey(1)));
+        calls.check_invariants();
+        assert_eq!(calls.pop_due(CallTimer::Session, t1), None);
+
+        // Removing a call takes its deadlines and index entries with it.
+        let gone = calls.remove(CallKey(3)).unwrap();
+        assert_eq!(calls.by_invite(&gone.invite), None);
+        assert_eq!(calls.by_call_id("call-3"), None);
+        calls.remove(CallKey(2));
+        calls.check_invariants();
+        assert_eq!(calls.poll_timeout(), None);
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn an_early_call_is_answered_once() {
+        let mut state = call(1, Instant::now()).state;
+        assert!(state.is_early());
+        assert!(state.answer().is_some());
+        assert_eq!(state, CallState::Answered);
+        assert!(state.answer().is_none());
+    }
+}

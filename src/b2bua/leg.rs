@@ -327,3 +327,103 @@ impl Legs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::sdp::Codec;
+    use std::time::Duration;
+
+    fn invite(call_id: &str) -> rsip::Request {
+        let text = format!(
+            "INVITE sip:alice@127.0.0.1:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-{call_id}\r\n\
+             From: <sip:c@127.0.0.1>;tag=hf-{call_id}\r\nTo: <sip:alice@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        rsip::Request::try_from(text.as_str()).unwrap()
+    }
+
+    fn ok(call_id: &str) -> rsip::Response {
+        let text = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-{call_id}\r\n\
+             From: <sip:c@127.0.0.1>;tag=hf-{call_id}\r\nTo: <sip:alice@127.0.0.1>;tag=ag\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5090>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        rsip::Response::try_from(text.as_str()).unwrap()
+    }
+
+    fn new_leg(n: u64, now: Instant) -> NewLeg {
+        let call_id = format!("leg-{n}");
+        let invite = invite(&call_id);
+        NewLeg {
+            key: LegKey(n),
+            agent: AgentId(0),
+            purpose: LegFor::Caller(CallKey(n)),
+            call: CallKey(n),
+            queue: QueueId(0),
+            client: ClientKey::of_request(&invite).unwrap(),
+            invite,
+            destination: "127.0.0.1:5090".parse().unwrap(),
+            stream: StreamId::for_tests(n),
+            ring_deadline: now + Duration::from_secs(n),
+            local: crate::b2bua::session::LocalSdp::new(20_000, n, Codec::Pcmu),
+        }
+    }
+
+    #[test]
+    fn every_transition_keeps_the_indexes_in_step() {
+        let now = Instant::now();
+        let mut legs = Legs::default();
+        for n in 1..=3 {
+            legs.insert(new_leg(n, now));
+        }
+        legs.check_invariants();
+        assert_eq!(legs.poll_timeout(), Some(now + Duration::from_secs(1)));
+        assert_eq!(legs.first_expired(now), None);
+        assert_eq!(
+            legs.first_expired(now + Duration::from_secs(1)),
+            Some(LegKey(1))
+        );
+
+        // 1 answers: out of the deadlines, into the dialog index.
+        let leg = legs.get(&LegKey(1)).unwrap();
+        let dialog = Dialog::from_uac(&leg.invite, &ok("leg-1")).unwrap();
+        assert!(legs.answered(LegKey(1), dialog.clone(), Some(now)));
+        assert!(!legs.answered(LegKey(1), dialog, Some(now)), "only once");
+        legs.check_invariants();
+        assert_eq!(legs.by_call_id("leg-1"), Some(LegKey(1)));
+        assert_eq!(legs.poll_timeout(), Some(now + Duration::from_secs(2)));
+        assert_eq!(legs.get(&LegKey(1)).unwrap().talking_since(), Some(now));
+
+        // 2 is given up on; 3 is removed while ringing; 1 is removed answered.
+        assert!(legs.cancelling(LegKey(2)));
+        assert!(!legs.cancelling(LegKey(2)));
+        legs.check_invariants();
+        let client = legs.get(&LegKey(3)).unwrap().client().clone();
+        assert_eq!(legs.by_client(&client), Some(LegKey(3)));
+        assert!(legs.remove(LegKey(3)).is_some());
+        assert_eq!(legs.by_client(&client), None);
+        assert!(legs.remove(LegKey(1)).is_some());
+        assert_eq!(legs.by_call_id("leg-1"), None);
+        legs.check_invariants();
+        assert_eq!(legs.poll_timeout(), None);
+        assert_eq!(legs.len(), 1);
+    }
+
+    #[test]
+    fn a_callback_leg_starts_talking_when_the_caller_answers() {
+        let now = Instant::now();
+        let mut legs = Legs::default();
+        let mut leg = new_leg(7, now);
+        leg.purpose = LegFor::Callback(EntryId(7));
+        legs.insert(leg);
+        let dialog = Dialog::from_uac(&legs.get(&LegKey(7)).unwrap().invite, &ok("leg-7")).unwrap();
+        legs.answered(LegKey(7), dialog, None);
+        let leg = legs.get_mut(&LegKey(7)).unwrap();
+        assert_eq!(leg.talking_since(), None);
+        leg.start_talking(now + Duration::from_secs(9));
+        leg.start_talking(now + Duration::from_secs(20));
+        assert_eq!(leg.talking_since(), Some(now + Duration::from_secs(9)));
+    }
+}

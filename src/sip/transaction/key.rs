@@ -49,7 +49,7 @@ enum ServerKeyInner {
 
 impl ServerKey {
     /// The key of the server transaction `request` belongs to (ACK maps to its INVITE).
-    pub(super) fn of(request: &rsip::Request) -> Result<Self, MessageError> {
+    pub fn of(request: &rsip::Request) -> Result<Self, MessageError> {
         let method = MethodKey(match request.method {
             Method::Ack => Method::Invite,
             other => other,
@@ -103,7 +103,7 @@ pub struct ClientKey {
 
 impl ClientKey {
     /// The key of the client transaction that sent `request`; the top Via needs a branch.
-    pub(super) fn of_request(request: &rsip::Request) -> Result<Self, MessageError> {
+    pub fn of_request(request: &rsip::Request) -> Result<Self, MessageError> {
         top_via(request)?;
         let branch = branch_of(request).ok_or(MessageError::NoBranch)?;
         Ok(Self {
