@@ -14,10 +14,9 @@
 //! drains with [`B2bua::poll_store_request`] and answers with [`B2bua::callback_committed`].
 //! The dial-back itself lives in `dialback.rs`.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use super::dialback::Attempt;
+use super::callbacks::Callback;
 use super::{B2bua, CallKey, CallState, CallTimer, MediaControl};
 use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::g711::Law;
@@ -26,7 +25,6 @@ use crate::media::prompts::Announcement;
 use crate::queue::estimate::estimate;
 use crate::queue::{EntryId, EntryKind, LeaveReason, QueueId, Seq};
 use crate::sip::sdp::Codec;
-use crate::sip::transaction::ClientKey;
 use crate::store::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState, Record,
     StoreError,
@@ -61,62 +59,6 @@ pub enum StoreRequest {
     },
 }
 
-/// A committed callback waiting in its queue (entry kind [`EntryKind::Callback`]).
-#[derive(Debug)]
-pub struct Callback {
-    /// Its row in the store.
-    pub id: CallbackId,
-    /// The queue it waits in.
-    pub queue: QueueId,
-    /// The number to dial: the caller's own, checked against the queue's pattern.
-    pub number: String,
-    /// Dial attempts made so far.
-    pub attempts: u32,
-    /// Not dispatched before this time (retry delay).
-    pub retry_at: Option<Instant>,
-    /// The dial-back in progress, if any.
-    pub attempt: Option<Attempt>,
-}
-
-/// The controller's callback state, kept in one place so the rest of the controller only
-/// calls into it.
-#[derive(Debug, Default)]
-pub struct Callbacks {
-    /// Committed callbacks by entry.
-    pub(super) waiting: HashMap<EntryId, Callback>,
-    /// Entries whose commit is in flight: not dispatched meanwhile.
-    committing: HashSet<EntryId>,
-    /// Outbox for the driver.
-    requests: VecDeque<StoreRequest>,
-    /// Retry delays running out.
-    pub(super) retries: BTreeSet<(Instant, EntryId)>,
-    /// Held callers who have heard (the start of) an offer, by their stream: the only
-    /// streams whose RFC 4733 digits matter.
-    offered_streams: HashMap<StreamId, CallKey>,
-    /// Callers hearing their confirmation, by stream; hung up on its `PromptDone`.
-    confirming: HashMap<StreamId, CallKey>,
-    /// Trunk INVITEs in flight, by client transaction.
-    pub(super) trunk_by_client: HashMap<ClientKey, EntryId>,
-    /// Answered trunk legs, by Call-ID.
-    pub(super) trunk_by_call_id: HashMap<String, EntryId>,
-}
-
-impl Callbacks {
-    pub(super) fn push(&mut self, request: StoreRequest) {
-        self.requests.push_back(request);
-    }
-
-    /// Whether dispatch must pass over `entry` for now: its commit is in flight, its caller is
-    /// still on the line hearing the confirmation, or its retry delay has not run out.
-    pub(super) fn holds_back(&self, entry: EntryId, caller_on_line: bool) -> bool {
-        self.committing.contains(&entry)
-            || self
-                .waiting
-                .get(&entry)
-                .is_some_and(|c| caller_on_line || c.retry_at.is_some() || c.attempt.is_some())
-    }
-}
-
 /// Why a stored callback could not be put back into a queue at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -143,7 +85,7 @@ impl<M: MediaControl> B2bua<M> {
     /// The next durable write for the driver.
     #[must_use]
     pub fn poll_store_request(&mut self) -> Option<StoreRequest> {
-        self.callbacks.requests.pop_front()
+        self.callbacks.pop_request()
     }
 
     /// Raises the sequence counter past every number handed out before a restart (the
@@ -154,7 +96,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Committed callbacks waiting or being dialled.
     pub fn callbacks_waiting(&self) -> usize {
-        self.callbacks.waiting.len()
+        self.callbacks.len()
     }
 
     /// Appends the callback offer to a held caller's announcement `frames` when docs/behaviour.md §6
@@ -189,7 +131,7 @@ impl<M: MediaControl> B2bua<M> {
         let starts = now + frames.duration();
         frames.append(&offer);
         call.offer_from = Some(call.offer_from.map_or(starts, |at| at.min(starts)));
-        self.callbacks.offered_streams.insert(call.stream, call_key);
+        self.callbacks.offer_heard(call.stream, call_key);
         frames
     }
 
@@ -197,12 +139,12 @@ impl<M: MediaControl> B2bua<M> {
     pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
         match event {
             MediaEvent::Dtmf { id, digit } => {
-                if let Some(&call) = self.callbacks.offered_streams.get(&id) {
+                if let Some(call) = self.callbacks.offered_call(id) {
                     self.on_digit(now, call, digit);
                 }
             }
             MediaEvent::PromptDone { id } => {
-                if let Some(call) = self.callbacks.confirming.remove(&id) {
+                if let Some(call) = self.callbacks.confirmed(id) {
                     tracing::info!(call = call.0, "callback confirmed: hanging up");
                     self.hang_up(now, call, LeaveReason::Removed);
                 }
@@ -253,7 +195,7 @@ impl<M: MediaControl> B2bua<M> {
             seq = request.seq.0,
             "caller pressed 1: committing callback"
         );
-        self.callbacks.committing.insert(entry);
+        self.callbacks.begin_commit(entry);
         self.callbacks.push(StoreRequest::Commit {
             token: call_key,
             at: now,
@@ -270,7 +212,7 @@ impl<M: MediaControl> B2bua<M> {
         result: Result<CallbackId, StoreError>,
     ) {
         let entry = token.entry();
-        if !self.callbacks.committing.remove(&entry) {
+        if !self.callbacks.end_commit(entry) {
             return;
         }
         let Some(queue) = self.queues.queue_of(entry) else {
@@ -312,17 +254,8 @@ impl<M: MediaControl> B2bua<M> {
                 ..CallEvent::new(0, CallEventKind::CallbackRequested)
             }),
         ));
-        self.callbacks.waiting.insert(
-            entry,
-            Callback {
-                id,
-                queue,
-                number: number.clone(),
-                attempts: 0,
-                retry_at: None,
-                attempt: None,
-            },
-        );
+        self.callbacks
+            .insert(entry, Callback::new(id, queue, number.clone(), 0), None);
         if let Some(call) = self.calls.get(&token) {
             let frames = self.prompts.render(
                 &Announcement::CallbackConfirm { digits: number },
@@ -332,7 +265,7 @@ impl<M: MediaControl> B2bua<M> {
             // The key may come mid-offer: the confirmation cuts in at once, and its end
             // (not the offer's) is the `PromptDone` that hangs up.
             self.media.prompt_now(stream, frames);
-            self.callbacks.confirming.insert(stream, token);
+            self.callbacks.confirming(stream, token);
             tracing::info!(
                 event = "callback_committed",
                 callback = id.0,
@@ -343,8 +276,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Forget a released call's streams (no more digits or prompt ends matter).
     pub(super) fn forget_call_streams(&mut self, stream: StreamId) {
-        self.callbacks.offered_streams.remove(&stream);
-        self.callbacks.confirming.remove(&stream);
+        self.callbacks.forget_stream(stream);
     }
 
     /// Puts a stored `pending` or `dialling` callback back into its queue at its original
@@ -384,20 +316,8 @@ impl<M: MediaControl> B2bua<M> {
             _ => record.attempts,
         };
         let retry_at = retry_at.filter(|at| *at > now);
-        if let Some(at) = retry_at {
-            self.callbacks.retries.insert((at, entry));
-        }
-        self.callbacks.waiting.insert(
-            entry,
-            Callback {
-                id: record.id,
-                queue,
-                number: request.number.clone(),
-                attempts,
-                retry_at,
-                attempt: None,
-            },
-        );
+        let callback = Callback::new(record.id, queue, request.number.clone(), attempts);
+        self.callbacks.insert(entry, callback, retry_at);
         tracing::info!(
             callback = record.id.0,
             queue = %request.queue,
@@ -410,14 +330,6 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Retry delays that ran out: those callbacks may be dispatched again.
     pub(super) fn expire_callback_retries(&mut self, now: Instant) {
-        while let Some(&(at, entry)) = self.callbacks.retries.first() {
-            if at > now {
-                break;
-            }
-            self.callbacks.retries.pop_first();
-            if let Some(callback) = self.callbacks.waiting.get_mut(&entry) {
-                callback.retry_at = None;
-            }
-        }
+        while self.callbacks.pop_due_retry(now).is_some() {}
     }
 }

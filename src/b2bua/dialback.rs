@@ -26,6 +26,7 @@ use rsip::Header;
 use rsip::prelude::*;
 
 use super::LegKey;
+use super::callbacks::Attempt;
 use super::{B2bua, CallKey, MediaControl};
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, LeaveReason};
@@ -34,25 +35,6 @@ use crate::sip::message;
 use crate::sip::sdp::{self, Codec};
 use crate::sip::transaction::ClientKey;
 use crate::store::{CallEvent, CallEventKind, CallbackState, Record};
-
-/// A dial-back in progress: the agent answered, the caller is being called.
-#[derive(Debug)]
-pub struct Attempt {
-    /// The answered agent leg (hearing hold music until the caller answers).
-    pub agent_leg: LegKey,
-    /// Our INVITE to the trunk (kept for the ACK, the dialog and a challenge's resend).
-    invite: rsip::Request,
-    /// Its client transaction.
-    client: ClientKey,
-    /// The trunk-side RTP stream, beside the agent's.
-    stream: StreamId,
-    /// Established on the 2xx.
-    dialog: Option<Dialog>,
-    /// A digest challenge was answered already (a second one is a failure).
-    authenticated: bool,
-    /// Our side of the session, for re-INVITEs from the trunk.
-    local: super::session::LocalSdp,
-}
 
 impl<M: MediaControl> B2bua<M> {
     /// The RTP stream, caller identity and codec for a new agent leg: beside the caller's
@@ -72,7 +54,6 @@ impl<M: MediaControl> B2bua<M> {
         }
         let number = self
             .callbacks
-            .waiting
             .get(&call_key.entry())
             .ok_or(DispatchError::CallerGone)?
             .number
@@ -107,7 +88,6 @@ impl<M: MediaControl> B2bua<M> {
         let config = &self.config.queues[queue.0];
         let (pattern_ok, max) = (
             self.callbacks
-                .waiting
                 .get(&entry)
                 .is_some_and(|c| config.callback_number_pattern.is_match(&c.number)),
             config.callback_attempts,
@@ -126,7 +106,7 @@ impl<M: MediaControl> B2bua<M> {
                 "number refused",
             );
         }
-        let Some(callback) = self.callbacks.waiting.get_mut(&entry) else {
+        let Some(callback) = self.callbacks.get_mut(&entry) else {
             return;
         };
         callback.attempts += 1;
@@ -155,18 +135,8 @@ impl<M: MediaControl> B2bua<M> {
                 return self.attempt_failed(now, entry, leg_key, "INVITE not sent", max);
             }
         };
-        self.callbacks.trunk_by_client.insert(client.clone(), entry);
-        if let Some(callback) = self.callbacks.waiting.get_mut(&entry) {
-            callback.attempt = Some(Attempt {
-                agent_leg: leg_key,
-                invite,
-                client,
-                stream,
-                dialog: None,
-                authenticated: false,
-                local,
-            });
-        }
+        self.callbacks
+            .start_dialling(entry, Attempt::new(leg_key, invite, client, stream, local));
         self.callbacks.push(super::StoreRequest::SetState {
             id,
             state: CallbackState::Dialling,
@@ -198,16 +168,18 @@ impl<M: MediaControl> B2bua<M> {
         client: &ClientKey,
         response: rsip::Response,
     ) -> bool {
-        let Some(&entry) = self.callbacks.trunk_by_client.get(client) else {
+        let Some(entry) = self.callbacks.by_trunk_client(client) else {
             return false;
         };
         let code = response.status_code.code();
         match code {
             100..=199 => {}
             200..=299 => self.trunk_answered(now, entry, &response),
-            401 | 407 if self.answer_challenge(now, entry, client, &response, code) => {}
+            401 | 407 if self.answer_challenge(now, entry, &response, code) => {}
             _ => {
-                self.callbacks.trunk_by_client.remove(client);
+                if let Some(attempt) = self.callbacks.attempt_mut(entry) {
+                    attempt.trunk_final = true;
+                }
                 let reason = format!("trunk answered {code}");
                 self.trunk_failed(now, entry, &reason);
             }
@@ -217,9 +189,12 @@ impl<M: MediaControl> B2bua<M> {
 
     /// The trunk INVITE got no final response (Timer B); `false` if `client` is not one.
     pub(super) fn on_trunk_timeout(&mut self, now: Instant, client: &ClientKey) -> bool {
-        let Some(entry) = self.callbacks.trunk_by_client.remove(client) else {
+        let Some(entry) = self.callbacks.by_trunk_client(client) else {
             return false;
         };
+        if let Some(attempt) = self.callbacks.attempt_mut(entry) {
+            attempt.trunk_final = true;
+        }
         self.trunk_failed(now, entry, "no answer from the trunk");
         true
     }
@@ -230,7 +205,6 @@ impl<M: MediaControl> B2bua<M> {
         &mut self,
         now: Instant,
         entry: EntryId,
-        client: &ClientKey,
         response: &rsip::Response,
         code: u16,
     ) -> bool {
@@ -242,12 +216,7 @@ impl<M: MediaControl> B2bua<M> {
         } else {
             ("Proxy-Authenticate", "Proxy-Authorization")
         };
-        let Some(attempt) = self
-            .callbacks
-            .waiting
-            .get_mut(&entry)
-            .and_then(|c| c.attempt.as_mut())
-        else {
+        let Some(attempt) = self.callbacks.get(&entry).and_then(|c| c.attempt()) else {
             return false;
         };
         if trunk.username.is_empty() || attempt.authenticated {
@@ -289,11 +258,7 @@ impl<M: MediaControl> B2bua<M> {
         else {
             return false;
         };
-        attempt.invite = invite;
-        attempt.client = new_client.clone();
-        attempt.authenticated = true;
-        self.callbacks.trunk_by_client.remove(client);
-        self.callbacks.trunk_by_client.insert(new_client, entry);
+        self.callbacks.rekey(entry, new_client, invite);
         tracing::debug!(entry = entry.0, "trunk challenge answered");
         true
     }
@@ -302,10 +267,10 @@ impl<M: MediaControl> B2bua<M> {
     fn trunk_answered(&mut self, now: Instant, entry: EntryId, ok: &rsip::Response) {
         let sent_by = self.sent_by.clone();
         let trunk = self.config.trunks.first().map(|t| t.address);
-        let Some(callback) = self.callbacks.waiting.get_mut(&entry) else {
+        let Some(callback) = self.callbacks.get(&entry) else {
             return;
         };
-        let Some(attempt) = callback.attempt.as_mut() else {
+        let Some(attempt) = callback.attempt() else {
             return;
         };
         let Ok(mut dialog) = Dialog::from_uac(&attempt.invite, ok) else {
@@ -317,9 +282,6 @@ impl<M: MediaControl> B2bua<M> {
         if let Some(trunk) = trunk {
             self.transactions.send_stateless(trunk, ack);
         }
-        if attempt.dialog.is_some() {
-            return;
-        }
         let (agent_leg, stream, id, attempts, queue) = (
             attempt.agent_leg,
             attempt.stream,
@@ -328,10 +290,9 @@ impl<M: MediaControl> B2bua<M> {
             callback.queue,
         );
         let number = callback.number.clone();
-        self.callbacks
-            .trunk_by_call_id
-            .insert(dialog.call_id.clone(), entry);
-        attempt.dialog = Some(dialog);
+        if !self.callbacks.connected(entry, dialog) {
+            return; // a retransmission: connected already
+        }
         let answer = sdp::parse_offer(&ok.body).ok();
         if let Some(answer) = &answer {
             let (pt, codec) = answer
@@ -339,7 +300,9 @@ impl<M: MediaControl> B2bua<M> {
                 .iter()
                 .find_map(|&pt| answer.codec_of(pt).map(|codec| (pt, codec)))
                 .unwrap_or((0, Codec::Pcmu));
-            attempt.local.codec = codec;
+            if let Some(attempt) = self.callbacks.attempt_mut(entry) {
+                attempt.local.codec = codec;
+            }
             self.media.connect(stream, answer.remote, pt);
             self.media
                 .set_telephone_event(stream, answer.telephone_event);
@@ -367,10 +330,10 @@ impl<M: MediaControl> B2bua<M> {
 
     /// The trunk refused or never answered: release the agent, then retry or give up.
     fn trunk_failed(&mut self, now: Instant, entry: EntryId, reason: &str) {
-        let Some(callback) = self.callbacks.waiting.get(&entry) else {
+        let Some(callback) = self.callbacks.get(&entry) else {
             return;
         };
-        let Some(leg) = callback.attempt.as_ref().map(|a| a.agent_leg) else {
+        let Some(leg) = callback.attempt().map(|a| a.agent_leg) else {
             return;
         };
         let max = self.config.queues[callback.queue.0].callback_attempts;
@@ -387,19 +350,18 @@ impl<M: MediaControl> B2bua<M> {
         reason: &str,
         max: u32,
     ) {
-        let attempts = self.callbacks.waiting.get(&entry).map_or(0, |c| c.attempts);
+        let attempts = self.callbacks.get(&entry).map_or(0, |c| c.attempts);
         if attempts >= max.max(1) {
             return self.finish_callback(now, entry, leg, CallbackState::Failed, reason);
         }
         self.release_attempt(now, entry, leg);
-        let Some(callback) = self.callbacks.waiting.get_mut(&entry) else {
+        let Some(callback) = self.callbacks.get(&entry) else {
             return;
         };
         let delay = Duration::from_secs(self.config.queues[callback.queue.0].callback_retry_delay);
         let at = now + delay;
-        callback.retry_at = Some(at);
-        self.callbacks.retries.insert((at, entry));
         let id = callback.id;
+        self.callbacks.retry_at(entry, at);
         self.callbacks.push(super::StoreRequest::SetState {
             id,
             state: CallbackState::Pending,
@@ -426,7 +388,7 @@ impl<M: MediaControl> B2bua<M> {
         reason: &str,
     ) {
         self.release_attempt(now, entry, leg);
-        let Some(callback) = self.callbacks.waiting.remove(&entry) else {
+        let Some(callback) = self.callbacks.remove(entry) else {
             return;
         };
         self.queues.leave(entry, LeaveReason::Removed);
@@ -455,19 +417,9 @@ impl<M: MediaControl> B2bua<M> {
     /// Tear down an unanswered attempt: the trunk side (CANCEL if still ringing), then the
     /// agent (BYE, available again without wrap-up).
     fn release_attempt(&mut self, now: Instant, entry: EntryId, leg: LegKey) {
-        if let Some(attempt) = self
-            .callbacks
-            .waiting
-            .get_mut(&entry)
-            .and_then(|c| c.attempt.take())
-        {
-            if self
-                .callbacks
-                .trunk_by_client
-                .remove(&attempt.client)
-                .is_some()
-            {
-                let _ = self.transactions.cancel(now, &attempt.client);
+        if let Some((attempt, _)) = self.callbacks.take_attempt(entry) {
+            if !attempt.trunk_final {
+                let _ = self.transactions.cancel(now, attempt.client());
             }
             self.media.close(attempt.stream);
         }
@@ -484,16 +436,14 @@ impl<M: MediaControl> B2bua<M> {
     /// too (after the bridge: BYE; before it: the attempt failed).
     pub(super) fn callback_agent_leg_ended(&mut self, now: Instant, leg: LegKey, call: CallKey) {
         let entry = call.entry();
-        let Some(attempt) = self
+        let Some(callback) = self
             .callbacks
-            .waiting
             .get(&entry)
-            .and_then(|c| c.attempt.as_ref())
-            .filter(|a| a.agent_leg == leg)
+            .filter(|c| c.attempt().is_some_and(|a| a.agent_leg == leg))
         else {
             return;
         };
-        if attempt.dialog.is_some() {
+        if callback.dialog().is_some() {
             self.end_trunk_leg(now, entry, true);
         } else {
             // The agent hung up while the caller's phone rang. The leg is gone already, so
@@ -502,16 +452,9 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// An in-dialog request from the trunk on an answered callback.
     /// The dialog of a callback's call to the trunk, by its queue entry.
     pub(super) fn trunk_dialog_mut(&mut self, entry: EntryId) -> Option<&mut Dialog> {
-        self.callbacks
-            .waiting
-            .get_mut(&entry)?
-            .attempt
-            .as_mut()?
-            .dialog
-            .as_mut()
+        self.callbacks.dialog_mut(entry)
     }
 
     /// Our side of the session of a callback's call to the trunk.
@@ -519,28 +462,14 @@ impl<M: MediaControl> B2bua<M> {
         &mut self,
         entry: EntryId,
     ) -> Option<&mut super::session::LocalSdp> {
-        Some(
-            &mut self
-                .callbacks
-                .waiting
-                .get_mut(&entry)?
-                .attempt
-                .as_mut()?
-                .local,
-        )
+        Some(&mut self.callbacks.attempt_mut(entry)?.local)
     }
 
+    /// An in-dialog request from the trunk on an answered callback.
     pub(super) fn trunk_leg_of(&self, request: &rsip::Request) -> Option<EntryId> {
         let call_id = message::call_id(request)?;
-        let entry = *self.callbacks.trunk_by_call_id.get(call_id)?;
-        let dialog = self
-            .callbacks
-            .waiting
-            .get(&entry)?
-            .attempt
-            .as_ref()?
-            .dialog
-            .as_ref()?;
+        let entry = self.callbacks.by_trunk_call_id(call_id)?;
+        let dialog = self.callbacks.get(&entry)?.dialog()?;
         dialog.matches_request(request).then_some(entry)
     }
 
@@ -548,9 +477,8 @@ impl<M: MediaControl> B2bua<M> {
     pub(super) fn trunk_hung_up(&mut self, now: Instant, entry: EntryId) {
         let leg = self
             .callbacks
-            .waiting
             .get(&entry)
-            .and_then(|c| c.attempt.as_ref())
+            .and_then(|c| c.attempt())
             .map(|a| a.agent_leg);
         self.end_trunk_leg(now, entry, false);
         if let Some(leg) = leg {
@@ -560,18 +488,24 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Forget a bridged callback's trunk leg (BYE to the trunk when `send_bye`).
     fn end_trunk_leg(&mut self, now: Instant, entry: EntryId, send_bye: bool) {
-        let Some(mut callback) = self.callbacks.waiting.remove(&entry) else {
+        let Some((attempt, dialog)) = self.callbacks.take_attempt(entry) else {
             return;
         };
-        let Some(mut attempt) = callback.attempt.take() else {
+        let Some(callback) = self.callbacks.remove(entry) else {
             return;
         };
         self.media.close(attempt.stream);
-        if let Some(dialog) = attempt.dialog.as_mut() {
-            self.callbacks.trunk_by_call_id.remove(&dialog.call_id);
-            if send_bye && let Some(trunk) = self.config.trunks.first().map(|t| t.address) {
-                super::send_bye(&mut self.transactions, &self.sent_by, now, dialog, trunk);
-            }
+        if let Some(mut dialog) = dialog
+            && send_bye
+            && let Some(trunk) = self.config.trunks.first().map(|t| t.address)
+        {
+            super::send_bye(
+                &mut self.transactions,
+                &self.sent_by,
+                now,
+                &mut dialog,
+                trunk,
+            );
         }
         tracing::info!(callback = callback.id.0, "callback call ended");
     }

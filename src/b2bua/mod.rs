@@ -13,6 +13,7 @@
 pub mod announce;
 mod call;
 mod callback;
+mod callbacks;
 mod dialback;
 pub mod events;
 mod hold;
@@ -148,7 +149,7 @@ pub struct B2bua<M: MediaControl> {
     /// Records for the durable store, stamped with when they happened; the driver writes them.
     journal: VecDeque<(Instant, Record)>,
     /// Callbacks: offers, commits, waiting callbacks and dial-backs (docs/behaviour.md §6).
-    callbacks: callback::Callbacks,
+    callbacks: callbacks::Callbacks,
     /// Call-event counters and histograms for `/metrics`.
     observations: events::Observations,
     /// Our session refreshes in flight → their call.
@@ -204,7 +205,7 @@ impl<M: MediaControl> B2bua<M> {
             handle_times,
             prompts,
             journal: VecDeque::new(),
-            callbacks: callback::Callbacks::default(),
+            callbacks: callbacks::Callbacks::default(),
             observations: events::Observations::default(),
             refreshes: HashMap::new(),
         }
@@ -299,10 +300,7 @@ impl<M: MediaControl> B2bua<M> {
             self.agents.poll_timeout(),
             self.legs.poll_timeout(),
             self.calls.poll_timeout(),
-            self.callbacks
-                .retries
-                .first()
-                .map(|(deadline, _)| *deadline),
+            self.callbacks.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -382,6 +380,7 @@ impl<M: MediaControl> B2bua<M> {
     pub fn check_invariants(&self) {
         self.calls.check_invariants();
         self.legs.check_invariants();
+        self.callbacks.check_invariants();
     }
 
     fn process_transaction_events(&mut self, now: Instant) {
