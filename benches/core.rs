@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the hot pure code (issue 6): the queue engine with 100 000 waiting
+//! Micro-benchmarks of the hot pure code (BENCHMARKS.md): the queue engine with 100 000 waiting
 //! entries, the SIP parser on an INVITE with SDP, and writing one RTP packet of hold music.
 //!
 //! `cargo bench` (criterion; a few seconds per benchmark). The queue target is < 1 µs per

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders holdfast's English prompt pack, media/prompts/en/, with espeak-ng and sox.
 #
-# One clip per phrase or word: the sentences callers hear while they hold (SPEC §4), the
+# One clip per phrase or word: the sentences callers hear while they hold (docs/behaviour.md §4), the
 # number words that compose 1–999, and the digits used to read back a callback number.
 # Each clip is synthesised by espeak-ng (voice en-us), converted by sox to 8 kHz mono 16-bit
 # FLAC (the G.711 rate, so the server never resamples them), trimmed of leading and trailing

@@ -318,6 +318,8 @@ impl<M: MediaControl> B2bua<M> {
         let retry_at = retry_at.filter(|at| *at > now);
         let callback = Callback::new(record.id, queue, request.number.clone(), attempts);
         self.callbacks.insert(entry, callback, retry_at);
+        #[cfg(debug_assertions)]
+        self.check_invariants();
         tracing::info!(
             callback = record.id.0,
             queue = %request.queue,

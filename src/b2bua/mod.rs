@@ -356,6 +356,8 @@ impl<M: MediaControl> B2bua<M> {
                 None => self.hang_up(now, key, LeaveReason::Removed),
             }
         }
+        #[cfg(debug_assertions)]
+        self.check_invariants();
     }
 
     fn process_events(&mut self, now: Instant) {

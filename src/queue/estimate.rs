@@ -6,7 +6,7 @@
 //!   call has completed yet.
 //! - [`estimate`]: the wait in seconds for position `p` with `n` staffed agents,
 //!   `ceil(p / max(n, 1)) × H`. Dividing by the staffed agents is holdfast's improvement over
-//!   the seed's `p × H`: with `n` agents working the line in parallel, the callers ahead
+//!   the naive `p × H`: with `n` agents working the line in parallel, the callers ahead
 //!   are served `n` at a time.
 //! - [`WaitBucket`]: the phrase the estimate is spoken as, always rounded *up*: a caller
 //!   told "about 4 minutes" must not wait 6.
@@ -105,7 +105,8 @@ pub fn estimate(position: usize, staffed_agents: usize, mean: Duration) -> Durat
     mean.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
 }
 
-/// The seed's estimate, `p × H`, kept for comparison by `holdfast simulate`.
+/// The naive estimate, `p × H` (position times mean handle time), kept as the baseline
+/// `holdfast simulate` compares against.
 pub fn seed_estimate(position: usize, mean: Duration) -> Duration {
     mean.saturating_mul(u32::try_from(position.max(1)).unwrap_or(u32::MAX))
 }

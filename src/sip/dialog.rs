@@ -1,5 +1,6 @@
 //! SIP dialogs (RFC 3261 §12): the state two user agents share for the life of a call,
-//! and the in-dialog requests holdfast originates (BYE today; REFER and re-INVITE later).
+//! and the in-dialog requests holdfast originates (BYE, REFER, session-refresh re-INVITE and
+//! UPDATE), with route sets (§12.2.1.1: loose and strict routers) and target refresh.
 //!
 //! holdfast is the UAS of every trunk call, so a [`Dialog`] is created from the INVITE it
 //! answers (§12.1.1): the remote target is the caller's Contact, the route set is the

@@ -41,7 +41,8 @@ pub const MAX_MESSAGE_SIZE: usize = 65_535;
 pub const SUPPORTED_OPTION_TAGS: &[&str] = &["timer"];
 
 /// Methods holdfast answers, sent in `Allow` with `405`/`501` (§8.2.1, §20.5).
-pub const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY";
+pub const ALLOWED_METHODS: &str =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY, REGISTER";
 
 /// Parses and validates one datagram.
 ///
