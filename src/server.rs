@@ -2,18 +2,18 @@
 //! [`B2bua`] with datagrams, timeouts and the current time, sends what it
 //! produces, and stops gracefully. The media plane runs on its own threads.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::net::UdpSocket;
 
 use crate::admin::{self, AdminRequest};
-use crate::b2bua::{B2bua, CallKey, HoldMusic, MediaControl, StoreRequest};
+use crate::b2bua::{B2bua, CallKey, HoldMusic, MediaCommand, StoreRequest};
 use crate::config::Config;
 use crate::media::audio;
-use crate::media::engine::{EngineConfig, MediaEngine, StreamId};
+use crate::media::engine::{EngineConfig, MediaEngine, MediaEvent};
 use crate::media::g711::Law;
 use crate::media::prompts::Prompts;
 use crate::store::{CallbackId, CallbackState, Record, SqliteStore, StoreError, StoreHandle};
@@ -62,54 +62,90 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-impl MediaControl for MediaEngine {
-    fn open(&mut self) -> std::io::Result<(StreamId, u16)> {
-        MediaEngine::open(self)
-    }
+/// Sockets bound ahead of need for the controller's streams (see `b2bua::media`).
+type Reserve = HashMap<u16, std::net::UdpSocket>;
 
-    fn play(&mut self, id: StreamId, remote: std::net::SocketAddr, pt: u8, music: Bytes) {
-        if let Err(error) = MediaEngine::play(self, id, remote, pt, music) {
-            tracing::error!(%error, "media engine refused to play");
+/// Carries out one of the controller's media commands on the engine; what it has to tell
+/// the controller back (a port reserved or busy, a stream that could not be opened) is the
+/// returned event.
+fn carry_out(
+    engine: &MediaEngine,
+    reserve: &mut Reserve,
+    command: MediaCommand,
+) -> Option<MediaEvent> {
+    let refused = |what: &str, error: crate::media::engine::MediaError| {
+        tracing::error!(%error, "media engine refused to {what}");
+    };
+    match command {
+        MediaCommand::Reserve { port } => {
+            let bound = match engine.bind_port(port) {
+                Ok(socket) => {
+                    reserve.insert(port, socket);
+                    true
+                }
+                Err(error) => {
+                    tracing::debug!(%error, port, "RTP port busy: skipped for now");
+                    false
+                }
+            };
+            return Some(MediaEvent::Reserved { port, bound });
         }
-    }
-
-    fn close(&mut self, id: StreamId) {
-        MediaEngine::close(self, id)
-    }
-
-    fn open_beside(&mut self, other: StreamId) -> std::io::Result<(StreamId, u16)> {
-        MediaEngine::open_beside(self, other)
-    }
-
-    fn connect(&mut self, id: StreamId, remote: std::net::SocketAddr, pt: u8) {
-        if let Err(error) = MediaEngine::connect(self, id, remote, pt) {
-            tracing::error!(%error, "media engine refused to connect a leg");
+        MediaCommand::Open { id, port } => {
+            let socket = match reserve.remove(&port) {
+                Some(socket) => Ok(socket),
+                None => engine.bind_port(port),
+            };
+            if let Err(error) = socket.and_then(|socket| engine.open_with(id, socket)) {
+                tracing::error!(%error, port, "RTP stream could not be opened");
+                return Some(MediaEvent::OpenFailed { id });
+            }
         }
-    }
-
-    fn prompt(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
-        if let Err(error) = MediaEngine::prompt(self, id, frames) {
-            tracing::error!(%error, "media engine refused a prompt");
+        MediaCommand::Play {
+            id,
+            remote,
+            pt,
+            music,
+        } => {
+            if let Err(error) = engine.play(id, remote, pt, music) {
+                refused("play", error);
+            }
         }
-    }
-
-    fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
-        MediaEngine::set_telephone_event(self, id, pt)
-    }
-
-    fn prompt_now(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
-        if let Err(error) = MediaEngine::prompt_now(self, id, frames) {
-            tracing::error!(%error, "media engine refused a prompt");
+        MediaCommand::Connect { id, remote, pt } => {
+            if let Err(error) = engine.connect(id, remote, pt) {
+                refused("connect a leg", error);
+            }
         }
+        MediaCommand::Bridge { a, b } => {
+            if let Err(error) = engine.bridge(a, b) {
+                refused("bridge", error);
+            }
+        }
+        MediaCommand::Prompt {
+            id,
+            frames,
+            at_once,
+        } => {
+            let result = if at_once {
+                engine.prompt_now(id, frames)
+            } else {
+                engine.prompt(id, frames)
+            };
+            if let Err(error) = result {
+                refused("play a prompt", error);
+            }
+        }
+        MediaCommand::TelephoneEvent { id, pt } => engine.set_telephone_event(id, pt),
+        MediaCommand::Stop { id } => engine.stop(id),
+        MediaCommand::Close { id } => engine.close(id),
     }
+    None
+}
 
-    fn stop(&mut self, id: StreamId) {
-        MediaEngine::stop(self, id)
-    }
-
-    fn bridge(&mut self, a: StreamId, b: StreamId) {
-        if let Err(error) = MediaEngine::bridge(self, a, b) {
-            tracing::error!(%error, "media engine refused to bridge");
+/// Carries out every media command the controller has queued, feeding results back.
+fn flush_media(b2bua: &mut B2bua, engine: &MediaEngine, reserve: &mut Reserve) {
+    while let Some(command) = b2bua.poll_media() {
+        if let Some(event) = carry_out(engine, reserve, command) {
+            b2bua.handle_media_event(Instant::now(), event);
         }
     }
 }
@@ -235,7 +271,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         bind_ip: config.sip.public_address,
         port_min: config.sip.rtp_ports.start(),
         port_max: config.sip.rtp_ports.end(),
-        shards: 2,
+        shards: crate::b2bua::MEDIA_SHARDS,
     })
     .map_err(ServeError::Media)?;
     let listen = config.sip.listen;
@@ -263,7 +299,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         drop(admin_tx);
     }
 
-    let mut b2bua = B2bua::new(config, engine.clone(), music, prompts, Instant::now());
+    let mut b2bua = B2bua::new(config, music, prompts, Instant::now(), rand::random());
     for (queue, history) in histories {
         let count = history.len();
         b2bua.restore_handle_times(
@@ -275,6 +311,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     let clock = WallClock::new();
+    let mut reserve = Reserve::new();
+    // The first RTP ports are bound before the first call can arrive.
+    flush_media(&mut b2bua, &engine, &mut reserve);
     restore_callbacks(&mut b2bua, &store, &clock).await;
     // Commit results come back through this channel: the loop never waits for an fsync.
     let (committed_tx, mut committed) =
@@ -310,6 +349,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 b2bua.shutdown(Instant::now());
             }
         }
+        flush_media(&mut b2bua, &engine, &mut reserve);
         while let Some((at, record)) = b2bua.poll_record() {
             write_record(&store, clock.unix_ms(at), record);
         }
@@ -356,7 +396,7 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(4);
 
 /// Answers one admin request from the controller's own state (see [`crate::admin`]).
 fn answer_admin(
-    b2bua: &mut B2bua<MediaEngine>,
+    b2bua: &mut B2bua,
     engine: &MediaEngine,
     store: &StoreHandle,
     request: AdminRequest,
@@ -493,11 +533,7 @@ fn send_store_request(
 
 /// docs/behaviour.md §6 recovery: every committed callback that is not completed goes back into its queue
 /// at its original place, in the original order; new callers queue behind all of them.
-async fn restore_callbacks<M: MediaControl>(
-    b2bua: &mut B2bua<M>,
-    store: &StoreHandle,
-    clock: &WallClock,
-) {
+async fn restore_callbacks(b2bua: &mut B2bua, store: &StoreHandle, clock: &WallClock) {
     let now = Instant::now();
     match store.pending_callbacks().wait().await {
         Ok(records) => {

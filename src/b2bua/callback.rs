@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use super::callbacks::Callback;
-use super::{B2bua, CallKey, CallState, CallTimer, MediaControl};
+use super::{B2bua, CallKey, CallState, CallTimer};
 use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::g711::Law;
 use crate::media::player::Prompt;
@@ -81,7 +81,7 @@ pub(super) fn law(codec: Codec) -> Law {
     }
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// The next durable write for the driver.
     #[must_use]
     pub fn poll_store_request(&mut self) -> Option<StoreRequest> {
@@ -138,6 +138,8 @@ impl<M: MediaControl> B2bua<M> {
     /// What the media engine reported (driver input).
     pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
         match event {
+            // Bookkeeping of the port reserve: nothing else changes.
+            MediaEvent::Reserved { port, bound } => return self.media.reserved(port, bound),
             MediaEvent::Dtmf { id, digit } => {
                 if let Some(call) = self.callbacks.offered_call(id) {
                     self.on_digit(now, call, digit);
@@ -149,6 +151,7 @@ impl<M: MediaControl> B2bua<M> {
                     self.hang_up(now, call, LeaveReason::Removed);
                 }
             }
+            MediaEvent::OpenFailed { id } => self.stream_lost(now, id),
             MediaEvent::Latched { .. } => {}
         }
         self.process_events(now);

@@ -352,6 +352,14 @@ impl Callbacks {
         Some(entry)
     }
 
+    /// The callback whose trunk leg uses `stream`.
+    pub fn with_trunk_stream(&self, stream: StreamId) -> Option<EntryId> {
+        self.waiting
+            .iter()
+            .find(|(_, c)| c.attempt().is_some_and(|a| a.stream == stream))
+            .map(|(entry, _)| *entry)
+    }
+
     /// The earliest retry deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.retries.first().map(|(at, _)| *at)

@@ -27,7 +27,7 @@ use rsip::prelude::*;
 
 use super::LegKey;
 use super::callbacks::Attempt;
-use super::{B2bua, CallKey, MediaControl};
+use super::{B2bua, CallKey};
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, LeaveReason};
 use crate::sip::dialog::Dialog;
@@ -36,7 +36,7 @@ use crate::sip::sdp::{self, Codec};
 use crate::sip::transaction::ClientKey;
 use crate::store::{CallEvent, CallEventKind, CallbackState, Record};
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// The RTP stream, caller identity and codec for a new agent leg: beside the caller's
     /// stream for a caller on the line, a fresh stream for a callback (nobody on the line yet).
     pub(super) fn agent_leg_media(
@@ -149,7 +149,12 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// The INVITE to the caller through the trunk (docs/behaviour.md §6: `sip:<number>@<trunk address>`).
-    fn trunk_invite(&self, number: &str, trunk: std::net::SocketAddr, sdp: &str) -> rsip::Request {
+    fn trunk_invite(
+        &mut self,
+        number: &str,
+        trunk: std::net::SocketAddr,
+        sdp: &str,
+    ) -> rsip::Request {
         let host = self.config.sip.public_address;
         let uri = format!("sip:{number}@{trunk}");
         self.new_invite(
@@ -232,12 +237,12 @@ impl<M: MediaControl> B2bua<M> {
             &uri,
             &trunk.username,
             &trunk.password,
-            &message::new_tag(),
+            &self.ids.tag(),
         ) else {
             return false;
         };
         let cseq = message::cseq(&attempt.invite).map_or(1, |(n, _)| n) + 1;
-        let mut headers: Vec<Header> = vec![message::via(&self.sent_by, &message::new_branch())];
+        let mut headers: Vec<Header> = vec![message::via(&self.sent_by, &self.ids.branch())];
         headers.extend(
             attempt
                 .invite
@@ -278,7 +283,7 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         // Every 2xx (retransmissions too) gets an ACK (§13.2.2.4).
-        let ack = dialog.ack(&sent_by, &message::new_branch());
+        let ack = dialog.ack(&sent_by, &self.ids.branch());
         if let Some(trunk) = trunk {
             self.transactions.send_stateless(trunk, ack);
         }
@@ -326,6 +331,13 @@ impl<M: MediaControl> B2bua<M> {
         });
         self.callback_event(now, CallEventKind::CallbackCompleted, queue, &number);
         tracing::info!(event = "callback_connect", callback = id.0, %number, "caller bridged to agent");
+    }
+
+    /// A trunk leg's RTP port could not be bound: that attempt failed.
+    pub(super) fn callback_stream_lost(&mut self, now: Instant, stream: StreamId) {
+        if let Some(entry) = self.callbacks.with_trunk_stream(stream) {
+            self.trunk_failed(now, entry, "no RTP port");
+        }
     }
 
     /// The trunk refused or never answered: release the agent, then retry or give up.
@@ -501,6 +513,7 @@ impl<M: MediaControl> B2bua<M> {
         {
             super::send_bye(
                 &mut self.transactions,
+                &mut self.ids,
                 &self.sent_by,
                 now,
                 &mut dialog,

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{B2bua, MediaControl};
+use super::B2bua;
 use crate::store::{CallEvent, CallEventKind, Record};
 
 /// Upper bounds (seconds) of the wait- and handle-time histogram buckets: from "answered at
@@ -86,7 +86,7 @@ pub struct EventFacts {
     pub detail: Option<serde_json::Value>,
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Records one call event: log line, store row and metrics observation.
     pub(super) fn call_event(&mut self, now: Instant, kind: CallEventKind, facts: EventFacts) {
         let queue = facts.queue.clone().unwrap_or_default();

@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use super::announce::AnnounceSchedule;
-use super::{B2bua, CallKey, CallTimer, MediaControl};
+use super::{B2bua, CallKey, CallTimer};
 use crate::store::CallEventKind;
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Start the hold music for an answered, waiting caller, with its entry announcement
     /// due at once (docs/behaviour.md §4).
     pub(super) fn start_music(&mut self, now: Instant, call_key: CallKey) {

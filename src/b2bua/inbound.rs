@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::events::EventFacts;
-use super::{B2bua, Call, CallKey, MediaControl, NewCall, push_other};
+use super::{B2bua, Call, CallKey, NewCall, push_other};
 use crate::queue::{EntryKind, QueueId};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
@@ -16,7 +16,7 @@ use crate::store::CallEventKind;
 /// Seconds a caller refused for load is asked to wait before retrying (RFC 3261 §20.33).
 const RETRY_AFTER_S: u32 = 5;
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     pub(super) fn on_new_invite(
         &mut self,
         now: Instant,
@@ -68,7 +68,7 @@ impl<M: MediaControl> B2bua<M> {
                     415 => push_other(&mut response, "Accept", "application/sdp"),
                     _ => {}
                 }
-                let response = message::with_to_tag(response, &message::new_tag());
+                let response = message::with_to_tag(response, &self.ids.tag());
                 self.respond(now, &key, response);
             }
         }
@@ -107,7 +107,7 @@ impl<M: MediaControl> B2bua<M> {
         {
             return Err(486);
         }
-        let local_tag = message::new_tag();
+        let local_tag = self.ids.tag();
         let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
         if self.calls.by_call_id(&dialog.call_id).is_some() {
             // A second dialog-creating INVITE with a Call-ID in use: a fork or a loop

@@ -18,7 +18,7 @@ use rsip::prelude::*;
 
 use super::events::EventFacts;
 use super::leg::{LegFor, LegKey, LegState, NewLeg};
-use super::{B2bua, CallKey, CallState, CallTimer, MediaControl, push_other};
+use super::{B2bua, CallKey, CallState, CallTimer, push_other};
 use crate::queue::dispatch::{AgentId, AgentState, Assignment};
 use crate::queue::{EntryId, LeaveReason, QueueId};
 use crate::sip::dialog::Dialog;
@@ -40,9 +40,9 @@ pub enum DispatchError {
     /// The caller (or the callback) is gone.
     #[error("caller gone")]
     CallerGone,
-    /// No RTP port could be bound for the agent's leg.
+    /// Every RTP port is in use.
     #[error("no RTP port: {0}")]
-    NoRtpPort(std::io::Error),
+    NoRtpPort(super::NoFreePort),
     /// The transaction layer refused the request (no usable branch or destination).
     #[error("{method} not sent: {reason}")]
     NotSent {
@@ -53,7 +53,7 @@ pub enum DispatchError {
     },
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Match free agents with waiting callers until no match is left (docs/behaviour.md §5: dispatch
     /// happens the moment either side becomes available, never on a polling loop).
     pub(super) fn dispatch(&mut self, now: Instant) {
@@ -219,7 +219,7 @@ impl<M: MediaControl> B2bua<M> {
     /// The INVITE to an agent: the caller's number and name in From so the phone shows who
     /// calls, the queue's name in Subject and X-Holdfast-Queue.
     fn agent_invite(
-        &self,
+        &mut self,
         contact: &rsip::Uri,
         user: &str,
         caller: &str,
@@ -248,7 +248,7 @@ impl<M: MediaControl> B2bua<M> {
     /// A new INVITE from holdfast (to an agent's phone or, for a callback, to the trunk):
     /// fresh branch, tag and Call-ID, CSeq 1, our Contact, `extra` headers, an SDP offer.
     pub(super) fn new_invite(
-        &self,
+        &mut self,
         uri: rsip::Uri,
         from: String,
         to: String,
@@ -257,16 +257,16 @@ impl<M: MediaControl> B2bua<M> {
     ) -> rsip::Request {
         let host = self.config.sip.public_address;
         let mut headers: Vec<Header> = vec![
-            message::via(&self.sent_by, &message::new_branch()),
+            message::via(&self.sent_by, &self.ids.branch()),
             Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
             Header::From(rsip::headers::From::new(format!(
                 "{from};tag={}",
-                message::new_tag()
+                self.ids.tag()
             ))),
             Header::To(rsip::headers::To::new(to)),
             Header::CallId(rsip::headers::CallId::new(format!(
                 "{}@{host}",
-                message::new_tag()
+                self.ids.tag()
             ))),
             Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
             Header::Contact(rsip::headers::Contact::new(self.our_contact())),
@@ -342,7 +342,7 @@ impl<M: MediaControl> B2bua<M> {
                 return;
             }
         };
-        let ack = dialog.ack(&self.sent_by, &message::new_branch());
+        let ack = dialog.ack(&self.sent_by, &self.ids.branch());
         let destination = leg.destination;
         let talking_since = matches!(leg.purpose, LegFor::Caller(_)).then_some(now);
         self.transactions.send_stateless(destination, ack);
@@ -352,6 +352,7 @@ impl<M: MediaControl> B2bua<M> {
                 // The answer crossed our CANCEL: hang up at once.
                 super::send_bye(
                     &mut self.transactions,
+                    &mut self.ids,
                     &self.sent_by,
                     now,
                     &mut dialog,
@@ -491,6 +492,7 @@ impl<M: MediaControl> B2bua<M> {
         {
             super::send_bye(
                 &mut self.transactions,
+                &mut self.ids,
                 &self.sent_by,
                 now,
                 dialog,

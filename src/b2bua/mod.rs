@@ -3,8 +3,9 @@
 //!
 //! Sans-IO like the layers under it: the driver feeds datagrams, timeouts and media events
 //! with the current time, then drains [`B2bua::poll_transmit`] and sleeps until
-//! [`B2bua::poll_timeout`]. Media is reached through the [`MediaControl`] trait, so tests
-//! can run the whole controller in-process with a fake clock and a fake media plane.
+//! [`B2bua::poll_timeout`]. Media is an outbox too ([`B2bua::poll_media`], see `media`):
+//! the controller never touches a socket, and its randomness comes from one seeded
+//! [`Ids`], so tests and fuzz cases replay a run exactly.
 //!
 //! Inbound call flow (docs/behaviour.md §2): admission (trunk allowlist → `403`, `max_calls` → `503`,
 //! route → `404`, SDP → `488`, full queue → `486`), then `200 OK` with our SDP answer, the
@@ -17,9 +18,11 @@ mod callbacks;
 mod dialback;
 pub mod events;
 mod hold;
+mod ids;
 mod inbound;
 mod leg;
 mod legs;
+pub mod media;
 mod refer;
 mod register;
 mod requests;
@@ -35,12 +38,12 @@ use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState, CallTimer, Calls, NewCall};
 pub use callback::{RestoreError, StoreRequest};
+pub use ids::Ids;
 pub use leg::{AgentLeg, LegFor, LegKey, LegState, Legs};
 pub use legs::DispatchError;
+pub use media::{MediaCommand, MediaPlane, NoFreePort};
 
 use crate::config::Config;
-use crate::media::engine::StreamId;
-use crate::media::player::Prompt;
 use crate::media::prompts::Prompts;
 use crate::queue::dispatch::{AgentSpec, Agents};
 use crate::queue::estimate::HandleTimes;
@@ -52,33 +55,8 @@ use crate::sip::transaction::{Event, TimerConfig, Transactions, Transmit};
 use crate::store::{CallEventKind, Record};
 use events::EventFacts;
 
-/// What the controller needs from the media plane. Implemented by
-/// [`crate::media::engine::MediaEngine`]; tests use a recording fake.
-pub trait MediaControl {
-    /// Bind a fresh RTP port for a new call.
-    fn open(&mut self) -> std::io::Result<(StreamId, u16)>;
-    /// Start sending the looped `music` frames to `remote` with RTP payload type `pt`.
-    fn play(&mut self, id: StreamId, remote: SocketAddr, pt: u8, music: Bytes);
-    /// Stop sending and free the port.
-    fn close(&mut self, id: StreamId);
-    /// Bind a port for a second leg on the same media thread as `other` (bridges relay
-    /// within one thread).
-    fn open_beside(&mut self, other: StreamId) -> std::io::Result<(StreamId, u16)>;
-    /// Set where a leg sends (no music): the agent side of a bridge, or a caller who was
-    /// never put on hold.
-    fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8);
-    /// Relay RTP both ways between two legs (docs/behaviour.md §5), stopping any music on them.
-    fn bridge(&mut self, a: StreamId, b: StreamId);
-    /// Pause the music, play `frames` (an announcement), resume the music.
-    fn prompt(&mut self, id: StreamId, frames: Prompt);
-    /// The negotiated RFC 4733 payload type of a stream's far end (DTMF in, relay mapping).
-    fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>);
-    /// Play `frames` at once, cutting short and dropping every other prompt of the stream.
-    fn prompt_now(&mut self, id: StreamId, frames: Prompt);
-    /// Stop sending on a stream (music pauses, a bridge ends with both legs idle); the port
-    /// stays bound. A later `play` or `bridge` starts it again.
-    fn stop(&mut self, id: StreamId);
-}
+/// Media threads the RTP streams are spread over (the engine is started with as many).
+pub const MEDIA_SHARDS: usize = 2;
 
 /// Hold music encoded once per codec at start-up (docs/behaviour.md §4): every call shares these bytes.
 #[derive(Debug, Clone)]
@@ -114,13 +92,17 @@ pub struct Stats {
     pub rejected: BTreeMap<u16, u64>,
 }
 
-/// The controller. Generic over the media plane so tests can run it without sockets.
-pub struct B2bua<M: MediaControl> {
+/// The controller: pure, fed `now`; SIP out through [`B2bua::poll_transmit`], media
+/// commands out through [`B2bua::poll_media`].
+pub struct B2bua {
     config: Config,
     /// `host:port` we put in Via and Contact.
     sent_by: String,
     transactions: Transactions,
-    media: M,
+    /// The media outbox and the stream id and port allocators.
+    media: MediaPlane,
+    /// The one random source (tags, branches, nonce secret), seeded by the caller.
+    ids: Ids,
     music: HoldMusic,
     queues: Queues,
     /// The trunk calls, their indexes and deadlines.
@@ -156,9 +138,19 @@ pub struct B2bua<M: MediaControl> {
     refreshes: HashMap<crate::sip::transaction::ClientKey, CallKey>,
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// A controller for `config`, sending media through `media`.
-    pub fn new(config: Config, media: M, music: HoldMusic, prompts: Prompts, now: Instant) -> Self {
+    /// A controller for `config`; `seed` seeds every random value it makes (production
+    /// passes a random one, tests a fixed one). RTP streams spread over `media_shards`.
+    pub fn new(
+        config: Config,
+        music: HoldMusic,
+        prompts: Prompts,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let mut ids = Ids::new(seed);
+        let media = MediaPlane::new(config.sip.rtp_ports, MEDIA_SHARDS);
         let port = config.sip.listen.port();
         let sent_by = format!("{}:{}", config.sip.public_address, port);
         let mut queues = Queues::new();
@@ -180,13 +172,18 @@ impl<M: MediaControl> B2bua<M> {
             .iter()
             .map(|q| HandleTimes::new(Duration::from_secs(q.default_handle_time)))
             .collect();
-        let authenticator =
-            register::new_authenticator(now, &config.sip.realm, &config.sip.digest_algorithms);
+        let authenticator = register::new_authenticator(
+            now,
+            &config.sip.realm,
+            &config.sip.digest_algorithms,
+            ids.secret(),
+        );
         Self {
             config,
             sent_by,
             transactions: Transactions::new(TimerConfig::default()),
             media,
+            ids,
             music,
             queues,
             calls: Calls::default(),
@@ -441,6 +438,7 @@ impl<M: MediaControl> B2bua<M> {
         let destination = call.signalling;
         send_bye(
             &mut self.transactions,
+            &mut self.ids,
             &self.sent_by,
             now,
             &mut call.dialog,
@@ -505,7 +503,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Queue events are logged; dispatch runs after every input anyway.
     fn drain_queue_events(&mut self) {
         while let Some(event) = self.queues.poll_event() {
@@ -559,12 +557,13 @@ impl<M: MediaControl> B2bua<M> {
 /// BYE in `dialog` to `destination` through a new client transaction (RFC 3261 §15.1.1).
 fn send_bye(
     transactions: &mut Transactions,
+    ids: &mut Ids,
     sent_by: &str,
     now: Instant,
     dialog: &mut crate::sip::dialog::Dialog,
     destination: SocketAddr,
 ) {
-    let bye = dialog.request(rsip::Method::Bye, sent_by, &message::new_branch());
+    let bye = dialog.request(rsip::Method::Bye, sent_by, &ids.branch());
     if let Err(error) = transactions.send_request(now, destination, bye) {
         tracing::warn!(%error, "BYE not sent");
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rsip::Header;
 use rsip::prelude::*;
 
-use super::{B2bua, CallKey, CallState, DispatchError, MediaControl};
+use super::{B2bua, CallKey, CallState, DispatchError};
 use crate::queue::LeaveReason;
 use crate::queue::dispatch::{AgentId, AgentState, Assignment};
 use crate::sip::message;
@@ -34,7 +34,7 @@ pub struct Transfer {
     pub client: ClientKey,
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Whether this assignment should use REFER: the queue says so, the caller is answered
     /// (REFER needs a confirmed dialog) and its trunk has not refused REFER before.
     pub(super) fn wants_refer(&self, assignment: &Assignment) -> bool {
@@ -67,7 +67,7 @@ impl<M: MediaControl> B2bua<M> {
             .ok_or(DispatchError::CallerGone)?;
         let mut refer = call
             .dialog
-            .request(rsip::Method::Refer, &sent_by, &message::new_branch());
+            .request(rsip::Method::Refer, &sent_by, &self.ids.branch());
         refer
             .headers
             .push(Header::Other("Refer-To".into(), format!("<{contact}>")));

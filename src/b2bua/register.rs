@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{B2bua, MediaControl, push_other};
+use super::{B2bua, push_other};
 use crate::config::{Credential as ConfigCredential, DigestAlgorithm};
 use crate::sip::auth::{Algorithm, Credential, DigestAuthenticator};
 use crate::sip::message;
@@ -33,6 +33,7 @@ pub(super) fn new_authenticator(
     now: Instant,
     realm: &str,
     algorithms: &[DigestAlgorithm],
+    secret: [u8; 32],
 ) -> DigestAuthenticator {
     let algorithms: Vec<Algorithm> = algorithms
         .iter()
@@ -41,7 +42,7 @@ pub(super) fn new_authenticator(
             DigestAlgorithm::Sha256 => Algorithm::Sha256,
         })
         .collect();
-    DigestAuthenticator::new(now, realm.to_string(), rand::random(), NONCE_LIFETIME)
+    DigestAuthenticator::new(now, realm.to_string(), secret, NONCE_LIFETIME)
         .with_algorithms(&algorithms)
 }
 
@@ -50,7 +51,7 @@ pub(super) fn new_limiter() -> FailureLimiter {
     FailureLimiter::new(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW)
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     pub(super) fn on_register(
         &mut self,
         now: Instant,
@@ -97,7 +98,7 @@ impl<M: MediaControl> B2bua<M> {
                         push_other(&mut response, "WWW-Authenticate", &challenge);
                     }
                 }
-                let response = message::with_to_tag(response, &message::new_tag());
+                let response = message::with_to_tag(response, &self.ids.tag());
                 return self.respond(now, &key, response);
             }
         };
@@ -117,7 +118,7 @@ impl<M: MediaControl> B2bua<M> {
                 if let Some(binding) = binding {
                     push_other(&mut response, "Contact", &binding.contact_header(now));
                 }
-                let response = message::with_to_tag(response, &message::new_tag());
+                let response = message::with_to_tag(response, &self.ids.tag());
                 self.respond(now, &key, response);
             }
             Err(error) => {

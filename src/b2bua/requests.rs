@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{B2bua, CallKey, CallState, MediaControl, push_other};
+use super::{B2bua, CallKey, CallState, push_other};
 use crate::queue::LeaveReason;
 use crate::sip::message;
 use crate::sip::transaction::ServerKey;
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     pub(super) fn on_request(
         &mut self,
         now: Instant,

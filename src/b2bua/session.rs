@@ -25,7 +25,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::{B2bua, CallKey, CallState, LegKey, MediaControl, push_other};
+use super::{B2bua, CallKey, CallState, LegKey, push_other};
 use crate::queue::EntryId;
 use crate::sip::message;
 use crate::sip::sdp::{self, Answer, Codec, Direction, Offer};
@@ -139,7 +139,7 @@ pub(super) enum DialogRef {
     Trunk(EntryId),
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// The dialog `request` belongs to, whichever kind it is (§12.2.2).
     pub(super) fn find_dialog(&self, request: &rsip::Request) -> Option<DialogRef> {
         self.dialog_of(request)

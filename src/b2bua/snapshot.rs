@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::events::Observations;
-use super::{B2bua, CallKey, MediaControl, Stats};
+use super::{B2bua, CallKey, Stats};
 use crate::queue::EntryKind;
 use crate::queue::estimate::estimate;
 
@@ -99,7 +99,7 @@ pub enum PauseError {
     UnknownAgent(String),
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Builds the snapshot at `now` from the dispatcher's own state.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let queues = self

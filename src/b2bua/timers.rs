@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use super::session::DialogRef;
-use super::{B2bua, CallKey, CallTimer, MediaControl, push_other};
+use super::{B2bua, CallKey, CallTimer, push_other};
 use crate::queue::LeaveReason;
 use crate::sip::message;
 use crate::sip::transaction::ClientKey;
@@ -118,7 +118,7 @@ impl Negotiated {
     }
 }
 
-impl<M: MediaControl> B2bua<M> {
+impl B2bua {
     /// Session timer headers for a 200 OK to `request` (the INVITE or a re-INVITE/UPDATE of
     /// call `call_key`), and the timer restarted from `now`.
     pub(super) fn session_refreshed(
@@ -216,7 +216,7 @@ impl<M: MediaControl> B2bua<M> {
             let interval = timer.interval.as_secs();
             let mut request = call
                 .dialog
-                .request(method, &self.sent_by, &message::new_branch());
+                .request(method, &self.sent_by, &self.ids.branch());
             let contact = message::contact(&self.sent_by);
             let headers = [
                 ("Contact", contact),
@@ -279,7 +279,7 @@ impl<M: MediaControl> B2bua<M> {
             Some(200..=299) => {
                 if client.method() == rsip::Method::Invite {
                     // §13.2.2.4: our re-INVITE's 2xx is ACKed end to end.
-                    let ack = call.dialog.ack(&sent_by, &message::new_branch());
+                    let ack = call.dialog.ack(&sent_by, &self.ids.branch());
                     self.transactions.send_stateless(call.signalling, ack);
                 }
                 timer.interval / 2

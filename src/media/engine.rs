@@ -78,11 +78,13 @@ impl Default for EngineConfig {
 pub struct StreamId(u64);
 
 impl StreamId {
-    fn new(shard: usize, serial: u64) -> StreamId {
+    /// The id of stream number `serial` on `shard`.
+    pub fn new(shard: usize, serial: u64) -> StreamId {
         StreamId(((shard as u64) << 48) | (serial & ((1 << 48) - 1)))
     }
 
-    fn shard(self) -> usize {
+    /// The shard (media thread) the stream lives on.
+    pub fn shard(self) -> usize {
         (self.0 >> 48) as usize
     }
 
@@ -119,6 +121,20 @@ pub enum MediaEvent {
     PromptDone {
         /// The stream.
         id: StreamId,
+    },
+    /// The stream's port could not be bound (reported by the driver that carried out the
+    /// controller's open, not by a shard).
+    OpenFailed {
+        /// The stream that does not exist.
+        id: StreamId,
+    },
+    /// A port the controller asked to have reserved was bound (`bound`), or is held by
+    /// another process (reported by the driver).
+    Reserved {
+        /// The port.
+        port: u16,
+        /// Whether it is bound and kept for a stream.
+        bound: bool,
     },
     /// A key press received as RFC 4733 telephone-event, reported once when it ends.
     Dtmf {
@@ -268,6 +284,24 @@ impl MediaEngine {
         self.send(id, Command::Open { id, socket })
             .map_err(|_| io::Error::other("media engine is shut down"))?;
         Ok((id, port))
+    }
+
+    /// Binds `port` (non-blocking) for a stream to come: a caller that allocates ports
+    /// itself (the call controller, `b2bua::media`) reserves them ahead of need.
+    pub fn bind_port(&self, port: u16) -> io::Result<UdpSocket> {
+        let socket = UdpSocket::bind(SocketAddr::new(self.inner.config.bind_ip, port))?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    }
+
+    /// Registers `socket` as stream `id` on the shard `id` names: for a caller that
+    /// allocates ids itself.
+    pub fn open_with(&self, id: StreamId, socket: UdpSocket) -> io::Result<()> {
+        if id.shard() >= self.inner.shards.len() {
+            return Err(invalid("stream id names no shard of this engine"));
+        }
+        self.send(id, Command::Open { id, socket })
+            .map_err(|_| io::Error::other("media engine is shut down"))
     }
 
     fn bind_even_port(&self) -> io::Result<UdpSocket> {

@@ -220,7 +220,7 @@ fn caller_goes_straight_to_a_free_agent_and_either_side_can_hang_up() {
         .find(|(d, t)| d.to_string() == TRUNK && status(t) == Some(200))
         .expect("the caller is answered once the agent answers");
     assert!(ok.1.contains("application/sdp"));
-    let media = &h.b2bua.media;
+    let media = &h.media;
     assert_eq!(media.bridged.len(), 1, "legs bridged");
     assert!(
         media.played.is_empty(),
@@ -290,7 +290,7 @@ fn no_answer_puts_the_caller_on_hold_at_its_place_and_marks_the_agent() {
         .find(|(d, t)| d.to_string() == TRUNK && status(t) == Some(200))
         .expect("the ringing caller is answered and held instead");
     assert!(ok.1.contains("application/sdp"));
-    assert_eq!(h.b2bua.media.played.len(), 1, "hold music starts");
+    assert_eq!(h.media.played.len(), 1, "hold music starts");
     assert_eq!(h.position(1), Some(1), "still first in line");
     let agents = h.b2bua.agents();
     let alice = agents.get(agents.find("alice").unwrap()).unwrap();

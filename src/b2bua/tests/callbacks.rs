@@ -90,10 +90,10 @@ fn offer_needs_the_threshold_and_a_valid_number() {
     let mut h = Harness::with_config(&high);
     join(&mut h, "c1", "+15551230001");
     assert!(offer_from(&h, 1).is_none(), "600 s estimate < 601 s");
-    let plain = h.b2bua.media.prompts[0].1;
+    let plain = h.media.prompts[0].1;
     let mut h = Harness::with_config(CONFIG_CALLBACKS);
     join(&mut h, "c1", "+15551230001");
-    let with_offer = h.b2bua.media.prompts[0].1;
+    let with_offer = h.media.prompts[0].1;
     assert!(
         with_offer > plain,
         "the offer is appended: {with_offer} > {plain}"
@@ -116,7 +116,7 @@ fn one_before_the_offer_is_ignored_and_commit_comes_before_confirmation() {
     h.run_until(offer_from(&h, 1).unwrap());
     press(&mut h, 1, '2');
     assert!(requests(&mut h).is_empty(), "only 1 counts");
-    let prompts = h.b2bua.media.prompts.len();
+    let prompts = h.media.prompts.len();
     press(&mut h, 1, '1');
     let reqs = requests(&mut h);
     let [StoreRequest::Commit { token, request, .. }] = reqs.as_slice() else {
@@ -128,19 +128,19 @@ fn one_before_the_offer_is_ignored_and_commit_comes_before_confirmation() {
     press(&mut h, 1, '1');
     assert!(requests(&mut h).is_empty(), "one commit per caller");
     assert_eq!(
-        h.b2bua.media.prompts.len(),
+        h.media.prompts.len(),
         prompts,
         "nothing promised before the store answered"
     );
     h.b2bua.callback_committed(h.now, *token, Ok(CallbackId(7)));
     h.drain();
     assert_eq!(
-        h.b2bua.media.prompts.len(),
+        h.media.prompts.len(),
         prompts,
         "no prompt queued behind the offer"
     );
     assert_eq!(
-        h.b2bua.media.prompts_now.len(),
+        h.media.prompts_now.len(),
         1,
         "the confirmation cuts in at once (the key may come mid-offer)"
     );
@@ -164,7 +164,7 @@ fn a_failed_commit_promises_nothing_and_the_caller_keeps_holding() {
     join(&mut h, "c1", "+15551230001");
     h.run_until(offer_from(&h, 1).unwrap());
     press(&mut h, 1, '1');
-    let prompts = h.b2bua.media.prompts.len();
+    let prompts = h.media.prompts.len();
     let token = CallKey(1);
     assert_eq!(requests(&mut h).len(), 1);
     h.b2bua
@@ -176,7 +176,7 @@ fn a_failed_commit_promises_nothing_and_the_caller_keeps_holding() {
     assert_eq!(entry.kind, EntryKind::Caller);
     // Holding again: the next announcement (not a confirmation) plays, and 1 works again.
     h.run_until(h.now);
-    assert_eq!(h.b2bua.media.prompts.len(), prompts + 1);
+    assert_eq!(h.media.prompts.len(), prompts + 1);
     h.run_until(offer_from(&h, 1).unwrap());
     press(&mut h, 1, '1');
     assert_eq!(requests(&mut h).len(), 1);
@@ -282,7 +282,7 @@ fn dial_back_rings_the_agent_first_then_bridges_the_caller() {
     h.deliver(TRUNK_OUT, &agent_reply(&retry, 200, true));
     let sent = h.take();
     assert!(find(&sent, "ACK ").is_some(), "2xx ACKed");
-    assert_eq!(h.b2bua.media.bridged.len(), 1, "agent ⇄ caller");
+    assert_eq!(h.media.bridged.len(), 1, "agent ⇄ caller");
     assert_eq!(states(&mut h), vec![(CallbackState::Completed, 1)]);
     assert!(h.b2bua.queues().get(EntryId(1)).is_none(), "served");
     // The called-back caller hangs up: the agent gets a BYE.

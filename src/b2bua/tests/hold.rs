@@ -49,7 +49,7 @@ fn bridged(h: &mut Harness) -> (String, String, String) {
     let ok = h.take();
     let tag = to_tag(&ok.iter().find(|(d, _)| d.to_string() == TRUNK).unwrap().1);
     h.deliver(TRUNK, &in_dialog("ACK", "c1", &tag, 1, "ack1"));
-    assert_eq!(h.b2bua.media.bridged.len(), 1);
+    assert_eq!(h.media.bridged.len(), 1);
     let ours = header(&agent_invite, "From").unwrap().to_string();
     let call_id = header(&agent_invite, "Call-ID").unwrap().to_string();
     (call_id, "<sip:alice@127.0.0.1>;tag=ag1".to_string(), ours)
@@ -79,7 +79,7 @@ fn an_agent_on_hold_is_answered_recvonly_and_the_caller_hears_music_until_resume
         "a changed SDP has a new version"
     );
     assert!(header(ok, "Contact").is_some());
-    let (stream, remote, pt, _) = *h.b2bua.media.played.last().expect("music");
+    let (stream, remote, pt, _) = *h.media.played.last().expect("music");
     assert_eq!(
         (stream, remote, pt),
         (caller_stream, "127.0.0.1:7000".parse().unwrap(), 0)
@@ -100,7 +100,7 @@ fn an_agent_on_hold_is_answered_recvonly_and_the_caller_hears_music_until_resume
     );
     let ok = answers(&mut h)[0].1.clone();
     assert!(ok.contains("a=sendrecv\r\n"), "{ok}");
-    assert_eq!(h.b2bua.media.bridged.len(), 2, "bridged again on resume");
+    assert_eq!(h.media.bridged.len(), 2, "bridged again on resume");
 
     // An old CSeq is refused (§12.2.2); an unknown dialog is 481.
     h.deliver(
@@ -126,7 +126,7 @@ fn update_and_info_from_an_agent_are_answered_and_silence_replaces_music_when_of
     let (call_id, agent, ours) = bridged(&mut h);
     let ids = (call_id.as_str(), agent.as_str(), ours.as_str());
     let caller_stream = h.b2bua.calls[&CallKey(1)].stream;
-    let played = h.b2bua.media.played.len();
+    let played = h.media.played.len();
     h.deliver(
         AGENT,
         &request("UPDATE", ids, 2, "u1", &sdp(9000, "inactive")),
@@ -134,12 +134,8 @@ fn update_and_info_from_an_agent_are_answered_and_silence_replaces_music_when_of
     let ok = answers(&mut h)[0].1.clone();
     assert_eq!(status(&ok), Some(200));
     assert!(ok.contains("a=inactive\r\n"), "{ok}");
-    assert_eq!(h.b2bua.media.played.len(), played, "no music");
-    assert_eq!(
-        h.b2bua.media.stopped.last(),
-        Some(&caller_stream),
-        "silence"
-    );
+    assert_eq!(h.media.played.len(), played, "no music");
+    assert_eq!(h.media.stopped.last(), Some(&caller_stream), "silence");
     h.deliver(AGENT, &request("INFO", ids, 3, "i1", ""));
     assert_eq!(status(&answers(&mut h)[0].1), Some(200));
     h.deliver(AGENT, &request("OPTIONS", ids, 4, "o1", ""));
@@ -164,7 +160,7 @@ fn a_caller_on_hold_while_bridged_leaves_the_agent_music_and_a_held_queued_calle
     );
     let ok = answers(&mut h)[0].1.clone();
     assert!(ok.contains("a=recvonly\r\n"), "{ok}");
-    let (stream, remote, _, _) = *h.b2bua.media.played.last().expect("music to the agent");
+    let (stream, remote, _, _) = *h.media.played.last().expect("music to the agent");
     assert_eq!(
         (stream, remote),
         (agent_stream, "127.0.0.1:9000".parse().unwrap())
@@ -184,20 +180,20 @@ fn a_caller_on_hold_while_bridged_leaves_the_agent_music_and_a_held_queued_calle
         &request("INVITE", second, 2, "ch2", &sdp(7002, "sendonly")),
     );
     assert!(answers(&mut h)[0].1.contains("a=recvonly\r\n"));
-    assert_eq!(h.b2bua.media.stopped.last(), Some(&stream2));
+    assert_eq!(h.media.stopped.last(), Some(&stream2));
     let second_key = CallKey(h.b2bua.next_key - 1);
     assert_eq!(
         h.b2bua.queues().position(second_key.entry()),
         Some(1),
         "place kept"
     );
-    let played = h.b2bua.media.played.len();
+    let played = h.media.played.len();
     h.deliver(
         TRUNK,
         &request("INVITE", second, 3, "ch3", &sdp(7002, "sendrecv")),
     );
     assert!(answers(&mut h)[0].1.contains("a=sendrecv\r\n"));
-    assert_eq!(h.b2bua.media.played.len(), played + 1, "music again");
+    assert_eq!(h.media.played.len(), played + 1, "music again");
 
     // A re-INVITE without SDP gets our offer; one dropping our codec gets 488.
     h.deliver(TRUNK, &request("INVITE", second, 4, "ch4", ""));

@@ -14,9 +14,9 @@ mod agents;
 mod callbacks;
 mod hold;
 
+/// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]
 struct FakeMedia {
-    next: u64,
     open: Vec<StreamId>,
     played: Vec<(StreamId, SocketAddr, u8, usize)>,
     closed: Vec<StreamId>,
@@ -29,41 +29,32 @@ struct FakeMedia {
     telephone_events: Vec<(StreamId, Option<u8>)>,
 }
 
-impl MediaControl for FakeMedia {
-    fn open(&mut self) -> std::io::Result<(StreamId, u16)> {
-        self.next += 1;
-        let id = StreamId::for_tests(self.next);
-        self.open.push(id);
-        Ok((id, 20_000 + 2 * self.next as u16))
-    }
-    fn play(&mut self, id: StreamId, remote: SocketAddr, pt: u8, music: Bytes) {
-        self.played.push((id, remote, pt, music.len()));
-    }
-    fn close(&mut self, id: StreamId) {
-        self.closed.push(id);
-    }
-    fn open_beside(&mut self, _other: StreamId) -> std::io::Result<(StreamId, u16)> {
-        self.open()
-    }
-    fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8) {
-        self.connected.push((id, remote, pt));
-    }
-    fn bridge(&mut self, a: StreamId, b: StreamId) {
-        self.bridged.push((a, b));
-    }
-    fn prompt(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
-        self.prompts
-            .push((id, frames.frames() * crate::media::player::FRAME_LEN));
-    }
-    fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
-        self.telephone_events.push((id, pt));
-    }
-    fn prompt_now(&mut self, id: StreamId, frames: crate::media::player::Prompt) {
-        self.prompts_now
-            .push((id, frames.frames() * crate::media::player::FRAME_LEN));
-    }
-    fn stop(&mut self, id: StreamId) {
-        self.stopped.push(id);
+impl FakeMedia {
+    fn record(&mut self, command: MediaCommand) {
+        let bytes = |frames: &crate::media::player::Prompt| {
+            frames.frames() * crate::media::player::FRAME_LEN
+        };
+        match command {
+            MediaCommand::Open { id, .. } => self.open.push(id),
+            MediaCommand::Play {
+                id,
+                remote,
+                pt,
+                music,
+            } => self.played.push((id, remote, pt, music.len())),
+            MediaCommand::Connect { id, remote, pt } => self.connected.push((id, remote, pt)),
+            MediaCommand::Bridge { a, b } => self.bridged.push((a, b)),
+            MediaCommand::Prompt {
+                id,
+                frames,
+                at_once: false,
+            } => self.prompts.push((id, bytes(&frames))),
+            MediaCommand::Prompt { id, frames, .. } => self.prompts_now.push((id, bytes(&frames))),
+            MediaCommand::TelephoneEvent { id, pt } => self.telephone_events.push((id, pt)),
+            MediaCommand::Stop { id } => self.stopped.push(id),
+            MediaCommand::Close { id } => self.closed.push(id),
+            MediaCommand::Reserve { .. } => {}
+        }
     }
 }
 
@@ -85,7 +76,8 @@ caller = "+15550009999"
 const TRUNK: &str = "127.0.0.1:5080";
 
 struct Harness {
-    b2bua: B2bua<FakeMedia>,
+    b2bua: B2bua,
+    media: FakeMedia,
     now: Instant,
     sent: Vec<(SocketAddr, String)>,
 }
@@ -102,17 +94,21 @@ impl Harness {
             pcmu: Bytes::from(vec![0xFF; 1600]),
             pcma: Bytes::from(vec![0xD5; 1600]),
         };
-        Self {
+        let mut harness = Self {
             b2bua: B2bua::new(
                 config,
-                FakeMedia::default(),
                 music,
                 crate::media::prompts::Prompts::embedded().expect("the built-in clip pack loads"),
                 now,
+                1,
             ),
+            media: FakeMedia::default(),
             now,
             sent: Vec::new(),
-        }
+        };
+        // Bind the first RTP ports, as the driver does at start-up.
+        harness.drain();
+        harness
     }
 
     fn deliver(&mut self, from: &str, text: &str) {
@@ -122,6 +118,16 @@ impl Harness {
     }
 
     fn drain(&mut self) {
+        while let Some(command) = self.b2bua.poll_media() {
+            match command {
+                // Every port binds in the harness.
+                MediaCommand::Reserve { port } => self.b2bua.handle_media_event(
+                    self.now,
+                    crate::media::engine::MediaEvent::Reserved { port, bound: true },
+                ),
+                command => self.media.record(command),
+            }
+        }
         while let Some(t) = self.b2bua.poll_transmit() {
             self.sent.push((
                 t.destination,
@@ -201,8 +207,8 @@ fn invite_is_answered_queued_and_played_music() {
     );
     let ok = &sent[1].1;
     assert!(ok.contains("Content-Type: application/sdp"), "{ok}");
-    assert!(ok.contains("m=audio 20002 RTP/AVP 0 101"), "{ok}");
-    let media = &h.b2bua.media;
+    assert!(ok.contains("m=audio 20000 RTP/AVP 0 101"), "{ok}");
+    let media = &h.media;
     assert_eq!(media.played.len(), 1);
     let (_, remote, pt, len) = media.played[0];
     assert_eq!(remote, "127.0.0.1:7000".parse().unwrap());
@@ -238,7 +244,7 @@ fn bye_leaves_the_queue_and_frees_media() {
     let sent = h.take();
     assert_eq!(sent.len(), 1);
     assert_eq!(status(&sent[0].1), Some(200));
-    assert_eq!(h.b2bua.media.closed.len(), 1);
+    assert_eq!(h.media.closed.len(), 1);
     assert_eq!(h.position(1), None);
     assert_eq!(h.position(2), Some(1), "the next caller moves up");
     assert_eq!(h.b2bua.stats().calls_abandoned, 1);
@@ -271,7 +277,7 @@ fn missing_ack_gives_up_at_64_t1_and_hangs_up() {
         bye.1
     );
     assert_eq!(h.position(1), None);
-    assert_eq!(h.b2bua.media.closed.len(), 1);
+    assert_eq!(h.media.closed.len(), 1);
 }
 
 #[test]
@@ -314,20 +320,16 @@ fn held_callers_hear_their_position_on_entry_and_every_interval() {
     h.deliver(TRUNK, &invite("c1", "+15551230001"));
     h.deliver(TRUNK, &invite("c2", "+15551230002"));
     h.run_until(start);
-    let prompts = h.b2bua.media.prompts.clone();
+    let prompts = h.media.prompts.clone();
     assert_eq!(prompts.len(), 2, "one entry announcement per caller");
     assert!(prompts.iter().all(|(_, len)| *len > 0 && len % 160 == 0));
     // Position 1 ("you are next") and position 2 (with an estimate) are different phrases.
     assert_ne!(prompts[0].1, prompts[1].1);
     h.run_until(start + Duration::from_secs(29));
-    assert_eq!(
-        h.b2bua.media.prompts.len(),
-        2,
-        "nothing before announce_every"
-    );
+    assert_eq!(h.media.prompts.len(), 2, "nothing before announce_every");
     h.run_until(start + Duration::from_secs(31));
     assert_eq!(
-        h.b2bua.media.prompts.len(),
+        h.media.prompts.len(),
         4,
         "again after announce_every (30 s)"
     );

@@ -1,0 +1,371 @@
+//! The controller's side of the media seam: it never touches a socket. What it wants of
+//! the media plane is a [`MediaCommand`] in an outbox the driver drains with
+//! [`super::B2bua::poll_media`] and carries out on the media engine; what comes back (a
+//! key press, a prompt's end, a port that could not be bound) is a
+//! [`crate::media::engine::MediaEvent`] fed to [`super::B2bua::handle_media_event`].
+//!
+//! Stream ids and RTP ports are allocated here, purely: streams go to the engine's shards
+//! round-robin (a bridge's second leg to its partner's shard, so relaying never crosses
+//! threads); ports come from `[sip] rtp_ports`, even ones only (RFC 3550 §11). A port is
+//! only handed to a call once the driver has bound it: the plane keeps [`RESERVE`] ports
+//! reserved ahead ([`MediaCommand::Reserve`], answered by `MediaEvent::Reserved`), skips
+//! ports another process holds, and asks for a closed stream's port again only after every
+//! other candidate, so a port is not re-bound while its old socket may still be closing.
+//! An SDP answer therefore never names a port that cannot be bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::config::PortRange;
+use crate::media::engine::StreamId;
+use crate::media::player::Prompt;
+
+/// One thing for the media engine to do, in order.
+#[derive(Debug, Clone)]
+pub enum MediaCommand {
+    /// Bind `port` and keep the socket for a stream to come; answer with
+    /// `MediaEvent::Reserved`.
+    Reserve {
+        /// An even port of the range.
+        port: u16,
+    },
+    /// Create the stream `id` on its shard with the socket reserved for `port`.
+    Open {
+        /// The new stream.
+        id: StreamId,
+        /// Its even RTP port.
+        port: u16,
+    },
+    /// Send the looped `music` frames to `remote` with payload type `pt` (ends a bridge).
+    Play {
+        /// The stream.
+        id: StreamId,
+        /// Where to send (unless RTP latched elsewhere).
+        remote: SocketAddr,
+        /// RTP payload type.
+        pt: u8,
+        /// Shared G.711 frames.
+        music: Bytes,
+    },
+    /// Set where a leg sends and its payload type, without music.
+    Connect {
+        /// The stream.
+        id: StreamId,
+        /// Where to send.
+        remote: SocketAddr,
+        /// RTP payload type.
+        pt: u8,
+    },
+    /// Relay RTP both ways between two legs on one shard.
+    Bridge {
+        /// One leg.
+        a: StreamId,
+        /// The other.
+        b: StreamId,
+    },
+    /// Play an announcement: queued behind others, or at once cutting them short.
+    Prompt {
+        /// The stream.
+        id: StreamId,
+        /// The frames.
+        frames: Prompt,
+        /// Cut the playing prompt short and drop the queued ones.
+        at_once: bool,
+    },
+    /// The negotiated RFC 4733 payload type of the far end.
+    TelephoneEvent {
+        /// The stream.
+        id: StreamId,
+        /// `None`: not negotiated.
+        pt: Option<u8>,
+    },
+    /// Stop sending (music pauses, a bridge ends); the port stays bound.
+    Stop {
+        /// The stream.
+        id: StreamId,
+    },
+    /// Stop and free the port.
+    Close {
+        /// The stream.
+        id: StreamId,
+    },
+}
+
+/// Every even port of the range is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("every RTP port in the range is in use")]
+pub struct NoFreePort;
+
+/// Ports kept bound ahead of need: enough for a burst of new calls between two turns of
+/// the driver's loop.
+pub const RESERVE: usize = 64;
+
+/// The media plane as the controller sees it: an outbox and the id and port allocators.
+#[derive(Debug)]
+pub struct MediaPlane {
+    out: VecDeque<MediaCommand>,
+    /// Ports not bound by us, in the order they will be asked for.
+    candidates: VecDeque<u16>,
+    /// Ports the driver reports bound and unused, oldest first.
+    reserved: VecDeque<u16>,
+    /// Reserve requests not answered yet.
+    asked: usize,
+    /// Busy answers in a row: past a whole range of them, no more asking until a stream
+    /// opens or closes (every port of the range is someone else's).
+    misses: usize,
+    /// The port of every open stream.
+    ports: HashMap<StreamId, u16>,
+    shards: usize,
+    next_shard: usize,
+    next_serial: u64,
+}
+
+impl MediaPlane {
+    /// A plane over the even ports of `ports`, with streams spread over `shards` threads;
+    /// its first commands reserve the first ports.
+    pub fn new(ports: PortRange, shards: usize) -> Self {
+        let first = ports.start() + ports.start() % 2;
+        let mut plane = Self {
+            out: VecDeque::new(),
+            candidates: (first..=ports.end()).step_by(2).collect(),
+            reserved: VecDeque::new(),
+            asked: 0,
+            misses: 0,
+            ports: HashMap::new(),
+            shards: shards.max(1),
+            next_shard: 0,
+            next_serial: 1,
+        };
+        plane.top_up();
+        plane
+    }
+
+    /// Asks for more ports until [`RESERVE`] are bound or asked for.
+    fn top_up(&mut self) {
+        while self.reserved.len() + self.asked < RESERVE {
+            let Some(port) = self.candidates.pop_front() else {
+                return;
+            };
+            self.asked += 1;
+            self.out.push_back(MediaCommand::Reserve { port });
+        }
+    }
+
+    /// The driver's answer to a [`MediaCommand::Reserve`]: the port is bound and ready, or
+    /// busy (another process holds it: asked for again after every other candidate).
+    pub fn reserved(&mut self, port: u16, bound: bool) {
+        self.asked = self.asked.saturating_sub(1);
+        if bound {
+            self.misses = 0;
+            self.reserved.push_back(port);
+        } else {
+            self.misses += 1;
+            self.candidates.push_back(port);
+            if self.misses < self.candidates.len() {
+                self.top_up();
+            }
+        }
+    }
+
+    fn open_on(&mut self, shard: usize) -> Result<(StreamId, u16), NoFreePort> {
+        let Some(port) = self.reserved.pop_front() else {
+            // Ask again, so a later call may find a port.
+            self.misses = 0;
+            self.top_up();
+            return Err(NoFreePort);
+        };
+        let id = StreamId::new(shard, self.next_serial);
+        self.next_serial += 1;
+        self.ports.insert(id, port);
+        self.out.push_back(MediaCommand::Open { id, port });
+        self.top_up();
+        Ok((id, port))
+    }
+
+    /// A new stream on the next shard, and its port.
+    pub fn open(&mut self) -> Result<(StreamId, u16), NoFreePort> {
+        let shard = self.next_shard % self.shards;
+        self.next_shard = self.next_shard.wrapping_add(1);
+        self.open_on(shard)
+    }
+
+    /// A new stream on the same shard as `other` (the other leg of a bridge).
+    pub fn open_beside(&mut self, other: StreamId) -> Result<(StreamId, u16), NoFreePort> {
+        self.open_on(other.shard() % self.shards)
+    }
+
+    /// Start music on a stream.
+    pub fn play(&mut self, id: StreamId, remote: SocketAddr, pt: u8, music: Bytes) {
+        self.out.push_back(MediaCommand::Play {
+            id,
+            remote,
+            pt,
+            music,
+        });
+    }
+
+    /// Set where a leg sends.
+    pub fn connect(&mut self, id: StreamId, remote: SocketAddr, pt: u8) {
+        self.out.push_back(MediaCommand::Connect { id, remote, pt });
+    }
+
+    /// Relay between two legs.
+    pub fn bridge(&mut self, a: StreamId, b: StreamId) {
+        self.out.push_back(MediaCommand::Bridge { a, b });
+    }
+
+    /// Queue an announcement.
+    pub fn prompt(&mut self, id: StreamId, frames: Prompt) {
+        self.out.push_back(MediaCommand::Prompt {
+            id,
+            frames,
+            at_once: false,
+        });
+    }
+
+    /// Play an announcement at once, dropping the others.
+    pub fn prompt_now(&mut self, id: StreamId, frames: Prompt) {
+        self.out.push_back(MediaCommand::Prompt {
+            id,
+            frames,
+            at_once: true,
+        });
+    }
+
+    /// The far end's RFC 4733 payload type.
+    pub fn set_telephone_event(&mut self, id: StreamId, pt: Option<u8>) {
+        self.out.push_back(MediaCommand::TelephoneEvent { id, pt });
+    }
+
+    /// Stop sending on a stream.
+    pub fn stop(&mut self, id: StreamId) {
+        self.out.push_back(MediaCommand::Stop { id });
+    }
+
+    /// Close a stream; its port becomes a candidate again, last in line.
+    pub fn close(&mut self, id: StreamId) {
+        if let Some(port) = self.ports.remove(&id) {
+            self.candidates.push_back(port);
+            self.out.push_back(MediaCommand::Close { id });
+            self.top_up();
+        }
+    }
+
+    /// The stream an open failed for is gone: its port becomes a candidate again.
+    pub fn forget(&mut self, id: StreamId) {
+        if let Some(port) = self.ports.remove(&id) {
+            self.candidates.push_back(port);
+        }
+    }
+
+    /// The next command for the driver.
+    pub fn poll(&mut self) -> Option<MediaCommand> {
+        self.out.pop_front()
+    }
+
+    /// Streams open.
+    pub fn open_streams(&self) -> usize {
+        self.ports.len()
+    }
+}
+
+impl super::B2bua {
+    /// The next media command for the driver.
+    #[must_use]
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media.poll()
+    }
+
+    /// A stream's port could not be bound (another process holds it): whatever the stream
+    /// was for cannot have audio. A caller's call is hung up; a ringing agent leg is
+    /// cancelled (the agent gets no mark, the caller keeps its place and is answered if it
+    /// was still ringing); a callback's trunk leg counts as a failed attempt.
+    pub(super) fn stream_lost(&mut self, now: std::time::Instant, id: StreamId) {
+        self.media.forget(id);
+        tracing::error!(stream = %id, "RTP stream could not be opened");
+        let call = self.calls.values().find(|c| c.stream == id).map(|c| c.key);
+        if let Some(call) = call {
+            self.hang_up(now, call, crate::queue::LeaveReason::Removed);
+            return;
+        }
+        let leg = self
+            .legs
+            .values()
+            .find(|l| l.stream == id)
+            .map(|l| (l.key, l.call));
+        if let Some((leg, call)) = leg {
+            self.cancel_leg_for_caller(now, leg);
+            self.offered.remove(&call.entry());
+            if let Some(c) = self.calls.get_mut(&call)
+                && c.leg == Some(leg)
+            {
+                c.leg = None;
+                if c.state.is_early() {
+                    self.answer_caller(now, call);
+                    self.start_music(now, call);
+                }
+            }
+            return;
+        }
+        self.callback_stream_lost(now, id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every reserve request as the driver would, `busy` ports failing.
+    fn answer(plane: &mut MediaPlane, busy: &[u16]) -> Vec<MediaCommand> {
+        let mut others = Vec::new();
+        while let Some(command) = plane.poll() {
+            match command {
+                MediaCommand::Reserve { port } => plane.reserved(port, !busy.contains(&port)),
+                other => others.push(other),
+            }
+        }
+        others
+    }
+
+    #[test]
+    fn only_bound_ports_are_handed_out_and_streams_spread_over_shards() {
+        let mut plane = MediaPlane::new(PortRange::new(20000, 20007).unwrap(), 2);
+        assert_eq!(plane.open(), Err(NoFreePort), "nothing bound yet");
+        answer(&mut plane, &[20002]);
+        // A range that is all someone else's: asked once each, then no more.
+        let mut taken = MediaPlane::new(PortRange::new(30000, 30009).unwrap(), 1);
+        let mut asked = 0;
+        while let Some(MediaCommand::Reserve { port }) = taken.poll() {
+            asked += 1;
+            taken.reserved(port, false);
+        }
+        assert_eq!(asked, 5);
+        assert_eq!(taken.open(), Err(NoFreePort));
+        let (a, pa) = plane.open().unwrap();
+        let (b, pb) = plane.open().unwrap();
+        let (c, pc) = plane.open_beside(a).unwrap();
+        assert_eq!(
+            (pa, pb, pc),
+            (20000, 20004, 20006),
+            "20002 is someone else's"
+        );
+        assert_ne!(a.shard(), b.shard());
+        assert_eq!(a.shard(), c.shard());
+        assert_eq!(plane.open(), Err(NoFreePort));
+        plane.close(b);
+        plane.close(b); // twice: freed once
+        // The busy port is asked for again before the one just closed.
+        let mut asked = Vec::new();
+        while let Some(command) = plane.poll() {
+            if let MediaCommand::Reserve { port } = command {
+                asked.push(port);
+                plane.reserved(port, true);
+            }
+        }
+        assert_eq!(asked, [20002, 20004]);
+        assert_eq!(plane.open().map(|(_, p)| p), Ok(20002));
+        assert_eq!(plane.open_streams(), 3);
+    }
+}
