@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::time::Duration;
 
-use common::{Baresip, Holdfast, Setup, sipp, tone_power};
-use holdfast::media::g711;
+use common::{Baresip, Holdfast, Setup, dominant, sipp, talking_caller};
 
 const ONE_QUEUE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\n\n\
 [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n";
@@ -21,57 +20,6 @@ fn setup(rtp_base: u16, extra: String) -> Setup {
     setup.extra = extra;
     setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
     setup
-}
-
-/// The caller's phone: receives holdfast's RTP for `duration`, and once it knows where
-/// holdfast sends from, talks back with a `tone_hz` tone (PCMU, 50 packets/s).
-fn caller_phone(socket: UdpSocket, duration: Duration, tone_hz: f32) -> Vec<f32> {
-    socket
-        .set_read_timeout(Some(Duration::from_millis(5)))
-        .unwrap();
-    let start = Instant::now();
-    let mut heard = Vec::new();
-    let mut peer: Option<SocketAddr> = None;
-    let mut next_send = Instant::now();
-    let (mut seq, mut ts, mut phase) = (0u16, 0u32, 0f32);
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < duration {
-        if let Ok((len, from)) = socket.recv_from(&mut buf)
-            && len > 12
-        {
-            peer.get_or_insert(from);
-            heard.extend(
-                buf[12..len]
-                    .iter()
-                    .map(|&b| f32::from(g711::ulaw_to_linear(b))),
-            );
-        }
-        if let Some(peer) = peer
-            && Instant::now() >= next_send
-        {
-            let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
-            packet[2..4].copy_from_slice(&seq.to_be_bytes());
-            packet[4..8].copy_from_slice(&ts.to_be_bytes());
-            for _ in 0..160 {
-                let sample = (phase.sin() * 8000.0) as i16;
-                packet.push(g711::linear_to_ulaw(sample));
-                phase += 2.0 * std::f32::consts::PI * tone_hz / 8000.0;
-            }
-            let _ = socket.send_to(&packet, peer);
-            seq = seq.wrapping_add(1);
-            ts = ts.wrapping_add(160);
-            next_send += Duration::from_millis(20);
-        }
-    }
-    heard
-}
-
-/// Whether `tone` dominates `samples` against a few other frequencies.
-fn dominant(samples: &[f32], tone: f32, others: &[f32]) -> bool {
-    let p = tone_power(samples, tone, 8000.0);
-    others
-        .iter()
-        .all(|&f| p > 10.0 * tone_power(samples, f, 8000.0))
 }
 
 #[test]
@@ -93,7 +41,10 @@ fn baresip_agent_is_bridged_to_the_caller_with_audio_both_ways() {
     );
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let rtp_port = socket.local_addr().unwrap().port().to_string();
-    let caller = std::thread::spawn(move || caller_phone(socket, Duration::from_secs(7), 1000.0));
+    let caller = std::thread::spawn(move || {
+        let heard = talking_caller(socket, Duration::from_secs(7), 1000.0);
+        heard.into_iter().flat_map(|(_, s)| s).collect::<Vec<f32>>()
+    });
     let out = sipp(
         "caller.xml",
         holdfast.sip,

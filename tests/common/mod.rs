@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod kamailio;
+pub mod phones;
+
+#[allow(unused_imports)] // each test binary uses the phones it needs
+pub use phones::{Baresip, Linphone};
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -594,81 +598,6 @@ pub fn wav_samples(bytes: &[u8]) -> Vec<f32> {
     Vec::new()
 }
 
-/// A headless baresip softphone registered as an agent (Debian package `baresip`):
-/// auto-answers, sends a sine tone from `ausine`, records what it hears with `sndfile`.
-pub struct Baresip {
-    child: Child,
-    /// Its config directory (also where `dump-*-dec.wav` recordings land).
-    pub dir: PathBuf,
-}
-
-impl Baresip {
-    /// Start baresip registering `user`/`password` to holdfast at `registrar`.
-    pub fn start(
-        name: &str,
-        registrar: SocketAddr,
-        user: &str,
-        password: &str,
-        tone_hz: u32,
-    ) -> Self {
-        let dir = scratch_dir(name);
-        let sip_port = free_udp_port();
-        let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
-             audio_player aufile,{dir}/heard.wav\naudio_source ausine,{tone_hz}\n\
-             audio_alert aufile,/dev/null\nausrc_srate 48000\nausrc_channels 2\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
-             module aufile.so\nmodule sndfile.so\nsnd_path {dir}\n\
-             module_app account.so\nmodule_app menu.so\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("config"), config).unwrap();
-        std::fs::write(
-            dir.join("accounts"),
-            format!(
-                "<sip:{user}@{registrar}>;auth_pass={password};answermode=auto;audio_codecs=PCMU;regint=600\n"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run baresip (apt-get install baresip)");
-        Self { child, dir }
-    }
-
-    /// What baresip heard in its calls: the decoded audio it recorded.
-    pub fn heard(&self) -> Vec<f32> {
-        let mut samples = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().to_string();
-                if name.starts_with("dump-") && name.ends_with("-dec.wav") {
-                    samples.extend(wav_samples(&std::fs::read(entry.path()).unwrap()));
-                }
-            }
-        }
-        samples
-    }
-
-    /// Its log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Holdfast {
     /// Wait until the log contains `needle` (e.g. an agent registered).
     pub fn wait_log(&self, needle: &str, wait: Duration) -> bool {
@@ -744,4 +673,68 @@ pub fn sipp_agent(holdfast: &Holdfast, scenario: &str, calls: &str) -> Child {
     });
     register_sipp_agent(holdfast, "alice", "alice-secret", port);
     child
+}
+
+/// What a [`talking_caller`] heard: each RTP packet's decoded samples with when it came.
+pub type Heard = Vec<(Instant, Vec<f32>)>;
+
+/// The samples of `heard` that arrived between `from` and `to`.
+pub fn heard_between(heard: &Heard, from: Instant, to: Instant) -> Vec<f32> {
+    heard
+        .iter()
+        .filter(|(at, _)| *at >= from && *at < to)
+        .flat_map(|(_, samples)| samples.iter().copied())
+        .collect()
+}
+
+/// A trunk caller's phone on `socket`: receives holdfast's PCMU for `duration`, and once it
+/// knows where holdfast sends from, talks back with a `tone_hz` tone (PCMU, 50 packets/s).
+pub fn talking_caller(socket: UdpSocket, duration: Duration, tone_hz: f32) -> Heard {
+    use holdfast::media::g711;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let start = Instant::now();
+    let mut heard = Vec::new();
+    let mut peer: Option<SocketAddr> = None;
+    let mut next_send = Instant::now();
+    let (mut seq, mut ts, mut phase) = (0u16, 0u32, 0f32);
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < duration {
+        if let Ok((len, from)) = socket.recv_from(&mut buf)
+            && len > 12
+        {
+            peer.get_or_insert(from);
+            let samples = buf[12..len]
+                .iter()
+                .map(|&b| f32::from(g711::ulaw_to_linear(b)))
+                .collect();
+            heard.push((Instant::now(), samples));
+        }
+        if let Some(peer) = peer
+            && Instant::now() >= next_send
+        {
+            let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+            packet[2..4].copy_from_slice(&seq.to_be_bytes());
+            packet[4..8].copy_from_slice(&ts.to_be_bytes());
+            for _ in 0..160 {
+                let sample = (phase.sin() * 8000.0) as i16;
+                packet.push(g711::linear_to_ulaw(sample));
+                phase += 2.0 * std::f32::consts::PI * tone_hz / 8000.0;
+            }
+            let _ = socket.send_to(&packet, peer);
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(160);
+            next_send += Duration::from_millis(20);
+        }
+    }
+    heard
+}
+
+/// Whether `tone` dominates `samples` (8 kHz) against each of `others` by 10×.
+pub fn dominant(samples: &[f32], tone: f32, others: &[f32]) -> bool {
+    let p = tone_power(samples, tone, 8000.0);
+    others
+        .iter()
+        .all(|&f| p > 10.0 * tone_power(samples, f, 8000.0))
 }
