@@ -298,6 +298,44 @@ fn no_answer_puts_the_caller_on_hold_at_its_place_and_marks_the_agent() {
 }
 
 #[test]
+fn a_dead_phone_is_rested_after_its_ring_timeout_and_not_sent_the_invite_again() {
+    // The phone is gone: no 100, no 180, nothing.
+    let mut h = Harness::with_config(CONFIG_AGENTS);
+    register_alice(&mut h);
+    h.deliver(TRUNK, &invite("c1", "+15551230001"));
+    h.take();
+    let start = h.now;
+    h.run_until(start + Duration::from_secs(15));
+    let invites = |sent: &[(SocketAddr, String)]| {
+        sent.iter()
+            .filter(|(d, t)| d.to_string() == AGENT && t.starts_with("INVITE "))
+            .count()
+    };
+    let before = invites(&h.take());
+    assert!(before >= 4, "Timer A re-sends while it rings: {before}");
+    assert_eq!(
+        alice_state(&h),
+        AgentState::Wrapup,
+        "resting, not offered at once"
+    );
+    // No CANCEL without a provisional (RFC 3261 §9.1), and no more re-sends either.
+    h.run_until(start + Duration::from_secs(24));
+    let sent = h.take();
+    assert_eq!(invites(&sent), 0, "{sent:#?}");
+    assert!(find(&sent, "CANCEL ").is_none());
+    assert_eq!(
+        alice_state(&h),
+        AgentState::Wrapup,
+        "no_answer_backoff: 10 s"
+    );
+    // Rested, it is offered the caller (who kept its place) again.
+    h.run_until(start + Duration::from_secs(26));
+    assert!(invites(&h.take()) >= 1, "a new INVITE");
+    assert_eq!(alice_state(&h), AgentState::Ringing);
+    assert_eq!(h.position(1), Some(1));
+}
+
+#[test]
 fn caller_cancel_while_agent_rings_gets_487_and_cancels_the_agent() {
     let mut h = Harness::with_config(CONFIG_AGENTS);
     register_alice(&mut h);
