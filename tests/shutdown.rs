@@ -116,3 +116,46 @@ fn sigterm_hangs_up_held_callers_flushes_events_and_exits_zero() {
     assert_eq!(caller, "+15550000000");
     assert!(wait_ms.is_some());
 }
+
+/// The stop reaches every task: the admin listener closes its connections (an open event
+/// stream ends) and the process exits within the bound, not when the client gives up.
+#[test]
+fn sigterm_ends_open_event_streams_and_the_admin_listener() {
+    use std::io::{Read, Write};
+    let port = common::free_udp_port();
+    let mut setup = Setup::new(46_000);
+    setup.admin = format!("listen = \"127.0.0.1:{port}\"\n");
+    let mut holdfast = Holdfast::start("shutdown-admin", &setup);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin listens");
+    stream
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).expect("the stream starts");
+    assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    let started = Instant::now();
+    let status = holdfast.terminate();
+    assert!(status.success(), "{}", holdfast.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !holdfast
+            .log()
+            .contains("admin listener did not stop in time"),
+        "the listener's graceful shutdown finished with the stream open:\n{}",
+        holdfast.log()
+    );
+    // The server closed the stream: reading reaches its end instead of timing out.
+    let mut rest = Vec::new();
+    let read = stream.read_to_end(&mut rest);
+    assert!(
+        read.is_ok(),
+        "the event stream was closed by holdfast: {read:?}"
+    );
+}

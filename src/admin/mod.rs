@@ -88,14 +88,16 @@ struct AppState {
     priorities: Arc<BTreeMap<String, u32>>,
 }
 
-/// Binds `addr` and serves the admin interface until the runtime stops. Returns the bound
-/// address (the port may have been 0).
+/// Binds `addr` and serves the admin interface until `shutdown` resolves (then open
+/// connections are let finish: event streams end once the controller stops answering).
+/// Returns the serving task and the bound address (the port may have been 0).
 pub async fn spawn(
     addr: SocketAddr,
     token: &str,
     priorities: BTreeMap<String, u32>,
     requests: mpsc::Sender<AdminRequest>,
-) -> Result<SocketAddr, BindError> {
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), BindError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| BindError { addr, source })?;
@@ -105,13 +107,16 @@ pub async fn spawn(
         token: token.into(),
         priorities: Arc::new(priorities),
     });
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
+    let handle = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(%error, "admin listener stopped");
         }
     });
     tracing::info!(listen = %bound, "admin API listening (HTTP)");
-    Ok(bound)
+    Ok((handle, bound))
 }
 
 fn router(state: AppState) -> Router {

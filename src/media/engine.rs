@@ -35,12 +35,12 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::player::{FramesError, Prompt, frame_count};
 use super::poller::Waker;
@@ -147,7 +147,7 @@ pub enum MediaEvent {
 
 /// The receiving end of the engine's events (use `recv().await` from tokio,
 /// `blocking_recv()` from a plain thread).
-pub type MediaEvents = UnboundedReceiver<MediaEvent>;
+pub type MediaEvents = Receiver<MediaEvent>;
 
 /// Why a play or prompt command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -172,8 +172,27 @@ pub enum MediaError {
     SameStream(StreamId),
 }
 
+/// Commands queued per shard before the sender waits. The controller is the only sender
+/// and a shard drains its queue on every wake-up (each send wakes it), so a full queue
+/// means the shard is stalled: the controller then waits for it (backpressure) rather than
+/// drop a `Close` or a `Bridge`.
+const COMMAND_CAPACITY: usize = 65_536;
+
+/// Events queued for the controller. A full queue means the controller is stalled; the
+/// event is then dropped and counted (`events_dropped`): a lost `Latched` changes nothing,
+/// a lost `Dtmf` is a key press to repeat, a lost `PromptDone` leaves a confirmed callback's
+/// caller to hang up themselves.
+const EVENT_CAPACITY: usize = 16_384;
+
+/// Sends `event` to the controller without waiting (see [`EVENT_CAPACITY`]).
+pub(crate) fn emit(events: &Sender<MediaEvent>, stats: &ShardStats, event: MediaEvent) {
+    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = events.try_send(event) {
+        stats.events_dropped.add(1);
+    }
+}
+
 struct ShardHandle {
-    commands: Sender<Command>,
+    commands: SyncSender<Command>,
     waker: Arc<Waker>,
     stats: Arc<ShardStats>,
 }
@@ -226,11 +245,11 @@ impl MediaEngine {
         if even_ports(&config) == 0 {
             return Err(invalid("RTP port range holds no even port"));
         }
-        let (events_tx, events_rx) = unbounded_channel();
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mpsc::sync_channel(COMMAND_CAPACITY);
             let waker = Arc::new(Waker::new()?);
             let stats = Arc::new(ShardStats::default());
             let shard = Shard::new(index, rx, waker.clone(), events_tx.clone(), stats.clone())?;

@@ -24,7 +24,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use std::time::Instant;
 
@@ -66,7 +66,7 @@ impl Peer {
 pub(crate) struct Inbound<'a> {
     pub(crate) buf: &'a mut [u8; 2048],
     pub(crate) stats: &'a ShardStats,
-    pub(crate) events: &'a UnboundedSender<MediaEvent>,
+    pub(crate) events: &'a Sender<MediaEvent>,
 }
 
 impl Inbound<'_> {
@@ -96,10 +96,14 @@ impl Inbound<'_> {
     /// Sends every completed key press of `peer` as a [`MediaEvent::Dtmf`].
     fn report_digits(&mut self, id: StreamId, peer: &mut Peer) {
         while let Some(digit) = peer.dtmf.poll_digit() {
-            let _ = self.events.send(MediaEvent::Dtmf {
-                id,
-                digit: digit.digit,
-            });
+            super::engine::emit(
+                self.events,
+                self.stats,
+                MediaEvent::Dtmf {
+                    id,
+                    digit: digit.digit,
+                },
+            );
         }
     }
 
@@ -142,7 +146,7 @@ impl Inbound<'_> {
         if !peer.latched && from.port() != 0 && !from.ip().is_unspecified() {
             peer.latched = true;
             peer.remote = Some(from);
-            let _ = self.events.send(MediaEvent::Latched { id, from });
+            super::engine::emit(self.events, self.stats, MediaEvent::Latched { id, from });
         }
         Some((header, payload))
     }
@@ -157,15 +161,15 @@ mod tests {
         socket: UdpSocket,
         sender: UdpSocket,
         stats: ShardStats,
-        events_tx: UnboundedSender<MediaEvent>,
-        events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+        events_tx: Sender<MediaEvent>,
+        events: tokio::sync::mpsc::Receiver<MediaEvent>,
         buf: [u8; 2048],
     }
 
     fn rig() -> Rig {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
-        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events) = tokio::sync::mpsc::channel(64);
         Rig {
             socket,
             sender: UdpSocket::bind("127.0.0.1:0").unwrap(),

@@ -47,7 +47,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use super::engine::{MediaEvent, StreamId};
 use super::inbound::{Inbound, Peer};
@@ -159,7 +159,7 @@ pub(crate) struct Shard {
     commands: Receiver<Command>,
     waker: Arc<Waker>,
     poller: Poller,
-    events: UnboundedSender<MediaEvent>,
+    events: Sender<MediaEvent>,
     stats: Arc<ShardStats>,
     /// Stream table; indices are stable while a stream is open.
     streams: Vec<Option<Stream>>,
@@ -182,7 +182,7 @@ impl Shard {
         index: usize,
         commands: Receiver<Command>,
         waker: Arc<Waker>,
-        events: UnboundedSender<MediaEvent>,
+        events: Sender<MediaEvent>,
         stats: Arc<ShardStats>,
     ) -> io::Result<Shard> {
         let poller = Poller::new(EVENTS_PER_WAIT)?;
@@ -335,9 +335,11 @@ impl Shard {
                     .lateness
                     .record(at.saturating_duration_since(due));
                 if event == Some(PlayerEvent::PromptDone) {
-                    let _ = inbound
-                        .events
-                        .send(MediaEvent::PromptDone { id: stream.id });
+                    super::engine::emit(
+                        inbound.events,
+                        inbound.stats,
+                        MediaEvent::PromptDone { id: stream.id },
+                    );
                 }
             }
             // Streams of one slot take their poll turns in different periods; a bridged leg

@@ -229,6 +229,8 @@ pub struct ShardStats {
     /// Valid RTP read on a bridged leg but not forwarded: no destination known yet, a
     /// payload type the other leg did not negotiate, or reordered from before a switch.
     pub relay_dropped: Counter,
+    /// Events for the controller dropped because its queue was full (it is stalled).
+    pub events_dropped: Counter,
     /// Send lateness.
     pub lateness: LatenessHistogram,
 }
@@ -258,6 +260,8 @@ pub struct EngineStats {
     pub packets_relayed: u64,
     /// Valid RTP on bridged legs that could not be forwarded (see [`ShardStats`]).
     pub relay_dropped: u64,
+    /// Events for the controller dropped on a full queue.
+    pub events_dropped: u64,
     /// Send lateness against each stream's own schedule.
     pub lateness: Lateness,
     /// The same as a cumulative histogram at [`LATENESS_BOUNDS_US`].
@@ -281,6 +285,7 @@ impl EngineStats {
             out.bridges += s.bridges.get();
             out.packets_relayed += s.packets_relayed.get();
             out.relay_dropped += s.relay_dropped.get();
+            out.events_dropped += s.events_dropped.get();
             s.lateness.accumulate(&mut lateness);
         }
         out.lateness = lateness.summary();

@@ -8,13 +8,13 @@ use std::sync::mpsc;
 struct Rig {
     shard: Shard,
     rx: UdpSocket,
-    _events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+    _events: tokio::sync::mpsc::Receiver<MediaEvent>,
 }
 
 /// A shard driven by hand from the test thread (no shard thread).
 fn rig() -> Rig {
     let (_tx, commands) = mpsc::channel();
-    let (events, _events) = tokio::sync::mpsc::unbounded_channel();
+    let (events, _events) = tokio::sync::mpsc::channel(64);
     let waker = Arc::new(Waker::new().unwrap());
     let mut shard = Shard::new(0, commands, waker, events, Arc::default()).unwrap();
     // Leave room to wind the clock back in tests.

@@ -1,0 +1,402 @@
+//! [`Server`]: the thin tokio driver around the controller (ARCHITECTURE.md "The driver").
+//! [`Server::start`] loads the media, opens the store, starts the media engine, binds the
+//! SIP socket and the admin listener and restores what the store holds; [`Server::run`]
+//! feeds the controller datagrams, timeouts, media events, store replies and admin requests
+//! with the current time, carries out what it asks, and stops gracefully.
+//!
+//! Every task stops from one place: when `run` ends it tells the admin listener to stop
+//! (axum's graceful shutdown; open event streams end with the controller's answers), stops
+//! the media engine and drains the store thread. Channels between the parts are bounded,
+//! each with its policy when full: admin requests (64, the HTTP handler waits), media
+//! commands (the controller waits for the shard), media events (dropped and counted),
+//! store writes (records dropped and counted; callback writes wait). Store replies the
+//! controller needs are awaited here, in one set, not by a task each.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    SIP_RECEIVE_BUFFER, ServeError, WallClock, answer_admin, enlarge_receive_buffer, load_music,
+    load_prompts, log_media_stats, raise_nofile_limit, restore_callbacks, write_record,
+};
+use crate::admin::{self, AdminRequest};
+use crate::b2bua::{B2bua, CallKey, MediaCommand, StoreRequest};
+use crate::config::Config;
+use crate::media::engine::{EngineConfig, MediaEngine, MediaEvent, MediaEvents};
+use crate::store::{CallbackId, CallbackState, SqliteStore, StoreError, StoreHandle, StoreThread};
+
+/// Longest a graceful stop waits for BYE responses: a peer that never answers must not keep
+/// a supervisor waiting (Timer F would take 32 s).
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(4);
+
+/// Longest the admin listener is given to close its connections after the stop.
+const ADMIN_STOP_BOUND: Duration = Duration::from_secs(2);
+
+/// Admin requests queued for the controller; a full queue makes the HTTP handler wait.
+const ADMIN_CAPACITY: usize = 64;
+
+/// Sockets bound ahead of need for the controller's streams (see `b2bua::media`).
+type Reserve = HashMap<u16, std::net::UdpSocket>;
+
+/// A store reply the controller is waiting for.
+enum StoreReply {
+    /// A callback commit: back to the controller, which confirms only a durable `Ok`.
+    Committed(CallKey, Result<CallbackId, StoreError>),
+    /// A callback state change: a failure is logged (recovery reloads the last state that
+    /// did commit).
+    Persisted(CallbackId, CallbackState, Result<(), StoreError>),
+}
+
+type PendingReply = Pin<Box<dyn Future<Output = StoreReply> + Send>>;
+
+/// holdfast, started: sockets bound, store open, callbacks restored.
+pub struct Server {
+    socket: UdpSocket,
+    sip: SocketAddr,
+    engine: MediaEngine,
+    media_events: MediaEvents,
+    reserve: Reserve,
+    store: StoreHandle,
+    store_thread: StoreThread,
+    clock: WallClock,
+    b2bua: B2bua,
+    admin_requests: mpsc::Receiver<AdminRequest>,
+    admin: Option<tokio::task::JoinHandle<()>>,
+    admin_addr: Option<SocketAddr>,
+    /// The one shutdown signal the other tasks watch.
+    stop: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Loads music and prompts, opens the store, starts the media engine, binds SIP and the
+    /// admin listener, restores handle times and callbacks.
+    pub async fn start(config: Config) -> Result<Self, ServeError> {
+        raise_nofile_limit();
+        let music = load_music(&config)?;
+        let prompts = load_prompts(&config)?;
+        let data_dir = config.store.data_dir.clone();
+        let store = SqliteStore::open(&data_dir).map_err(|source| ServeError::Store {
+            dir: data_dir.clone(),
+            source,
+        })?;
+        let (store, store_thread) = StoreHandle::spawn(store)?;
+        let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
+        for queue in &config.queues {
+            let history = store
+                .recent_handle_times(&queue.name, 100)
+                .wait()
+                .await
+                .unwrap_or_default();
+            histories.push((queue.name.clone(), history));
+        }
+        let (engine, media_events) = MediaEngine::start(EngineConfig {
+            bind_ip: config.sip.public_address,
+            port_min: config.sip.rtp_ports.start(),
+            port_max: config.sip.rtp_ports.end(),
+            shards: crate::b2bua::MEDIA_SHARDS,
+        })
+        .map_err(ServeError::Media)?;
+        let listen = config.sip.listen;
+        let socket = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let sip = socket.local_addr().unwrap_or(listen);
+        let rcvbuf = enlarge_receive_buffer(&socket, SIP_RECEIVE_BUFFER);
+        tracing::info!(listen = %sip, receive_buffer = rcvbuf, "holdfast listening (SIP/UDP)");
+        let (stop, stopped) = watch::channel(false);
+        let (admin_tx, admin_requests) = mpsc::channel::<AdminRequest>(ADMIN_CAPACITY);
+        let (admin, admin_addr) = match config.admin.listen {
+            Some(addr) => {
+                let mut stopped = stopped.clone();
+                let (handle, bound) = admin::spawn(
+                    addr,
+                    &config.admin.token,
+                    config.priorities.clone(),
+                    admin_tx,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await?;
+                (Some(handle), Some(bound))
+            }
+            None => (None, None),
+        };
+        let mut b2bua = B2bua::new(config, music, prompts, Instant::now(), rand::random());
+        for (queue, history) in histories {
+            let count = history.len();
+            b2bua.restore_handle_times(
+                &queue,
+                history.into_iter().map(|s| Duration::from_secs(s.into())),
+            );
+            if count > 0 {
+                tracing::info!(%queue, count, "handle-time history restored");
+            }
+        }
+        let clock = WallClock::new();
+        let mut server = Self {
+            socket,
+            sip,
+            engine,
+            media_events,
+            reserve: Reserve::new(),
+            store,
+            store_thread,
+            clock,
+            b2bua,
+            admin_requests,
+            admin,
+            admin_addr,
+            stop,
+        };
+        // The first RTP ports are bound before the first call can arrive.
+        server.flush_media();
+        restore_callbacks(&mut server.b2bua, &server.store, &server.clock).await;
+        server.flush_media();
+        Ok(server)
+    }
+
+    /// The bound SIP address.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip
+    }
+
+    /// The bound admin address, when the admin API is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully: new INVITEs get `503`, held
+    /// callers get a BYE, their answers are awaited (at most [`SHUTDOWN_BOUND`]), every other
+    /// task is stopped and every record is written.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let mut buf = vec![0u8; 65_536];
+        tokio::pin!(shutdown);
+        let mut stopping_since: Option<Instant> = None;
+        let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+        let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
+        loop {
+            let sleep_until = self
+                .b2bua
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, source)) => {
+                        self.b2bua.handle_datagram(Instant::now(), source, &buf[..len]);
+                    }
+                    // ICMP errors from earlier sends surface here on some systems; they are
+                    // about one peer, not the socket.
+                    Err(error) => tracing::debug!(%error, "SIP recv error"),
+                },
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    self.b2bua.handle_timeout(Instant::now());
+                }
+                Some(event) = self.media_events.recv() => {
+                    self.b2bua.handle_media_event(Instant::now(), event);
+                }
+                Some(reply) = replies.next(), if !replies.is_empty() => match reply {
+                    StoreReply::Committed(token, result) => {
+                        self.b2bua.callback_committed(Instant::now(), token, result);
+                    }
+                    StoreReply::Persisted(id, state, Err(error)) => tracing::error!(
+                        %error, callback = id.0, state = state.as_str(),
+                        "callback state not persisted"
+                    ),
+                    StoreReply::Persisted(..) => {}
+                },
+                _ = stats_tick.tick() => log_media_stats(&self.engine),
+                Some(request) = self.admin_requests.recv() => {
+                    answer_admin(&mut self.b2bua, &self.engine, &self.store, request);
+                }
+                _ = &mut shutdown, if stopping_since.is_none() => {
+                    tracing::info!("shutting down: hanging up held callers");
+                    stopping_since = Some(Instant::now());
+                    self.b2bua.shutdown(Instant::now());
+                }
+            }
+            self.flush_media();
+            while let Some((at, record)) = self.b2bua.poll_record() {
+                write_record(&self.store, self.clock.unix_ms(at), record);
+            }
+            while let Some(request) = self.b2bua.poll_store_request() {
+                replies.push(self.store_request(request));
+            }
+            while let Some(transmit) = self.b2bua.poll_transmit() {
+                if let Err(error) = self
+                    .socket
+                    .send_to(&transmit.payload, transmit.destination)
+                    .await
+                {
+                    tracing::debug!(%error, destination = %transmit.destination, "SIP send failed");
+                }
+            }
+            if let Some(since) = stopping_since {
+                // Done once every call is released and every BYE (or CANCELled INVITE) of
+                // ours has its final response; server transactions lingering only to absorb
+                // retransmissions (Timer J, 32 s) are not worth waiting for.
+                let settled =
+                    self.b2bua.calls() == 0 && self.b2bua.requests_awaiting_response() == 0;
+                if settled || since.elapsed() > SHUTDOWN_BOUND {
+                    if !settled {
+                        tracing::warn!(
+                            awaiting = self.b2bua.requests_awaiting_response(),
+                            "stopping with requests still unanswered"
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        self.stop_tasks(replies).await;
+        Ok(())
+    }
+
+    /// Stops every other task: the admin listener (its open connections see `503` and end),
+    /// the media engine, and the store thread once every write queued is done.
+    async fn stop_tasks(mut self, mut replies: FuturesUnordered<PendingReply>) {
+        self.admin_requests.close();
+        let _ = self.stop.send(true);
+        if let Some(admin) = self.admin.take()
+            && tokio::time::timeout(ADMIN_STOP_BOUND, admin).await.is_err()
+        {
+            tracing::warn!("admin listener did not stop in time");
+        }
+        self.engine.shutdown();
+        // Callback writes already queued finish (their failures are still logged).
+        while let Some(reply) = replies.next().await {
+            if let StoreReply::Persisted(id, state, Err(error)) = reply {
+                tracing::error!(%error, callback = id.0, state = state.as_str(), "callback state not persisted");
+            }
+        }
+        drop(self.store);
+        self.store_thread.join();
+        tracing::info!("holdfast stopped");
+    }
+
+    /// Runs one of the controller's durable writes on the store thread; its reply joins
+    /// the set `run` waits on.
+    fn store_request(&self, request: StoreRequest) -> PendingReply {
+        match request {
+            StoreRequest::Commit {
+                token,
+                at,
+                mut request,
+            } => {
+                request.requested_at_ms = self.clock.unix_ms(at);
+                let reply = self.store.commit_callback(request);
+                Box::pin(async move { StoreReply::Committed(token, reply.wait().await) })
+            }
+            StoreRequest::SetState {
+                id,
+                state,
+                attempts,
+                next_attempt_at,
+                error,
+            } => {
+                let next = next_attempt_at.map(|at| self.clock.unix_ms(at));
+                let reply = self
+                    .store
+                    .set_callback_state(id, state, attempts, next, error);
+                Box::pin(async move { StoreReply::Persisted(id, state, reply.wait().await) })
+            }
+        }
+    }
+
+    /// Carries out every media command the controller has queued, feeding results back.
+    fn flush_media(&mut self) {
+        while let Some(command) = self.b2bua.poll_media() {
+            if let Some(event) = carry_out(&self.engine, &mut self.reserve, command) {
+                self.b2bua.handle_media_event(Instant::now(), event);
+            }
+        }
+    }
+}
+
+/// Carries out one of the controller's media commands on the engine; what it has to tell
+/// the controller back (a port reserved or busy, a stream that could not be opened) is the
+/// returned event.
+fn carry_out(
+    engine: &MediaEngine,
+    reserve: &mut Reserve,
+    command: MediaCommand,
+) -> Option<MediaEvent> {
+    let refused = |what: &str, error: crate::media::engine::MediaError| {
+        tracing::error!(%error, "media engine refused to {what}");
+    };
+    match command {
+        MediaCommand::Reserve { port } => {
+            let bound = match engine.bind_port(port) {
+                Ok(socket) => {
+                    reserve.insert(port, socket);
+                    true
+                }
+                Err(error) => {
+                    tracing::debug!(%error, port, "RTP port busy: skipped for now");
+                    false
+                }
+            };
+            return Some(MediaEvent::Reserved { port, bound });
+        }
+        MediaCommand::Open { id, port } => {
+            let socket = match reserve.remove(&port) {
+                Some(socket) => Ok(socket),
+                None => engine.bind_port(port),
+            };
+            if let Err(error) = socket.and_then(|socket| engine.open_with(id, socket)) {
+                tracing::error!(%error, port, "RTP stream could not be opened");
+                return Some(MediaEvent::OpenFailed { id });
+            }
+        }
+        MediaCommand::Play {
+            id,
+            remote,
+            pt,
+            music,
+        } => {
+            if let Err(error) = engine.play(id, remote, pt, music) {
+                refused("play", error);
+            }
+        }
+        MediaCommand::Connect { id, remote, pt } => {
+            if let Err(error) = engine.connect(id, remote, pt) {
+                refused("connect a leg", error);
+            }
+        }
+        MediaCommand::Bridge { a, b } => {
+            if let Err(error) = engine.bridge(a, b) {
+                refused("bridge", error);
+            }
+        }
+        MediaCommand::Prompt {
+            id,
+            frames,
+            at_once,
+        } => {
+            let result = if at_once {
+                engine.prompt_now(id, frames)
+            } else {
+                engine.prompt(id, frames)
+            };
+            if let Err(error) = result {
+                refused("play a prompt", error);
+            }
+        }
+        MediaCommand::TelephoneEvent { id, pt } => engine.set_telephone_event(id, pt),
+        MediaCommand::Stop { id } => engine.stop(id),
+        MediaCommand::Close { id } => engine.close(id),
+    }
+    None
+}
