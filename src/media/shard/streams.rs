@@ -1,0 +1,138 @@
+//! A shard's streams coming and going: open (a slot on the clock wheel), music on, off,
+//! and close (the port freed). Bridging is in `bridge`.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{PERIOD, SLOTS, Shard, Stream, StreamMode};
+use crate::media::engine::StreamId;
+use crate::media::inbound::Peer;
+use crate::media::player::Player;
+
+impl Shard {
+    pub(super) fn open(&mut self, id: StreamId, socket: UdpSocket) {
+        let idx = self.free.pop().unwrap_or(self.streams.len());
+        // Least loaded slot, scanning from the current one so equal slots fill in clock order.
+        let start = (self.tick % SLOTS as u64) as usize;
+        let slot = (0..SLOTS)
+            .map(|i| (start + i) % SLOTS)
+            .min_by_key(|&s| self.wheel[s].len())
+            .unwrap_or(0);
+        let stream = Stream {
+            id,
+            socket,
+            peer: Peer::default(),
+            mode: StreamMode::Idle,
+            player: None,
+            rewriter: None,
+            stopped_at: None,
+            wheel_pos: (slot, self.wheel[slot].len()),
+        };
+        self.wheel[slot].push(idx);
+        if idx == self.streams.len() {
+            self.streams.push(Some(stream));
+        } else {
+            self.streams[idx] = Some(stream);
+        }
+        self.by_id.insert(id, idx);
+        self.stats.streams.set(self.by_id.len() as u64);
+    }
+
+    pub(super) fn play(
+        &mut self,
+        id: StreamId,
+        remote: SocketAddr,
+        payload_type: u8,
+        music: Bytes,
+    ) {
+        let now = Instant::now();
+        let Some(&idx) = self.by_id.get(&id) else {
+            tracing::warn!(%id, "play on an unknown stream");
+            return;
+        };
+        // Music on a bridged leg ends the bridge (the partner goes idle).
+        self.unbridge(idx, now);
+        let Some(Some(stream)) = self.streams.get_mut(idx) else {
+            return;
+        };
+        stream.peer.set_sdp_remote(remote);
+        stream.peer.codecs.audio = Some(payload_type);
+        let result = match stream.player.as_mut() {
+            Some(p) => {
+                // Same RTP stream resuming: time passed while stopped, so does the timestamp.
+                if let Some(at) = stream.stopped_at.take() {
+                    let frames = at.elapsed().as_nanos() / PERIOD.as_nanos();
+                    p.skip(u32::try_from(frames).unwrap_or(u32::MAX));
+                }
+                p.set_music(payload_type, music)
+            }
+            None => match &stream.rewriter {
+                // Relayed before without ever playing: still the same RTP stream.
+                Some(rw) => Player::with_initial(
+                    payload_type,
+                    music,
+                    rw.ssrc(),
+                    rw.next_sequence(),
+                    rw.timestamp_at(now),
+                ),
+                None => Player::new(payload_type, music, &mut rand::rng()),
+            }
+            .map(|p| {
+                stream.player = Some(p);
+            }),
+        };
+        match result {
+            Ok(()) if stream.mode != StreamMode::Play => {
+                stream.mode = StreamMode::Play;
+                self.playing += 1;
+                self.stats.playing.set(self.playing as u64);
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!(%id, error = %e, "music rejected"),
+        }
+    }
+
+    pub(super) fn stop(&mut self, id: StreamId) {
+        if let Some(&idx) = self.by_id.get(&id) {
+            self.leave(idx, Instant::now());
+        }
+    }
+
+    /// Makes stream `idx` idle: music stops, a bridge ends (both legs idle).
+    pub(super) fn leave(&mut self, idx: usize, now: Instant) {
+        let Some(Some(stream)) = self.streams.get_mut(idx) else {
+            return;
+        };
+        match stream.mode {
+            StreamMode::Play => {
+                stream.mode = StreamMode::Idle;
+                stream.stopped_at = Some(now);
+                self.playing -= 1;
+                self.stats.playing.set(self.playing as u64);
+            }
+            StreamMode::Relay { .. } => self.unbridge(idx, now),
+            StreamMode::Idle => {}
+        }
+    }
+
+    pub(super) fn close(&mut self, id: StreamId) {
+        self.stop(id);
+        let Some(idx) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(stream) = self.streams[idx].take() {
+            let (slot, pos) = stream.wheel_pos;
+            self.wheel[slot].swap_remove(pos);
+            if let Some(&moved) = self.wheel[slot].get(pos)
+                && let Some(m) = self.streams[moved].as_mut()
+            {
+                m.wheel_pos = (slot, pos);
+            }
+            // Dropping `stream` closes the socket and frees the port.
+        }
+        self.free.push(idx);
+        self.stats.streams.set(self.by_id.len() as u64);
+    }
+}
