@@ -29,330 +29,318 @@ const OUTCOMES: [(&str, &str); 6] = [
     ("callback_failed", "callback_failed"),
 ];
 
-/// Renders every metric. `priorities` are `[priorities]` (name → level).
+/// What a series' samples are read from.
+struct Source<'a> {
+    status: &'a Status,
+    /// `[priorities]`: name → level.
+    priorities: &'a BTreeMap<String, u32>,
+}
+
+/// Where a series writes its samples: the output, with the series' name.
+struct Out<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl Out<'_> {
+    fn value(&mut self, labels: &[(&str, &str)], value: f64) {
+        sample(self.out, self.name, labels, value);
+    }
+
+    fn count(&mut self, labels: &[(&str, &str)], value: u64) {
+        self.value(labels, value as f64);
+    }
+
+    fn histogram(&mut self, labels: &[(&str, &str)], h: &Histogram) {
+        histogram(self.out, self.name, labels, h);
+    }
+}
+
+/// One metric: name, type, help, and how its samples come out of a [`Status`].
+struct Series {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: fn(&Source<'_>, &mut Out<'_>),
+}
+
+/// Every metric `/metrics` exposes, in order.
+const SERIES: &[Series] = &[
+    Series {
+        name: "holdfast_waiting_callers",
+        kind: "gauge",
+        help: "Entries waiting, per queue and priority (callbacks included).",
+        samples: |src, out| {
+            for queue in &src.status.snapshot.queues {
+                for name in src.priorities.keys() {
+                    let n = queue.waiting.iter().filter(|w| &w.priority == name).count();
+                    out.count(&[("queue", &queue.name), ("priority", name)], n as u64);
+                }
+            }
+        },
+    },
+    Series {
+        name: "holdfast_longest_wait_seconds",
+        kind: "gauge",
+        help: "Longest current wait in the queue.",
+        samples: |src, out| {
+            for queue in &src.status.snapshot.queues {
+                let longest = queue.waiting.iter().map(|w| w.waited_s).max().unwrap_or(0);
+                out.count(&[("queue", &queue.name)], longest);
+            }
+        },
+    },
+    Series {
+        name: "holdfast_queue_agents_staffed",
+        kind: "gauge",
+        help: "Registered, unpaused agents serving the queue.",
+        samples: |src, out| {
+            for queue in &src.status.snapshot.queues {
+                out.count(&[("queue", &queue.name)], queue.agents_staffed as u64);
+            }
+        },
+    },
+    Series {
+        name: "holdfast_queue_average_handle_time_seconds",
+        kind: "gauge",
+        help: "The estimator's mean handle time.",
+        samples: |src, out| {
+            for queue in &src.status.snapshot.queues {
+                out.count(&[("queue", &queue.name)], queue.average_handle_time_s);
+            }
+        },
+    },
+    Series {
+        name: "holdfast_agents",
+        kind: "gauge",
+        help: "Agents by state.",
+        samples: |src, out| {
+            for state in AGENT_STATES {
+                let agents = &src.status.snapshot.agents;
+                let n = agents.iter().filter(|a| a.state == state).count();
+                out.count(&[("state", state)], n as u64);
+            }
+        },
+    },
+    Series {
+        name: "holdfast_calls_active",
+        kind: "gauge",
+        help: "Trunk calls up (holding, ringing an agent or talking).",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.calls_up as u64),
+    },
+    Series {
+        name: "holdfast_calls_admitted_total",
+        kind: "counter",
+        help: "INVITEs admitted into a queue.",
+        samples: |src, out| {
+            out.count(&[], src.status.snapshot.counters.calls.calls_answered);
+        },
+    },
+    Series {
+        name: "holdfast_calls_rejected_total",
+        kind: "counter",
+        help: "INVITEs refused, by status code.",
+        samples: |src, out| {
+            for (code, n) in &src.status.snapshot.counters.calls.rejected {
+                out.count(&[("code", &code.to_string())], *n);
+            }
+        },
+    },
+    Series {
+        name: "holdfast_calls_total",
+        kind: "counter",
+        help: "Calls by outcome and queue.",
+        samples: |src, out| {
+            let events = &src.status.snapshot.counters.observations.events;
+            for queue in &src.status.snapshot.queues {
+                for (event, outcome) in OUTCOMES {
+                    let n = events.get(&(queue.name.clone(), event)).copied();
+                    out.count(
+                        &[("queue", &queue.name), ("outcome", outcome)],
+                        n.unwrap_or(0),
+                    );
+                }
+            }
+        },
+    },
+    Series {
+        name: "holdfast_call_events_total",
+        kind: "counter",
+        help: "Call events written to the log and the store.",
+        samples: |src, out| {
+            for ((queue, event), n) in &src.status.snapshot.counters.observations.events {
+                out.count(&[("queue", queue), ("event", event)], *n);
+            }
+        },
+    },
+    Series {
+        name: "holdfast_wait_seconds",
+        kind: "histogram",
+        help: "Arrival to agent answer (answered) or to hang-up while waiting (abandoned).",
+        samples: |src, out| {
+            let obs = &src.status.snapshot.counters.observations;
+            for queue in &src.status.snapshot.queues {
+                for (outcome, map) in [
+                    ("answered", &obs.wait_answered),
+                    ("abandoned", &obs.wait_abandoned),
+                ] {
+                    let empty = Histogram::default();
+                    let h = map.get(&queue.name).unwrap_or(&empty);
+                    out.histogram(&[("queue", &queue.name), ("outcome", outcome)], h);
+                }
+            }
+        },
+    },
+    Series {
+        name: "holdfast_handle_seconds",
+        kind: "histogram",
+        help: "Agent answer to hang-up.",
+        samples: |src, out| {
+            let handle = &src.status.snapshot.counters.observations.handle;
+            for queue in &src.status.snapshot.queues {
+                let empty = Histogram::default();
+                out.histogram(
+                    &[("queue", &queue.name)],
+                    handle.get(&queue.name).unwrap_or(&empty),
+                );
+            }
+        },
+    },
+    Series {
+        name: "holdfast_rtp_packets_sent_total",
+        kind: "counter",
+        help: "RTP packets sent (music and prompts).",
+        samples: |src, out| out.count(&[], src.status.media.packets_sent),
+    },
+    Series {
+        name: "holdfast_rtp_packets_received_total",
+        kind: "counter",
+        help: "Valid RTP/RTCP packets received.",
+        samples: |src, out| out.count(&[], src.status.media.packets_received),
+    },
+    Series {
+        name: "holdfast_rtp_packets_relayed_total",
+        kind: "counter",
+        help: "RTP packets relayed between bridged legs.",
+        samples: |src, out| out.count(&[], src.status.media.packets_relayed),
+    },
+    Series {
+        name: "holdfast_rtp_send_errors_total",
+        kind: "counter",
+        help: "RTP sends the kernel refused.",
+        samples: |src, out| out.count(&[], src.status.media.send_errors),
+    },
+    Series {
+        name: "holdfast_rtp_skipped_frames_total",
+        kind: "counter",
+        help: "Frames skipped because the media clock fell behind.",
+        samples: |src, out| out.count(&[], src.status.media.skipped_frames),
+    },
+    Series {
+        name: "holdfast_media_events_dropped_total",
+        kind: "counter",
+        help: "Media events (key presses, prompt ends) dropped on a full queue.",
+        samples: |src, out| out.count(&[], src.status.media.events_dropped),
+    },
+    Series {
+        name: "holdfast_rtp_streams",
+        kind: "gauge",
+        help: "RTP streams open.",
+        samples: |src, out| out.count(&[], src.status.media.streams),
+    },
+    Series {
+        name: "holdfast_rtp_send_lateness_seconds",
+        kind: "histogram",
+        help: "RTP send time minus the stream's schedule (bucket resolution 12.5 %).",
+        samples: |src, out| {
+            let lateness = &src.status.media.lateness_buckets;
+            let bucket = "holdfast_rtp_send_lateness_seconds_bucket";
+            for &(le_us, n) in &lateness.le_us {
+                let le = format!("{}", le_us as f64 / 1e6);
+                sample(out.out, bucket, &[("le", &le)], n as f64);
+            }
+            sample(out.out, bucket, &[("le", "+Inf")], lateness.count as f64);
+            let sum = "holdfast_rtp_send_lateness_seconds_sum";
+            sample(out.out, sum, &[], lateness.sum_us as f64 / 1e6);
+            let count = "holdfast_rtp_send_lateness_seconds_count";
+            sample(out.out, count, &[], lateness.count as f64);
+        },
+    },
+    Series {
+        name: "holdfast_sip_transactions_total",
+        kind: "counter",
+        help: "SIP transactions created.",
+        samples: |src, out| {
+            let tx = &src.status.snapshot.counters.transactions;
+            out.count(&[("role", "server")], tx.server_transactions);
+            out.count(&[("role", "client")], tx.client_transactions);
+        },
+    },
+    Series {
+        name: "holdfast_sip_retransmissions_total",
+        kind: "counter",
+        help: "SIP messages re-sent (timers or peer retransmissions).",
+        samples: |src, out| {
+            out.count(
+                &[],
+                src.status.snapshot.counters.transactions.retransmissions,
+            );
+        },
+    },
+    Series {
+        name: "holdfast_sip_retransmissions_absorbed_total",
+        kind: "counter",
+        help: "Retransmissions from peers absorbed by a transaction.",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.transactions.absorbed),
+    },
+    Series {
+        name: "holdfast_sip_transaction_timeouts_total",
+        kind: "counter",
+        help: "Transactions that timed out (Timers B, F, H, L).",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.transactions.timeouts),
+    },
+    Series {
+        name: "holdfast_sip_parse_errors_total",
+        kind: "counter",
+        help: "Datagrams that were not valid SIP.",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.calls.parse_errors),
+    },
+    Series {
+        name: "holdfast_sip_dropped_total",
+        kind: "counter",
+        help: "SIP datagrams dropped without a reply.",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.calls.dropped),
+    },
+    Series {
+        name: "holdfast_store_dropped_records_total",
+        kind: "counter",
+        help: "Call events or handle times the store could not write.",
+        samples: |src, out| out.count(&[], src.status.store_dropped),
+    },
+    Series {
+        name: "holdfast_sip_transactions_live",
+        kind: "gauge",
+        help: "SIP transactions alive now.",
+        samples: |src, out| {
+            out.count(&[], src.status.snapshot.counters.transactions_live as u64);
+        },
+    },
+];
+
+/// Renders every metric of [`SERIES`]. `priorities` are `[priorities]` (name → level).
 pub fn render(status: &Status, priorities: &BTreeMap<String, u32>) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    let snapshot = &status.snapshot;
-    let counters = &snapshot.counters;
-    let obs = &counters.observations;
-
-    header(
-        &mut out,
-        "holdfast_waiting_callers",
-        "gauge",
-        "Entries waiting, per queue and priority (callbacks included).",
-    );
-    for queue in &snapshot.queues {
-        for name in priorities.keys() {
-            let n = queue.waiting.iter().filter(|w| &w.priority == name).count();
-            sample(
-                &mut out,
-                "holdfast_waiting_callers",
-                &[("queue", &queue.name), ("priority", name)],
-                n as f64,
-            );
-        }
-    }
-    header(
-        &mut out,
-        "holdfast_longest_wait_seconds",
-        "gauge",
-        "Longest current wait in the queue.",
-    );
-    for queue in &snapshot.queues {
-        let longest = queue.waiting.iter().map(|w| w.waited_s).max().unwrap_or(0);
-        sample(
-            &mut out,
-            "holdfast_longest_wait_seconds",
-            &[("queue", &queue.name)],
-            longest as f64,
+    let source = Source { status, priorities };
+    for series in SERIES {
+        header(&mut out, series.name, series.kind, series.help);
+        (series.samples)(
+            &source,
+            &mut Out {
+                out: &mut out,
+                name: series.name,
+            },
         );
     }
-    header(
-        &mut out,
-        "holdfast_queue_agents_staffed",
-        "gauge",
-        "Registered, unpaused agents serving the queue.",
-    );
-    for queue in &snapshot.queues {
-        sample(
-            &mut out,
-            "holdfast_queue_agents_staffed",
-            &[("queue", &queue.name)],
-            queue.agents_staffed as f64,
-        );
-    }
-    header(
-        &mut out,
-        "holdfast_queue_average_handle_time_seconds",
-        "gauge",
-        "The estimator's mean handle time.",
-    );
-    for queue in &snapshot.queues {
-        sample(
-            &mut out,
-            "holdfast_queue_average_handle_time_seconds",
-            &[("queue", &queue.name)],
-            queue.average_handle_time_s as f64,
-        );
-    }
-    header(&mut out, "holdfast_agents", "gauge", "Agents by state.");
-    for state in AGENT_STATES {
-        let n = snapshot.agents.iter().filter(|a| a.state == state).count();
-        sample(&mut out, "holdfast_agents", &[("state", state)], n as f64);
-    }
-    header(
-        &mut out,
-        "holdfast_calls_active",
-        "gauge",
-        "Trunk calls up (holding, ringing an agent or talking).",
-    );
-    sample(
-        &mut out,
-        "holdfast_calls_active",
-        &[],
-        counters.calls_up as f64,
-    );
-
-    header(
-        &mut out,
-        "holdfast_calls_admitted_total",
-        "counter",
-        "INVITEs admitted into a queue.",
-    );
-    sample(
-        &mut out,
-        "holdfast_calls_admitted_total",
-        &[],
-        counters.calls.calls_answered as f64,
-    );
-    header(
-        &mut out,
-        "holdfast_calls_rejected_total",
-        "counter",
-        "INVITEs refused, by status code.",
-    );
-    for (code, n) in &counters.calls.rejected {
-        sample(
-            &mut out,
-            "holdfast_calls_rejected_total",
-            &[("code", &code.to_string())],
-            *n as f64,
-        );
-    }
-    header(
-        &mut out,
-        "holdfast_calls_total",
-        "counter",
-        "Calls by outcome and queue.",
-    );
-    for queue in &snapshot.queues {
-        for (event, outcome) in OUTCOMES {
-            let n = obs
-                .events
-                .get(&(queue.name.clone(), event))
-                .copied()
-                .unwrap_or(0);
-            sample(
-                &mut out,
-                "holdfast_calls_total",
-                &[("queue", &queue.name), ("outcome", outcome)],
-                n as f64,
-            );
-        }
-    }
-    header(
-        &mut out,
-        "holdfast_call_events_total",
-        "counter",
-        "Call events written to the log and the store.",
-    );
-    for ((queue, event), n) in &obs.events {
-        sample(
-            &mut out,
-            "holdfast_call_events_total",
-            &[("queue", queue), ("event", event)],
-            *n as f64,
-        );
-    }
-
-    header(
-        &mut out,
-        "holdfast_wait_seconds",
-        "histogram",
-        "Arrival to agent answer (answered) or to hang-up while waiting (abandoned).",
-    );
-    for queue in &snapshot.queues {
-        for (outcome, map) in [
-            ("answered", &obs.wait_answered),
-            ("abandoned", &obs.wait_abandoned),
-        ] {
-            let empty = Histogram::default();
-            let h = map.get(&queue.name).unwrap_or(&empty);
-            histogram(
-                &mut out,
-                "holdfast_wait_seconds",
-                &[("queue", &queue.name), ("outcome", outcome)],
-                h,
-            );
-        }
-    }
-    header(
-        &mut out,
-        "holdfast_handle_seconds",
-        "histogram",
-        "Agent answer to hang-up.",
-    );
-    for queue in &snapshot.queues {
-        let empty = Histogram::default();
-        let h = obs.handle.get(&queue.name).unwrap_or(&empty);
-        histogram(
-            &mut out,
-            "holdfast_handle_seconds",
-            &[("queue", &queue.name)],
-            h,
-        );
-    }
-
-    let media = &status.media;
-    for (name, help, value) in [
-        (
-            "holdfast_rtp_packets_sent_total",
-            "RTP packets sent (music and prompts).",
-            media.packets_sent,
-        ),
-        (
-            "holdfast_rtp_packets_received_total",
-            "Valid RTP/RTCP packets received.",
-            media.packets_received,
-        ),
-        (
-            "holdfast_rtp_packets_relayed_total",
-            "RTP packets relayed between bridged legs.",
-            media.packets_relayed,
-        ),
-        (
-            "holdfast_rtp_send_errors_total",
-            "RTP sends the kernel refused.",
-            media.send_errors,
-        ),
-        (
-            "holdfast_rtp_skipped_frames_total",
-            "Frames skipped because the media clock fell behind.",
-            media.skipped_frames,
-        ),
-    ] {
-        header(&mut out, name, "counter", help);
-        sample(&mut out, name, &[], value as f64);
-    }
-    header(
-        &mut out,
-        "holdfast_rtp_streams",
-        "gauge",
-        "RTP streams open.",
-    );
-    sample(&mut out, "holdfast_rtp_streams", &[], media.streams as f64);
-    let lateness = &media.lateness_buckets;
-    header(
-        &mut out,
-        "holdfast_rtp_send_lateness_seconds",
-        "histogram",
-        "RTP send time minus the stream's schedule (bucket resolution 12.5 %).",
-    );
-    for &(le_us, n) in &lateness.le_us {
-        let le = format!("{}", le_us as f64 / 1e6);
-        sample(
-            &mut out,
-            "holdfast_rtp_send_lateness_seconds_bucket",
-            &[("le", &le)],
-            n as f64,
-        );
-    }
-    sample(
-        &mut out,
-        "holdfast_rtp_send_lateness_seconds_bucket",
-        &[("le", "+Inf")],
-        lateness.count as f64,
-    );
-    sample(
-        &mut out,
-        "holdfast_rtp_send_lateness_seconds_sum",
-        &[],
-        lateness.sum_us as f64 / 1e6,
-    );
-    sample(
-        &mut out,
-        "holdfast_rtp_send_lateness_seconds_count",
-        &[],
-        lateness.count as f64,
-    );
-
-    let tx = &counters.transactions;
-    header(
-        &mut out,
-        "holdfast_sip_transactions_total",
-        "counter",
-        "SIP transactions created.",
-    );
-    sample(
-        &mut out,
-        "holdfast_sip_transactions_total",
-        &[("role", "server")],
-        tx.server_transactions as f64,
-    );
-    sample(
-        &mut out,
-        "holdfast_sip_transactions_total",
-        &[("role", "client")],
-        tx.client_transactions as f64,
-    );
-    for (name, help, value) in [
-        (
-            "holdfast_sip_retransmissions_total",
-            "SIP messages re-sent (timers or peer retransmissions).",
-            tx.retransmissions,
-        ),
-        (
-            "holdfast_sip_retransmissions_absorbed_total",
-            "Retransmissions from peers absorbed by a transaction.",
-            tx.absorbed,
-        ),
-        (
-            "holdfast_sip_transaction_timeouts_total",
-            "Transactions that timed out (Timers B, F, H, L).",
-            tx.timeouts,
-        ),
-        (
-            "holdfast_sip_parse_errors_total",
-            "Datagrams that were not valid SIP.",
-            counters.calls.parse_errors,
-        ),
-        (
-            "holdfast_sip_dropped_total",
-            "SIP datagrams dropped without a reply.",
-            counters.calls.dropped,
-        ),
-        (
-            "holdfast_store_dropped_records_total",
-            "Call events or handle times the store could not write.",
-            status.store_dropped,
-        ),
-    ] {
-        header(&mut out, name, "counter", help);
-        sample(&mut out, name, &[], value as f64);
-    }
-    header(
-        &mut out,
-        "holdfast_sip_transactions_live",
-        "gauge",
-        "SIP transactions alive now.",
-    );
-    sample(
-        &mut out,
-        "holdfast_sip_transactions_live",
-        &[],
-        counters.transactions_live as f64,
-    );
     out
 }
 
