@@ -126,6 +126,7 @@ impl B2bua {
             return frames;
         }
         let offer = self
+            .audio
             .prompts
             .render(&Announcement::CallbackOffer, law(call.codec));
         let starts = now + frames.duration();
@@ -260,7 +261,7 @@ impl B2bua {
         self.callbacks
             .insert(entry, Callback::new(id, queue, number.clone(), 0), None);
         if let Some(call) = self.calls.get(&token) {
-            let frames = self.prompts.render(
+            let frames = self.audio.prompts.render(
                 &Announcement::CallbackConfirm { digits: number },
                 law(call.codec),
             );

@@ -83,7 +83,7 @@ impl B2bua {
             agent_stream,
             agent_remote,
             Codec::Pcmu.payload_type(),
-            self.music.for_codec(Codec::Pcmu),
+            self.audio.music.for_codec(Codec::Pcmu),
         );
         let config = &self.config.queues[queue.0];
         let (pattern_ok, max) = (
@@ -126,6 +126,7 @@ impl B2bua {
         let local = super::session::LocalSdp::new(port, entry.0, Codec::Pcmu);
         let invite = self.trunk_invite(&number, trunk.address, &offer);
         let client = match self
+            .sip
             .transactions
             .send_request(now, trunk.address, invite.clone())
         {
@@ -237,12 +238,13 @@ impl B2bua {
             &uri,
             &trunk.username,
             &trunk.password,
-            &self.ids.tag(),
+            &self.sip.ids.tag(),
         ) else {
             return false;
         };
         let cseq = message::cseq(&attempt.invite).map_or(1, |(n, _)| n) + 1;
-        let mut headers: Vec<Header> = vec![message::via(&self.sent_by, &self.ids.branch())];
+        let mut headers: Vec<Header> =
+            vec![message::via(&self.sip.sent_by, &self.sip.ids.branch())];
         headers.extend(
             attempt
                 .invite
@@ -258,6 +260,7 @@ impl B2bua {
         let mut invite = attempt.invite.clone();
         invite.headers = headers.into();
         let Ok(new_client) = self
+            .sip
             .transactions
             .send_request(now, trunk.address, invite.clone())
         else {
@@ -270,7 +273,7 @@ impl B2bua {
 
     /// The caller picked up: ACK, bridge with the agent, persist `completed`.
     fn trunk_answered(&mut self, now: Instant, entry: EntryId, ok: &rsip::Response) {
-        let sent_by = self.sent_by.clone();
+        let sent_by = self.sip.sent_by.clone();
         let trunk = self.config.trunks.first().map(|t| t.address);
         let Some(callback) = self.callbacks.get(&entry) else {
             return;
@@ -283,9 +286,9 @@ impl B2bua {
             return;
         };
         // Every 2xx (retransmissions too) gets an ACK (§13.2.2.4).
-        let ack = dialog.ack(&sent_by, &self.ids.branch());
+        let ack = dialog.ack(&sent_by, &self.sip.ids.branch());
         if let Some(trunk) = trunk {
-            self.transactions.send_stateless(trunk, ack);
+            self.sip.transactions.send_stateless(trunk, ack);
         }
         let (agent_leg, stream, id, attempts, queue) = (
             attempt.agent_leg,
@@ -431,7 +434,7 @@ impl B2bua {
     fn release_attempt(&mut self, now: Instant, entry: EntryId, leg: LegKey) {
         if let Some((attempt, _)) = self.callbacks.take_attempt(entry) {
             if !attempt.trunk_final {
-                let _ = self.transactions.cancel(now, attempt.client());
+                let _ = self.sip.transactions.cancel(now, attempt.client());
             }
             self.media.close(attempt.stream);
         }
@@ -512,9 +515,9 @@ impl B2bua {
             && let Some(trunk) = self.config.trunks.first().map(|t| t.address)
         {
             super::send_bye(
-                &mut self.transactions,
-                &mut self.ids,
-                &self.sent_by,
+                &mut self.sip.transactions,
+                &mut self.sip.ids,
+                &self.sip.sent_by,
                 now,
                 &mut dialog,
                 trunk,

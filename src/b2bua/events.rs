@@ -90,7 +90,7 @@ impl B2bua {
     /// Records one call event: log line, store row and metrics observation.
     pub(super) fn call_event(&mut self, now: Instant, kind: CallEventKind, facts: EventFacts) {
         let queue = facts.queue.clone().unwrap_or_default();
-        let obs = &mut self.observations;
+        let obs = &mut self.counters.observations;
         *obs.events
             .entry((queue.clone(), kind.as_str()))
             .or_default() += 1;
@@ -144,7 +144,7 @@ impl B2bua {
 
     /// What has been observed so far, for `/metrics`.
     pub fn observations(&self) -> &Observations {
-        &self.observations
+        &self.counters.observations
     }
 }
 

@@ -16,7 +16,7 @@ impl B2bua {
             return;
         };
         let media = call.media;
-        let music = self.music.for_codec(media.codec);
+        let music = self.audio.music.for_codec(media.codec);
         self.media
             .play(call.stream, media.remote, media.payload_type, music);
         self.media
@@ -70,6 +70,7 @@ impl B2bua {
             let mean = self.handle_times[queue.0].mean();
             let announcement = super::announce::position_announcement(position, staffed, mean);
             let frames = self
+                .audio
                 .prompts
                 .render(&announcement, super::callback::law(codec));
             let frames = self.with_callback_offer(now, call_key, queue, position, frames);

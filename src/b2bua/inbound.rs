@@ -37,7 +37,7 @@ impl B2bua {
                     ..EventFacts::default()
                 };
                 self.call_event(now, CallEventKind::Join, facts);
-                self.stats.calls_answered += 1;
+                self.counters.stats.calls_answered += 1;
                 // Cannot be refused: admission checked the key and the Call-ID are free.
                 self.calls.insert(call);
                 // docs/behaviour.md §2.3: if an agent is free right now the caller goes straight to it
@@ -52,7 +52,7 @@ impl B2bua {
                 }
             }
             Err(code) => {
-                *self.stats.rejected.entry(code).or_default() += 1;
+                *self.counters.stats.rejected.entry(code).or_default() += 1;
                 tracing::info!(
                     event = "reject",
                     code,
@@ -68,7 +68,7 @@ impl B2bua {
                     415 => push_other(&mut response, "Accept", "application/sdp"),
                     _ => {}
                 }
-                let response = message::with_to_tag(response, &self.ids.tag());
+                let response = message::with_to_tag(response, &self.sip.ids.tag());
                 self.respond(now, &key, response);
             }
         }
@@ -107,7 +107,7 @@ impl B2bua {
         {
             return Err(486);
         }
-        let local_tag = self.ids.tag();
+        let local_tag = self.sip.ids.tag();
         let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
         if self.calls.by_call_id(&dialog.call_id).is_some() {
             // A second dialog-creating INVITE with a Call-ID in use: a fork or a loop

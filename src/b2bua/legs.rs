@@ -154,6 +154,7 @@ impl B2bua {
         let offer_sdp = local.offer(self.config.sip.public_address);
         let invite = self.agent_invite(&contact, &user, &caller, &queue_name, &offer_sdp);
         let client = match self
+            .sip
             .transactions
             .send_request(now, destination, invite.clone())
         {
@@ -199,7 +200,7 @@ impl B2bua {
     /// REGISTER came from when the Contact names another host (NAT) or no IP literal —
     /// holdfast never looks a name up.
     fn agent_target(&self, user: &str) -> Option<(rsip::Uri, SocketAddr)> {
-        let binding = self.registrar.binding(user)?;
+        let binding = self.registration.registrar.binding(user)?;
         let contact: rsip::Uri = binding.contact_uri()?;
         let source = binding.source;
         let direct = match &contact.host_with_port.host {
@@ -257,16 +258,16 @@ impl B2bua {
     ) -> rsip::Request {
         let host = self.config.sip.public_address;
         let mut headers: Vec<Header> = vec![
-            message::via(&self.sent_by, &self.ids.branch()),
+            message::via(&self.sip.sent_by, &self.sip.ids.branch()),
             Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
             Header::From(rsip::headers::From::new(format!(
                 "{from};tag={}",
-                self.ids.tag()
+                self.sip.ids.tag()
             ))),
             Header::To(rsip::headers::To::new(to)),
             Header::CallId(rsip::headers::CallId::new(format!(
                 "{}@{host}",
-                self.ids.tag()
+                self.sip.ids.tag()
             ))),
             Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
             Header::Contact(rsip::headers::Contact::new(self.our_contact())),
@@ -342,18 +343,18 @@ impl B2bua {
                 return;
             }
         };
-        let ack = dialog.ack(&self.sent_by, &self.ids.branch());
+        let ack = dialog.ack(&self.sip.sent_by, &self.sip.ids.branch());
         let destination = leg.destination;
         let talking_since = matches!(leg.purpose, LegFor::Caller(_)).then_some(now);
-        self.transactions.send_stateless(destination, ack);
+        self.sip.transactions.send_stateless(destination, ack);
         match leg.state() {
             LegState::Answered { .. } => {}
             LegState::Cancelling => {
                 // The answer crossed our CANCEL: hang up at once.
                 super::send_bye(
-                    &mut self.transactions,
-                    &mut self.ids,
-                    &self.sent_by,
+                    &mut self.sip.transactions,
+                    &mut self.sip.ids,
+                    &self.sip.sent_by,
                     now,
                     &mut dialog,
                     destination,
@@ -454,7 +455,7 @@ impl B2bua {
             };
             let client = leg.client().clone();
             tracing::info!(agent = %self.agent_user(leg.agent), "ring timeout: cancelling");
-            let _ = self.transactions.cancel(now, &client);
+            let _ = self.sip.transactions.cancel(now, &client);
             // Leaves Ringing, so the deadline is gone and the loop moves on.
             self.leg_failed(now, leg_key);
         }
@@ -470,7 +471,7 @@ impl B2bua {
             LegState::Ringing { .. } => {
                 let (client, agent, stream) = (leg.client().clone(), leg.agent, leg.stream);
                 self.legs.cancelling(leg_key);
-                let _ = self.transactions.cancel(now, &client);
+                let _ = self.sip.transactions.cancel(now, &client);
                 self.media.close(stream);
                 let _ = self.agents.ring_cancelled(now, agent);
                 self.drain_agent_events();
@@ -491,9 +492,9 @@ impl B2bua {
             && send_bye
         {
             super::send_bye(
-                &mut self.transactions,
-                &mut self.ids,
-                &self.sent_by,
+                &mut self.sip.transactions,
+                &mut self.sip.ids,
+                &self.sip.sent_by,
                 now,
                 dialog,
                 destination,

@@ -49,7 +49,6 @@ use crate::queue::dispatch::{AgentSpec, Agents};
 use crate::queue::estimate::HandleTimes;
 use crate::queue::{EntryId, LeaveReason, QueueId, Queues};
 use crate::sip::message;
-use crate::sip::registrar::Registrar;
 use crate::sip::sdp::Codec;
 use crate::sip::transaction::{Event, TimerConfig, Transactions, Transmit};
 use crate::store::{CallEventKind, Record};
@@ -77,6 +76,38 @@ impl HoldMusic {
     }
 }
 
+/// The SIP side of the controller: transactions, what we put in Via and Contact, replies
+/// sent without a transaction, and the seeded source of tags and branches.
+#[derive(Debug)]
+pub struct Signalling {
+    /// `host:port` we put in Via and Contact.
+    pub sent_by: String,
+    /// RFC 3261 §17 transactions.
+    pub transactions: Transactions,
+    /// Stateless replies (to messages that never became a transaction).
+    pub stateless: VecDeque<Transmit>,
+    /// The one random source (tags, branches, nonce secret), seeded by the caller.
+    pub ids: Ids,
+}
+
+/// Hold music and announcement clips, encoded once at start-up and shared by every call.
+#[derive(Debug)]
+pub struct Audio {
+    /// The hold music per codec.
+    pub music: HoldMusic,
+    /// The announcement clips.
+    pub prompts: Prompts,
+}
+
+/// What the controller counts: its own counters and the call-event observations.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datagram, call and refusal counters.
+    pub stats: Stats,
+    /// Call-event counters and histograms for `/metrics`.
+    pub observations: events::Observations,
+}
+
 /// Counters the controller keeps for metrics and tests.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -96,28 +127,22 @@ pub struct Stats {
 /// commands out through [`B2bua::poll_media`].
 pub struct B2bua {
     config: Config,
-    /// `host:port` we put in Via and Contact.
-    sent_by: String,
-    transactions: Transactions,
+    /// The transaction layer, our sent-by, stateless replies and the random source.
+    sip: Signalling,
     /// The media outbox and the stream id and port allocators.
     media: MediaPlane,
-    /// The one random source (tags, branches, nonce secret), seeded by the caller.
-    ids: Ids,
-    music: HoldMusic,
+    /// Hold music and announcement clips, encoded once.
+    audio: Audio,
     queues: Queues,
     /// The trunk calls, their indexes and deadlines.
     calls: Calls,
     next_key: u64,
-    /// Stateless replies (to messages that never became a transaction).
-    stateless: VecDeque<Transmit>,
-    stats: Stats,
+    /// Counters and histograms for metrics and tests.
+    counters: Counters,
     draining: bool,
     agents: Agents,
-    registrar: Registrar,
-    authenticator: crate::sip::auth::DigestAuthenticator,
-    auth_limiter: crate::sip::registrar::FailureLimiter,
-    /// Which Digest algorithms each registering phone is offered.
-    challenge_offer: crate::sip::auth::offer::AlgorithmOffer,
+    /// Agents' registrations: bindings, Digest, the failure limiter, the algorithm offer.
+    registration: register::Registration,
     /// Entries whose caller an agent's phone is ringing for (they keep their place).
     offered: HashSet<EntryId>,
     /// Calls to agents' phones, their indexes and ring deadlines.
@@ -126,14 +151,10 @@ pub struct B2bua {
     transfers_by_client: HashMap<crate::sip::transaction::ClientKey, CallKey>,
     /// Completed handle times per queue (docs/behaviour.md §4 estimator input).
     handle_times: Vec<HandleTimes>,
-    /// Announcement clips and the rendered-frame cache.
-    prompts: Prompts,
     /// Records for the durable store, stamped with when they happened; the driver writes them.
     journal: VecDeque<(Instant, Record)>,
     /// Callbacks: offers, commits, waiting callbacks and dial-backs (docs/behaviour.md §6).
     callbacks: callbacks::Callbacks,
-    /// Call-event counters and histograms for `/metrics`.
-    observations: events::Observations,
     /// Our session refreshes in flight → their call.
     refreshes: HashMap<crate::sip::transaction::ClientKey, CallKey>,
 }
@@ -180,30 +201,27 @@ impl B2bua {
         );
         Self {
             config,
-            sent_by,
-            transactions: Transactions::new(TimerConfig::default()),
+            sip: Signalling {
+                sent_by,
+                transactions: Transactions::new(TimerConfig::default()),
+                stateless: VecDeque::new(),
+                ids,
+            },
             media,
-            ids,
-            music,
+            audio: Audio { music, prompts },
             queues,
             calls: Calls::default(),
             next_key: 1,
-            stateless: VecDeque::new(),
-            stats: Stats::default(),
+            counters: Counters::default(),
             draining: false,
             agents,
-            registrar: register::new_registrar(),
-            authenticator,
-            auth_limiter: register::new_limiter(),
-            challenge_offer: Default::default(),
+            registration: register::Registration::new(authenticator),
             offered: HashSet::new(),
             legs: Legs::default(),
             transfers_by_client: HashMap::new(),
             handle_times,
-            prompts,
             journal: VecDeque::new(),
             callbacks: callbacks::Callbacks::default(),
-            observations: events::Observations::default(),
             refreshes: HashMap::new(),
         }
     }
@@ -236,30 +254,30 @@ impl B2bua {
         match message::parse(datagram) {
             Ok(rsip::SipMessage::Request(mut request)) => {
                 message::stamp_received(&mut request, source);
-                if let Err(error) = self.transactions.handle_request(now, source, request) {
-                    self.stats.parse_errors += 1;
+                if let Err(error) = self.sip.transactions.handle_request(now, source, request) {
+                    self.counters.stats.parse_errors += 1;
                     tracing::debug!(%source, %error, "request refused by the transaction layer");
                 }
             }
             Ok(rsip::SipMessage::Response(response)) => {
-                if let Err(error) = self.transactions.handle_response(now, source, response) {
-                    self.stats.dropped += 1;
+                if let Err(error) = self.sip.transactions.handle_response(now, source, response) {
+                    self.counters.stats.dropped += 1;
                     tracing::debug!(%source, %error, "response dropped");
                 }
             }
             Err(error) => {
-                self.stats.parse_errors += 1;
+                self.counters.stats.parse_errors += 1;
                 match error.reply() {
                     // §18.2.2: the reply goes to the datagram's source, whatever Via says.
                     Some(payload) => {
                         tracing::debug!(%source, %error, "malformed SIP answered");
-                        self.stateless.push_back(Transmit {
+                        self.sip.stateless.push_back(Transmit {
                             destination: source,
                             payload: payload.into(),
                         });
                     }
                     None => {
-                        self.stats.dropped += 1;
+                        self.counters.stats.dropped += 1;
                         tracing::debug!(%source, %error, "malformed SIP dropped");
                     }
                 }
@@ -270,8 +288,8 @@ impl B2bua {
 
     /// The deadline from [`Self::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.transactions.handle_timeout(now);
-        self.registrar.handle_timeout(now);
+        self.sip.transactions.handle_timeout(now);
+        self.registration.registrar.handle_timeout(now);
         self.agents.handle_timeout(now);
         self.expire_rings(now);
         self.expire_callback_retries(now);
@@ -283,17 +301,18 @@ impl B2bua {
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.stateless
+        self.sip
+            .stateless
             .pop_front()
-            .or_else(|| self.transactions.poll_transmit())
+            .or_else(|| self.sip.transactions.poll_transmit())
     }
 
     /// When [`Self::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.transactions.poll_timeout(),
-            self.registrar.poll_timeout(),
+            self.sip.transactions.poll_timeout(),
+            self.registration.registrar.poll_timeout(),
             self.agents.poll_timeout(),
             self.legs.poll_timeout(),
             self.calls.poll_timeout(),
@@ -306,7 +325,7 @@ impl B2bua {
 
     /// Counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.counters.stats
     }
 
     /// Calls currently up.
@@ -322,14 +341,14 @@ impl B2bua {
     /// Open transactions (finishing retransmissions count too), so a graceful stop can
     /// wait for them.
     pub fn transactions_in_flight(&self) -> usize {
-        self.transactions.len()
+        self.sip.transactions.len()
     }
 
     /// Requests we sent (our BYEs, CANCELled INVITEs) still waiting for a final response:
     /// what a graceful stop waits for. Transactions that only linger to absorb
     /// retransmissions (Timers D, J, K) are not counted.
     pub fn requests_awaiting_response(&self) -> usize {
-        self.transactions.awaiting_final()
+        self.sip.transactions.awaiting_final()
     }
 
     /// Graceful stop (docs/behaviour.md §9): refuse new INVITEs with `503` and hang up every caller
@@ -365,7 +384,7 @@ impl B2bua {
             self.dispatch(now);
             // Dispatch sends INVITEs, which may already have produced events (a send
             // failure); loop until everything is quiet.
-            if !self.transactions.has_events() {
+            if !self.sip.transactions.has_events() {
                 break;
             }
         }
@@ -383,7 +402,7 @@ impl B2bua {
     }
 
     fn process_transaction_events(&mut self, now: Instant) {
-        while let Some(event) = self.transactions.poll_event() {
+        while let Some(event) = self.sip.transactions.poll_event() {
             match event {
                 Event::Request {
                     key,
@@ -437,9 +456,9 @@ impl B2bua {
         };
         let destination = call.signalling;
         send_bye(
-            &mut self.transactions,
-            &mut self.ids,
-            &self.sent_by,
+            &mut self.sip.transactions,
+            &mut self.sip.ids,
+            &self.sip.sent_by,
             now,
             &mut call.dialog,
             destination,
@@ -478,7 +497,7 @@ impl B2bua {
         };
         let waited = now.saturating_duration_since(call.started);
         if reason == LeaveReason::Abandoned {
-            self.stats.calls_abandoned += 1;
+            self.counters.stats.calls_abandoned += 1;
             let queue = call.queue.map(|q| self.config.queues[q.0].name.clone());
             self.call_event(
                 now,

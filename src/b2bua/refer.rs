@@ -55,19 +55,20 @@ impl B2bua {
         }
         let user = agent.map(|a| a.user().to_string()).unwrap_or_default();
         let contact = self
+            .registration
             .registrar
             .binding(&user)
             .map(|b| b.contact.clone())
             .ok_or(DispatchError::NotRegistered)?;
         let call_key = CallKey(assignment.entry.0);
-        let sent_by = self.sent_by.clone();
+        let sent_by = self.sip.sent_by.clone();
         let call = self
             .calls
             .get_mut(&call_key)
             .ok_or(DispatchError::CallerGone)?;
         let mut refer = call
             .dialog
-            .request(rsip::Method::Refer, &sent_by, &self.ids.branch());
+            .request(rsip::Method::Refer, &sent_by, &self.sip.ids.branch());
         refer
             .headers
             .push(Header::Other("Refer-To".into(), format!("<{contact}>")));
@@ -80,6 +81,7 @@ impl B2bua {
             .push(Header::Contact(rsip::headers::Contact::new(ours)));
         let destination: SocketAddr = call.signalling;
         let client = self
+            .sip
             .transactions
             .send_request(now, destination, refer)
             .map_err(|error| DispatchError::NotSent {

@@ -22,9 +22,30 @@ const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 const MAX_AUTH_FAILURES: u32 = 10;
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
-/// The registrar with holdfast's bounds.
-pub(super) fn new_registrar() -> Registrar {
-    Registrar::new(MIN_EXPIRES, MAX_EXPIRES, DEFAULT_EXPIRES)
+/// Everything about agents registering: their bindings, the Digest authenticator, the
+/// failure limiter and the choice of algorithms offered.
+#[derive(Debug)]
+pub struct Registration {
+    /// Bindings with expiry (RFC 3261 §10.3).
+    pub registrar: Registrar,
+    /// Challenges and verifies Digest (RFC 7616, RFC 8760).
+    pub authenticator: DigestAuthenticator,
+    /// Failed authentications per source.
+    pub limiter: FailureLimiter,
+    /// Which algorithms each phone is offered.
+    pub offer: crate::sip::auth::offer::AlgorithmOffer,
+}
+
+impl Registration {
+    /// A registration with holdfast's bounds and `authenticator`.
+    pub(super) fn new(authenticator: DigestAuthenticator) -> Self {
+        Self {
+            registrar: Registrar::new(MIN_EXPIRES, MAX_EXPIRES, DEFAULT_EXPIRES),
+            authenticator,
+            limiter: FailureLimiter::new(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW),
+            offer: Default::default(),
+        }
+    }
 }
 
 /// The Digest authenticator for `[sip] realm` and `digest_algorithms`, with a secret that
@@ -46,11 +67,6 @@ pub(super) fn new_authenticator(
         .with_algorithms(&algorithms)
 }
 
-/// The failed-REGISTER limiter.
-pub(super) fn new_limiter() -> FailureLimiter {
-    FailureLimiter::new(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW)
-}
-
 impl B2bua {
     pub(super) fn on_register(
         &mut self,
@@ -59,7 +75,7 @@ impl B2bua {
         request: rsip::Request,
         source: SocketAddr,
     ) {
-        if self.auth_limiter.is_blocked(now, source.ip()) {
+        if self.registration.limiter.is_blocked(now, source.ip()) {
             tracing::warn!(%source, "REGISTER refused: too many failed authentications");
             return self.reply(now, &key, &request, 403);
         }
@@ -74,35 +90,41 @@ impl B2bua {
                     ConfigCredential::Ha1(h) => Credential::Ha1(h),
                 })
         };
-        let user = match self.authenticator.verify_request(now, &request, lookup) {
+        let user = match self
+            .registration
+            .authenticator
+            .verify_request(now, &request, lookup)
+        {
             Ok(user) => user,
             Err(error) => {
                 if error.is_failure() {
-                    self.auth_limiter.record_failure(now, source.ip());
+                    self.registration.limiter.record_failure(now, source.ip());
                     tracing::warn!(%source, %error, "REGISTER authentication failed");
                 }
                 let code = error.status_code();
                 let mut response = message::response(&request, code, None);
                 if code == 401 {
                     let user = message::header_user(&request, "To").unwrap_or_default();
-                    let algorithms = self.challenge_offer.choose(
+                    let algorithms = self.registration.offer.choose(
                         now,
                         source.ip(),
                         &user,
-                        self.authenticator.algorithms(),
+                        self.registration.authenticator.algorithms(),
                     );
-                    for challenge in
-                        self.authenticator
-                            .challenge_with(now, error.is_stale(), &algorithms)
-                    {
+                    for challenge in self.registration.authenticator.challenge_with(
+                        now,
+                        error.is_stale(),
+                        &algorithms,
+                    ) {
                         push_other(&mut response, "WWW-Authenticate", &challenge);
                     }
                 }
-                let response = message::with_to_tag(response, &self.ids.tag());
+                let response = message::with_to_tag(response, &self.sip.ids.tag());
                 return self.respond(now, &key, response);
             }
         };
-        self.challenge_offer
+        self.registration
+            .offer
             .succeeded(source.ip(), &user, answered_algorithm(&request));
         let register = match registrar::read_register(&request) {
             Ok(register) => register,
@@ -112,13 +134,17 @@ impl B2bua {
             // §10.3 step 3: an agent may only change its own bindings.
             return self.reply(now, &key, &request, 403);
         }
-        match self.registrar.apply(now, &user, &register, source) {
+        match self
+            .registration
+            .registrar
+            .apply(now, &user, &register, source)
+        {
             Ok(binding) => {
                 let mut response = message::response(&request, 200, None);
                 if let Some(binding) = binding {
                     push_other(&mut response, "Contact", &binding.contact_header(now));
                 }
-                let response = message::with_to_tag(response, &self.ids.tag());
+                let response = message::with_to_tag(response, &self.sip.ids.tag());
                 self.respond(now, &key, response);
             }
             Err(error) => {
@@ -134,7 +160,7 @@ impl B2bua {
 
     /// Bindings that appear or disappear make agents available or offline.
     pub(super) fn process_registrar_events(&mut self, now: Instant) {
-        while let Some(event) = self.registrar.poll_event() {
+        while let Some(event) = self.registration.registrar.poll_event() {
             let (user, online) = match &event {
                 RegistrarEvent::Registered { user } => (user, true),
                 RegistrarEvent::Unregistered { user } | RegistrarEvent::Expired { user } => {

@@ -157,7 +157,7 @@ impl B2bua {
     /// Send a response through its server transaction. Failing here means the transaction
     /// is already gone or final (a duplicate answer): nothing to send, but worth a log line.
     pub(super) fn respond(&mut self, now: Instant, key: &ServerKey, response: rsip::Response) {
-        if let Err(error) = self.transactions.respond(now, key, response) {
+        if let Err(error) = self.sip.transactions.respond(now, key, response) {
             tracing::warn!(%error, "response not sent");
         }
     }

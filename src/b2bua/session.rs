@@ -215,7 +215,7 @@ impl B2bua {
 
     /// `Contact` of every request and dialog-creating response holdfast sends.
     pub(super) fn our_contact(&self) -> String {
-        message::contact(&self.sent_by)
+        message::contact(&self.sip.sent_by)
     }
 
     /// Target refresh and CSeq order (§12.2.2) for the dialog's side of `request`.
@@ -350,7 +350,7 @@ impl B2bua {
         music: bool,
     ) {
         if music {
-            let frames = self.music.for_codec(codec);
+            let frames = self.audio.music.for_codec(codec);
             self.media.play(stream, remote, pt, frames);
         } else {
             self.media.stop(stream);

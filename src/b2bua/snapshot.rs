@@ -149,6 +149,7 @@ impl B2bua {
                     .filter_map(|q| self.config.queues.get(q.0).map(|c| c.name.clone()))
                     .collect(),
                 contact: self
+                    .registration
                     .registrar
                     .binding(agent.user())
                     .map(|b| b.contact.clone()),
@@ -159,10 +160,10 @@ impl B2bua {
             queues,
             agents,
             counters: Counters {
-                calls: self.stats.clone(),
-                transactions: self.transactions.stats().clone(),
-                transactions_live: self.transactions.len(),
-                observations: self.observations.clone(),
+                calls: self.counters.stats.clone(),
+                transactions: self.sip.transactions.stats().clone(),
+                transactions_live: self.sip.transactions.len(),
+                observations: self.counters.observations.clone(),
                 calls_up: self.calls.len(),
             },
         }

@@ -214,10 +214,10 @@ impl B2bua {
                 rsip::Method::Invite
             };
             let interval = timer.interval.as_secs();
-            let mut request = call
-                .dialog
-                .request(method, &self.sent_by, &self.ids.branch());
-            let contact = message::contact(&self.sent_by);
+            let mut request =
+                call.dialog
+                    .request(method, &self.sip.sent_by, &self.sip.ids.branch());
+            let contact = message::contact(&self.sip.sent_by);
             let headers = [
                 ("Contact", contact),
                 ("Session-Expires", format!("{interval};refresher=uas")),
@@ -234,6 +234,7 @@ impl B2bua {
                 request = message::with_request_body(request, "application/sdp", body.into_bytes());
             }
             match self
+                .sip
                 .transactions
                 .send_request(now, call.signalling, request)
             {
@@ -267,7 +268,7 @@ impl B2bua {
             return true;
         }
         self.refreshes.remove(client);
-        let sent_by = self.sent_by.clone();
+        let sent_by = self.sip.sent_by.clone();
         let Some(call) = self.calls.get_mut(&call_key) else {
             return true;
         };
@@ -279,8 +280,8 @@ impl B2bua {
             Some(200..=299) => {
                 if client.method() == rsip::Method::Invite {
                     // §13.2.2.4: our re-INVITE's 2xx is ACKed end to end.
-                    let ack = call.dialog.ack(&sent_by, &self.ids.branch());
-                    self.transactions.send_stateless(call.signalling, ack);
+                    let ack = call.dialog.ack(&sent_by, &self.sip.ids.branch());
+                    self.sip.transactions.send_stateless(call.signalling, ack);
                 }
                 timer.interval / 2
             }
