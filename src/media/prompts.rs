@@ -73,16 +73,17 @@ pub enum PromptError {
 }
 
 /// One clip of the pack, decoded and encoded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Clip {
-    /// Mono 8 kHz PCM as decoded.
-    pcm: Vec<i16>,
+    /// Mono 8 kHz PCM as decoded (shared: a copy of the pack copies no audio).
+    pcm: std::sync::Arc<[i16]>,
     /// Whole frames, µ-law then A-law, the last one padded with silence.
     frames: [Bytes; 2],
 }
 
-/// The loaded clips, encoded, and the shared silence that announcements are made of.
-#[derive(Debug)]
+/// The loaded clips, encoded, and the shared silence that announcements are made of. A
+/// clone shares every clip.
+#[derive(Debug, Clone)]
 pub struct Prompts {
     /// Every clip of the pack by name.
     clips: HashMap<&'static str, Clip>,
@@ -166,6 +167,7 @@ impl Prompts {
                 None => audio::load_pcm8k_from_bytes(bytes.to_vec(), pack::EMBEDDED_EXT)?,
             };
             let frames = [audio::frames(&pcm, Law::Mu), audio::frames(&pcm, Law::A)];
+            let pcm = pcm.into();
             clips.insert(name, Clip { pcm, frames });
         }
         replaced.sort_unstable();
@@ -198,7 +200,7 @@ impl Prompts {
 
     /// The decoded PCM of one clip (8 kHz mono), e.g. to compare captured audio against.
     pub fn clip(&self, name: &str) -> Option<&[i16]> {
-        self.clips.get(name).map(|clip| clip.pcm.as_slice())
+        self.clips.get(name).map(|clip| &clip.pcm[..])
     }
 
     /// The announcement as 8 kHz PCM: exactly what [`Prompts::render`] plays, before
