@@ -197,7 +197,10 @@ fn known_method(token: &str) -> Option<Method> {
 fn check_version(version: &str, bad: ParseErrorKind) -> Result<(), ParseErrorKind> {
     if version.eq_ignore_ascii_case("SIP/2.0") {
         Ok(())
-    } else if version.len() >= 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+    } else if version
+        .get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("SIP/"))
+    {
         Err(ParseErrorKind::UnsupportedVersion(version.to_owned()))
     } else {
         Err(bad)
@@ -452,6 +455,17 @@ mod tests {
             request(&with_body("Content-Length: 3\r\nl: 3")).body,
             b"hel"
         );
+    }
+
+    #[test]
+    fn a_version_with_a_multibyte_character_is_refused_not_a_panic() {
+        // Found by the `controller` fuzz target: slicing the version at byte 4 split a
+        // character. The three bytes of `€` straddle byte 4 here.
+        let text = "OPTIONS sip:q@h SI\u{20ac}.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                    From: <sip:a@h>;tag=1\r\nTo: <sip:q@h>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert!(parse(text.as_bytes()).is_err());
+        let response = "SI\u{20ac}.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\r\n";
+        assert!(parse(response.as_bytes()).is_err());
     }
 
     #[test]
