@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kamailio::Kamailio;
 use common::{Holdfast, Setup, header, pcmu_offer, sipp, status_code};
@@ -63,19 +63,10 @@ fn two_record_routes_are_kept_in_order() {
 
 /// Reads datagrams until a request `method` arrives; its text.
 fn wait_request(socket: &UdpSocket, method: &str, wait: Duration) -> Option<String> {
-    let deadline = Instant::now() + wait;
-    let mut buf = [0u8; 65_536];
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        socket
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .ok()?;
-        let (len, _) = socket.recv_from(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf[..len]).to_string();
-        if text.starts_with(&format!("{method} ")) {
-            return Some(text);
-        }
-    }
+    common::receive_until(socket, wait, |datagram, _| {
+        let text = String::from_utf8_lossy(datagram).to_string();
+        text.starts_with(&format!("{method} ")).then_some(text)
+    })
 }
 
 /// The response to `request` with `code`, copying the headers §8.2.6.2 names.
@@ -114,19 +105,12 @@ fn holdfasts_bye_reaches_a_userless_instance_contact_through_the_proxy() {
         proxy = proxy.addr,
     );
     phone.send_to(invite.as_bytes(), proxy.addr).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let ok = loop {
-        let mut buf = [0u8; 65_536];
-        phone
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        if let Ok((len, _)) = phone.recv_from(&mut buf)
-            && status_code(&buf[..len]).is_some_and(|c| c >= 200)
-        {
-            break String::from_utf8_lossy(&buf[..len]).to_string();
-        }
-        assert!(Instant::now() < deadline, "no answer:\n{}", proxy.log());
-    };
+    let ok = common::receive_until(&phone, Duration::from_secs(5), |datagram, _| {
+        status_code(datagram)
+            .filter(|code| *code >= 200)
+            .map(|_| String::from_utf8_lossy(datagram).to_string())
+    })
+    .unwrap_or_else(|| panic!("no answer:\n{}", proxy.log()));
     assert_eq!(status_code(ok.as_bytes()), Some(200), "{ok}");
     let record_route = header(&ok, "Record-Route").expect("Record-Route copied into the 200");
     assert!(

@@ -374,23 +374,17 @@ impl MediaEngine {
     /// paused, and [`MediaEvent::PromptDone`] follows. Ignored (logged) if the stream never
     /// played.
     pub fn prompt(&self, id: StreamId, frames: Prompt) -> Result<(), MediaError> {
-        if frames.is_empty() {
-            return Err(FramesError::Empty.into());
-        }
-        self.send(
-            id,
-            Command::Prompt {
-                id,
-                frames,
-                interrupt: false,
-            },
-        )
+        self.send_prompt(id, frames, false)
     }
 
     /// Plays `frames` at once, cutting short the prompt that plays and dropping any queued
     /// behind it (no [`MediaEvent::PromptDone`] for those): the callback confirmation
     /// answering a key pressed in the middle of the offer.
     pub fn prompt_now(&self, id: StreamId, frames: Prompt) -> Result<(), MediaError> {
+        self.send_prompt(id, frames, true)
+    }
+
+    fn send_prompt(&self, id: StreamId, frames: Prompt, interrupt: bool) -> Result<(), MediaError> {
         if frames.is_empty() {
             return Err(FramesError::Empty.into());
         }
@@ -399,7 +393,7 @@ impl MediaEngine {
             Command::Prompt {
                 id,
                 frames,
-                interrupt: true,
+                interrupt,
             },
         )
     }

@@ -204,8 +204,12 @@ pub fn options(to: SocketAddr, wait: Duration) -> Option<u16> {
     final_status(&socket, wait)
 }
 
-/// Read datagrams until a final (≥ 200) response or the wait ends; its status code.
-pub fn final_status(socket: &UdpSocket, wait: Duration) -> Option<u16> {
+/// Reads datagrams on `socket` until `pick` takes one (returns `Some`) or `wait` ends.
+pub fn receive_until<T>(
+    socket: &UdpSocket,
+    wait: Duration,
+    mut pick: impl FnMut(&[u8], SocketAddr) -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + wait;
     let mut buf = [0u8; 65_536];
     loop {
@@ -213,13 +217,18 @@ pub fn final_status(socket: &UdpSocket, wait: Duration) -> Option<u16> {
         socket
             .set_read_timeout(Some(left.max(Duration::from_millis(1))))
             .ok()?;
-        let (len, _) = socket.recv_from(&mut buf).ok()?;
-        if let Some(code) = status_code(&buf[..len])
-            && code >= 200
-        {
-            return Some(code);
+        let (len, from) = socket.recv_from(&mut buf).ok()?;
+        if let Some(picked) = pick(&buf[..len], from) {
+            return Some(picked);
         }
     }
+}
+
+/// Read datagrams until a final (≥ 200) response or the wait ends; its status code.
+pub fn final_status(socket: &UdpSocket, wait: Duration) -> Option<u16> {
+    receive_until(socket, wait, |datagram, _| {
+        status_code(datagram).filter(|code| *code >= 200)
+    })
 }
 
 /// The status code of a response datagram.
@@ -438,22 +447,12 @@ impl RawUa {
 
     /// Read datagrams until a final response for `cseq_method` arrives; its text.
     pub fn wait_final(&self, cseq_method: &str, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 65_536];
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.socket
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let (len, _) = self.socket.recv_from(&mut buf).ok()?;
-            let text = String::from_utf8_lossy(&buf[..len]).to_string();
-            let Some(code) = status_code(&buf[..len]) else {
-                continue;
-            };
-            if code >= 200 && header(&text, "CSeq").is_some_and(|c| c.ends_with(cseq_method)) {
-                return Some(text);
-            }
-        }
+        receive_until(&self.socket, wait, |datagram, _| {
+            let text = String::from_utf8_lossy(datagram).to_string();
+            let code = status_code(datagram)?;
+            (code >= 200 && header(&text, "CSeq").is_some_and(|c| c.ends_with(cseq_method)))
+                .then_some(text)
+        })
     }
 
     /// Place an INVITE with `sdp` to `user`; ACKs a 2xx. Returns the outcome.
