@@ -90,12 +90,12 @@ impl B2bua {
                     ConfigCredential::Ha1(h) => Credential::Ha1(h),
                 })
         };
-        let user = match self
+        let (user, algorithm) = match self
             .registration
             .authenticator
             .verify_request(now, &request, lookup)
         {
-            Ok(user) => user,
+            Ok(verified) => verified,
             Err(error) => {
                 if error.is_failure() {
                     self.registration.limiter.record_failure(now, source.ip());
@@ -125,7 +125,7 @@ impl B2bua {
         };
         self.registration
             .offer
-            .succeeded(source.ip(), &user, answered_algorithm(&request));
+            .succeeded(source.ip(), &user, algorithm);
         let register = match registrar::read_register(&request) {
             Ok(register) => register,
             Err(error) => return self.reply(now, &key, &request, error.status_code()),
@@ -178,19 +178,4 @@ impl B2bua {
             };
         }
     }
-}
-
-/// The algorithm of the request's Digest answer (`MD5` when it names none, RFC 2617).
-fn answered_algorithm(request: &rsip::Request) -> Algorithm {
-    message::header_value(request, "Authorization")
-        .and_then(|value| {
-            value.split(',').find_map(|param| {
-                let (name, token) = param.split_once('=')?;
-                let name = name.trim().trim_start_matches("Digest").trim();
-                name.eq_ignore_ascii_case("algorithm")
-                    .then(|| Algorithm::from_token(token.trim().trim_matches('"')))
-                    .flatten()
-            })
-        })
-        .unwrap_or(Algorithm::Md5)
 }

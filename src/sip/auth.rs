@@ -298,6 +298,18 @@ impl DigestAuthenticator {
         authorization: &str,
         lookup: impl Fn(&str) -> Option<Credential<'c>>,
     ) -> Result<String, AuthError> {
+        self.verify_answer(now, method, authorization, lookup)
+            .map(|(user, _)| user)
+    }
+
+    /// [`Self::verify`], also naming the algorithm the answer used.
+    fn verify_answer<'c>(
+        &self,
+        now: Instant,
+        method: &str,
+        authorization: &str,
+        lookup: impl Fn(&str) -> Option<Credential<'c>>,
+    ) -> Result<(String, Algorithm), AuthError> {
         let p = params::parse(authorization).map_err(|e| match e {
             params::ParamsError::NotDigest => AuthError::Missing,
             params::ParamsError::Syntax => AuthError::Malformed("syntax"),
@@ -355,7 +367,7 @@ impl DigestAuthenticator {
                 .ct_eq(response.to_ascii_lowercase().as_bytes()),
         );
         match (matches, state) {
-            (true, NonceState::Fresh) => Ok(username),
+            (true, NonceState::Fresh) => Ok((username, algorithm)),
             (true, NonceState::Expired | NonceState::Foreign) => Err(AuthError::StaleNonce),
             (false, NonceState::Foreign) => Err(AuthError::BadNonce),
             (false, _) => Err(AuthError::WrongResponse),
@@ -363,14 +375,15 @@ impl DigestAuthenticator {
     }
 
     /// Verifies a request's credentials: every `Authorization` header naming our realm is
-    /// tried (a client may answer each offered algorithm) and the first success wins.
-    /// Without one, [`AuthError::Missing`]; otherwise the error of the last one tried.
+    /// tried (a client may answer each offered algorithm) and the first success wins, with
+    /// the algorithm it used. Without one, [`AuthError::Missing`]; otherwise the error of
+    /// the last one tried.
     pub fn verify_request<'c>(
         &self,
         now: Instant,
         request: &rsip::Request,
         lookup: impl Fn(&str) -> Option<Credential<'c>>,
-    ) -> Result<String, AuthError> {
+    ) -> Result<(String, Algorithm), AuthError> {
         let method = request.method.to_string();
         let mut result = Err(AuthError::Missing);
         for header in request.headers().iter() {
@@ -385,7 +398,7 @@ impl DigestAuthenticator {
             if !ours {
                 continue;
             }
-            result = self.verify(now, &method, value, &lookup);
+            result = self.verify_answer(now, &method, value, &lookup);
             if result.is_ok() {
                 break;
             }

@@ -220,7 +220,10 @@ fn whole_register_request_is_verified_through_its_headers() {
     else {
         panic!("a request");
     };
-    assert_eq!(auth.verify_request(t0, &request, alice), Ok("alice".into()));
+    assert_eq!(
+        auth.verify_request(t0, &request, alice),
+        Ok(("alice".into(), Algorithm::Md5))
+    );
     let mut bare = request.clone();
     bare.headers
         .retain(|h| !matches!(h, rsip::Header::Authorization(_)));
