@@ -514,14 +514,7 @@ impl B2bua {
             && send_bye
             && let Some(trunk) = self.config.trunks.first().map(|t| t.address)
         {
-            super::send_bye(
-                &mut self.sip.transactions,
-                &mut self.sip.ids,
-                &self.sip.sent_by,
-                now,
-                &mut dialog,
-                trunk,
-            );
+            self.sip.bye(now, &mut dialog, trunk);
         }
         tracing::info!(callback = callback.id.0, "callback call ended");
     }

@@ -351,14 +351,7 @@ impl B2bua {
             LegState::Answered { .. } => {}
             LegState::Cancelling => {
                 // The answer crossed our CANCEL: hang up at once.
-                super::send_bye(
-                    &mut self.sip.transactions,
-                    &mut self.sip.ids,
-                    &self.sip.sent_by,
-                    now,
-                    &mut dialog,
-                    destination,
-                );
+                self.sip.bye(now, &mut dialog, destination);
             }
             LegState::Ringing { .. } => {
                 let answer = sdp::parse_offer(&ok.body).ok();
@@ -491,14 +484,7 @@ impl B2bua {
         if let Some(dialog) = leg.dialog_mut()
             && send_bye
         {
-            super::send_bye(
-                &mut self.sip.transactions,
-                &mut self.sip.ids,
-                &self.sip.sent_by,
-                now,
-                dialog,
-                destination,
-            );
+            self.sip.bye(now, dialog, destination);
         }
         self.media.close(leg.stream);
         let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);

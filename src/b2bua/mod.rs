@@ -90,6 +90,21 @@ pub struct Signalling {
     pub ids: Ids,
 }
 
+impl Signalling {
+    /// BYE in `dialog` to `destination` through a new client transaction (RFC 3261 §15.1.1).
+    fn bye(
+        &mut self,
+        now: Instant,
+        dialog: &mut crate::sip::dialog::Dialog,
+        destination: SocketAddr,
+    ) {
+        let bye = dialog.request(rsip::Method::Bye, &self.sent_by, &self.ids.branch());
+        if let Err(error) = self.transactions.send_request(now, destination, bye) {
+            tracing::warn!(%error, "BYE not sent");
+        }
+    }
+}
+
 /// Hold music and announcement clips, encoded once at start-up and shared by every call.
 #[derive(Debug)]
 pub struct Audio {
@@ -455,14 +470,7 @@ impl B2bua {
             return;
         };
         let destination = call.signalling;
-        send_bye(
-            &mut self.sip.transactions,
-            &mut self.sip.ids,
-            &self.sip.sent_by,
-            now,
-            &mut call.dialog,
-            destination,
-        );
+        self.sip.bye(now, &mut call.dialog, destination);
         self.release(now, key, reason);
     }
 
@@ -570,21 +578,6 @@ impl B2bua {
     /// The agents (read-only), for the admin API and tests.
     pub fn agents(&self) -> &Agents {
         &self.agents
-    }
-}
-
-/// BYE in `dialog` to `destination` through a new client transaction (RFC 3261 §15.1.1).
-fn send_bye(
-    transactions: &mut Transactions,
-    ids: &mut Ids,
-    sent_by: &str,
-    now: Instant,
-    dialog: &mut crate::sip::dialog::Dialog,
-    destination: SocketAddr,
-) {
-    let bye = dialog.request(rsip::Method::Bye, sent_by, &ids.branch());
-    if let Err(error) = transactions.send_request(now, destination, bye) {
-        tracing::warn!(%error, "BYE not sent");
     }
 }
 
