@@ -84,7 +84,8 @@ pub(super) fn negotiate(
     }))
 }
 
-/// Whether any `header` line of `request` lists option `tag` (§20.37, §20.32).
+/// Whether any `header` line of `request` lists `tag` (option tags, §20.37, §20.32; or a
+/// method of `Allow`, §20.5).
 fn has_option_tag(request: &rsip::Request, header: &str, tag: &str) -> bool {
     request.headers.iter().any(|h| {
         let (name, value) = message::header_parts(h);
@@ -137,23 +138,24 @@ impl B2bua {
                 uac_refreshes: false,
             }),
         };
+        // An INVITE says what the caller allows; an UPDATE keeps what its INVITE said.
+        let allowed_before = self
+            .calls
+            .get(&call_key)
+            .and_then(|c| c.session.as_ref())
+            .is_some_and(|timer| timer.peer_allows_update);
+        let peer_allows_update = if request.method == rsip::Method::Invite {
+            has_option_tag(request, "Allow", "UPDATE")
+        } else {
+            allowed_before
+        };
         self.stop_session_timer(call_key);
         let Some(negotiated) = negotiated else {
             return;
         };
         negotiated.add_headers(response);
-        let allows_update = request.method == rsip::Method::Invite
-            && message::header_value(request, "Allow").is_some_and(|allow| {
-                allow
-                    .split(',')
-                    .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
-            });
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
-        };
-        let peer_allows_update = match &call.session {
-            Some(timer) if request.method != rsip::Method::Invite => timer.peer_allows_update,
-            _ => allows_update,
         };
         call.session = Some(SessionTimer {
             interval: Duration::from_secs(negotiated.interval.into()),

@@ -354,3 +354,31 @@ fn refresh_reply(refresh: &str, code: u16) -> String {
         pick("CSeq:")
     )
 }
+
+#[test]
+fn a_caller_that_allows_update_is_refreshed_with_update_even_after_its_own_update() {
+    let mut h = Harness::new();
+    let start = h.now;
+    let text = invite("c1", "+15551230001").replace(
+        "Contact: ",
+        "Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\nContact: ",
+    );
+    h.deliver(TRUNK, &text);
+    let tag = to_tag(&h.take()[1].1);
+    h.deliver(TRUNK, &in_dialog("ACK", "c1", &tag, 1, "ack1"));
+    let ids = (
+        "c1",
+        "<sip:+15551230001@127.0.0.1>;tag=f-c1",
+        &*format!("<sip:100@127.0.0.1:5060>;tag={tag}"),
+    );
+    h.run_until(start + Duration::from_secs(300));
+    h.deliver(TRUNK, &request("UPDATE", ids, 2, "up1", ""));
+    assert_eq!(status(&answers(&mut h)[0].1), Some(200));
+    h.run_until(start + Duration::from_secs(300 + 901));
+    let sent = h.take();
+    assert!(
+        find(&sent, "UPDATE ").is_some(),
+        "our refresh is an UPDATE: {sent:?}"
+    );
+    assert!(find(&sent, "INVITE ").is_none());
+}
