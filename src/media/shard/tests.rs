@@ -108,8 +108,10 @@ fn falling_far_behind_skips_instead_of_bursting() {
     assert!((4..=8).contains(&first.len()), "{} packets", first.len());
     let sent = rig.shard.stats.packets_sent.get();
 
-    // Pretend the shard stalled for 500 ms (25 periods).
-    rig.shard.tick -= 25 * SLOTS as u64;
+    // Pretend the shard stalled for 500 ms (25 periods) before now: counted from the
+    // present, not from where the clock stopped, so the time `drain` slept (and any delay of
+    // a loaded machine) is not counted as part of the stall.
+    rig.shard.tick = rig.shard.tick_at(Instant::now()) - 25 * SLOTS as u64;
     rig.shard.run_clock();
     let after = drain(&rig.rx);
     assert!(after.len() <= 4, "no burst: {} packets", after.len());
