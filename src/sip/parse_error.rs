@@ -2,9 +2,11 @@
 //! response owed to the sender ([`ParseError::reply`], RFC 3261 §8.2.6.2, §18.2.2, §21.4).
 //!
 //! The response is assembled from the raw header values the framing layer read, not from an
-//! `rsip` message, so a request `rsip` could never represent is still answered. Header values
-//! are copied verbatim: they are the peer's own bytes, split at line ends, so they cannot
-//! inject lines.
+//! `rsip` message, so a request `rsip` could never represent is still answered. It must be a
+//! response the client can match (§8.2.6.2: the request's `Via`s, `From`, `To`, `Call-ID` and
+//! `CSeq`), so a request lacking one of those, or carrying a control character in one, gets
+//! no response at all; and the finished bytes must parse as a response, or nothing is sent.
+//! The reason phrase is fixed text chosen by the error kind, never the peer's bytes.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -67,6 +69,22 @@ pub enum ParseErrorKind {
 }
 
 impl ParseErrorKind {
+    /// A fixed description for the reason phrase: the variants that carry request text (a
+    /// method, a version, a scheme, option tags) are described without it; header names are
+    /// our own constants.
+    fn summary(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::UnsupportedVersion(_) => "unsupported SIP version".into(),
+            Self::UnknownMethod(_) => "method not implemented".into(),
+            Self::UnsupportedUriScheme(_) => "unsupported URI scheme".into(),
+            Self::UnsupportedExtension(_) => "unsupported extension".into(),
+            Self::BadContentLength(_) => "bad Content-Length".into(),
+            Self::TooLarge(_) => "message too large".into(),
+            // The rest carry no request text: their display is fixed.
+            other => other.to_string().into(),
+        }
+    }
+
     /// The status code for a request failing this way (§8.2.1–§8.2.3, §21.4).
     fn status(&self) -> u16 {
         match self {
@@ -94,10 +112,10 @@ pub struct ParseError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RouteHeaders {
     vias: Vec<String>,
-    from: Option<String>,
-    to: Option<String>,
-    call_id: Option<String>,
-    cseq: Option<String>,
+    from: String,
+    to: String,
+    call_id: String,
+    cseq: String,
 }
 
 impl ParseError {
@@ -120,7 +138,8 @@ impl ParseError {
     }
 
     /// The status code of the error response, or `None` when the datagram must be dropped
-    /// without an answer (a response, noise, or a request without a `Via`).
+    /// without an answer (a response, noise, or a request whose `Via`, `From`, `To`, `Call-ID`
+    /// or `CSeq` cannot be copied into one).
     pub fn status(&self) -> Option<u16> {
         self.route.as_ref().map(|_| self.kind.status())
     }
@@ -145,16 +164,12 @@ impl ParseError {
         out.extend_from_slice(b"SIP/2.0 ");
         out.extend_from_slice(code.to_string().as_bytes());
         out.push(b' ');
-        // The reason names the problem for whoever reads the peer's logs. It can contain text
-        // from the request (a method, a scheme), so only printable ASCII goes on the wire.
-        let reason = format!("{} ({})", build::reason_phrase(code), self.kind);
-        out.extend(
-            reason
-                .bytes()
-                .filter(|b| (0x20..0x7f).contains(b))
-                .take(160),
-        );
-        out.extend_from_slice(b"\r\n");
+        // The reason names the problem for whoever reads the peer's logs, in fixed text: echoing
+        // the request's bytes would let a peer write into our response.
+        out.extend_from_slice(build::reason_phrase(code).as_bytes());
+        out.extend_from_slice(b" (");
+        out.extend_from_slice(self.kind.summary().as_bytes());
+        out.extend_from_slice(b")\r\n");
         for (i, via) in route.vias.iter().enumerate() {
             let stamped = match (i, src) {
                 (0, Some(src)) => build::stamp_via_value(via, src),
@@ -162,16 +177,15 @@ impl ParseError {
             };
             push_line(&mut out, "Via", &stamped);
         }
-        if let Some(from) = &route.from {
-            push_line(&mut out, "From", from);
-        }
-        if let Some(to) = &route.to {
-            push_line(&mut out, "To", to);
+        push_line(&mut out, "From", &route.from);
+        let to = &route.to;
+        push_line(&mut out, "To", to);
+        {
             if uri::header_param(to, "tag").is_none() {
                 // A stable tag (same request → same tag) keeps retransmitted bad requests
                 // answered identically without any state.
                 let key = [
-                    route.call_id.as_deref(),
+                    Some(route.call_id.as_str()),
                     route.vias.first().map(String::as_str),
                 ];
                 let tag = build::stable_tag(&key);
@@ -181,21 +195,30 @@ impl ParseError {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        if let Some(call_id) = &route.call_id {
-            push_line(&mut out, "Call-ID", call_id);
-        }
-        if let Some(cseq) = &route.cseq {
-            push_line(&mut out, "CSeq", cseq);
-        }
+        push_line(&mut out, "Call-ID", &route.call_id);
+        push_line(&mut out, "CSeq", &route.cseq);
         match &self.kind {
             ParseErrorKind::UnsupportedExtension(tags) => {
+                // §8.2.2.3 names the tags; only RFC 3261 §25.1 `token`s are copied.
+                let is_token = |t: &&String| {
+                    !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+                };
+                let tags: Vec<&str> = tags.iter().filter(is_token).map(String::as_str).collect();
                 push_line(&mut out, "Unsupported", &tags.join(", "));
             }
             ParseErrorKind::UnknownMethod(_) => push_line(&mut out, "Allow", ALLOWED_METHODS),
             _ => {}
         }
         out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        Some(out)
+        // Copied values that are not valid SIP (a bad URI in From, a CSeq without a number)
+        // would make a response the client cannot read either: send nothing rather than that.
+        matches!(
+            super::message::parse(&out),
+            Ok(rsip::SipMessage::Response(_))
+        )
+        .then_some(out)
     }
 }
 
@@ -206,12 +229,27 @@ fn push_line(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The headers a response must copy, or `None` when one is missing or carries a character a
+/// header line may not (a CR or LF anywhere, other controls outside a quoted-pair: RFC 3261
+/// §25.1), which would let the peer's bytes break our response's lines.
 fn route_headers(headers: &[RawHeader<'_>]) -> Option<Box<RouteHeaders>> {
+    let clean = |value: &str| {
+        let mut escaped = false;
+        value.bytes().all(|b| {
+            let ok = match b {
+                b'\r' | b'\n' => false,
+                b'\t' | 0x20..=0x7e | 0x80.. => true,
+                _ => escaped,
+            };
+            escaped = !escaped && b == b'\\';
+            ok
+        })
+    };
     let vias: Vec<String> = headers
         .iter()
         .filter(|h| h.name == "Via")
-        .map(|h| h.value.to_string())
-        .collect();
+        .map(|h| clean(&h.value).then(|| h.value.to_string()))
+        .collect::<Option<_>>()?;
     if vias.is_empty() {
         return None;
     }
@@ -219,13 +257,73 @@ fn route_headers(headers: &[RawHeader<'_>]) -> Option<Box<RouteHeaders>> {
         headers
             .iter()
             .find(|h| h.name == name)
+            .filter(|h| clean(&h.value))
             .map(|h| h.value.to_string())
     };
     Some(Box::new(RouteHeaders {
         vias,
-        from: first("From"),
-        to: first("To"),
-        call_id: first("Call-ID"),
-        cseq: first("CSeq"),
+        from: first("From")?,
+        to: first("To")?,
+        call_id: first("Call-ID")?,
+        cseq: first("CSeq")?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::message::parse;
+
+    fn request(extra_headers: &str, drop: &str) -> String {
+        let text = format!(
+            "OPTIONS sip:q@h SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@h>;tag=1\r\nTo: <sip:q@h>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
+             Max-Forwards: 70\r\n{extra_headers}\r\n"
+        );
+        text.lines()
+            .filter(|l| drop.is_empty() || !l.starts_with(drop))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
+    }
+
+    fn reply(text: &str) -> Option<String> {
+        let error = parse(text.as_bytes()).expect_err("a bad request");
+        error.reply().map(|r| String::from_utf8(r).expect("ASCII"))
+    }
+
+    #[test]
+    fn a_request_missing_an_identifying_header_gets_no_reply() {
+        for header in ["From:", "To:", "Call-ID:", "CSeq:"] {
+            let text = request("Max-Forwards: 999\r\n", header);
+            assert_eq!(reply(&text), None, "without {header}");
+        }
+        // With all of them, the same mistake is answered.
+        assert!(reply(&request("Max-Forwards: 999\r\n", "")).is_some());
+    }
+
+    #[test]
+    fn the_reason_phrase_never_echoes_the_request() {
+        let text = request("", "").replacen("OPTIONS sip", "X-EVIL sip", 1);
+        let text = text.replace("1 OPTIONS", "1 X-EVIL");
+        let reply = reply(&text).expect("501");
+        assert!(reply.starts_with("SIP/2.0 501 Not Implemented (method not implemented)\r\n"));
+        let status_line = reply.lines().next().unwrap_or_default();
+        assert!(!status_line.contains("EVIL"), "{reply}");
+        let text = request("", "").replacen("sip:q@h SIP/2.0", "evil:x@h SIP/2.0", 1);
+        let reply = self::reply(&text).expect("416");
+        assert!(
+            reply.starts_with("SIP/2.0 416 Unsupported URI Scheme (unsupported URI scheme)\r\n"),
+            "{reply}"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_copied_headers_mean_no_reply() {
+        for bad in ["\0", "\x0b", "\r", "\\\r"] {
+            let text = request("Max-Forwards: 999\r\n", "")
+                .replace("Call-ID: c1", &format!("Call-ID: c1{bad}Injected: yes"));
+            if let Some(reply) = reply(&text) {
+                assert!(!reply.contains("Injected"), "{bad:?}: {reply}");
+            }
+        }
+    }
 }
