@@ -205,6 +205,9 @@ pub struct Trunk {
     pub username: String,
     /// Digest password for `username`.
     pub password: String,
+    /// Whether this trunk's `P-Asserted-Identity` names the caller (RFC 3325 §5: only
+    /// within a trust domain); `false`: the `From` user does.
+    pub trust_asserted_identity: bool,
 }
 
 impl Default for Trunk {
@@ -215,6 +218,7 @@ impl Default for Trunk {
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, 5070)),
             username: String::new(),
             password: String::new(),
+            trust_asserted_identity: true,
         }
     }
 }
@@ -247,6 +251,10 @@ pub struct QueueConfig {
     pub callback_retry_delay: u64,
     /// Caller numbers that may be offered (and dialled for) a callback.
     pub callback_number_pattern: Pattern,
+    /// Number prefixes never called back, whatever the pattern says (toll fraud: premium
+    /// rate and satellite ranges by default, [`DEFAULT_CALLBACK_DENY_PREFIXES`]). A number
+    /// written with `00` for the international prefix is compared as `+`.
+    pub callback_deny_prefixes: Vec<String>,
     /// Waiting entries beyond which new callers get `486 Busy Here`.
     pub max_len: u32,
     /// Relay media or transfer with REFER.
@@ -278,6 +286,10 @@ impl Default for QueueConfig {
             callback_attempts: 3,
             callback_retry_delay: 120,
             callback_number_pattern: r"^\+?[0-9]{6,15}$".parse().expect("valid regex literal"),
+            callback_deny_prefixes: DEFAULT_CALLBACK_DENY_PREFIXES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
             max_len: 1000,
             bridge: BridgeMode::Relay,
             ring_timeout: 15,
@@ -287,6 +299,43 @@ impl Default for QueueConfig {
             music_on_hold: true,
             default_handle_time: 300,
         }
+    }
+}
+
+/// Callback numbers refused by default (docs/behaviour.md §6): ranges where a call costs the
+/// caller, or pays the called party, far more than a normal call, which is what toll fraud
+/// dials. E.164 with `+`:
+/// - ITU international premium rate and shared-cost services (`+979`, `+808`), international
+///   networks and satellite (`+870` Inmarsat, `+881` GMSS, `+882` and `+883` international
+///   networks);
+/// - North American premium rate `+1 900` and `+1 976` (also written `1900`, `1976`);
+/// - UK premium rate `+44 9` and `+44 871`–`+44 873`; Germany `+49 900` and `+49 137`;
+///   France `+33 89`; Italy `+39 89`; Spain `+34 803`, `+34 806`, `+34 807`, `+34 905`;
+///   Australia `+61 190`.
+///
+/// Replace the list with `callback_deny_prefixes` (`[]` turns it off).
+pub const DEFAULT_CALLBACK_DENY_PREFIXES: &[&str] = &[
+    "+979", "+808", "+870", "+881", "+882", "+883", "+1900", "+1976", "1900", "1976", "+449",
+    "+44871", "+44872", "+44873", "+49900", "+49137", "+3389", "+3989", "+34803", "+34806",
+    "+34807", "+34905", "+61190",
+];
+
+impl QueueConfig {
+    /// Whether `number` may be offered and dialled a callback: it matches
+    /// `callback_number_pattern` and starts with none of `callback_deny_prefixes`.
+    pub fn callback_number_allowed(&self, number: &str) -> bool {
+        if !self.callback_number_pattern.is_match(number) {
+            return false;
+        }
+        // `00` is the international prefix in most of the world: compare it as `+`.
+        let international = number.strip_prefix("00").map(|rest| format!("+{rest}"));
+        let candidates = [Some(number), international.as_deref()];
+        !self.callback_deny_prefixes.iter().any(|prefix| {
+            candidates
+                .iter()
+                .flatten()
+                .any(|n| n.starts_with(prefix.as_str()))
+        })
     }
 }
 
@@ -415,6 +464,14 @@ impl Config {
         self.trunks
             .iter()
             .any(|trunk| trunk.allow.iter().any(|cidr| cidr.contains(ip)))
+    }
+
+    /// Whether a `P-Asserted-Identity` from `ip` may name the caller: `ip` is a trunk source
+    /// and that trunk has `trust_asserted_identity` (RFC 3325 §5).
+    pub fn trusts_asserted_identity(&self, ip: std::net::IpAddr) -> bool {
+        self.trunks.iter().any(|trunk| {
+            trunk.trust_asserted_identity && trunk.allow.iter().any(|cidr| cidr.contains(ip))
+        })
     }
 
     /// Where a call goes: (queue index, priority level). The exact `number` route wins over

@@ -65,8 +65,9 @@ pub enum RestoreError {
     /// The callback's queue is no longer configured.
     #[error("queue {0:?} no longer exists")]
     UnknownQueue(String),
-    /// The number no longer matches the queue's `callback_number_pattern`.
-    #[error("number no longer matches callback_number_pattern")]
+    /// The number no longer matches the queue's `callback_number_pattern`, or is now in its
+    /// `callback_deny_prefixes`.
+    #[error("number no longer allowed by callback_number_pattern and callback_deny_prefixes")]
     NumberRefused,
     /// The queue refused the entry (a duplicate id: a broken invariant).
     #[error("{0}")]
@@ -121,7 +122,7 @@ impl B2bua {
         );
         let offer = config.callback_threshold > 0
             && wait.as_secs() >= config.callback_threshold
-            && config.callback_number_pattern.is_match(&call.caller);
+            && config.callback_number_allowed(&call.caller);
         if !offer {
             return frames;
         }
@@ -170,10 +171,7 @@ impl B2bua {
         let (Some(queue), true, true, '1') = (call.queue, heard_offer, holding, digit) else {
             return;
         };
-        if !self.config.queues[queue.0]
-            .callback_number_pattern
-            .is_match(&call.caller)
-        {
+        if !self.config.queues[queue.0].callback_number_allowed(&call.caller) {
             return;
         }
         let entry = call_key.entry();
@@ -297,10 +295,7 @@ impl B2bua {
             .config
             .queue_index(&request.queue)
             .ok_or_else(|| RestoreError::UnknownQueue(request.queue.clone()))?;
-        if !self.config.queues[index]
-            .callback_number_pattern
-            .is_match(&request.number)
-        {
+        if !self.config.queues[index].callback_number_allowed(&request.number) {
             return Err(RestoreError::NumberRefused);
         }
         let queue = QueueId(index);

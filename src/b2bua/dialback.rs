@@ -89,7 +89,7 @@ impl B2bua {
         let (pattern_ok, max) = (
             self.callbacks
                 .get(&entry)
-                .is_some_and(|c| config.callback_number_pattern.is_match(&c.number)),
+                .is_some_and(|c| config.callback_number_allowed(&c.number)),
             config.callback_attempts,
         );
         let Some(trunk) = self.config.trunks.first().cloned() else {

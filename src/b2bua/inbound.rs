@@ -88,7 +88,7 @@ impl B2bua {
         if self.draining || self.calls.len() >= self.config.sip.max_calls as usize {
             return Err(503);
         }
-        let caller = caller_number(request);
+        let caller = caller_number(request, self.config.trusts_asserted_identity(source.ip()));
         let dialled = message::request_uri_user(request).unwrap_or_default();
         let (queue_index, level) = self.config.route(&dialled, &caller).ok_or(404u16)?;
         check_media_types(request)?;
@@ -182,10 +182,12 @@ impl B2bua {
     }
 }
 
-/// The caller's number (docs/behaviour.md §6): the user of P-Asserted-Identity (RFC 3325) when present,
-/// else the From user.
-pub(crate) fn caller_number(request: &rsip::Request) -> String {
-    message::header_user(request, "P-Asserted-Identity")
+/// The caller's number (docs/behaviour.md §6): the user of P-Asserted-Identity (RFC 3325) when
+/// present and `trusted` (it came from a trunk that asserts identities), else the From user.
+pub(crate) fn caller_number(request: &rsip::Request, trusted: bool) -> String {
+    trusted
+        .then(|| message::header_user(request, "P-Asserted-Identity"))
+        .flatten()
         .or_else(|| message::from_user(request))
         .unwrap_or_default()
 }

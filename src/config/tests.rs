@@ -180,8 +180,7 @@ fn expected_demo() -> Config {
             name: "carrier".into(),
             allow: vec!["127.0.0.0/8".parse().unwrap()],
             address: "127.0.0.1:5070".parse().unwrap(),
-            username: String::new(),
-            password: String::new(),
+            ..Trunk::default()
         }],
         queues: ["premium", "support"]
             .map(|name| QueueConfig {
@@ -320,4 +319,37 @@ fn load_reads_files_and_names_them() {
         "{message}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn premium_rate_numbers_are_never_called_back_by_default() {
+    let q = QueueConfig::default();
+    for allowed in ["+15550001111", "+442071234567", "0049301234567", "5550100"] {
+        assert!(q.callback_number_allowed(allowed), "{allowed}");
+    }
+    for denied in [
+        "+19005550100",
+        "19765550100",
+        "+449012345678",
+        "00449012345678",
+        "+8816123456789",
+        "+979123456789",
+        "not a number",
+    ] {
+        assert!(!q.callback_number_allowed(denied), "{denied}");
+    }
+    let open = QueueConfig {
+        callback_deny_prefixes: Vec::new(),
+        ..QueueConfig::default()
+    };
+    assert!(open.callback_number_allowed("+19005550100"));
+}
+
+#[test]
+fn deny_prefixes_must_be_digits() {
+    let message = error("[[queue]]\nname = \"q\"\ncallback_deny_prefixes = [\"+1900\", \"9x\"]\n");
+    assert!(
+        message.contains("holdfast.toml: queue[0].callback_deny_prefixes[1]: must be digits"),
+        "{message}"
+    );
 }

@@ -108,6 +108,15 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             q.callback_attempts.into(),
         );
         r.at_least_one(format!("queue[{i}].max_no_answer"), q.max_no_answer.into());
+        for (j, prefix) in q.callback_deny_prefixes.iter().enumerate() {
+            let digits = prefix.strip_prefix('+').unwrap_or(prefix);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                r.add(
+                    format!("queue[{i}].callback_deny_prefixes[{j}]"),
+                    "must be digits, optionally after a leading +",
+                );
+            }
+        }
         r.at_least_one(
             format!("queue[{i}].default_handle_time"),
             q.default_handle_time,

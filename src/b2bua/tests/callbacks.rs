@@ -107,6 +107,37 @@ fn offer_needs_the_threshold_and_a_valid_number() {
 }
 
 #[test]
+fn premium_rate_numbers_and_untrusted_asserted_identities_get_no_offer() {
+    let mut h = Harness::with_config(CONFIG_CALLBACKS);
+    join(&mut h, "c1", "+19005550100");
+    assert!(
+        offer_from(&h, 1).is_none(),
+        "+1 900 is in the default deny list"
+    );
+    // P-Asserted-Identity names the caller only when the trunk is trusted to assert it.
+    let with_pai = |call: &str| {
+        invite(call, "anonymous").replacen(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nP-Asserted-Identity: <sip:+15551230002@127.0.0.1>\r\n",
+            1,
+        )
+    };
+    h.deliver(TRUNK, &with_pai("c2"));
+    h.run_until(h.now);
+    assert_eq!(h.b2bua.calls[&CallKey(2)].caller, "+15551230002");
+    assert!(offer_from(&h, 2).is_some());
+    let untrusted = CONFIG_CALLBACKS.replace(
+        "password = \"trunk-secret\"\n",
+        "password = \"trunk-secret\"\ntrust_asserted_identity = false\n",
+    );
+    let mut h = Harness::with_config(&untrusted);
+    h.deliver(TRUNK, &with_pai("c1"));
+    h.run_until(h.now);
+    assert_eq!(h.b2bua.calls[&CallKey(1)].caller, "anonymous");
+    assert!(offer_from(&h, 1).is_none());
+}
+
+#[test]
 fn one_before_the_offer_is_ignored_and_commit_comes_before_confirmation() {
     let mut h = Harness::with_config(CONFIG_CALLBACKS);
     join(&mut h, "c1", "+15551230001");
