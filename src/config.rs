@@ -105,6 +105,9 @@ pub struct Sip {
     pub session_expires: u32,
     /// Smallest session interval accepted (RFC 4028 `Min-SE`); shorter asks get `422`.
     pub min_se: u32,
+    /// Networks whose failed REGISTER logins never block them (docs/behaviour.md §9): an
+    /// office you trust, a monitoring host. Failures are still counted and logged.
+    pub auth_never_block: Vec<Cidr>,
 }
 
 /// A Digest algorithm name as written in the config (RFC 8760 §2).
@@ -131,6 +134,7 @@ impl Default for Sip {
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             session_expires: 1800,
             min_se: 90,
+            auth_never_block: Vec::new(),
         }
     }
 }

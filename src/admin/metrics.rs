@@ -318,6 +318,24 @@ const SERIES: &[Series] = &[
         samples: |src, out| out.count(&[], src.status.store_dropped),
     },
     Series {
+        name: "holdfast_auth_failures_total",
+        kind: "counter",
+        help: "Failed REGISTER logins (unknown user, wrong password, forged nonce).",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.auth_failures),
+    },
+    Series {
+        name: "holdfast_auth_blocked_total",
+        kind: "counter",
+        help: "REGISTERs refused unchecked because their source and user were blocked.",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.register_blocked),
+    },
+    Series {
+        name: "holdfast_auth_blocks",
+        kind: "gauge",
+        help: "Source and user pairs blocked for failed logins now.",
+        samples: |src, out| out.count(&[], src.status.snapshot.blocks.len() as u64),
+    },
+    Series {
         name: "holdfast_sip_transactions_live",
         kind: "gauge",
         help: "SIP transactions alive now.",

@@ -127,6 +127,7 @@ fn router(state: AppState) -> Router {
         .route("/api/agents/{user}/pause", post(pause))
         .route("/api/agents/{user}/unpause", post(unpause))
         .route("/api/callbacks", get(callbacks))
+        .route("/api/blocks", get(blocks))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -217,6 +218,10 @@ async fn queues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 
 async fn agents(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(status(&state).await?.snapshot.agents))
+}
+
+async fn blocks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(status(&state).await?.snapshot.blocks))
 }
 
 async fn set_paused(state: &AppState, user: String, paused: bool) -> Result<Response, ApiError> {

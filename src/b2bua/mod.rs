@@ -22,6 +22,7 @@ mod ids;
 mod inbound;
 mod leg;
 mod legs;
+mod log_limit;
 pub mod media;
 mod refer;
 mod register;

@@ -5,11 +5,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::log_limit::LogLimit;
 use super::{B2bua, push_other};
 use crate::config::{Credential as ConfigCredential, DigestAlgorithm};
 use crate::sip::auth::{Algorithm, Credential, DigestAuthenticator};
 use crate::sip::message;
-use crate::sip::registrar::{self, FailureLimiter, Registrar, RegistrarEvent};
+use crate::sip::registrar::{self, AuthKey, FailureLimiter, Registrar, RegistrarEvent};
 use crate::sip::transaction::ServerKey;
 
 /// Shortest registration accepted (`423` below it), longest granted, default.
@@ -18,7 +19,8 @@ const MAX_EXPIRES: u32 = 3600;
 const DEFAULT_EXPIRES: u32 = 3600;
 /// How long a challenge's nonce stays fresh.
 const NONCE_LIFETIME: Duration = Duration::from_secs(300);
-/// Failed authentications from one address before it is refused for a while (docs/behaviour.md §9).
+/// Failed authentications for one user name from one address (or for unknown user names from
+/// one address) before those are refused for the rest of the window (docs/behaviour.md §9).
 const MAX_AUTH_FAILURES: u32 = 10;
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -30,10 +32,17 @@ pub struct Registration {
     pub registrar: Registrar,
     /// Challenges and verifies Digest (RFC 7616, RFC 8760).
     pub authenticator: DigestAuthenticator,
-    /// Failed authentications per source.
+    /// Failed authentications per (source, user), and per source for unknown users.
     pub limiter: FailureLimiter,
     /// Which algorithms each phone is offered.
     pub offer: crate::sip::auth::offer::AlgorithmOffer,
+    /// Failed logins counted (unknown user, wrong password, forged nonce).
+    pub failures: u64,
+    /// REGISTERs refused unchecked because their (source, user) was blocked.
+    pub refused_blocked: u64,
+    /// Log lines for failures and for blocked refusals, rate-limited.
+    log_failure: LogLimit,
+    log_blocked: LogLimit,
 }
 
 impl Registration {
@@ -44,6 +53,10 @@ impl Registration {
             authenticator,
             limiter: FailureLimiter::new(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW),
             offer: Default::default(),
+            failures: 0,
+            refused_blocked: 0,
+            log_failure: LogLimit::default(),
+            log_blocked: LogLimit::default(),
         }
     }
 }
@@ -75,8 +88,31 @@ impl B2bua {
         request: rsip::Request,
         source: SocketAddr,
     ) {
-        if self.registration.limiter.is_blocked(now, source.ip()) {
-            tracing::warn!(%source, "REGISTER refused: too many failed authentications");
+        // Failures count against the user name the credentials claim (else the To user), or
+        // against "unknown users" from this source when no agent has that name.
+        let claimed = self
+            .registration
+            .authenticator
+            .claimed_user(&request)
+            .or_else(|| message::header_user(&request, "To"))
+            .unwrap_or_default();
+        let known = self.config.agents.iter().any(|a| a.user == claimed);
+        let limit_key = AuthKey {
+            source: source.ip(),
+            user: known.then(|| claimed.clone()),
+        };
+        let never_block = self
+            .config
+            .sip
+            .auth_never_block
+            .iter()
+            .any(|net| net.contains(source.ip()));
+        if !never_block && self.registration.limiter.is_blocked(now, &limit_key) {
+            // The same answer as a wrong password or an unknown user: nothing to probe.
+            self.registration.refused_blocked += 1;
+            if let Some(suppressed) = self.registration.log_blocked.allow(now) {
+                tracing::warn!(%source, user = %claimed, suppressed, "REGISTER refused: too many failed authentications");
+            }
             return self.reply(now, &key, &request, 403);
         }
         let agents = &self.config.agents;
@@ -90,16 +126,20 @@ impl B2bua {
                     ConfigCredential::Ha1(h) => Credential::Ha1(h),
                 })
         };
-        let (user, algorithm) = match self
-            .registration
-            .authenticator
-            .verify_request(now, &request, lookup)
-        {
+        let (user, algorithm) = match self.registration.authenticator.verify_request(
+            now,
+            Some(source),
+            &request,
+            lookup,
+        ) {
             Ok(verified) => verified,
             Err(error) => {
                 if error.is_failure() {
-                    self.registration.limiter.record_failure(now, source.ip());
-                    tracing::warn!(%source, %error, "REGISTER authentication failed");
+                    self.registration.failures += 1;
+                    self.registration.limiter.record_failure(now, limit_key);
+                    if let Some(suppressed) = self.registration.log_failure.allow(now) {
+                        tracing::warn!(%source, user = %claimed, %error, suppressed, "REGISTER authentication failed");
+                    }
                 }
                 let code = error.status_code();
                 let mut response = message::response(&request, code, None);
@@ -113,6 +153,7 @@ impl B2bua {
                     );
                     for challenge in self.registration.authenticator.challenge_with(
                         now,
+                        Some(source),
                         error.is_stale(),
                         &algorithms,
                     ) {

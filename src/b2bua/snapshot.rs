@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub queues: Vec<QueueView>,
     /// The agents in configuration order.
     pub agents: Vec<AgentView>,
+    /// Sources refused REGISTERs for failed logins right now (docs/behaviour.md §9).
+    pub blocks: Vec<BlockView>,
     /// Counters for `/metrics` (not part of the docs/behaviour.md §12 JSON).
     #[serde(skip)]
     pub counters: Counters,
@@ -76,6 +78,19 @@ pub struct AgentView {
     pub calls_taken: u64,
 }
 
+/// One blocked login: `GET /api/blocks` item.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct BlockView {
+    /// The source address.
+    pub source: String,
+    /// The user name refused from there; `null`: every unknown user name.
+    pub user: Option<String>,
+    /// Failed logins counted in the window.
+    pub failures: u32,
+    /// Seconds until the block ends.
+    pub remaining_s: u64,
+}
+
 /// Counters of the controller and its transaction layer, for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -89,6 +104,10 @@ pub struct Counters {
     pub observations: Observations,
     /// Calls up right now (holding, ringing or talking).
     pub calls_up: usize,
+    /// Failed REGISTER logins (unknown user, wrong password, forged nonce).
+    pub auth_failures: u64,
+    /// REGISTERs refused unchecked because their source and user were blocked.
+    pub register_blocked: u64,
 }
 
 /// Why pause/unpause was refused.
@@ -156,15 +175,30 @@ impl B2bua {
                 calls_taken: agent.calls_taken(),
             })
             .collect();
+        let blocks = self
+            .registration
+            .limiter
+            .blocks(now)
+            .into_iter()
+            .map(|block| BlockView {
+                source: block.key.source.to_string(),
+                user: block.key.user,
+                failures: block.failures,
+                remaining_s: block.until.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
         Snapshot {
             queues,
             agents,
+            blocks,
             counters: Counters {
                 calls: self.counters.stats.clone(),
                 transactions: self.sip.transactions.stats().clone(),
                 transactions_live: self.sip.transactions.len(),
                 observations: self.counters.observations.clone(),
                 calls_up: self.calls.len(),
+                auth_failures: self.registration.failures,
+                register_blocked: self.registration.refused_blocked,
             },
         }
     }

@@ -6,18 +6,25 @@
 //! `Authorization` of the retried request. Only `qop=auth` is offered; a response without
 //! `qop` (RFC 2069 style, still allowed by RFC 3261 §22.4) is accepted too.
 //!
-//! # Stateless signed nonces
+//! # Signed nonces bound to the source, counted once used
 //! A nonce is `hex(t ‖ mac)`: `t` is the issue time in whole seconds since the
 //! authenticator was created (8 bytes, big-endian) and `mac` the first 16 bytes of
-//! `HMAC-SHA256(secret, "holdfast-digest-nonce" ‖ t ‖ realm)`. Nothing is stored per
-//! challenge, so a flood of unauthenticated REGISTERs costs no memory. The secret is random
-//! per process, so nonces die with a restart; a client that then answers an old nonce
-//! correctly is told `stale=true` (see [`AuthError::StaleNonce`]) and re-authenticates
-//! silently instead of failing.
+//! `HMAC-SHA256(secret, "holdfast-digest-nonce" ‖ t ‖ realm ‖ source)`, where `source` is the
+//! address and port the challenge was sent to. Nothing is stored per challenge, so a flood of
+//! unauthenticated REGISTERs costs no memory. The secret is random per process, so nonces die
+//! with a restart; a client that then answers an old nonce correctly is told `stale=true`
+//! (see [`AuthError::StaleNonce`]) and re-authenticates silently instead of failing.
 //!
-//! What statelessness gives up: nonce counts are not tracked, so a captured request can be
-//! replayed until its nonce expires. For REGISTER that is acceptable (digest with `qop=auth`
-//! does not protect the Contact anyway), and the nonce lifetime bounds the window.
+//! Replays are refused two ways:
+//! - **Binding.** A nonce answered from another address or port than it was issued to fails
+//!   its MAC: a sniffed `Authorization` sent from the attacker's own socket is `stale` at best,
+//!   so it can never move an agent's binding to the attacker's Contact.
+//! - **Counting** (RFC 7616 §3.4.5). Once an answer verifies, its nonce's `nc` is remembered
+//!   until the nonce expires; the next use must carry a higher `nc` (a `qop`-less answer makes
+//!   the nonce single-use). Only verified answers are remembered, so only real agents create
+//!   entries, and the table is capped ([`MAX_TRACKED_NONCES`]): when full, the oldest entry
+//!   goes and every nonce issued up to then is treated as expired, so forgetting never
+//!   re-opens a replay.
 //!
 //! # Credentials
 //! A [`Credential`] is the plain password or a precomputed HA1. An HA1 is bound to one
@@ -35,7 +42,9 @@ mod params;
 
 pub use client::digest_credentials;
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -154,6 +163,11 @@ pub enum AuthError {
     /// The response does not match: wrong password (or wrong method/uri).
     #[error("wrong response")]
     WrongResponse,
+    /// The response is right but its nonce count was used already (RFC 7616 §3.4.5): a
+    /// replayed request, or a client that reuses `nc`. Answered like a stale nonce, so an
+    /// honest client re-authenticates without asking its user; not a guess.
+    #[error("nonce count already used")]
+    Replayed,
 }
 
 impl AuthError {
@@ -170,6 +184,7 @@ impl AuthError {
             | AuthError::UnsupportedQop
             | AuthError::AlgorithmUnavailable
             | AuthError::StaleNonce
+            | AuthError::Replayed
             | AuthError::BadNonce => 401,
         }
     }
@@ -186,7 +201,7 @@ impl AuthError {
 
     /// Whether the next challenge should carry `stale=true`.
     pub fn is_stale(&self) -> bool {
-        matches!(self, AuthError::StaleNonce)
+        matches!(self, AuthError::StaleNonce | AuthError::Replayed)
     }
 }
 
@@ -196,16 +211,24 @@ const NONCE_DOMAIN: &[u8] = b"holdfast-digest-nonce";
 const NONCE_TIME_LEN: usize = 8;
 /// Bytes of the truncated MAC in a nonce: 128 bits is far beyond guessing range.
 const NONCE_MAC_LEN: usize = 16;
+/// Used nonces remembered at most (about 60 bytes each): far more than the agents that can
+/// register within one nonce lifetime.
+pub const MAX_TRACKED_NONCES: usize = 100_000;
 
 /// How a presented nonce relates to the ones we issue.
 enum NonceState {
-    Fresh,
+    /// Issued by us to this source and not expired: `t` and `mac` identify it.
+    Fresh {
+        t: u64,
+        mac: [u8; NONCE_MAC_LEN],
+    },
     Expired,
     /// Not decodable, not authentic, or from the future: not issued by this process.
     Foreign,
 }
 
-/// Issues Digest challenges and verifies credentials. Holds no per-client state.
+/// Issues Digest challenges and verifies credentials. The only per-client state is the
+/// count of each nonce that has verified (see the module docs).
 #[derive(Debug, Clone)]
 pub struct DigestAuthenticator {
     realm: String,
@@ -214,6 +237,48 @@ pub struct DigestAuthenticator {
     /// Nonce times count seconds from here.
     epoch: Instant,
     algorithms: Vec<Algorithm>,
+    used: UsedNonces,
+}
+
+/// The highest `nc` seen per verified nonce, by its MAC, with eviction by issue time.
+#[derive(Debug, Clone, Default)]
+struct UsedNonces {
+    counts: HashMap<[u8; NONCE_MAC_LEN], (u64, u32)>,
+    by_issue: BTreeSet<(u64, [u8; NONCE_MAC_LEN])>,
+    /// Nonces issued at or before this second were forgotten to make room: all expired.
+    forgotten_through: Option<u64>,
+}
+
+impl UsedNonces {
+    /// Records `nc` for the nonce issued at `t` with `mac`; `false` if it is not above the
+    /// highest count already seen (a replay).
+    fn record(&mut self, t: u64, mac: [u8; NONCE_MAC_LEN], nc: u32, oldest_live: u64) -> bool {
+        if let Some((_, seen)) = self.counts.get_mut(&mac) {
+            if nc <= *seen {
+                return false;
+            }
+            *seen = nc;
+            return true;
+        }
+        // Entries whose nonces expired can go: an expired nonce never verifies again.
+        while let Some(&(issued, old)) = self.by_issue.first() {
+            if issued >= oldest_live && self.counts.len() < MAX_TRACKED_NONCES {
+                break;
+            }
+            self.by_issue.pop_first();
+            self.counts.remove(&old);
+            if issued >= oldest_live {
+                self.forgotten_through = Some(self.forgotten_through.unwrap_or(0).max(issued));
+            }
+        }
+        self.counts.insert(mac, (t, nc));
+        self.by_issue.insert((t, mac));
+        true
+    }
+
+    fn forgotten(&self, t: u64) -> bool {
+        self.forgotten_through.is_some_and(|through| t <= through)
+    }
 }
 
 impl DigestAuthenticator {
@@ -227,6 +292,7 @@ impl DigestAuthenticator {
             nonce_lifetime,
             epoch: now,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            used: UsedNonces::default(),
         }
     }
 
@@ -256,19 +322,23 @@ impl DigestAuthenticator {
 
     /// The `WWW-Authenticate` values for a `401`, one per offered algorithm, preferred first
     /// (RFC 8760 §2.4). `stale` adds `stale=true` (after [`AuthError::StaleNonce`]).
+    ///
+    /// The nonce is bound to no source: only [`Self::verify`] (no source either) accepts it.
     pub fn challenge(&self, now: Instant, stale: bool) -> Vec<String> {
-        self.challenge_with(now, stale, &self.algorithms)
+        self.challenge_with(now, None, stale, &self.algorithms)
     }
 
-    /// Like [`Self::challenge`] but offering only `algorithms` (e.g. only MD5 after
+    /// Like [`Self::challenge`] for a request from `source` (the nonce only verifies from
+    /// there), offering only `algorithms` (e.g. only MD5 after
     /// [`AuthError::AlgorithmUnavailable`]).
     pub fn challenge_with(
         &self,
         now: Instant,
+        source: Option<SocketAddr>,
         stale: bool,
         algorithms: &[Algorithm],
     ) -> Vec<String> {
-        let nonce = self.nonce(now);
+        let nonce = self.nonce(now, source);
         let realm = quote(&self.realm);
         algorithms
             .iter()
@@ -291,21 +361,24 @@ impl DigestAuthenticator {
     /// The `uri` parameter must be present but is not compared with the Request-URI: proxies
     /// and NATs rewrite the latter, and `qop=auth` already binds the response to the `uri`
     /// the client hashed.
+    ///
+    /// For nonces from [`Self::challenge`] (bound to no source).
     pub fn verify<'c>(
-        &self,
+        &mut self,
         now: Instant,
         method: &str,
         authorization: &str,
         lookup: impl Fn(&str) -> Option<Credential<'c>>,
     ) -> Result<String, AuthError> {
-        self.verify_answer(now, method, authorization, lookup)
+        self.verify_answer(now, None, method, authorization, lookup)
             .map(|(user, _)| user)
     }
 
-    /// [`Self::verify`], also naming the algorithm the answer used.
+    /// [`Self::verify`] for a request from `source`, also naming the algorithm the answer used.
     fn verify_answer<'c>(
-        &self,
+        &mut self,
         now: Instant,
+        source: Option<SocketAddr>,
         method: &str,
         authorization: &str,
         lookup: impl Fn(&str) -> Option<Credential<'c>>,
@@ -343,7 +416,7 @@ impl DigestAuthenticator {
         if realm != self.realm {
             return Err(AuthError::WrongRealm);
         }
-        let state = self.check_nonce(now, &nonce);
+        let state = self.check_nonce(now, source, &nonce);
         let credential = lookup(&username).ok_or(AuthError::UnknownUser)?;
         let ha1 = match credential {
             Credential::Password(password) => algorithm.hash_hex(&[&username, &realm, password]),
@@ -367,7 +440,23 @@ impl DigestAuthenticator {
                 .ct_eq(response.to_ascii_lowercase().as_bytes()),
         );
         match (matches, state) {
-            (true, NonceState::Fresh) => Ok((username, algorithm)),
+            (true, NonceState::Fresh { t, mac }) => {
+                // Without qop there is no count: the nonce is single-use, recorded as the
+                // highest count so no later answer (with or without qop) exceeds it.
+                let nc = match &qop {
+                    Some((nc, _)) => u32::from_str_radix(nc, 16)
+                        .map_err(|_| AuthError::Malformed("nc is not 8 hex digits"))?,
+                    None => u32::MAX,
+                };
+                let oldest_live = self
+                    .seconds(now)
+                    .saturating_sub(self.nonce_lifetime.as_secs());
+                if self.used.record(t, mac, nc, oldest_live) {
+                    Ok((username, algorithm))
+                } else {
+                    Err(AuthError::Replayed)
+                }
+            }
             (true, NonceState::Expired | NonceState::Foreign) => Err(AuthError::StaleNonce),
             (false, NonceState::Foreign) => Err(AuthError::BadNonce),
             (false, _) => Err(AuthError::WrongResponse),
@@ -379,8 +468,9 @@ impl DigestAuthenticator {
     /// the algorithm it used. Without one, [`AuthError::Missing`]; otherwise the error of
     /// the last one tried.
     pub fn verify_request<'c>(
-        &self,
+        &mut self,
         now: Instant,
+        source: Option<SocketAddr>,
         request: &rsip::Request,
         lookup: impl Fn(&str) -> Option<Credential<'c>>,
     ) -> Result<(String, Algorithm), AuthError> {
@@ -398,7 +488,7 @@ impl DigestAuthenticator {
             if !ours {
                 continue;
             }
-            result = self.verify_answer(now, &method, value, &lookup);
+            result = self.verify_answer(now, source, &method, value, &lookup);
             if result.is_ok() {
                 break;
             }
@@ -406,24 +496,58 @@ impl DigestAuthenticator {
         result
     }
 
-    /// A nonce for `now`.
-    fn nonce(&self, now: Instant) -> String {
-        let t = now.saturating_duration_since(self.epoch).as_secs();
+    fn seconds(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    /// The user name of the first Digest `Authorization` of `request` for our realm, before
+    /// any check: who the sender claims to be (the failure limiter counts by it).
+    pub fn claimed_user(&self, request: &rsip::Request) -> Option<String> {
+        request.headers().iter().find_map(|header| {
+            let (name, value) = header_parts(header);
+            if !name.eq_ignore_ascii_case("Authorization") {
+                return None;
+            }
+            let p = params::parse(value).ok()?;
+            if p.realm.as_deref().is_some_and(|r| r != self.realm) {
+                return None;
+            }
+            p.username
+        })
+    }
+
+    /// A nonce for `now`, bound to `source`.
+    fn nonce(&self, now: Instant, source: Option<SocketAddr>) -> String {
+        let t = self.seconds(now);
         let mut bytes = t.to_be_bytes().to_vec();
-        bytes.extend_from_slice(&self.nonce_mac(t)[..NONCE_MAC_LEN]);
+        bytes.extend_from_slice(&self.nonce_mac(t, source)[..NONCE_MAC_LEN]);
         hex(&bytes)
     }
 
-    fn nonce_mac(&self, t: u64) -> [u8; 32] {
+    fn nonce_mac(&self, t: u64, source: Option<SocketAddr>) -> [u8; 32] {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts keys of any length");
         mac.update(NONCE_DOMAIN);
         mac.update(&t.to_be_bytes());
         mac.update(self.realm.as_bytes());
+        // Length-prefixed: the realm is variable, so the source must not run into it.
+        match source {
+            None => mac.update(&[0]),
+            Some(SocketAddr::V4(a)) => {
+                mac.update(&[4]);
+                mac.update(&a.ip().octets());
+                mac.update(&a.port().to_be_bytes());
+            }
+            Some(SocketAddr::V6(a)) => {
+                mac.update(&[6]);
+                mac.update(&a.ip().octets());
+                mac.update(&a.port().to_be_bytes());
+            }
+        }
         mac.finalize().into_bytes().into()
     }
 
-    fn check_nonce(&self, now: Instant, nonce: &str) -> NonceState {
+    fn check_nonce(&self, now: Instant, source: Option<SocketAddr>, nonce: &str) -> NonceState {
         let Some(bytes) = unhex(nonce) else {
             return NonceState::Foreign;
         };
@@ -432,15 +556,18 @@ impl DigestAuthenticator {
         }
         let (time, mac) = bytes.split_at(NONCE_TIME_LEN);
         let t = u64::from_be_bytes(time.try_into().expect("split at NONCE_TIME_LEN"));
-        let expected = self.nonce_mac(t);
+        let expected = self.nonce_mac(t, source);
         if !bool::from(expected[..NONCE_MAC_LEN].ct_eq(mac)) {
             return NonceState::Foreign;
         }
-        let now_s = now.saturating_duration_since(self.epoch).as_secs();
-        match now_s.checked_sub(t) {
+        match self.seconds(now).checked_sub(t) {
             None => NonceState::Foreign,
             Some(age) if Duration::from_secs(age) > self.nonce_lifetime => NonceState::Expired,
-            Some(_) => NonceState::Fresh,
+            Some(_) if self.used.forgotten(t) => NonceState::Expired,
+            Some(_) => NonceState::Fresh {
+                t,
+                mac: mac.try_into().expect("split at NONCE_TIME_LEN"),
+            },
         }
     }
 }

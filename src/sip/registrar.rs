@@ -15,7 +15,7 @@
 //! a non-zero value below `min_expires` is refused with `423 Interval Too Brief` and a
 //! `Min-Expires` header; a value above `max_expires` is shortened to it.
 //!
-//! [`FailureLimiter`] (in `limiter`) counts failed authentications per source address
+//! [`FailureLimiter`] (in `limiter`) counts failed authentications per source and user
 //! (docs/behaviour.md §9).
 
 mod limiter;
@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use limiter::FailureLimiter;
+pub use limiter::{AuthKey, Block, FailureLimiter};
 
 use super::fields::{contact_uri_text, header_user, header_value};
 use super::uri;

@@ -13,6 +13,7 @@ use crate::media::engine::StreamId;
 mod agents;
 mod callbacks;
 mod hold;
+mod logins;
 
 /// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]
@@ -303,14 +304,18 @@ fn shutdown_hangs_up_everyone_and_refuses_new_calls() {
 #[test]
 fn garbage_is_answered_400_or_dropped_never_panics() {
     let mut h = Harness::new();
-    h.deliver(TRUNK, "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-x\r\nContent-Length: 5\r\n\r\n");
+    h.deliver(TRUNK, "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-x\r\n\
+        From: <sip:a@h>;tag=1\r\nTo: <sip:100@h>\r\nCall-ID: g1\r\nCSeq: 1 INVITE\r\nContent-Length: 5\r\n\r\n");
     let sent = h.take();
     assert_eq!(sent.len(), 1);
     assert_eq!(status(&sent[0].1), Some(400), "{}", sent[0].1);
+    // Without From, To and Call-ID no valid response can be made: dropped.
+    h.deliver(TRUNK, "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-x\r\nContent-Length: 5\r\n\r\n");
+    assert!(h.take().is_empty());
     h.deliver(TRUNK, "\u{0}\u{1}garbage");
     assert!(h.take().is_empty());
-    assert_eq!(h.b2bua.stats().parse_errors, 2);
-    assert_eq!(h.b2bua.stats().dropped, 1);
+    assert_eq!(h.b2bua.stats().parse_errors, 3);
+    assert_eq!(h.b2bua.stats().dropped, 2);
 }
 
 #[test]

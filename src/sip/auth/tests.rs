@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use md5::Md5;
@@ -108,7 +109,7 @@ fn rfc_example_headers_verify_as_stale_foreign_nonces() {
         nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", uri=\"/dir/index.html\", qop=auth, \
         nc=00000001, cnonce=\"0a4f113b\", response=\"6629fae49393a05397450978507c4ef1\", \
         opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"";
-    let auth = DigestAuthenticator::new(now, "testrealm@host.com".into(), [1; 32], LIFETIME);
+    let mut auth = DigestAuthenticator::new(now, "testrealm@host.com".into(), [1; 32], LIFETIME);
     let right = |_: &str| Some(Credential::Password("Circle Of Life"));
     let wrong = |_: &str| Some(Credential::Password("circle of life"));
     assert_eq!(
@@ -126,7 +127,7 @@ fn rfc_example_headers_verify_as_stale_foreign_nonces() {
         cnonce=\"f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ\", qop=auth, \
         response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\", \
         opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
-    let auth = DigestAuthenticator::new(now, "http-auth@example.org".into(), [1; 32], LIFETIME);
+    let mut auth = DigestAuthenticator::new(now, "http-auth@example.org".into(), [1; 32], LIFETIME);
     let right = |_: &str| Some(Credential::Password("Circle of Life"));
     assert_eq!(
         auth.verify(now, "GET", rfc7616, right),
@@ -172,7 +173,7 @@ fn realm_is_quoted_with_escapes() {
 #[test]
 fn baresip_register_is_accepted() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0, false)[1]);
     let later = t0 + Duration::from_secs(2);
     let header = baresip_header(&nonce, "alice-secret");
@@ -199,7 +200,7 @@ fn baresip_register_is_accepted() {
 #[test]
 fn whole_register_request_is_verified_through_its_headers() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0, false)[0]);
     let datagram = format!(
         "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
@@ -221,14 +222,14 @@ fn whole_register_request_is_verified_through_its_headers() {
         panic!("a request");
     };
     assert_eq!(
-        auth.verify_request(t0, &request, alice),
+        auth.verify_request(t0, None, &request, alice),
         Ok(("alice".into(), Algorithm::Md5))
     );
     let mut bare = request.clone();
     bare.headers
         .retain(|h| !matches!(h, rsip::Header::Authorization(_)));
     assert_eq!(
-        auth.verify_request(t0, &bare, alice),
+        auth.verify_request(t0, None, &bare, alice),
         Err(AuthError::Missing)
     );
 }
@@ -236,7 +237,7 @@ fn whole_register_request_is_verified_through_its_headers() {
 #[test]
 fn sha256_and_ha1_credentials() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0, false)[0]);
     let response = phone_response(
         Algorithm::Sha256,
@@ -260,8 +261,10 @@ fn sha256_and_ha1_credentials() {
     let md5_ha1 = md5_ha1.to_uppercase();
     let sha = |_: &str| Some(Credential::Ha1(&sha_ha1));
     let md5 = |_: &str| Some(Credential::Ha1(&md5_ha1));
+    // Each credential form is checked by a fresh authenticator: the same answer twice to one
+    // would be a replay.
     assert_eq!(
-        auth.verify(t0, "REGISTER", &header, sha),
+        authenticator(t0).verify(t0, "REGISTER", &header, sha),
         Ok("alice".into())
     );
     assert_eq!(
@@ -270,11 +273,11 @@ fn sha256_and_ha1_credentials() {
     );
     let md5_header = baresip_header(&nonce, "alice-secret");
     assert_eq!(
-        auth.verify(t0, "REGISTER", &md5_header, md5),
+        authenticator(t0).verify(t0, "REGISTER", &md5_header, md5),
         Ok("alice".into())
     );
     // Not offered, so not accepted.
-    let md5_only = auth.clone().with_algorithms(&[Algorithm::Md5]);
+    let mut md5_only = auth.clone().with_algorithms(&[Algorithm::Md5]);
     assert_eq!(
         md5_only.verify(t0, "REGISTER", &header, alice),
         Err(AuthError::UnsupportedAlgorithm)
@@ -284,7 +287,7 @@ fn sha256_and_ha1_credentials() {
 #[test]
 fn expired_nonce_is_stale_only_with_the_right_password() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0 + Duration::from_secs(10), false)[1]);
     let header = baresip_header(&nonce, "alice-secret");
     let edge = t0 + Duration::from_secs(10) + LIFETIME;
@@ -313,7 +316,7 @@ fn expired_nonce_is_stale_only_with_the_right_password() {
 #[test]
 fn tampered_or_foreign_nonce_is_bad() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0, false)[1]);
     let header = baresip_header(&nonce, "alice-secret");
     let later = t0 + Duration::from_secs(20);
@@ -337,7 +340,7 @@ fn tampered_or_foreign_nonce_is_bad() {
         Err(AuthError::BadNonce)
     );
     // Another process's secret: same shape, other MAC.
-    let other = DigestAuthenticator::new(t0, "holdfast".into(), [8; 32], LIFETIME);
+    let mut other = DigestAuthenticator::new(t0, "holdfast".into(), [8; 32], LIFETIME);
     assert_eq!(
         other.verify(t0, "REGISTER", &baresip_header(&nonce, "guess"), alice),
         Err(AuthError::BadNonce)
@@ -353,10 +356,10 @@ fn tampered_or_foreign_nonce_is_bad() {
 #[test]
 fn refuses_bad_parameters() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0, false)[1]);
     let good = baresip_header(&nonce, "alice-secret");
-    let check = |header: &str| auth.verify(t0, "REGISTER", header, alice);
+    let mut check = |header: &str| auth.verify(t0, "REGISTER", header, alice);
     assert_eq!(
         check(&good.replace("holdfast", "other")),
         Err(AuthError::WrongRealm)
@@ -397,7 +400,7 @@ fn refuses_bad_parameters() {
 #[test]
 fn response_without_qop_is_rfc2069_style() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let nonce = nonce_of(&auth.challenge(t0, false)[1]);
     let ha1 = h(Algorithm::Md5, "alice:holdfast:alice-secret");
     let ha2 = h(Algorithm::Md5, "REGISTER:sip:127.0.0.1");
@@ -418,7 +421,7 @@ fn response_without_qop_is_rfc2069_style() {
 #[test]
 fn captured_baresip_header() {
     let t0 = Instant::now();
-    let auth = authenticator(t0);
+    let mut auth = authenticator(t0);
     let header = "Digest username=\"alice\", realm=\"holdfast\", nonce=\"abc123\", \
         uri=\"sip:127.0.0.1:15090\", response=\"59df60935a2047fcecda1aa3aea7fc52\", \
         cnonce=\"f4f0958c27211697\", qop=auth, nc=00000001";
@@ -432,4 +435,143 @@ fn captured_baresip_header() {
         auth.verify(t0, "REGISTER", header, wrong),
         Err(AuthError::BadNonce)
     );
+}
+
+/// A baresip-style answer with a chosen `nc`.
+fn header_with_nc(nonce: &str, nc: u32) -> String {
+    let nc = format!("{nc:08x}");
+    let cnonce = "3f5e1a2b9c0d7e64";
+    let ha1 = h(Algorithm::Md5, "alice:holdfast:alice-secret");
+    let ha2 = h(Algorithm::Md5, "REGISTER:sip:127.0.0.1");
+    let response = h(
+        Algorithm::Md5,
+        &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"),
+    );
+    format!(
+        "Digest username=\"alice\",realm=\"holdfast\",nonce=\"{nonce}\",uri=\"sip:127.0.0.1\",\
+         response=\"{response}\",cnonce=\"{cnonce}\",qop=auth,nc={nc}"
+    )
+}
+
+#[test]
+fn a_nonce_count_is_accepted_once_and_must_grow() {
+    let t0 = Instant::now();
+    let mut auth = authenticator(t0);
+    let nonce = nonce_of(&auth.challenge(t0, false)[1]);
+    let ok = Ok("alice".to_owned());
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 1), alice),
+        ok
+    );
+    // The captured request sent again: refused, answered like a stale nonce, not a guess.
+    let replay = auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 1), alice);
+    assert_eq!(replay, Err(AuthError::Replayed));
+    let error = replay.unwrap_err();
+    assert!(error.is_stale() && !error.is_failure() && error.status_code() == 401);
+    // A refresh reusing the nonce with the next count is fine; going back is not.
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 2), alice),
+        ok
+    );
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 5), alice),
+        ok
+    );
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 4), alice),
+        Err(AuthError::Replayed)
+    );
+}
+
+#[test]
+fn an_answer_without_qop_makes_its_nonce_single_use() {
+    let t0 = Instant::now();
+    let mut auth = authenticator(t0);
+    let nonce = nonce_of(&auth.challenge(t0, false)[1]);
+    let ha1 = h(Algorithm::Md5, "alice:holdfast:alice-secret");
+    let ha2 = h(Algorithm::Md5, "REGISTER:sip:127.0.0.1");
+    let response = h(Algorithm::Md5, &format!("{ha1}:{nonce}:{ha2}"));
+    let header = format!(
+        "Digest username=\"alice\",realm=\"holdfast\",nonce=\"{nonce}\",\
+         uri=\"sip:127.0.0.1\",response=\"{response}\""
+    );
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header, alice),
+        Ok("alice".into())
+    );
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header, alice),
+        Err(AuthError::Replayed)
+    );
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 7), alice),
+        Err(AuthError::Replayed),
+        "nor may a qop answer reuse it"
+    );
+}
+
+fn register_from(nonce: &str, nc: u32) -> rsip::Request {
+    let text = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n\
+         From: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: r1\r\n\
+         CSeq: 2 REGISTER\r\nAuthorization: {}\r\nContent-Length: 0\r\n\r\n",
+        header_with_nc(nonce, nc)
+    );
+    match crate::sip::message::parse(text.as_bytes()) {
+        Ok(rsip::SipMessage::Request(request)) => request,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_nonce_only_verifies_from_the_address_and_port_it_was_sent_to() {
+    let t0 = Instant::now();
+    let mut auth = authenticator(t0);
+    let phone: SocketAddr = "192.0.2.7:5062".parse().unwrap();
+    let attacker: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let challenge = auth.challenge_with(t0, Some(phone), false, &[Algorithm::Md5]);
+    let nonce = nonce_of(&challenge[0]);
+    // The captured answer, first to arrive, from another port: refused (stale, so an honest
+    // phone whose NAT moved it simply retries), and it does not use up the phone's count.
+    assert_eq!(
+        auth.verify_request(t0, Some(attacker), &register_from(&nonce, 1), alice),
+        Err(AuthError::StaleNonce)
+    );
+    assert_eq!(
+        auth.verify_request(t0, Some(phone), &register_from(&nonce, 1), alice),
+        Ok(("alice".into(), Algorithm::Md5))
+    );
+    assert_eq!(
+        auth.verify_request(t0, None, &register_from(&nonce, 2), alice),
+        Err(AuthError::StaleNonce),
+        "an unbound check does not accept a bound nonce"
+    );
+    assert_eq!(
+        auth.claimed_user(&register_from(&nonce, 3)).as_deref(),
+        Some("alice")
+    );
+}
+
+#[test]
+fn forgetting_used_nonces_to_make_room_expires_them_instead() {
+    let mut used = UsedNonces::default();
+    let mac = |i: u32| {
+        let mut m = [0u8; NONCE_MAC_LEN];
+        m[..4].copy_from_slice(&i.to_be_bytes());
+        m
+    };
+    for i in 0..MAX_TRACKED_NONCES as u32 {
+        assert!(used.record(10, mac(i), 1, 0));
+    }
+    assert!(!used.record(10, mac(3), 1, 0), "remembered: a replay");
+    // One more live nonce: the oldest goes, and every nonce of its second counts as expired.
+    assert!(used.record(11, mac(u32::MAX), 1, 0));
+    assert_eq!(used.counts.len(), MAX_TRACKED_NONCES);
+    assert!(used.forgotten(10) && !used.forgotten(11));
+    // Expired entries go first and forget nothing live.
+    let mut used = UsedNonces::default();
+    assert!(used.record(1, mac(1), 1, 0));
+    assert!(used.record(400, mac(2), 1, 100));
+    assert_eq!(used.counts.len(), 1);
+    assert!(!used.forgotten(1));
 }
