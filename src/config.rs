@@ -108,6 +108,12 @@ pub struct Sip {
     /// Networks whose failed REGISTER logins never block them (docs/behaviour.md §9): an
     /// office you trust, a monitoring host. Failures are still counted and logged.
     pub auth_never_block: Vec<Cidr>,
+    /// Live server transactions beyond which new requests are refused statelessly (`503`
+    /// with `Retry-After`): the bound on SIP state under a flood (docs/behaviour.md §9).
+    pub max_transactions: u32,
+    /// Live server transactions one source address may hold; its requests beyond are
+    /// dropped. Trunk sources and `auth_never_block` networks are exempt.
+    pub max_transactions_per_source: u32,
 }
 
 /// A Digest algorithm name as written in the config (RFC 8760 §2).
@@ -135,6 +141,8 @@ impl Default for Sip {
             session_expires: 1800,
             min_se: 90,
             auth_never_block: Vec::new(),
+            max_transactions: 200_000,
+            max_transactions_per_source: 1_000,
         }
     }
 }

@@ -298,3 +298,47 @@ pub(crate) async fn restore_callbacks(b2bua: &mut B2bua, store: &StoreHandle, cl
         tracing::info!(waiting, "callbacks restored");
     }
 }
+
+/// Gives freed heap back to the operating system after a surge of SIP state (a flood, a
+/// burst of calls) has drained (docs/behaviour.md §9). The tables shrink themselves, but the
+/// allocator keeps freed pages for reuse, so without this the process would stay at its
+/// peak size.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryTrim {
+    peak: usize,
+}
+
+impl MemoryTrim {
+    /// Transactions below which a drained surge is not worth a trim.
+    const SURGE: usize = 10_000;
+
+    /// Called periodically with the live transaction count; trims once it has fallen below a
+    /// quarter of the peak seen since the last trim.
+    pub(crate) fn check(&mut self, live: usize) {
+        self.peak = self.peak.max(live);
+        if self.peak < Self::SURGE || live >= self.peak / 4 {
+            return;
+        }
+        tracing::info!(
+            peak = self.peak,
+            live,
+            "SIP state drained: returning memory"
+        );
+        self.peak = live;
+        release_free_heap();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_heap() {
+    // SAFETY: `malloc_trim` has no preconditions: it only returns free pages of glibc's heaps
+    // to the kernel (madvise on free chunks, since glibc 2.8) and never touches allocated
+    // memory, so it cannot invalidate anything the program holds. It is thread-safe (it
+    // takes each arena's lock).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_heap() {}

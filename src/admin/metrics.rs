@@ -318,6 +318,22 @@ const SERIES: &[Series] = &[
         samples: |src, out| out.count(&[], src.status.store_dropped),
     },
     Series {
+        name: "holdfast_sip_stateless_responses_total",
+        kind: "counter",
+        help: "Requests answered without a transaction (refusals, OPTIONS).",
+        samples: |src, out| out.count(&[], src.status.snapshot.counters.screen.stateless),
+    },
+    Series {
+        name: "holdfast_sip_overload_total",
+        kind: "counter",
+        help: "Requests refused for the transaction caps: dropped for a source over its share, or 503 with every transaction in use.",
+        samples: |src, out| {
+            let screen = &src.status.snapshot.counters.screen;
+            out.count(&[("reason", "source_share")], screen.over_source_share);
+            out.count(&[("reason", "capacity")], screen.over_capacity);
+        },
+    },
+    Series {
         name: "holdfast_auth_failures_total",
         kind: "counter",
         help: "Failed REGISTER logins (unknown user, wrong password, forged nonce).",

@@ -13,8 +13,7 @@ use crate::sip::sdp;
 use crate::sip::transaction::ServerKey;
 use crate::store::CallEventKind;
 
-/// Seconds a caller refused for load is asked to wait before retrying (RFC 3261 §20.33).
-const RETRY_AFTER_S: u32 = 5;
+use super::screen::RETRY_AFTER_S;
 
 impl B2bua {
     pub(super) fn on_new_invite(

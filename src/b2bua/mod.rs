@@ -27,6 +27,7 @@ pub mod media;
 mod refer;
 mod register;
 mod requests;
+pub mod screen;
 mod session;
 pub mod snapshot;
 mod timers;
@@ -122,6 +123,10 @@ pub struct Counters {
     pub stats: Stats,
     /// Call-event counters and histograms for `/metrics`.
     pub observations: events::Observations,
+    /// Requests answered or dropped before the transaction layer.
+    pub screen: screen::ScreenStats,
+    /// The log line for those, rate-limited.
+    pub screen_log: log_limit::LogLimit,
 }
 
 /// Counters the controller keeps for metrics and tests.
@@ -270,6 +275,9 @@ impl B2bua {
         match message::parse(datagram) {
             Ok(rsip::SipMessage::Request(mut request)) => {
                 message::stamp_received(&mut request, source);
+                if self.screen(now, &request, source) {
+                    return self.process_events(now);
+                }
                 if let Err(error) = self.sip.transactions.handle_request(now, source, request) {
                     self.counters.stats.parse_errors += 1;
                     tracing::debug!(%source, %error, "request refused by the transaction layer");
@@ -358,6 +366,11 @@ impl B2bua {
     /// wait for them.
     pub fn transactions_in_flight(&self) -> usize {
         self.sip.transactions.len()
+    }
+
+    /// Live server transactions (requests we received and still keep state for).
+    pub fn server_transactions(&self) -> usize {
+        self.sip.transactions.servers()
     }
 
     /// Requests we sent (our BYEs, CANCELled INVITEs) still waiting for a final response:

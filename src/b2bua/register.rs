@@ -40,6 +40,8 @@ pub struct Registration {
     pub failures: u64,
     /// REGISTERs refused unchecked because their (source, user) was blocked.
     pub refused_blocked: u64,
+    /// A REGISTER verified before its transaction was made, for `on_register` to take.
+    pub verified: Option<(ServerKey, String, Algorithm)>,
     /// Log lines for failures and for blocked refusals, rate-limited.
     log_failure: LogLimit,
     log_blocked: LogLimit,
@@ -55,6 +57,7 @@ impl Registration {
             offer: Default::default(),
             failures: 0,
             refused_blocked: 0,
+            verified: None,
             log_failure: LogLimit::default(),
             log_blocked: LogLimit::default(),
         }
@@ -81,20 +84,22 @@ pub(super) fn new_authenticator(
 }
 
 impl B2bua {
-    pub(super) fn on_register(
+    /// Checks a REGISTER's credentials before any transaction exists for it: `Err` is the
+    /// response for a refusal (`401` challenge, `403`, `400`), sent statelessly so a flood of
+    /// unauthenticated REGISTERs keeps no state (docs/behaviour.md §9); `Ok` names the agent.
+    pub(super) fn authenticate_register(
         &mut self,
         now: Instant,
-        key: ServerKey,
-        request: rsip::Request,
+        request: &rsip::Request,
         source: SocketAddr,
-    ) {
+    ) -> Result<(String, Algorithm), rsip::Response> {
         // Failures count against the user name the credentials claim (else the To user), or
         // against "unknown users" from this source when no agent has that name.
         let claimed = self
             .registration
             .authenticator
-            .claimed_user(&request)
-            .or_else(|| message::header_user(&request, "To"))
+            .claimed_user(request)
+            .or_else(|| message::header_user(request, "To"))
             .unwrap_or_default();
         let known = self.config.agents.iter().any(|a| a.user == claimed);
         let limit_key = AuthKey {
@@ -113,7 +118,7 @@ impl B2bua {
             if let Some(suppressed) = self.registration.log_blocked.allow(now) {
                 tracing::warn!(%source, user = %claimed, suppressed, "REGISTER refused: too many failed authentications");
             }
-            return self.reply(now, &key, &request, 403);
+            return Err(message::response(request, 403, None));
         }
         let agents = &self.config.agents;
         let lookup = |user: &str| {
@@ -126,40 +131,61 @@ impl B2bua {
                     ConfigCredential::Ha1(h) => Credential::Ha1(h),
                 })
         };
-        let (user, algorithm) = match self.registration.authenticator.verify_request(
-            now,
-            Some(source),
-            &request,
-            lookup,
-        ) {
+        let error =
+            match self
+                .registration
+                .authenticator
+                .verify_request(now, Some(source), request, lookup)
+            {
+                Ok(verified) => return Ok(verified),
+                Err(error) => error,
+            };
+        if error.is_failure() {
+            self.registration.failures += 1;
+            self.registration.limiter.record_failure(now, limit_key);
+            if let Some(suppressed) = self.registration.log_failure.allow(now) {
+                tracing::warn!(%source, user = %claimed, %error, suppressed, "REGISTER authentication failed");
+            }
+        }
+        let code = error.status_code();
+        let mut response = message::response(request, code, None);
+        if code == 401 {
+            let algorithms = self.registration.offer.choose(
+                now,
+                source.ip(),
+                &claimed,
+                self.registration.authenticator.algorithms(),
+            );
+            for challenge in self.registration.authenticator.challenge_with(
+                now,
+                Some(source),
+                error.is_stale(),
+                &algorithms,
+            ) {
+                push_other(&mut response, "WWW-Authenticate", &challenge);
+            }
+        }
+        Err(response)
+    }
+
+    /// A REGISTER with a server transaction: its credentials verified by
+    /// [`Self::authenticate_register`] before the transaction was made (`verified`), or
+    /// checked now.
+    pub(super) fn on_register(
+        &mut self,
+        now: Instant,
+        key: ServerKey,
+        request: rsip::Request,
+        source: SocketAddr,
+        verified: Option<(String, Algorithm)>,
+    ) {
+        let verified = match verified {
+            Some(verified) => Ok(verified),
+            None => self.authenticate_register(now, &request, source),
+        };
+        let (user, algorithm) = match verified {
             Ok(verified) => verified,
-            Err(error) => {
-                if error.is_failure() {
-                    self.registration.failures += 1;
-                    self.registration.limiter.record_failure(now, limit_key);
-                    if let Some(suppressed) = self.registration.log_failure.allow(now) {
-                        tracing::warn!(%source, user = %claimed, %error, suppressed, "REGISTER authentication failed");
-                    }
-                }
-                let code = error.status_code();
-                let mut response = message::response(&request, code, None);
-                if code == 401 {
-                    let user = message::header_user(&request, "To").unwrap_or_default();
-                    let algorithms = self.registration.offer.choose(
-                        now,
-                        source.ip(),
-                        &user,
-                        self.registration.authenticator.algorithms(),
-                    );
-                    for challenge in self.registration.authenticator.challenge_with(
-                        now,
-                        Some(source),
-                        error.is_stale(),
-                        &algorithms,
-                    ) {
-                        push_other(&mut response, "WWW-Authenticate", &challenge);
-                    }
-                }
+            Err(response) => {
                 let response = message::with_to_tag(response, &self.sip.ids.tag());
                 return self.respond(now, &key, response);
             }

@@ -29,7 +29,15 @@ impl B2bua {
                 self.on_session_change(now, key, request)
             }
             rsip::Method::Bye => self.on_bye(now, key, request),
-            rsip::Method::Register => self.on_register(now, key, request, source),
+            rsip::Method::Register => {
+                let verified = self
+                    .registration
+                    .verified
+                    .take()
+                    .filter(|(verified, ..)| *verified == key)
+                    .map(|(_, user, algorithm)| (user, algorithm));
+                self.on_register(now, key, request, source, verified)
+            }
             rsip::Method::Notify => self.on_notify(now, key, request),
             rsip::Method::Options => {
                 let mut response = message::response(&request, 200, None);

@@ -108,6 +108,8 @@ pub struct Counters {
     pub auth_failures: u64,
     /// REGISTERs refused unchecked because their source and user were blocked.
     pub register_blocked: u64,
+    /// Requests answered or dropped before the transaction layer.
+    pub screen: super::screen::ScreenStats,
 }
 
 /// Why pause/unpause was refused.
@@ -199,6 +201,7 @@ impl B2bua {
                 calls_up: self.calls.len(),
                 auth_failures: self.registration.failures,
                 register_blocked: self.registration.refused_blocked,
+                screen: self.counters.screen.clone(),
             },
         }
     }

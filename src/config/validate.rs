@@ -59,6 +59,14 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     if config.sip.digest_algorithms.is_empty() {
         r.add("sip.digest_algorithms", "must name at least one algorithm");
     }
+    r.at_least_one(
+        "sip.max_transactions".into(),
+        config.sip.max_transactions.into(),
+    );
+    r.at_least_one(
+        "sip.max_transactions_per_source".into(),
+        config.sip.max_transactions_per_source.into(),
+    );
     if config.sip.min_se < 90 {
         r.add("sip.min_se", "must be at least 90 (RFC 4028 §5)");
     }

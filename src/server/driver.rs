@@ -185,6 +185,7 @@ impl Server {
         tokio::pin!(shutdown);
         let mut stopping_since: Option<Instant> = None;
         let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+        let mut trim = super::MemoryTrim::default();
         let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
         loop {
             let sleep_until = self
@@ -217,7 +218,10 @@ impl Server {
                     ),
                     StoreReply::Persisted(..) => {}
                 },
-                _ = stats_tick.tick() => log_media_stats(&self.engine),
+                _ = stats_tick.tick() => {
+                    log_media_stats(&self.engine);
+                    trim.check(self.b2bua.transactions_in_flight());
+                }
                 Some(request) = self.admin_requests.recv() => {
                     answer_admin(&mut self.b2bua, &self.engine, &self.store, request);
                 }

@@ -24,6 +24,7 @@ use super::uri;
 
 pub use super::parse_error::{ParseError, ParseErrorKind};
 
+pub(crate) use super::build::stable_tag;
 pub use super::build::{
     contact, encode_request, encode_response, header_parts, new_branch, new_tag, reason_phrase,
     response, stamp_received, via, with_body, with_record_route, with_request_body, with_to_tag,

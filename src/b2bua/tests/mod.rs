@@ -14,6 +14,7 @@ mod agents;
 mod callbacks;
 mod hold;
 mod logins;
+mod screen;
 
 /// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]
@@ -298,7 +299,11 @@ fn shutdown_hangs_up_everyone_and_refuses_new_calls() {
     assert_eq!(h.b2bua.calls(), 0);
     h.deliver(TRUNK, &invite("c3", "+15551230003"));
     let codes: Vec<u16> = h.take().iter().filter_map(|(_, t)| status(t)).collect();
-    assert_eq!(codes, vec![100, 503]);
+    assert_eq!(
+        codes,
+        vec![503],
+        "refused statelessly: no 100 Trying, no state"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ mod timers;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -202,6 +202,8 @@ pub struct Transactions {
     clients: HashMap<ClientKey, TxId>,
     /// INVITE server transactions by (Call-ID, CSeq number, From tag), to match the 2xx ACK.
     dialog_acks: HashMap<DialogAckKey, TxId>,
+    /// Live server transactions per source address, so the TU can cap each source's share.
+    per_source: HashMap<IpAddr, u32>,
     timers: TimerQueue,
     out: Outputs,
 }
@@ -217,6 +219,7 @@ impl Transactions {
             servers: HashMap::new(),
             clients: HashMap::new(),
             dialog_acks: HashMap::new(),
+            per_source: HashMap::new(),
             timers: TimerQueue::default(),
             out: Outputs::default(),
         }
@@ -268,6 +271,7 @@ impl Transactions {
         tx.ack_key = ack_key;
         self.insert(id, Tx::Server(tx));
         self.servers.insert(key.clone(), id);
+        *self.per_source.entry(source.ip()).or_default() += 1;
         self.out.stats.server_transactions += 1;
 
         let invite = key.with_method(Method::Invite);
@@ -505,6 +509,24 @@ impl Transactions {
         self.txs.len()
     }
 
+    /// Live server transactions.
+    pub fn servers(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Live server transactions for requests from `ip`.
+    pub fn servers_from(&self, ip: IpAddr) -> u32 {
+        self.per_source.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Whether a request with `key` would be a retransmission (a live server transaction has
+    /// it), or a CANCEL of a live INVITE transaction: either way it needs the transaction layer.
+    pub fn matches_server(&self, key: &ServerKey) -> bool {
+        self.servers.contains_key(key)
+            || (key.method() == Method::Cancel
+                && self.servers.contains_key(&key.with_method(Method::Invite)))
+    }
+
     /// Client transactions still waiting for their final response. A graceful stop waits
     /// for these (e.g. our BYEs), not for transactions that merely linger to absorb
     /// retransmissions (Timers D, J, K).
@@ -565,6 +587,12 @@ impl Transactions {
         match self.txs.remove(&id).map(|tx| *tx) {
             Some(Tx::Server(tx)) => {
                 self.servers.remove(&tx.key);
+                if let Some(n) = self.per_source.get_mut(&tx.source.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_source.remove(&tx.source.ip());
+                    }
+                }
                 // Another INVITE with the same dialog identifiers may have replaced our entry.
                 if let Some(ack_key) = tx.ack_key
                     && self.dialog_acks.get(&ack_key) == Some(&id)
@@ -577,6 +605,25 @@ impl Transactions {
             }
             None => {}
         }
+        self.shrink();
         Some(result)
+    }
+
+    /// Gives memory back after a surge: a table down to a quarter of its capacity is shrunk
+    /// to fit. Each shrink at least halves the capacity, so the rehashing costs O(1) per
+    /// removed transaction, amortized.
+    fn shrink(&mut self) {
+        /// Tables this small are never worth shrinking.
+        const FLOOR: usize = 1024;
+        fn fit<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > FLOOR && map.len() < map.capacity() / 4 {
+                map.shrink_to_fit();
+            }
+        }
+        fit(&mut self.txs);
+        fit(&mut self.servers);
+        fit(&mut self.clients);
+        fit(&mut self.dialog_acks);
+        fit(&mut self.per_source);
     }
 }

@@ -62,7 +62,7 @@ pub(super) struct ServerTx {
     invite: bool,
     state: State,
     /// Where responses go: the request's source address, never a resolved Via host.
-    source: SocketAddr,
+    pub(super) source: SocketAddr,
     last_response: Option<Bytes>,
     /// The current Timer G interval.
     interval: Duration,
