@@ -377,6 +377,7 @@ fn restored_callbacks_are_dialled_in_their_original_order() {
         next_attempt_at_ms: None,
         last_error: None,
         updated_at_ms: 0,
+        attempt_invite: None,
     };
     // As the store returns them (seq order), one of them cut short mid-dial.
     for r in [
