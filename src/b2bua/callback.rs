@@ -30,8 +30,20 @@ use crate::store::{
     StoreError,
 };
 
+/// Names one dial-back attempt in a store reply: the callback's queue entry and the agent
+/// leg that took it (leg keys are never reused, so a reply that outlived its attempt is
+/// recognized and ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptToken {
+    /// The callback's queue entry.
+    pub entry: EntryId,
+    /// The answered agent leg of the attempt.
+    pub leg: super::LegKey,
+}
+
 /// A durable write the controller needs; the driver runs it on the store and, for a commit,
-/// feeds the result back with [`B2bua::callback_committed`].
+/// an attempt or a completion, feeds the result back ([`B2bua::callback_committed`],
+/// [`B2bua::attempt_recorded`], [`B2bua::completion_recorded`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreRequest {
     /// Commit a caller's callback request. `request.requested_at_ms` is left 0: the driver
@@ -56,6 +68,29 @@ pub enum StoreRequest {
         next_attempt_at: Option<Instant>,
         /// Why the last attempt failed.
         error: Option<String>,
+    },
+    /// Record a dial-back attempt before its INVITE is sent (docs/behaviour.md §6): state
+    /// `dialling`, the attempt count and the INVITE's wire bytes, in one transaction. The
+    /// INVITE leaves only on an `Ok` reply.
+    BeginAttempt {
+        /// Hand back to [`B2bua::attempt_recorded`].
+        token: AttemptToken,
+        /// The callback.
+        id: CallbackId,
+        /// Dial attempts made so far, this one included.
+        attempts: u32,
+        /// The trunk INVITE as it will be sent.
+        invite: Vec<u8>,
+    },
+    /// Persist `completed` once the caller answered; the 2xx is ACKed and the caller
+    /// bridged only when the reply comes (docs/behaviour.md §6).
+    Complete {
+        /// Hand back to [`B2bua::completion_recorded`].
+        token: AttemptToken,
+        /// The callback.
+        id: CallbackId,
+        /// Dial attempts made, the answered one included.
+        attempts: u32,
     },
 }
 

@@ -5,9 +5,10 @@
 //! Only its methods change a phase, so the indexes always agree with the phases.
 //!
 //! ```text
-//!  Waiting ──agent answered──▶ Dialling(attempt) ──trunk 2xx──▶ Connected { attempt, dialog }
-//!     ▲                            │ busy, no answer, agent left           │ either side BYE
-//!     └── RetryAt(t) ◀─────────────┘ (attempts left; t passes: Waiting)    ▼ removed
+//!  Waiting ─agent answered─▶ Recording ─durable─▶ Dialling ─2xx─▶ Completing ─durable─▶ Connected
+//!     ▲                         │ store error        │ busy, no answer,               │ BYE
+//!     │                         ▼                    ▼ agent left                     ▼ removed
+//!     └─ RetryAt(t) ◀───────────┴────────────────────┘ (attempts left; t passes: Waiting)
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -33,14 +34,18 @@ pub struct Attempt {
     pub stream: StreamId,
     /// A digest challenge was answered already (a second one is a failure).
     pub authenticated: bool,
-    /// The trunk INVITE has its final response (or timed out): nothing to CANCEL.
+    /// The trunk INVITE has its final response (or timed out): nothing to CANCEL. (While
+    /// `Recording`, the INVITE has not left: its transaction does not exist, and a CANCEL
+    /// request for it is refused as unknown.)
     pub trunk_final: bool,
     /// Our side of the session, for re-INVITEs from the trunk.
     pub local: super::session::LocalSdp,
+    /// The ACK of the trunk's 2xx, once sent: sent again for each retransmitted 2xx.
+    pub ack: Option<rsip::Request>,
 }
 
 impl Attempt {
-    /// A new attempt whose INVITE went out on `client`.
+    /// A new attempt whose INVITE goes out on `client` (its key, known before it is sent).
     pub fn new(
         agent_leg: LegKey,
         invite: rsip::Request,
@@ -56,6 +61,7 @@ impl Attempt {
             authenticated: false,
             trunk_final: false,
             local,
+            ack: None,
         }
     }
 
@@ -73,8 +79,22 @@ pub enum CallbackPhase {
     Waiting,
     /// An attempt failed; not dispatched again before this instant.
     RetryAt(Instant),
+    /// The agent answered and the trunk INVITE is built; the store is making the attempt
+    /// (with the INVITE's bytes) durable. Nothing is sent before it answers `Ok`
+    /// (docs/behaviour.md §6).
+    Recording(Attempt),
     /// The agent answered; the caller's phone is being called through the trunk.
     Dialling(Attempt),
+    /// The caller answered (2xx); `completed` is being made durable. Not ACKed yet: the
+    /// trunk retransmits the 2xx until it is (RFC 3261 §13.3.1.4).
+    Completing {
+        /// The attempt that reached the caller.
+        attempt: Attempt,
+        /// The dialog with the trunk.
+        dialog: Box<Dialog>,
+        /// The 2xx, with the SDP answer, for the bridge.
+        ok: Box<rsip::Response>,
+    },
     /// The caller answered: agent and caller talk.
     Connected {
         /// The attempt that reached the caller.
@@ -116,21 +136,23 @@ impl Callback {
         &self.phase
     }
 
-    /// The attempt in progress (dialling or connected).
+    /// The attempt in progress (recording, dialling, completing or connected).
     pub fn attempt(&self) -> Option<&Attempt> {
         match &self.phase {
-            CallbackPhase::Dialling(attempt) | CallbackPhase::Connected { attempt, .. } => {
-                Some(attempt)
-            }
+            CallbackPhase::Recording(attempt)
+            | CallbackPhase::Dialling(attempt)
+            | CallbackPhase::Completing { attempt, .. }
+            | CallbackPhase::Connected { attempt, .. } => Some(attempt),
             _ => None,
         }
     }
 
     fn attempt_mut(&mut self) -> Option<&mut Attempt> {
         match &mut self.phase {
-            CallbackPhase::Dialling(attempt) | CallbackPhase::Connected { attempt, .. } => {
-                Some(attempt)
-            }
+            CallbackPhase::Recording(attempt)
+            | CallbackPhase::Dialling(attempt)
+            | CallbackPhase::Completing { attempt, .. }
+            | CallbackPhase::Connected { attempt, .. } => Some(attempt),
             _ => None,
         }
     }
@@ -160,7 +182,7 @@ pub struct Callbacks {
     offered_streams: HashMap<StreamId, CallKey>,
     /// Callers hearing their confirmation, by stream; hung up on its `PromptDone`.
     confirming: HashMap<StreamId, CallKey>,
-    /// Trunk INVITEs: exactly the callbacks in `Dialling` or `Connected`.
+    /// Trunk INVITEs: exactly the callbacks in `Dialling`, `Completing` or `Connected`.
     trunk_by_client: HashMap<ClientKey, EntryId>,
     /// Trunk dialogs: exactly the callbacks in `Connected`.
     trunk_by_call_id: HashMap<String, EntryId>,
@@ -249,11 +271,11 @@ impl Callbacks {
 
     fn unindex(&mut self, entry: EntryId, phase: &CallbackPhase) {
         match phase {
-            CallbackPhase::Waiting => {}
+            CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
             CallbackPhase::RetryAt(at) => {
                 self.retries.remove(&(*at, entry));
             }
-            CallbackPhase::Dialling(attempt) => {
+            CallbackPhase::Dialling(attempt) | CallbackPhase::Completing { attempt, .. } => {
                 self.trunk_by_client.remove(&attempt.client);
             }
             CallbackPhase::Connected { attempt, dialog } => {
@@ -270,11 +292,12 @@ impl Callbacks {
         self.unindex(entry, &old);
         let callback = self.waiting.get(&entry)?;
         match &callback.phase {
-            CallbackPhase::Waiting => {}
+            CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
             CallbackPhase::RetryAt(at) => {
                 self.retries.insert((*at, entry));
             }
-            CallbackPhase::Dialling(attempt) => {
+            CallbackPhase::Dialling(attempt) | CallbackPhase::Completing { attempt, .. } => {
+                // Kept while completing: 2xx retransmissions are recognized (and ignored).
                 self.trunk_by_client.insert(attempt.client.clone(), entry);
             }
             CallbackPhase::Connected { attempt, dialog } => {
@@ -286,50 +309,95 @@ impl Callbacks {
         Some(old)
     }
 
-    /// The agent answered: the caller is dialled with `attempt`.
-    pub fn start_dialling(&mut self, entry: EntryId, attempt: Attempt) {
-        self.set_phase(entry, CallbackPhase::Dialling(attempt));
+    /// The agent answered: `attempt`'s INVITE waits for its record to be durable.
+    pub fn start_recording(&mut self, entry: EntryId, attempt: Attempt) {
+        self.set_phase(entry, CallbackPhase::Recording(attempt));
     }
 
-    /// The trunk INVITE was re-sent (with credentials) on `client` as `invite`.
+    /// The attempt is durable and its INVITE went out on `client`: `Recording` →
+    /// `Dialling`. `false` (no change) in another phase.
+    pub fn start_dialling(&mut self, entry: EntryId, client: ClientKey) -> bool {
+        match self.set_phase(entry, CallbackPhase::Waiting) {
+            Some(CallbackPhase::Recording(mut attempt)) => {
+                attempt.client = client;
+                self.set_phase(entry, CallbackPhase::Dialling(attempt));
+                true
+            }
+            other => self.put_back(entry, other),
+        }
+    }
+
+    /// The trunk INVITE is to be re-sent with credentials as `invite` on `client`: back to
+    /// `Recording` until that INVITE is durable too.
     pub fn rekey(&mut self, entry: EntryId, client: ClientKey, invite: rsip::Request) {
-        if let Some(CallbackPhase::Dialling(mut attempt)) =
-            self.set_phase(entry, CallbackPhase::Waiting)
-        {
-            attempt.client = client;
-            attempt.invite = invite;
-            attempt.authenticated = true;
-            self.set_phase(entry, CallbackPhase::Dialling(attempt));
+        match self.set_phase(entry, CallbackPhase::Waiting) {
+            Some(CallbackPhase::Dialling(mut attempt)) => {
+                attempt.client = client;
+                attempt.invite = invite;
+                attempt.authenticated = true;
+                self.set_phase(entry, CallbackPhase::Recording(attempt));
+            }
+            other => {
+                self.put_back(entry, other);
+            }
         }
     }
 
-    /// The caller answered: `Dialling` → `Connected`. `false` (no change) in another phase.
-    pub fn connected(&mut self, entry: EntryId, dialog: Dialog) -> bool {
-        if !matches!(
-            self.get(&entry).map(Callback::phase),
-            Some(CallbackPhase::Dialling(_))
-        ) {
-            return false;
+    /// The caller answered with `ok`: `Dialling` → `Completing`. `false` (no change) in
+    /// another phase.
+    pub fn completing(&mut self, entry: EntryId, dialog: Dialog, ok: rsip::Response) -> bool {
+        match self.set_phase(entry, CallbackPhase::Waiting) {
+            Some(CallbackPhase::Dialling(attempt)) => {
+                let phase = CallbackPhase::Completing {
+                    attempt,
+                    dialog: Box::new(dialog),
+                    ok: Box::new(ok),
+                };
+                self.set_phase(entry, phase);
+                true
+            }
+            other => self.put_back(entry, other),
         }
-        let Some(CallbackPhase::Dialling(attempt)) = self.set_phase(entry, CallbackPhase::Waiting)
-        else {
-            return false;
-        };
-        self.set_phase(
-            entry,
-            CallbackPhase::Connected {
+    }
+
+    /// Undoes the `Waiting` a refused transition left: `old` is the phase again. `false`.
+    fn put_back(&mut self, entry: EntryId, old: Option<CallbackPhase>) -> bool {
+        if let Some(old) = old {
+            self.set_phase(entry, old);
+        }
+        false
+    }
+
+    /// `completed` is durable: `Completing` → `Connected`, handing back the 2xx (and the
+    /// dialog, to ACK it). `None` (no change) in another phase.
+    pub fn connected(&mut self, entry: EntryId) -> Option<rsip::Response> {
+        match self.set_phase(entry, CallbackPhase::Waiting)? {
+            CallbackPhase::Completing {
                 attempt,
-                dialog: Box::new(dialog),
-            },
-        );
-        true
+                dialog,
+                ok,
+            } => {
+                self.set_phase(entry, CallbackPhase::Connected { attempt, dialog });
+                Some(*ok)
+            }
+            other => {
+                self.put_back(entry, Some(other));
+                None
+            }
+        }
     }
 
-    /// Ends the attempt in progress (back to `Waiting`), handing it back with its dialog.
+    /// Ends the attempt in progress (back to `Waiting`), handing it back with its dialog
+    /// (once the caller answered).
     pub fn take_attempt(&mut self, entry: EntryId) -> Option<(Attempt, Option<Dialog>)> {
         match self.set_phase(entry, CallbackPhase::Waiting)? {
-            CallbackPhase::Dialling(attempt) => Some((attempt, None)),
-            CallbackPhase::Connected { attempt, dialog } => Some((attempt, Some(*dialog))),
+            CallbackPhase::Recording(attempt) | CallbackPhase::Dialling(attempt) => {
+                Some((attempt, None))
+            }
+            CallbackPhase::Completing {
+                attempt, dialog, ..
+            }
+            | CallbackPhase::Connected { attempt, dialog } => Some((attempt, Some(*dialog))),
             other => {
                 self.set_phase(entry, other);
                 None
@@ -411,7 +479,9 @@ impl Callbacks {
             self.trunk_by_client.len(),
             count(|p| matches!(
                 p,
-                CallbackPhase::Dialling(_) | CallbackPhase::Connected { .. }
+                CallbackPhase::Dialling(_)
+                    | CallbackPhase::Completing { .. }
+                    | CallbackPhase::Connected { .. }
             ))
         );
         assert_eq!(
@@ -420,9 +490,9 @@ impl Callbacks {
         );
         for (entry, callback) in &self.waiting {
             match &callback.phase {
-                CallbackPhase::Waiting => {}
+                CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
                 CallbackPhase::RetryAt(at) => assert!(self.retries.contains(&(*at, *entry))),
-                CallbackPhase::Dialling(attempt) => {
+                CallbackPhase::Dialling(attempt) | CallbackPhase::Completing { attempt, .. } => {
                     assert_eq!(self.trunk_by_client.get(&attempt.client), Some(entry));
                 }
                 CallbackPhase::Connected { attempt, dialog } => {

@@ -16,6 +16,7 @@ mod call;
 mod callback;
 mod callbacks;
 mod dialback;
+mod dialback_end;
 pub mod events;
 mod hold;
 mod ids;
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState, CallTimer, Calls, NewCall};
-pub use callback::{RestoreError, StoreRequest};
+pub use callback::{AttemptToken, RestoreError, StoreRequest};
 pub use ids::Ids;
 pub use leg::{AgentLeg, LegFor, LegKey, LegState, Legs};
 pub use legs::DispatchError;
