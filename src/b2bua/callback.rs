@@ -319,8 +319,11 @@ impl B2bua {
     }
 
     /// Puts a stored `pending` or `dialling` callback back into its queue at its original
-    /// place (start-up recovery, docs/behaviour.md §6). A `dialling` one was cut short by the crash: that
-    /// attempt's outcome is unknown, so it does not count and the callback is dialled again.
+    /// place (start-up recovery, docs/behaviour.md §6). A `dialling` one was cut short by the
+    /// crash. With its recorded INVITE, that INVITE may still ring the caller: it is
+    /// cancelled and its outcome settled first (`reconcile.rs`), and the attempt counts.
+    /// Without one (a file from before the INVITE was recorded), the attempt does not
+    /// count and the callback is dialled again.
     pub fn restore_callback(
         &mut self,
         now: Instant,
@@ -350,13 +353,21 @@ impl B2bua {
             EntryKind::Callback,
         )?;
         self.drain_queue_events();
-        let attempts = match record.state {
-            CallbackState::Dialling => record.attempts.saturating_sub(1),
+        let reconcile = match (record.state, &record.attempt_invite) {
+            (CallbackState::Dialling, Some(bytes)) => self.recorded_invite(now, record.id, bytes),
+            _ => None,
+        };
+        let attempts = match (record.state, &reconcile) {
+            (CallbackState::Dialling, None) => record.attempts.saturating_sub(1),
             _ => record.attempts,
         };
         let retry_at = retry_at.filter(|at| *at > now);
         let callback = Callback::new(record.id, queue, request.number.clone(), attempts);
-        self.callbacks.insert(entry, callback, retry_at);
+        let reconciling = reconcile.is_some();
+        match reconcile {
+            Some(reconcile) => self.start_reconcile(now, entry, callback, reconcile),
+            None => self.callbacks.insert(entry, callback, retry_at),
+        }
         #[cfg(debug_assertions)]
         self.check_invariants();
         tracing::info!(
@@ -364,13 +375,16 @@ impl B2bua {
             queue = %request.queue,
             seq = request.seq.0,
             attempts,
+            reconciling,
             "callback restored"
         );
         Ok(())
     }
 
-    /// Retry delays that ran out: those callbacks may be dispatched again.
-    pub(super) fn expire_callback_retries(&mut self, now: Instant) {
+    /// Retry delays that ran out: those callbacks may be dispatched again. Restored INVITEs
+    /// past their deadline are settled as unanswered.
+    pub(super) fn expire_callback_deadlines(&mut self, now: Instant) {
         while self.callbacks.pop_due_retry(now).is_some() {}
+        self.expire_reconciles(now);
     }
 }

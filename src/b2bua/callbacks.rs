@@ -1,19 +1,23 @@
 //! [`Callbacks`]: the table of committed callbacks, each in a [`CallbackPhase`], with the
 //! indexes the dial-back needs (the trunk INVITE's client transaction while dialling, the
-//! trunk dialog's Call-ID once connected, the retry deadlines) and the caller-side state of
-//! the offer (commits in flight, streams that heard the offer, confirmations playing).
-//! Only its methods change a phase, so the indexes always agree with the phases.
+//! trunk dialog's Call-ID once connected, the retry deadlines, the INVITEs being reconciled
+//! after a restart) and the caller-side state of the offer (commits in flight, streams that
+//! heard the offer, confirmations playing). Only its methods change a phase, so the indexes
+//! always agree with the phases.
 //!
 //! ```text
 //!  Waiting ─agent answered─▶ Recording ─durable─▶ Dialling ─2xx─▶ Completing ─durable─▶ Connected
 //!     ▲                         │ store error        │ busy, no answer,               │ BYE
 //!     │                         ▼                    ▼ agent left                     ▼ removed
 //!     └─ RetryAt(t) ◀───────────┴────────────────────┘ (attempts left; t passes: Waiting)
+//!          ▲
+//!  restart: Reconciling ──non-2xx final or no final in 64·T1──┘ (2xx: removed, failed)
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
+use super::reconcile::{InviteKey, Reconcile, SettledInvites};
 use super::{CallKey, LegKey, StoreRequest};
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, QueueId};
@@ -102,6 +106,9 @@ pub enum CallbackPhase {
         /// The dialog with the trunk.
         dialog: Box<Dialog>,
     },
+    /// Restored after a restart while an INVITE recorded before it may still ring: that
+    /// INVITE is cancelled and its outcome awaited (`reconcile.rs`). Never dispatched.
+    Reconciling(Box<Reconcile>),
 }
 
 /// A committed callback waiting in its queue (entry kind [`crate::queue::EntryKind::Callback`]).
@@ -186,6 +193,12 @@ pub struct Callbacks {
     trunk_by_client: HashMap<ClientKey, EntryId>,
     /// Trunk dialogs: exactly the callbacks in `Connected`.
     trunk_by_call_id: HashMap<String, EntryId>,
+    /// Restored INVITEs by Call-ID and branch: exactly the callbacks in `Reconciling`.
+    reconciling: HashMap<InviteKey, EntryId>,
+    /// Reconcile deadlines: exactly the callbacks in `Reconciling`, under their deadline.
+    reconcile_due: BTreeSet<(Instant, EntryId)>,
+    /// Reconciled INVITEs whose final response we ACKed: retransmissions are ACKed again.
+    pub settled: SettledInvites,
 }
 
 impl Callbacks {
@@ -282,6 +295,10 @@ impl Callbacks {
                 self.trunk_by_client.remove(&attempt.client);
                 self.trunk_by_call_id.remove(&dialog.call_id);
             }
+            CallbackPhase::Reconciling(reconcile) => {
+                self.reconciling.remove(reconcile.key());
+                self.reconcile_due.remove(&(reconcile.deadline, entry));
+            }
         }
     }
 
@@ -304,6 +321,10 @@ impl Callbacks {
                 // Kept: a retransmitted 2xx still finds its attempt and gets its ACK.
                 self.trunk_by_client.insert(attempt.client.clone(), entry);
                 self.trunk_by_call_id.insert(dialog.call_id.clone(), entry);
+            }
+            CallbackPhase::Reconciling(reconcile) => {
+                self.reconciling.insert(reconcile.key().clone(), entry);
+                self.reconcile_due.insert((reconcile.deadline, entry));
             }
         }
         Some(old)
@@ -405,6 +426,37 @@ impl Callbacks {
         }
     }
 
+    /// Files a callback restored mid-dial: its old INVITE is being reconciled.
+    pub fn insert_reconciling(&mut self, entry: EntryId, callback: Callback, reconcile: Reconcile) {
+        self.insert(entry, callback, None);
+        self.set_phase(entry, CallbackPhase::Reconciling(Box::new(reconcile)));
+    }
+
+    /// The reconciling callback whose restored INVITE has this Call-ID and branch.
+    pub fn by_invite_key(&self, key: &InviteKey) -> Option<EntryId> {
+        self.reconciling.get(key).copied()
+    }
+
+    /// Ends a reconciliation (back to `Waiting`), handing back what was reconciled.
+    pub fn end_reconcile(&mut self, entry: EntryId) -> Option<Reconcile> {
+        match self.set_phase(entry, CallbackPhase::Waiting)? {
+            CallbackPhase::Reconciling(reconcile) => Some(*reconcile),
+            other => {
+                self.set_phase(entry, other);
+                None
+            }
+        }
+    }
+
+    /// A reconciling callback whose deadline has passed by `now` (still `Reconciling`:
+    /// [`Self::end_reconcile`] takes it out).
+    pub fn due_reconcile(&self, now: Instant) -> Option<EntryId> {
+        self.reconcile_due
+            .first()
+            .filter(|(at, _)| *at <= now)
+            .map(|&(_, entry)| entry)
+    }
+
     /// Not dispatched again before `at`.
     pub fn retry_at(&mut self, entry: EntryId, at: Instant) {
         self.set_phase(entry, CallbackPhase::RetryAt(at));
@@ -428,9 +480,11 @@ impl Callbacks {
             .map(|(entry, _)| *entry)
     }
 
-    /// The earliest retry deadline.
+    /// The earliest retry or reconcile deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.retries.first().map(|(at, _)| *at)
+        let retry = self.retries.first().map(|(at, _)| *at);
+        let reconcile = self.reconcile_due.first().map(|(at, _)| *at);
+        retry.into_iter().chain(reconcile).min()
     }
 
     /// The callback whose trunk INVITE (dialling or answered) is this client transaction.
@@ -457,8 +511,8 @@ impl Callbacks {
     }
 
     /// Whether dispatch must pass over `entry` for now: its commit is in flight, its caller is
-    /// still on the line hearing the confirmation, it is waiting out a retry delay or an
-    /// attempt is in progress.
+    /// still on the line hearing the confirmation, it is waiting out a retry delay, an
+    /// attempt is in progress or an INVITE from before a restart is being reconciled.
     pub fn holds_back(&self, entry: EntryId, caller_on_line: bool) -> bool {
         self.committing.contains(&entry)
             || self
@@ -488,6 +542,9 @@ impl Callbacks {
             self.trunk_by_call_id.len(),
             count(|p| matches!(p, CallbackPhase::Connected { .. }))
         );
+        let reconciling = count(|p| matches!(p, CallbackPhase::Reconciling(_)));
+        assert_eq!(self.reconciling.len(), reconciling);
+        assert_eq!(self.reconcile_due.len(), reconciling);
         for (entry, callback) in &self.waiting {
             match &callback.phase {
                 CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
@@ -498,6 +555,10 @@ impl Callbacks {
                 CallbackPhase::Connected { attempt, dialog } => {
                     assert_eq!(self.trunk_by_client.get(&attempt.client), Some(entry));
                     assert_eq!(self.trunk_by_call_id.get(&dialog.call_id), Some(entry));
+                }
+                CallbackPhase::Reconciling(reconcile) => {
+                    assert_eq!(self.reconciling.get(reconcile.key()), Some(entry));
+                    assert!(self.reconcile_due.contains(&(reconcile.deadline, *entry)));
                 }
             }
         }

@@ -24,6 +24,22 @@
 //! agent. It is durable before the ACK, so a crash during the conversation does not call
 //! the caller a second time.
 //!
+//! **Exactly once across a crash** (`kill -9`). What a restart finds, by where the crash hit:
+//! - before the attempt was durable: `pending` (or the previous INVITE, see below); nothing
+//!   was sent, the callback is dialled again later;
+//! - between the record and the caller's answer: `dialling` with the INVITE. The restart
+//!   CANCELs it and settles its outcome (`reconcile.rs`): a non-2xx final or no final in
+//!   64·T1 counts as a failed attempt, retried later;
+//! - between the 2xx and the durable `completed`: the 2xx was never ACKed, so the trunk
+//!   retransmits it (RFC 3261 §13.3.1.4) to the restarted holdfast, which ACKs it, hangs up
+//!   with BYE and marks the callback `failed` ("answered during a restart"): it is never
+//!   dialled again;
+//! - after `completed`: never dialled again.
+//!
+//! The one edge left: the caller answers and the restart takes longer than the trunk's 32 s
+//! of 2xx retransmissions. The trunk then ends the unacknowledged call itself, the restart
+//! sees no final response by its deadline, and the caller is dialled once more.
+//!
 //! Security (docs/behaviour.md §6): the only number ever dialled is a
 //! [`super::callbacks::Callback`]'s, which comes from the caller's own call (or the store it was
 //! committed to) and is checked against the queue's `callback_number_pattern` again right
@@ -388,7 +404,8 @@ impl B2bua {
         }
         let (id, queue, number) = (callback.id, callback.queue, callback.number.clone());
         if let Err(error) = result {
-            tracing::error!(%error, callback = id.0, "callback completion not persisted; bridging the caller anyway");
+            // The caller is on the line: bridged all the same.
+            tracing::error!(%error, callback = id.0, "callback completion not persisted");
         }
         let Some(ok) = self.callbacks.connected(entry) else {
             return;

@@ -24,6 +24,7 @@ mod inbound;
 mod leg;
 mod legs;
 pub mod media;
+mod reconcile;
 mod refer;
 mod register;
 mod requests;
@@ -308,7 +309,7 @@ impl B2bua {
         self.registration.registrar.handle_timeout(now);
         self.agents.handle_timeout(now);
         self.expire_rings(now);
-        self.expire_callback_retries(now);
+        self.expire_callback_deadlines(now);
         self.run_announcements(now);
         self.run_session_timers(now);
         self.process_events(now);
@@ -457,8 +458,8 @@ impl B2bua {
                         self.on_leg_timeout(now, &key);
                     }
                 }
-                Event::StrayResponse { source, .. } => {
-                    tracing::debug!(%source, "response matching no transaction dropped");
+                Event::StrayResponse { response, source } => {
+                    self.on_stray_response(now, response, source);
                 }
             }
         }

@@ -191,6 +191,8 @@ impl Server {
         let mut stopping_since: Option<Instant> = None;
         let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
         let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
+        // What start-up queued leaves at once: the CANCELs of INVITEs from before a restart.
+        self.send_transmits().await;
         loop {
             let sleep_until = self
                 .b2bua

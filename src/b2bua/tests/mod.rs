@@ -94,7 +94,7 @@ impl Harness {
         Self::with_seed(text, 1)
     }
 
-    /// With another seed (another run makes other tags, branches and Call-IDs).
+    /// With another seed: a restarted process makes other tags, branches and Call-IDs.
     fn with_seed(text: &str, seed: u64) -> Self {
         let config = config::from_str(text, "test.toml").expect("test config is valid");
         let now = Instant::now();

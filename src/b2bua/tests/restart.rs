@@ -1,14 +1,17 @@
 //! Dial-backs exactly once across a crash (docs/behaviour.md §6), in-process with a fake
 //! clock: the attempt is durable before its INVITE leaves, `completed` before the 2xx is
-//! ACKed.
+//! ACKed, and a restart settles the INVITE it finds recorded (CANCEL, then the 487, the 2xx
+//! or the deadline) before the callback may be dialled again.
 
-use super::agents::{AGENT, agent_reply, find};
+use super::agents::{AGENT, agent_reply, find, register_alice};
 use super::callbacks::{
-    CONFIG_CALLBACKS, TRUNK_OUT, agent_answers, dial_back_to_agent, requests, states,
+    CONFIG_CALLBACKS, TRUNK_OUT, agent_answers, dial_back_to_agent, requests, states, store_answers,
 };
 use super::*;
-use crate::queue::EntryId;
-use crate::store::{CallbackId, CallbackState, StoreError};
+use crate::queue::{EntryId, Seq};
+use crate::store::{
+    CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState, Record, StoreError,
+};
 
 fn header<'a>(text: &'a str, name: &str) -> &'a str {
     text.lines()
@@ -196,4 +199,209 @@ fn the_agent_hanging_up_as_the_caller_answers_acks_byes_and_fails() {
     h.drain();
     assert!(h.media.bridged.is_empty());
     assert_eq!(h.b2bua.callbacks_waiting(), 0);
+}
+
+/// Holdfast dialled the caller (the phone rings: 180) and died. Returns the restarted
+/// controller, which was handed the stored record, and the INVITE from before.
+fn restart_while_ringing(attempts: u32) -> (Harness, String) {
+    let mut before = Harness::with_config(CONFIG_CALLBACKS);
+    let agent_invite = dial_back_to_agent(&mut before);
+    let invite = agent_answers(&mut before, &agent_invite);
+    before.deliver(TRUNK_OUT, &agent_reply(&invite, 180, false));
+    let recorded = before
+        .stored
+        .iter()
+        .find_map(|r| match r {
+            StoreRequest::BeginAttempt { invite, .. } => Some(invite.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // kill -9. What the store holds:
+    let record = CallbackRecord {
+        id: CallbackId(7),
+        request: CallbackRequest {
+            queue: "support".into(),
+            level: 5,
+            seq: Seq(0),
+            number: "+15551230001".into(),
+            requested_at_ms: 0,
+        },
+        state: CallbackState::Dialling,
+        attempts,
+        next_attempt_at_ms: None,
+        last_error: None,
+        updated_at_ms: 0,
+        attempt_invite: Some(recorded),
+    };
+    let mut after = Harness::with_seed(CONFIG_CALLBACKS, 2);
+    after
+        .b2bua
+        .restore_callback(after.now, &record, None)
+        .unwrap();
+    after.b2bua.advance_seq(Seq(1));
+    after.drain();
+    // The CANCEL of §9.1, at once, before anything else.
+    let sent = after.take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (dest, cancel) = &sent[0];
+    assert_eq!(dest.to_string(), TRUNK_OUT);
+    assert!(
+        cancel.starts_with("CANCEL sip:+15551230001@127.0.0.1:5070 SIP/2.0"),
+        "{cancel}"
+    );
+    for name in ["Via:", "Call-ID:", "From:", "To:"] {
+        assert_eq!(header(cancel, name), header(&invite, name), "{name}");
+    }
+    assert_eq!(header(cancel, "CSeq:"), "CSeq: 1 CANCEL");
+    assert_eq!(after.b2bua.callbacks_waiting(), 1);
+    let (_, entry) = after.b2bua.queues().get(EntryId(1)).expect("at its place");
+    assert_eq!(entry.seq, Seq(0));
+    // An agent is free, but a callback being reconciled is not dialled.
+    register_alice(&mut after);
+    assert!(find(&after.take(), "INVITE ").is_none(), "not dispatched");
+    // The trunk answers the CANCEL; the phone still rang a moment (180 again).
+    let ok_cancel = agent_reply(cancel, 200, false);
+    after.deliver(TRUNK_OUT, &ok_cancel);
+    after.deliver(TRUNK_OUT, &agent_reply(&invite, 180, false));
+    assert!(after.take().is_empty());
+    assert!(requests(&mut after).is_empty(), "nothing settled yet");
+    (after, invite)
+}
+
+#[test]
+fn a_487_after_a_restart_is_acked_and_the_attempt_retried_or_failed() {
+    let (mut h, invite) = restart_while_ringing(1);
+    let terminated = agent_reply(&invite, 487, false);
+    h.deliver(TRUNK_OUT, &terminated);
+    let sent = h.take();
+    let acks = to_trunk(&sent, "ACK ");
+    assert_eq!(acks.len(), 1, "{sent:?}");
+    // §17.1.1.3: the INVITE's Request-URI, top Via, Call-ID and From, the response's To.
+    assert!(acks[0].starts_with("ACK sip:+15551230001@127.0.0.1:5070 SIP/2.0"));
+    assert_eq!(header(&acks[0], "Via:"), header(&invite, "Via:"));
+    assert_eq!(header(&acks[0], "Call-ID:"), header(&invite, "Call-ID:"));
+    assert_eq!(header(&acks[0], "To:"), header(&terminated, "To:"));
+    assert_eq!(header(&acks[0], "CSeq:"), "CSeq: 1 ACK");
+    let reqs = requests(&mut h);
+    let [
+        StoreRequest::SetState {
+            state: CallbackState::Pending,
+            attempts: 1,
+            next_attempt_at: Some(at),
+            error: Some(error),
+            ..
+        },
+    ] = reqs.as_slice()
+    else {
+        panic!("{reqs:?}");
+    };
+    assert_eq!(*at, h.now + Duration::from_secs(60));
+    assert_eq!(error, "trunk answered 487 after a restart");
+    // A retransmitted 487 (our ACK was lost) is ACKed again.
+    h.deliver(TRUNK_OUT, &terminated);
+    assert_eq!(to_trunk(&h.take(), "ACK "), acks);
+    // Dialled again like any failed attempt: after the delay, agent first, new Call-ID.
+    h.run_until(h.now + Duration::from_secs(59));
+    assert!(find(&h.take(), "INVITE ").is_none(), "not before the delay");
+    h.run_until(h.now + Duration::from_secs(2));
+    let (_, agent_invite) = find(&h.take(), "INVITE ").expect("agent rung").clone();
+    let again = agent_answers(&mut h, &agent_invite);
+    assert_ne!(header(&again, "Call-ID:"), header(&invite, "Call-ID:"));
+    assert_eq!(states(&mut h), vec![(CallbackState::Dialling, 2)]);
+
+    // With its last attempt used up, the callback fails instead.
+    let (mut h, invite) = restart_while_ringing(2);
+    h.deliver(TRUNK_OUT, &agent_reply(&invite, 487, false));
+    assert_eq!(to_trunk(&h.take(), "ACK ").len(), 1);
+    assert_eq!(states(&mut h), vec![(CallbackState::Failed, 2)]);
+    assert_eq!(h.b2bua.callbacks_waiting(), 0);
+    assert!(h.b2bua.queues().get(EntryId(1)).is_none());
+}
+
+#[test]
+fn a_caller_who_answered_during_the_restart_is_hung_up_and_never_dialled_again() {
+    let (mut h, invite) = restart_while_ringing(1);
+    while h.b2bua.poll_record().is_some() {}
+    let ok = agent_reply(&invite, 200, true);
+    h.deliver(TRUNK_OUT, &ok);
+    let sent = h.take();
+    let acks = to_trunk(&sent, "ACK ");
+    assert_eq!(acks.len(), 1, "{sent:?}");
+    assert_eq!(header(&acks[0], "CSeq:"), "CSeq: 1 ACK");
+    assert_eq!(header(&acks[0], "Call-ID:"), header(&invite, "Call-ID:"));
+    assert!(acks[0].contains(";tag=ag1"), "{}", acks[0]);
+    let byes = to_trunk(&sent, "BYE ");
+    assert_eq!(byes.len(), 1, "{sent:?}");
+    assert_eq!(header(&byes[0], "Call-ID:"), header(&invite, "Call-ID:"));
+    assert_eq!(header(&byes[0], "CSeq:"), "CSeq: 2 BYE");
+    let reqs = requests(&mut h);
+    let [
+        StoreRequest::SetState {
+            state: CallbackState::Failed,
+            attempts: 1,
+            error: Some(error),
+            ..
+        },
+    ] = reqs.as_slice()
+    else {
+        panic!("{reqs:?}");
+    };
+    assert_eq!(error, "answered during a restart; not dialled again");
+    let events: Vec<CallEventKind> = std::iter::from_fn(|| h.b2bua.poll_record())
+        .filter_map(|(_, r)| match r {
+            Record::Event(e) => Some(e.kind),
+            Record::HandleTime(_) => None,
+        })
+        .collect();
+    assert_eq!(events, vec![CallEventKind::CallbackFailed]);
+    assert_eq!(h.b2bua.callbacks_waiting(), 0);
+    assert!(
+        h.b2bua.queues().get(EntryId(1)).is_none(),
+        "out of the queue"
+    );
+    // The 2xx retransmitted (our ACK lost): ACKed again, nothing else.
+    h.deliver(TRUNK_OUT, &ok);
+    let sent = h.take();
+    assert_eq!(to_trunk(&sent, "ACK "), acks);
+    assert!(to_trunk(&sent, "BYE ").is_empty());
+    // The BYE is answered; for the next ten minutes alice is free and nobody is dialled.
+    h.deliver(TRUNK_OUT, &agent_reply(&byes[0], 200, false));
+    h.run_until(h.now + Duration::from_secs(600));
+    let sent = h.take();
+    assert!(find(&sent, "INVITE ").is_none(), "{sent:?}");
+    assert!(requests(&mut h).is_empty());
+}
+
+#[test]
+fn a_restored_invite_without_a_final_response_is_retried_after_64_t1() {
+    let (mut h, invite) = restart_while_ringing(1);
+    let restarted = h.now;
+    h.run_until(restarted + Duration::from_millis(31_900));
+    assert!(requests(&mut h).is_empty(), "still settling");
+    assert!(find(&h.take(), "INVITE ").is_none());
+    h.run_until(restarted + Duration::from_secs(32));
+    let reqs = requests(&mut h);
+    let [
+        StoreRequest::SetState {
+            state: CallbackState::Pending,
+            attempts: 1,
+            error: Some(error),
+            ..
+        },
+    ] = reqs.as_slice()
+    else {
+        panic!("{reqs:?}");
+    };
+    assert_eq!(
+        error,
+        "no final response to the INVITE sent before a restart"
+    );
+    // A final response that comes after the deadline is not matched to anything.
+    h.deliver(TRUNK_OUT, &agent_reply(&invite, 487, false));
+    assert!(to_trunk(&h.take(), "ACK ").is_empty());
+    h.run_until(h.now + Duration::from_secs(61));
+    let (_, agent_invite) = find(&h.take(), "INVITE ").expect("agent rung").clone();
+    let again = agent_answers(&mut h, &agent_invite);
+    assert_ne!(header(&again, "Call-ID:"), header(&invite, "Call-ID:"));
+    store_answers(&mut h);
 }
