@@ -1,8 +1,9 @@
 //! End to end callbacks (docs/behaviour.md §6): SIPp callers press 1 (RFC 4733 from the pcap that ships
 //! with SIPp, and SIP INFO), hear the confirmation and are hung up; an agent registers and a
 //! SIPp "trunk" receives the callback INVITEs for the right numbers, in order, and is bridged
-//! to the agent. The crash test kills holdfast with SIGKILL before any callback is dialled
-//! and shows that a restart on the same database dials every one, once, in order.
+//! to the agent. The crash tests kill holdfast with SIGKILL before any callback is dialled
+//! (a restart on the same database dials every one, once, in order) and while the caller's
+//! phone rings (the restart cancels that INVITE before the callback is dialled again).
 
 mod common;
 
@@ -228,60 +229,169 @@ fn callbacks_survive_kill_9_and_are_dialled_once_in_order() {
     );
 }
 
+/// One SIP message in a SIPp `-trace_msg` log.
+#[derive(Debug)]
+struct Traced {
+    /// Received by SIPp (else sent).
+    received: bool,
+    /// The request or status line.
+    start: String,
+    call_id: String,
+    /// The top Via's branch.
+    branch: String,
+}
+
+/// The messages of a SIPp message trace, in order.
+fn trace(log: &Path) -> Vec<Traced> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut messages = Vec::new();
+    let mut current: Option<(bool, Vec<&str>)> = None;
+    for line in text.lines() {
+        let (received, sent) = (
+            line.contains("message received"),
+            line.contains("message sent"),
+        );
+        if received || sent {
+            messages.extend(current.take());
+            current = Some((received, Vec::new()));
+        } else if let Some((_, lines)) = &mut current {
+            lines.push(line.trim());
+        }
+    }
+    messages.extend(current);
+    let value = |lines: &[&str], name: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&name.to_ascii_lowercase())
+            })
+            .map(|l| l[name.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+    messages
+        .into_iter()
+        .filter_map(|(received, lines)| {
+            let start = lines.iter().find(|l| l.contains("SIP/2.0"))?.to_string();
+            let via = value(&lines, "Via:");
+            let branch = via
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("branch="))
+                .unwrap_or_default()
+                .to_string();
+            Some(Traced {
+                received,
+                start,
+                call_id: value(&lines, "Call-ID:"),
+                branch,
+            })
+        })
+        .collect()
+}
+
 #[test]
-fn a_dial_back_cut_short_by_kill_9_is_retried_after_restart() {
+fn a_dial_back_ringing_at_kill_9_is_cancelled_before_it_is_retried() {
     let data = scratch_dir("callback-middial-data");
     let trunk_port = free_udp_port();
+    let sip_port = free_udp_port();
     let number = "+15551230021";
-    let mut first = Holdfast::start(
-        "callback-middial-1",
-        &setup(43_000, trunk_port, Some(data.clone())),
-    );
+    let setup = |data: &Path| {
+        let mut setup = setup(43_000, trunk_port, Some(data.to_path_buf()));
+        // The restart listens where the first process did: the trunk answers the Via of
+        // the INVITE sent before the crash.
+        setup.sip_port = Some(sip_port);
+        setup
+    };
+    let mut first = Holdfast::start("callback-middial-1", &setup(&data));
     callers_press_one(&first, &[("caller_press1.xml", number)]);
-    // A trunk that receives the INVITE and never answers: holdfast is killed mid-dial.
-    let silent_trunk = std::net::UdpSocket::bind(("127.0.0.1", trunk_port)).unwrap();
-    silent_trunk
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    // A trunk whose called party rings and never answers, for the INVITE before the crash
+    // and the retry after it; it logs every message.
+    let trunk_log = first.dir.join("trunk.log");
+    let log_path = trunk_log.display().to_string();
+    let mut trunk = uas(
+        "trunk_ringing.xml",
+        trunk_port,
+        2,
+        &["-trace_msg", "-message_file", &log_path],
+    );
     let agent_port = free_udp_port();
     let mut agent = uas("agent.xml", agent_port, 1, &[]);
     register_agent(&first, agent_port);
-    let mut buf = [0u8; 4096];
-    let (len, _) = silent_trunk
-        .recv_from(&mut buf)
-        .expect("the callback INVITE");
-    let invite = String::from_utf8_lossy(&buf[..len]).to_string();
     assert!(
-        invite.starts_with(&format!("INVITE sip:{number}@")),
-        "{invite}"
+        first.wait_log("dialling caller", Duration::from_secs(30)),
+        "{}",
+        first.log()
     );
+    // The caller's phone rings (180): holdfast dies.
+    std::thread::sleep(Duration::from_millis(500));
     first.kill9();
     let _ = agent.kill();
     let _ = agent.wait();
-    drop(silent_trunk);
 
-    let second = Holdfast::start("callback-middial-2", &setup(43_000, trunk_port, Some(data)));
-    assert_eq!(
-        second.log().matches("callback restored").count(),
-        1,
-        "{}",
-        second.log()
+    let second = Holdfast::start("callback-middial-2", &setup(&data));
+    let log = second.log();
+    assert_eq!(log.matches("callback restored").count(), 1, "{log}");
+    assert!(
+        log.contains("cancelling the INVITE sent before the restart"),
+        "{log}"
     );
-    let trunk_log = second.dir.join("trunk.log");
-    let mut trunk = trunk(trunk_port, 1, &trunk_log);
+    // The retry's agent hangs up 2 s after answering, so the trunk sees that INVITE
+    // cancelled too and its scenario ends.
     let agent_port = free_udp_port();
-    let mut agent = uas("agent.xml", agent_port, 1, &[]);
+    let mut agent = uas("agent_hangup.xml", agent_port, 1, &["-d", "2000"]);
     register_agent(&second, agent_port);
     assert!(
         wait_exit(&mut trunk, Duration::from_secs(60)),
-        "trunk scenario failed; holdfast:\n{}",
-        second.log()
+        "trunk scenario failed; holdfast:\n{}\ntrunk:\n{}",
+        second.log(),
+        std::fs::read_to_string(&trunk_log).unwrap_or_default()
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    let messages = trace(&trunk_log);
+    let received: Vec<&Traced> = messages.iter().filter(|m| m.received).collect();
+    let is = |m: &Traced, method: &str| m.start.starts_with(&format!("{method} "));
+    let first_invite = received
+        .iter()
+        .find(|m| is(m, "INVITE"))
+        .expect("the INVITE before the crash");
+    assert!(
+        first_invite
+            .start
+            .starts_with(&format!("INVITE sip:{number}@")),
+        "{first_invite:?}"
+    );
+    let call_a = &first_invite.call_id;
+    let position = |f: &dyn Fn(&Traced) -> bool| received.iter().position(|m| f(m));
+    let cancel_a = position(&|m| is(m, "CANCEL") && &m.call_id == call_a)
+        .expect("the INVITE from before the crash is cancelled");
+    assert_eq!(
+        received[cancel_a].branch, first_invite.branch,
+        "the CANCEL names that INVITE's transaction (RFC 3261 §9.1)"
     );
     assert!(
-        wait_exit(&mut agent, Duration::from_secs(10)),
-        "agent scenario failed"
+        position(&|m| is(m, "ACK") && &m.call_id == call_a).is_some_and(|ack| ack > cancel_a),
+        "its 487 is ACKed: {received:#?}"
     );
-    assert_eq!(dialled(&trunk_log), vec![number], "retried, not lost");
+    // Never a second INVITE for that call: every INVITE with its Call-ID is a
+    // retransmission of the first, and none comes after the CANCEL.
+    for (i, m) in received.iter().enumerate() {
+        if is(m, "INVITE") && &m.call_id == call_a {
+            assert_eq!(m.branch, first_invite.branch, "{received:#?}");
+            assert!(i < cancel_a, "{received:#?}");
+        }
+    }
+    // The retry is a new call, and it came only after the CANCEL.
+    let retry = position(&|m| is(m, "INVITE") && &m.call_id != call_a).expect("the retry");
+    assert!(retry > cancel_a, "{received:#?}");
+    assert!(
+        received[retry]
+            .start
+            .starts_with(&format!("INVITE sip:{number}@"))
+    );
+    let log = second.log();
+    assert!(log.contains("trunk answered 487 after a restart"), "{log}");
 }
 
 #[test]

@@ -30,8 +30,20 @@ use crate::store::{
     StoreError,
 };
 
+/// Names one dial-back attempt in a store reply: the callback's queue entry and the agent
+/// leg that took it (leg keys are never reused, so a reply that outlived its attempt is
+/// recognized and ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptToken {
+    /// The callback's queue entry.
+    pub entry: EntryId,
+    /// The answered agent leg of the attempt.
+    pub leg: super::LegKey,
+}
+
 /// A durable write the controller needs; the driver runs it on the store and, for a commit,
-/// feeds the result back with [`B2bua::callback_committed`].
+/// an attempt or a completion, feeds the result back ([`B2bua::callback_committed`],
+/// [`B2bua::attempt_recorded`], [`B2bua::completion_recorded`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreRequest {
     /// Commit a caller's callback request. `request.requested_at_ms` is left 0: the driver
@@ -56,6 +68,29 @@ pub enum StoreRequest {
         next_attempt_at: Option<Instant>,
         /// Why the last attempt failed.
         error: Option<String>,
+    },
+    /// Record a dial-back attempt before its INVITE is sent (docs/behaviour.md §6): state
+    /// `dialling`, the attempt count and the INVITE's wire bytes, in one transaction. The
+    /// INVITE leaves only on an `Ok` reply.
+    BeginAttempt {
+        /// Hand back to [`B2bua::attempt_recorded`].
+        token: AttemptToken,
+        /// The callback.
+        id: CallbackId,
+        /// Dial attempts made so far, this one included.
+        attempts: u32,
+        /// The trunk INVITE as it will be sent.
+        invite: Vec<u8>,
+    },
+    /// Persist `completed` once the caller answered; the 2xx is ACKed and the caller
+    /// bridged only when the reply comes (docs/behaviour.md §6).
+    Complete {
+        /// Hand back to [`B2bua::completion_recorded`].
+        token: AttemptToken,
+        /// The callback.
+        id: CallbackId,
+        /// Dial attempts made, the answered one included.
+        attempts: u32,
     },
 }
 
@@ -282,8 +317,11 @@ impl B2bua {
     }
 
     /// Puts a stored `pending` or `dialling` callback back into its queue at its original
-    /// place (start-up recovery, docs/behaviour.md §6). A `dialling` one was cut short by the crash: that
-    /// attempt's outcome is unknown, so it does not count and the callback is dialled again.
+    /// place (start-up recovery, docs/behaviour.md §6). A `dialling` one was cut short by the
+    /// crash. With its recorded INVITE, that INVITE may still ring the caller: it is
+    /// cancelled and its outcome settled first (`reconcile.rs`), and the attempt counts.
+    /// Without one (a file from before the INVITE was recorded), the attempt does not
+    /// count and the callback is dialled again.
     pub fn restore_callback(
         &mut self,
         now: Instant,
@@ -310,13 +348,21 @@ impl B2bua {
             EntryKind::Callback,
         )?;
         self.drain_queue_events();
-        let attempts = match record.state {
-            CallbackState::Dialling => record.attempts.saturating_sub(1),
+        let reconcile = match (record.state, &record.attempt_invite) {
+            (CallbackState::Dialling, Some(bytes)) => self.recorded_invite(now, record.id, bytes),
+            _ => None,
+        };
+        let attempts = match (record.state, &reconcile) {
+            (CallbackState::Dialling, None) => record.attempts.saturating_sub(1),
             _ => record.attempts,
         };
         let retry_at = retry_at.filter(|at| *at > now);
         let callback = Callback::new(record.id, queue, request.number.clone(), attempts);
-        self.callbacks.insert(entry, callback, retry_at);
+        let reconciling = reconcile.is_some();
+        match reconcile {
+            Some(reconcile) => self.start_reconcile(now, entry, callback, reconcile),
+            None => self.callbacks.insert(entry, callback, retry_at),
+        }
         #[cfg(debug_assertions)]
         self.check_invariants();
         tracing::info!(
@@ -324,13 +370,16 @@ impl B2bua {
             queue = %request.queue,
             seq = request.seq.0,
             attempts,
+            reconciling,
             "callback restored"
         );
         Ok(())
     }
 
-    /// Retry delays that ran out: those callbacks may be dispatched again.
-    pub(super) fn expire_callback_retries(&mut self, now: Instant) {
+    /// Retry delays that ran out: those callbacks may be dispatched again. Restored INVITEs
+    /// past their deadline are settled as unanswered.
+    pub(super) fn expire_callback_deadlines(&mut self, now: Instant) {
         while self.callbacks.pop_due_retry(now).is_some() {}
+        self.expire_reconciles(now);
     }
 }

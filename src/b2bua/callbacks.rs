@@ -1,18 +1,23 @@
 //! [`Callbacks`]: the table of committed callbacks, each in a [`CallbackPhase`], with the
 //! indexes the dial-back needs (the trunk INVITE's client transaction while dialling, the
-//! trunk dialog's Call-ID once connected, the retry deadlines) and the caller-side state of
-//! the offer (commits in flight, streams that heard the offer, confirmations playing).
-//! Only its methods change a phase, so the indexes always agree with the phases.
+//! trunk dialog's Call-ID once connected, the retry deadlines, the INVITEs being reconciled
+//! after a restart) and the caller-side state of the offer (commits in flight, streams that
+//! heard the offer, confirmations playing). Only its methods change a phase, so the indexes
+//! always agree with the phases.
 //!
 //! ```text
-//!  Waiting ──agent answered──▶ Dialling(attempt) ──trunk 2xx──▶ Connected { attempt, dialog }
-//!     ▲                            │ busy, no answer, agent left           │ either side BYE
-//!     └── RetryAt(t) ◀─────────────┘ (attempts left; t passes: Waiting)    ▼ removed
+//!  Waiting ─agent answered─▶ Recording ─durable─▶ Dialling ─2xx─▶ Completing ─durable─▶ Connected
+//!     ▲                         │ store error        │ busy, no answer,               │ BYE
+//!     │                         ▼                    ▼ agent left                     ▼ removed
+//!     └─ RetryAt(t) ◀───────────┴────────────────────┘ (attempts left; t passes: Waiting)
+//!          ▲
+//!  restart: Reconciling ──non-2xx final or no final in 64·T1──┘ (2xx: removed, failed)
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
+use super::reconcile::{InviteKey, Reconcile, SettledInvites};
 use super::{CallKey, LegKey, StoreRequest};
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, QueueId};
@@ -33,14 +38,18 @@ pub struct Attempt {
     pub stream: StreamId,
     /// A digest challenge was answered already (a second one is a failure).
     pub authenticated: bool,
-    /// The trunk INVITE has its final response (or timed out): nothing to CANCEL.
+    /// The trunk INVITE has its final response (or timed out): nothing to CANCEL. (While
+    /// `Recording`, the INVITE has not left: its transaction does not exist, and a CANCEL
+    /// request for it is refused as unknown.)
     pub trunk_final: bool,
     /// Our side of the session, for re-INVITEs from the trunk.
     pub local: super::session::LocalSdp,
+    /// The ACK of the trunk's 2xx, once sent: sent again for each retransmitted 2xx.
+    pub ack: Option<rsip::Request>,
 }
 
 impl Attempt {
-    /// A new attempt whose INVITE went out on `client`.
+    /// A new attempt whose INVITE goes out on `client` (its key, known before it is sent).
     pub fn new(
         agent_leg: LegKey,
         invite: rsip::Request,
@@ -56,6 +65,7 @@ impl Attempt {
             authenticated: false,
             trunk_final: false,
             local,
+            ack: None,
         }
     }
 
@@ -73,8 +83,22 @@ pub enum CallbackPhase {
     Waiting,
     /// An attempt failed; not dispatched again before this instant.
     RetryAt(Instant),
+    /// The agent answered and the trunk INVITE is built; the store is making the attempt
+    /// (with the INVITE's bytes) durable. Nothing is sent before it answers `Ok`
+    /// (docs/behaviour.md §6).
+    Recording(Attempt),
     /// The agent answered; the caller's phone is being called through the trunk.
     Dialling(Attempt),
+    /// The caller answered (2xx); `completed` is being made durable. Not ACKed yet: the
+    /// trunk retransmits the 2xx until it is (RFC 3261 §13.3.1.4).
+    Completing {
+        /// The attempt that reached the caller.
+        attempt: Attempt,
+        /// The dialog with the trunk.
+        dialog: Box<Dialog>,
+        /// The 2xx, with the SDP answer, for the bridge.
+        ok: Box<rsip::Response>,
+    },
     /// The caller answered: agent and caller talk.
     Connected {
         /// The attempt that reached the caller.
@@ -82,6 +106,9 @@ pub enum CallbackPhase {
         /// The dialog with the trunk.
         dialog: Box<Dialog>,
     },
+    /// Restored after a restart while an INVITE recorded before it may still ring: that
+    /// INVITE is cancelled and its outcome awaited (`reconcile.rs`). Never dispatched.
+    Reconciling(Box<Reconcile>),
 }
 
 /// A committed callback waiting in its queue (entry kind [`crate::queue::EntryKind::Callback`]).
@@ -116,21 +143,23 @@ impl Callback {
         &self.phase
     }
 
-    /// The attempt in progress (dialling or connected).
+    /// The attempt in progress (recording, dialling, completing or connected).
     pub fn attempt(&self) -> Option<&Attempt> {
         match &self.phase {
-            CallbackPhase::Dialling(attempt) | CallbackPhase::Connected { attempt, .. } => {
-                Some(attempt)
-            }
+            CallbackPhase::Recording(attempt)
+            | CallbackPhase::Dialling(attempt)
+            | CallbackPhase::Completing { attempt, .. }
+            | CallbackPhase::Connected { attempt, .. } => Some(attempt),
             _ => None,
         }
     }
 
     fn attempt_mut(&mut self) -> Option<&mut Attempt> {
         match &mut self.phase {
-            CallbackPhase::Dialling(attempt) | CallbackPhase::Connected { attempt, .. } => {
-                Some(attempt)
-            }
+            CallbackPhase::Recording(attempt)
+            | CallbackPhase::Dialling(attempt)
+            | CallbackPhase::Completing { attempt, .. }
+            | CallbackPhase::Connected { attempt, .. } => Some(attempt),
             _ => None,
         }
     }
@@ -160,10 +189,16 @@ pub struct Callbacks {
     offered_streams: HashMap<StreamId, CallKey>,
     /// Callers hearing their confirmation, by stream; hung up on its `PromptDone`.
     confirming: HashMap<StreamId, CallKey>,
-    /// Trunk INVITEs: exactly the callbacks in `Dialling` or `Connected`.
+    /// Trunk INVITEs: exactly the callbacks in `Dialling`, `Completing` or `Connected`.
     trunk_by_client: HashMap<ClientKey, EntryId>,
     /// Trunk dialogs: exactly the callbacks in `Connected`.
     trunk_by_call_id: HashMap<String, EntryId>,
+    /// Restored INVITEs by Call-ID and branch: exactly the callbacks in `Reconciling`.
+    reconciling: HashMap<InviteKey, EntryId>,
+    /// Reconcile deadlines: exactly the callbacks in `Reconciling`, under their deadline.
+    reconcile_due: BTreeSet<(Instant, EntryId)>,
+    /// Reconciled INVITEs whose final response we ACKed: retransmissions are ACKed again.
+    pub settled: SettledInvites,
 }
 
 impl Callbacks {
@@ -249,16 +284,20 @@ impl Callbacks {
 
     fn unindex(&mut self, entry: EntryId, phase: &CallbackPhase) {
         match phase {
-            CallbackPhase::Waiting => {}
+            CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
             CallbackPhase::RetryAt(at) => {
                 self.retries.remove(&(*at, entry));
             }
-            CallbackPhase::Dialling(attempt) => {
+            CallbackPhase::Dialling(attempt) | CallbackPhase::Completing { attempt, .. } => {
                 self.trunk_by_client.remove(&attempt.client);
             }
             CallbackPhase::Connected { attempt, dialog } => {
                 self.trunk_by_client.remove(&attempt.client);
                 self.trunk_by_call_id.remove(&dialog.call_id);
+            }
+            CallbackPhase::Reconciling(reconcile) => {
+                self.reconciling.remove(reconcile.key());
+                self.reconcile_due.remove(&(reconcile.deadline, entry));
             }
         }
     }
@@ -270,11 +309,12 @@ impl Callbacks {
         self.unindex(entry, &old);
         let callback = self.waiting.get(&entry)?;
         match &callback.phase {
-            CallbackPhase::Waiting => {}
+            CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
             CallbackPhase::RetryAt(at) => {
                 self.retries.insert((*at, entry));
             }
-            CallbackPhase::Dialling(attempt) => {
+            CallbackPhase::Dialling(attempt) | CallbackPhase::Completing { attempt, .. } => {
+                // Kept while completing: 2xx retransmissions are recognized (and ignored).
                 self.trunk_by_client.insert(attempt.client.clone(), entry);
             }
             CallbackPhase::Connected { attempt, dialog } => {
@@ -282,59 +322,139 @@ impl Callbacks {
                 self.trunk_by_client.insert(attempt.client.clone(), entry);
                 self.trunk_by_call_id.insert(dialog.call_id.clone(), entry);
             }
+            CallbackPhase::Reconciling(reconcile) => {
+                self.reconciling.insert(reconcile.key().clone(), entry);
+                self.reconcile_due.insert((reconcile.deadline, entry));
+            }
         }
         Some(old)
     }
 
-    /// The agent answered: the caller is dialled with `attempt`.
-    pub fn start_dialling(&mut self, entry: EntryId, attempt: Attempt) {
-        self.set_phase(entry, CallbackPhase::Dialling(attempt));
+    /// The agent answered: `attempt`'s INVITE waits for its record to be durable.
+    pub fn start_recording(&mut self, entry: EntryId, attempt: Attempt) {
+        self.set_phase(entry, CallbackPhase::Recording(attempt));
     }
 
-    /// The trunk INVITE was re-sent (with credentials) on `client` as `invite`.
+    /// The attempt is durable and its INVITE went out on `client`: `Recording` →
+    /// `Dialling`. `false` (no change) in another phase.
+    pub fn start_dialling(&mut self, entry: EntryId, client: ClientKey) -> bool {
+        match self.set_phase(entry, CallbackPhase::Waiting) {
+            Some(CallbackPhase::Recording(mut attempt)) => {
+                attempt.client = client;
+                self.set_phase(entry, CallbackPhase::Dialling(attempt));
+                true
+            }
+            other => self.put_back(entry, other),
+        }
+    }
+
+    /// The trunk INVITE is to be re-sent with credentials as `invite` on `client`: back to
+    /// `Recording` until that INVITE is durable too.
     pub fn rekey(&mut self, entry: EntryId, client: ClientKey, invite: rsip::Request) {
-        if let Some(CallbackPhase::Dialling(mut attempt)) =
-            self.set_phase(entry, CallbackPhase::Waiting)
-        {
-            attempt.client = client;
-            attempt.invite = invite;
-            attempt.authenticated = true;
-            self.set_phase(entry, CallbackPhase::Dialling(attempt));
+        match self.set_phase(entry, CallbackPhase::Waiting) {
+            Some(CallbackPhase::Dialling(mut attempt)) => {
+                attempt.client = client;
+                attempt.invite = invite;
+                attempt.authenticated = true;
+                self.set_phase(entry, CallbackPhase::Recording(attempt));
+            }
+            other => {
+                self.put_back(entry, other);
+            }
         }
     }
 
-    /// The caller answered: `Dialling` → `Connected`. `false` (no change) in another phase.
-    pub fn connected(&mut self, entry: EntryId, dialog: Dialog) -> bool {
-        if !matches!(
-            self.get(&entry).map(Callback::phase),
-            Some(CallbackPhase::Dialling(_))
-        ) {
-            return false;
+    /// The caller answered with `ok`: `Dialling` → `Completing`. `false` (no change) in
+    /// another phase.
+    pub fn completing(&mut self, entry: EntryId, dialog: Dialog, ok: rsip::Response) -> bool {
+        match self.set_phase(entry, CallbackPhase::Waiting) {
+            Some(CallbackPhase::Dialling(attempt)) => {
+                let phase = CallbackPhase::Completing {
+                    attempt,
+                    dialog: Box::new(dialog),
+                    ok: Box::new(ok),
+                };
+                self.set_phase(entry, phase);
+                true
+            }
+            other => self.put_back(entry, other),
         }
-        let Some(CallbackPhase::Dialling(attempt)) = self.set_phase(entry, CallbackPhase::Waiting)
-        else {
-            return false;
-        };
-        self.set_phase(
-            entry,
-            CallbackPhase::Connected {
+    }
+
+    /// Undoes the `Waiting` a refused transition left: `old` is the phase again. `false`.
+    fn put_back(&mut self, entry: EntryId, old: Option<CallbackPhase>) -> bool {
+        if let Some(old) = old {
+            self.set_phase(entry, old);
+        }
+        false
+    }
+
+    /// `completed` is durable: `Completing` → `Connected`, handing back the 2xx (and the
+    /// dialog, to ACK it). `None` (no change) in another phase.
+    pub fn connected(&mut self, entry: EntryId) -> Option<rsip::Response> {
+        match self.set_phase(entry, CallbackPhase::Waiting)? {
+            CallbackPhase::Completing {
                 attempt,
-                dialog: Box::new(dialog),
-            },
-        );
-        true
+                dialog,
+                ok,
+            } => {
+                self.set_phase(entry, CallbackPhase::Connected { attempt, dialog });
+                Some(*ok)
+            }
+            other => {
+                self.put_back(entry, Some(other));
+                None
+            }
+        }
     }
 
-    /// Ends the attempt in progress (back to `Waiting`), handing it back with its dialog.
+    /// Ends the attempt in progress (back to `Waiting`), handing it back with its dialog
+    /// (once the caller answered).
     pub fn take_attempt(&mut self, entry: EntryId) -> Option<(Attempt, Option<Dialog>)> {
         match self.set_phase(entry, CallbackPhase::Waiting)? {
-            CallbackPhase::Dialling(attempt) => Some((attempt, None)),
-            CallbackPhase::Connected { attempt, dialog } => Some((attempt, Some(*dialog))),
+            CallbackPhase::Recording(attempt) | CallbackPhase::Dialling(attempt) => {
+                Some((attempt, None))
+            }
+            CallbackPhase::Completing {
+                attempt, dialog, ..
+            }
+            | CallbackPhase::Connected { attempt, dialog } => Some((attempt, Some(*dialog))),
             other => {
                 self.set_phase(entry, other);
                 None
             }
         }
+    }
+
+    /// Files a callback restored mid-dial: its old INVITE is being reconciled.
+    pub fn insert_reconciling(&mut self, entry: EntryId, callback: Callback, reconcile: Reconcile) {
+        self.insert(entry, callback, None);
+        self.set_phase(entry, CallbackPhase::Reconciling(Box::new(reconcile)));
+    }
+
+    /// The reconciling callback whose restored INVITE has this Call-ID and branch.
+    pub fn by_invite_key(&self, key: &InviteKey) -> Option<EntryId> {
+        self.reconciling.get(key).copied()
+    }
+
+    /// Ends a reconciliation (back to `Waiting`), handing back what was reconciled.
+    pub fn end_reconcile(&mut self, entry: EntryId) -> Option<Reconcile> {
+        match self.set_phase(entry, CallbackPhase::Waiting)? {
+            CallbackPhase::Reconciling(reconcile) => Some(*reconcile),
+            other => {
+                self.set_phase(entry, other);
+                None
+            }
+        }
+    }
+
+    /// A reconciling callback whose deadline has passed by `now` (still `Reconciling`:
+    /// [`Self::end_reconcile`] takes it out).
+    pub fn due_reconcile(&self, now: Instant) -> Option<EntryId> {
+        self.reconcile_due
+            .first()
+            .filter(|(at, _)| *at <= now)
+            .map(|&(_, entry)| entry)
     }
 
     /// Not dispatched again before `at`.
@@ -360,9 +480,11 @@ impl Callbacks {
             .map(|(entry, _)| *entry)
     }
 
-    /// The earliest retry deadline.
+    /// The earliest retry or reconcile deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.retries.first().map(|(at, _)| *at)
+        let retry = self.retries.first().map(|(at, _)| *at);
+        let reconcile = self.reconcile_due.first().map(|(at, _)| *at);
+        retry.into_iter().chain(reconcile).min()
     }
 
     /// The callback whose trunk INVITE (dialling or answered) is this client transaction.
@@ -389,8 +511,8 @@ impl Callbacks {
     }
 
     /// Whether dispatch must pass over `entry` for now: its commit is in flight, its caller is
-    /// still on the line hearing the confirmation, it is waiting out a retry delay or an
-    /// attempt is in progress.
+    /// still on the line hearing the confirmation, it is waiting out a retry delay, an
+    /// attempt is in progress or an INVITE from before a restart is being reconciled.
     pub fn holds_back(&self, entry: EntryId, caller_on_line: bool) -> bool {
         self.committing.contains(&entry)
             || self
@@ -411,23 +533,32 @@ impl Callbacks {
             self.trunk_by_client.len(),
             count(|p| matches!(
                 p,
-                CallbackPhase::Dialling(_) | CallbackPhase::Connected { .. }
+                CallbackPhase::Dialling(_)
+                    | CallbackPhase::Completing { .. }
+                    | CallbackPhase::Connected { .. }
             ))
         );
         assert_eq!(
             self.trunk_by_call_id.len(),
             count(|p| matches!(p, CallbackPhase::Connected { .. }))
         );
+        let reconciling = count(|p| matches!(p, CallbackPhase::Reconciling(_)));
+        assert_eq!(self.reconciling.len(), reconciling);
+        assert_eq!(self.reconcile_due.len(), reconciling);
         for (entry, callback) in &self.waiting {
             match &callback.phase {
-                CallbackPhase::Waiting => {}
+                CallbackPhase::Waiting | CallbackPhase::Recording(_) => {}
                 CallbackPhase::RetryAt(at) => assert!(self.retries.contains(&(*at, *entry))),
-                CallbackPhase::Dialling(attempt) => {
+                CallbackPhase::Dialling(attempt) | CallbackPhase::Completing { attempt, .. } => {
                     assert_eq!(self.trunk_by_client.get(&attempt.client), Some(entry));
                 }
                 CallbackPhase::Connected { attempt, dialog } => {
                     assert_eq!(self.trunk_by_client.get(&attempt.client), Some(entry));
                     assert_eq!(self.trunk_by_call_id.get(&dialog.call_id), Some(entry));
+                }
+                CallbackPhase::Reconciling(reconcile) => {
+                    assert_eq!(self.reconciling.get(reconcile.key()), Some(entry));
+                    assert!(self.reconcile_due.contains(&(reconcile.deadline, *entry)));
                 }
             }
         }

@@ -1,40 +1,64 @@
-//! Callbacks, the dial-back (docs/behaviour.md §6): agent first, then the caller through the trunk, then
-//! the bridge; retries that keep the place; every state change persisted.
+//! Callbacks, the dial-back (docs/behaviour.md §6): agent first, then the caller through the
+//! trunk, then the bridge; retries that keep the place; every state change persisted, and the
+//! two that decide whether the caller may be called again persisted *before* the SIP that
+//! depends on them.
 //!
 //! ```text
 //!  callback entry at the head + free agent
 //!    └─▶ ring the agent (legs.rs, as for a caller) ──no answer──▶ next agent, same place
-//!          └─ answers: hold music to the agent, state `dialling`, attempts + 1,
-//!             INVITE sip:<number>@<trunk address> (401/407 answered once with the
-//!             trunk's credentials)
-//!               ├─ 2xx: ACK, relay agent ⇄ caller, entry leaves the queue, `completed`
-//!               └─ busy / no answer / error / agent hung up: BYE the agent (free at once,
-//!                  no wrap-up), then `pending` with a retry time (place kept) or, after
-//!                  `callback_attempts`, `failed` and out of the queue
+//!          └─ answers: hold music to the agent, attempts + 1, INVITE
+//!             sip:<number>@<trunk address> built; BeginAttempt (`dialling` + the INVITE's
+//!             bytes) to the store ── error: the attempt failed (below) ──┐
+//!               └─ durable: the INVITE is sent (401/407 answered once    │
+//!                  with the trunk's credentials; that INVITE is recorded │
+//!                  the same way before it is sent)                       │
+//!                    ├─ 2xx: Complete (`completed`) to the store; 2xx    │
+//!                    │   retransmissions wait; once it replies (even     │
+//!                    │   with an error): ACK, relay agent ⇄ caller,      │
+//!                    │   entry leaves the queue                          │
+//!                    └─ busy / no answer / error / agent hung up ◀───────┘
+//!                       BYE the agent (free at once, no wrap-up), then `pending` with a
+//!                       retry time (place kept) or, after `callback_attempts`, `failed`
 //! ```
 //! **Completed** means: the caller answered the callback INVITE and was bridged to the
-//! agent. It is persisted at that moment, so a crash during the conversation does not call
+//! agent. It is durable before the ACK, so a crash during the conversation does not call
 //! the caller a second time.
 //!
-//! Security (docs/behaviour.md §6): the only number ever dialled is a [`super::callback::Callback`]'s,
-//! which comes from the caller's own call (or the store it was committed to) and is checked
-//! against the queue's `callback_number_pattern` again right before dialling.
+//! **Exactly once across a crash** (`kill -9`). What a restart finds, by where the crash hit:
+//! - before the attempt was durable: `pending` (or the previous INVITE, see below); nothing
+//!   was sent, the callback is dialled again later;
+//! - between the record and the caller's answer: `dialling` with the INVITE. The restart
+//!   CANCELs it and settles its outcome (`reconcile.rs`): a non-2xx final or no final in
+//!   64·T1 counts as a failed attempt, retried later;
+//! - between the 2xx and the durable `completed`: the 2xx was never ACKed, so the trunk
+//!   retransmits it (RFC 3261 §13.3.1.4) to the restarted holdfast, which ACKs it, hangs up
+//!   with BYE and marks the callback `failed` ("answered during a restart"): it is never
+//!   dialled again;
+//! - after `completed`: never dialled again.
+//!
+//! The one edge left: the caller answers and the restart takes longer than the trunk's 32 s
+//! of 2xx retransmissions. The trunk then ends the unacknowledged call itself, the restart
+//! sees no final response by its deadline, and the caller is dialled once more.
+//!
+//! Security (docs/behaviour.md §6): the only number ever dialled is a
+//! [`super::callbacks::Callback`]'s, which comes from the caller's own call (or the store it was
+//! committed to) and is checked against the queue's `callback_number_pattern` again right
+//! before dialling.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rsip::Header;
 use rsip::prelude::*;
 
-use super::LegKey;
-use super::callbacks::Attempt;
-use super::{B2bua, CallKey};
+use super::callbacks::{Attempt, CallbackPhase};
+use super::{AttemptToken, B2bua, CallKey, LegKey};
 use crate::media::engine::StreamId;
 use crate::queue::{EntryId, LeaveReason};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::sdp::{self, Codec};
 use crate::sip::transaction::ClientKey;
-use crate::store::{CallEvent, CallEventKind, CallbackState, Record};
+use crate::store::{CallEvent, CallEventKind, Record, StoreError};
 
 impl B2bua {
     /// The RTP stream, caller identity and codec for a new agent leg: beside the caller's
@@ -62,7 +86,8 @@ impl B2bua {
         Ok((stream, port, number, Codec::Pcmu))
     }
 
-    /// The agent answered a callback: keep it on hold music and call the caller.
+    /// The agent answered a callback: keep it on hold music, build the INVITE to the caller
+    /// and have the attempt recorded; the INVITE leaves in [`Self::attempt_recorded`].
     pub(super) fn callback_agent_answered(
         &mut self,
         now: Instant,
@@ -86,34 +111,26 @@ impl B2bua {
             self.audio.music.for_codec(Codec::Pcmu),
         );
         let config = &self.config.queues[queue.0];
-        let (pattern_ok, max) = (
-            self.callbacks
-                .get(&entry)
-                .is_some_and(|c| config.callback_number_allowed(&c.number)),
-            config.callback_attempts,
-        );
+        let pattern_ok = self
+            .callbacks
+            .get(&entry)
+            .is_some_and(|c| config.callback_number_allowed(&c.number));
         let Some(trunk) = self.config.trunks.first().cloned() else {
             tracing::error!("callback: no [[trunk]] configured to dial through");
-            return self.finish_callback(now, entry, leg_key, CallbackState::Failed, "no trunk");
+            return self.finish_callback(now, entry, leg_key, "no trunk");
         };
         if !pattern_ok {
             tracing::warn!(entry = entry.0, "callback number refused by the pattern");
-            return self.finish_callback(
-                now,
-                entry,
-                leg_key,
-                CallbackState::Failed,
-                "number refused",
-            );
+            return self.finish_callback(now, entry, leg_key, "number refused");
         }
         let Some(callback) = self.callbacks.get_mut(&entry) else {
             return;
         };
         callback.attempts += 1;
-        let (id, attempts, number) = (callback.id, callback.attempts, callback.number.clone());
+        let number = callback.number.clone();
         let (stream, port) = match self.media.open_beside(agent_stream) {
             Ok(opened) => opened,
-            Err(_) => return self.attempt_failed(now, entry, leg_key, "no RTP port", max),
+            Err(_) => return self.attempt_failed(now, entry, leg_key, "no RTP port"),
         };
         let offer = sdp::render_offer(
             &[Codec::Pcmu, Codec::Pcma],
@@ -125,28 +142,78 @@ impl B2bua {
         // The codec is the trunk's pick, known from its answer.
         let local = super::session::LocalSdp::new(port, entry.0, Codec::Pcmu);
         let invite = self.trunk_invite(&number, trunk.address, &offer);
-        let client = match self
-            .sip
-            .transactions
-            .send_request(now, trunk.address, invite.clone())
-        {
-            Ok(client) => client,
-            Err(_) => {
-                self.media.close(stream);
-                return self.attempt_failed(now, entry, leg_key, "INVITE not sent", max);
-            }
+        let Ok(client) = ClientKey::of_request(&invite) else {
+            self.media.close(stream);
+            return self.attempt_failed(now, entry, leg_key, "INVITE not sent");
         };
+        self.record_attempt(entry, leg_key, &invite);
         self.callbacks
-            .start_dialling(entry, Attempt::new(leg_key, invite, client, stream, local));
-        self.callbacks.push(super::StoreRequest::SetState {
-            id,
-            state: CallbackState::Dialling,
-            attempts,
-            next_attempt_at: None,
-            error: None,
+            .start_recording(entry, Attempt::new(leg_key, invite, client, stream, local));
+    }
+
+    /// Asks the store to record the attempt with `invite` before it is sent (docs/behaviour.md
+    /// §6): a restart then knows that INVITE may be ringing, and cancels it.
+    fn record_attempt(&mut self, entry: EntryId, leg: LegKey, invite: &rsip::Request) {
+        let Some(callback) = self.callbacks.get(&entry) else {
+            return;
+        };
+        self.callbacks.push(super::StoreRequest::BeginAttempt {
+            token: AttemptToken { entry, leg },
+            id: callback.id,
+            attempts: callback.attempts,
+            invite: message::encode_request(invite).to_vec(),
         });
-        self.callback_event(now, CallEventKind::CallbackDialled, queue, &number);
-        tracing::info!(event = "callback_dial", callback = id.0, %number, attempts, "dialling caller");
+    }
+
+    /// The store answered a `BeginAttempt` (driver input). Only a durable `Ok` lets the
+    /// INVITE leave; after an error that attempt failed, and nothing was sent.
+    pub fn attempt_recorded(
+        &mut self,
+        now: Instant,
+        token: AttemptToken,
+        result: Result<(), StoreError>,
+    ) {
+        self.send_recorded_invite(now, token, result);
+        self.process_events(now);
+    }
+
+    fn send_recorded_invite(
+        &mut self,
+        now: Instant,
+        token: AttemptToken,
+        result: Result<(), StoreError>,
+    ) {
+        let AttemptToken { entry, leg } = token;
+        let Some(callback) = self.callbacks.get(&entry) else {
+            return;
+        };
+        // A reply that outlived its attempt (the agent hung up meanwhile) changes nothing.
+        let CallbackPhase::Recording(attempt) = callback.phase() else {
+            return;
+        };
+        if attempt.agent_leg != leg {
+            return;
+        }
+        let (id, attempts, queue) = (callback.id, callback.attempts, callback.queue);
+        let (invite, first) = (attempt.invite.clone(), !attempt.authenticated);
+        let number = callback.number.clone();
+        if let Err(error) = result {
+            tracing::error!(%error, callback = id.0, "dial-back attempt not recorded: not dialled");
+            return self.attempt_failed(now, entry, leg, "attempt not recorded");
+        }
+        let Some(trunk) = self.config.trunks.first().map(|t| t.address) else {
+            return self.attempt_failed(now, entry, leg, "no trunk");
+        };
+        match self.sip.transactions.send_request(now, trunk, invite) {
+            Ok(client) => {
+                self.callbacks.start_dialling(entry, client);
+            }
+            Err(_) => return self.attempt_failed(now, entry, leg, "INVITE not sent"),
+        }
+        if first {
+            self.callback_event(now, CallEventKind::CallbackDialled, queue, &number);
+            tracing::info!(event = "callback_dial", callback = id.0, %number, attempts, "dialling caller");
+        }
     }
 
     /// The INVITE to the caller through the trunk (docs/behaviour.md §6: `sip:<number>@<trunk address>`).
@@ -180,8 +247,8 @@ impl B2bua {
         let code = response.status_code.code();
         match code {
             100..=199 => {}
-            200..=299 => self.trunk_answered(now, entry, &response),
-            401 | 407 if self.answer_challenge(now, entry, &response, code) => {}
+            200..=299 => self.trunk_answered(entry, &response),
+            401 | 407 if self.answer_challenge(entry, &response, code) => {}
             _ => {
                 if let Some(attempt) = self.callbacks.attempt_mut(entry) {
                     attempt.trunk_final = true;
@@ -205,15 +272,10 @@ impl B2bua {
         true
     }
 
-    /// Re-sends the INVITE with credentials (RFC 3261 §22.2) once; `false` when no
-    /// credentials are configured, the challenge was answered before, or it is unreadable.
-    fn answer_challenge(
-        &mut self,
-        now: Instant,
-        entry: EntryId,
-        response: &rsip::Response,
-        code: u16,
-    ) -> bool {
+    /// Re-sends the INVITE with credentials (RFC 3261 §22.2) once, after recording it;
+    /// `false` when no credentials are configured, the challenge was answered before, or it
+    /// is unreadable.
+    fn answer_challenge(&mut self, entry: EntryId, response: &rsip::Response, code: u16) -> bool {
         let Some(trunk) = self.config.trunks.first().cloned() else {
             return false;
         };
@@ -259,267 +321,139 @@ impl B2bua {
         headers.push(Header::Other(answer_name.into(), credentials));
         let mut invite = attempt.invite.clone();
         invite.headers = headers.into();
-        let Ok(new_client) = self
-            .sip
-            .transactions
-            .send_request(now, trunk.address, invite.clone())
-        else {
+        let leg = attempt.agent_leg;
+        let Ok(new_client) = ClientKey::of_request(&invite) else {
             return false;
         };
+        // A new INVITE: recorded like the first before it is sent.
+        self.record_attempt(entry, leg, &invite);
         self.callbacks.rekey(entry, new_client, invite);
         tracing::debug!(entry = entry.0, "trunk challenge answered");
         true
     }
 
-    /// The caller picked up: ACK, bridge with the agent, persist `completed`.
-    fn trunk_answered(&mut self, now: Instant, entry: EntryId, ok: &rsip::Response) {
-        let sent_by = self.sip.sent_by.clone();
-        let trunk = self.config.trunks.first().map(|t| t.address);
+    /// The caller picked up. First `completed` is made durable; the ACK and the bridge wait
+    /// for it ([`Self::completion_recorded`]), so a crash in between leaves a 2xx without
+    /// an ACK, which the trunk retransmits to the restarted holdfast (`reconcile.rs`).
+    fn trunk_answered(&mut self, entry: EntryId, ok: &rsip::Response) {
         let Some(callback) = self.callbacks.get(&entry) else {
             return;
         };
-        let Some(attempt) = callback.attempt() else {
+        match callback.phase() {
+            CallbackPhase::Dialling(attempt) => {
+                let Ok(dialog) = Dialog::from_uac(&attempt.invite, ok) else {
+                    tracing::warn!("trunk's 2xx unusable");
+                    return;
+                };
+                let token = AttemptToken {
+                    entry,
+                    leg: attempt.agent_leg,
+                };
+                let (id, attempts) = (callback.id, callback.attempts);
+                self.callbacks.completing(entry, dialog, ok.clone());
+                self.callbacks.push(super::StoreRequest::Complete {
+                    token,
+                    id,
+                    attempts,
+                });
+                tracing::debug!(
+                    callback = id.0,
+                    "caller answered: completion before the ACK"
+                );
+            }
+            // Retransmissions wait for the completion too (the trunk repeats the 2xx until
+            // it is ACKed, RFC 3261 §13.3.1.4).
+            CallbackPhase::Completing { .. } => {}
+            // Our ACK was lost: every 2xx gets one (§13.2.2.4).
+            CallbackPhase::Connected { attempt, .. } => {
+                if let (Some(ack), Some(trunk)) = (
+                    attempt.ack.clone(),
+                    self.config.trunks.first().map(|t| t.address),
+                ) {
+                    self.sip.transactions.send_stateless(trunk, ack);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The store answered a `Complete` (driver input): ACK the 2xx and bridge the caller to
+    /// the agent. After an error too: the caller is on the line (the error is logged).
+    pub fn completion_recorded(
+        &mut self,
+        now: Instant,
+        token: AttemptToken,
+        result: Result<(), StoreError>,
+    ) {
+        self.bridge_answered(now, token, result);
+        self.process_events(now);
+    }
+
+    fn bridge_answered(
+        &mut self,
+        now: Instant,
+        token: AttemptToken,
+        result: Result<(), StoreError>,
+    ) {
+        let AttemptToken { entry, leg } = token;
+        let Some(callback) = self.callbacks.get(&entry) else {
             return;
         };
-        let Ok(mut dialog) = Dialog::from_uac(&attempt.invite, ok) else {
-            tracing::warn!("trunk's 2xx unusable");
+        if callback.attempt().map(|a| a.agent_leg) != Some(leg) {
+            return;
+        }
+        let (id, queue, number) = (callback.id, callback.queue, callback.number.clone());
+        if let Err(error) = result {
+            // The caller is on the line: bridged all the same.
+            tracing::error!(%error, callback = id.0, "callback completion not persisted");
+        }
+        let Some(ok) = self.callbacks.connected(entry) else {
             return;
         };
-        // Every 2xx (retransmissions too) gets an ACK (§13.2.2.4).
-        let ack = dialog.ack(&sent_by, &self.sip.ids.branch());
-        if let Some(trunk) = trunk {
-            self.sip.transactions.send_stateless(trunk, ack);
+        let sent_by = self.sip.sent_by.clone();
+        let branch = self.sip.ids.branch();
+        let Some(ack) = self
+            .callbacks
+            .dialog_mut(entry)
+            .map(|d| d.ack(&sent_by, &branch))
+        else {
+            return;
+        };
+        if let Some(trunk) = self.config.trunks.first().map(|t| t.address) {
+            self.sip.transactions.send_stateless(trunk, ack.clone());
         }
-        let (agent_leg, stream, id, attempts, queue) = (
-            attempt.agent_leg,
-            attempt.stream,
-            callback.id,
-            callback.attempts,
-            callback.queue,
-        );
-        let number = callback.number.clone();
-        if !self.callbacks.connected(entry, dialog) {
-            return; // a retransmission: connected already
-        }
-        let answer = sdp::parse_offer(&ok.body).ok();
-        if let Some(answer) = &answer {
+        let Some(attempt) = self.callbacks.attempt_mut(entry) else {
+            return;
+        };
+        attempt.ack = Some(ack);
+        let stream = attempt.stream;
+        if let Ok(answer) = sdp::parse_offer(&ok.body) {
             let (pt, codec) = answer
                 .formats
                 .iter()
                 .find_map(|&pt| answer.codec_of(pt).map(|codec| (pt, codec)))
                 .unwrap_or((0, Codec::Pcmu));
-            if let Some(attempt) = self.callbacks.attempt_mut(entry) {
-                attempt.local.codec = codec;
-            }
+            attempt.local.codec = codec;
             self.media.connect(stream, answer.remote, pt);
             self.media
                 .set_telephone_event(stream, answer.telephone_event);
         }
-        let Some(leg) = self.legs.get_mut(&agent_leg) else {
+        let Some(agent_leg) = self.legs.get_mut(&leg) else {
             return;
         };
         // Handle time starts now: the conversation (docs/behaviour.md §5), not the agent's wait.
-        leg.start_talking(now);
-        let agent_stream = leg.stream;
+        agent_leg.start_talking(now);
+        let agent_stream = agent_leg.stream;
         self.media.bridge(agent_stream, stream);
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Dispatched);
         self.drain_queue_events();
-        self.callbacks.push(super::StoreRequest::SetState {
-            id,
-            state: CallbackState::Completed,
-            attempts,
-            next_attempt_at: None,
-            error: None,
-        });
         self.callback_event(now, CallEventKind::CallbackCompleted, queue, &number);
         tracing::info!(event = "callback_connect", callback = id.0, %number, "caller bridged to agent");
     }
 
-    /// A trunk leg's RTP port could not be bound: that attempt failed.
-    pub(super) fn callback_stream_lost(&mut self, now: Instant, stream: StreamId) {
-        if let Some(entry) = self.callbacks.with_trunk_stream(stream) {
-            self.trunk_failed(now, entry, "no RTP port");
-        }
-    }
-
-    /// The trunk refused or never answered: release the agent, then retry or give up.
-    fn trunk_failed(&mut self, now: Instant, entry: EntryId, reason: &str) {
-        let Some(callback) = self.callbacks.get(&entry) else {
-            return;
-        };
-        let Some(leg) = callback.attempt().map(|a| a.agent_leg) else {
-            return;
-        };
-        let max = self.config.queues[callback.queue.0].callback_attempts;
-        self.attempt_failed(now, entry, leg, reason, max);
-    }
-
-    /// An attempt that did not reach the caller: hang up the agent (free at once, no wrap-up:
-    /// it talked to nobody) and schedule the next attempt, or fail the callback.
-    fn attempt_failed(
-        &mut self,
-        now: Instant,
-        entry: EntryId,
-        leg: LegKey,
-        reason: &str,
-        max: u32,
-    ) {
-        let attempts = self.callbacks.get(&entry).map_or(0, |c| c.attempts);
-        if attempts >= max.max(1) {
-            return self.finish_callback(now, entry, leg, CallbackState::Failed, reason);
-        }
-        self.release_attempt(now, entry, leg);
-        let Some(callback) = self.callbacks.get(&entry) else {
-            return;
-        };
-        let delay = Duration::from_secs(self.config.queues[callback.queue.0].callback_retry_delay);
-        let at = now + delay;
-        let id = callback.id;
-        self.callbacks.retry_at(entry, at);
-        self.callbacks.push(super::StoreRequest::SetState {
-            id,
-            state: CallbackState::Pending,
-            attempts,
-            next_attempt_at: Some(at),
-            error: Some(reason.to_string()),
-        });
-        tracing::info!(
-            callback = id.0,
-            attempts,
-            reason,
-            retry_s = delay.as_secs(),
-            "callback attempt failed; will retry"
-        );
-    }
-
-    /// The end of a callback without a conversation: `failed` (out of the queue).
-    fn finish_callback(
-        &mut self,
-        now: Instant,
-        entry: EntryId,
-        leg: LegKey,
-        state: CallbackState,
-        reason: &str,
-    ) {
-        self.release_attempt(now, entry, leg);
-        let Some(callback) = self.callbacks.remove(entry) else {
-            return;
-        };
-        self.queues.leave(entry, LeaveReason::Removed);
-        self.drain_queue_events();
-        self.callbacks.push(super::StoreRequest::SetState {
-            id: callback.id,
-            state,
-            attempts: callback.attempts,
-            next_attempt_at: None,
-            error: Some(reason.to_string()),
-        });
-        self.callback_event(
-            now,
-            CallEventKind::CallbackFailed,
-            callback.queue,
-            &callback.number,
-        );
-        tracing::warn!(
-            callback = callback.id.0,
-            attempts = callback.attempts,
-            reason,
-            "callback failed"
-        );
-    }
-
-    /// Tear down an unanswered attempt: the trunk side (CANCEL if still ringing), then the
-    /// agent (BYE, available again without wrap-up).
-    fn release_attempt(&mut self, now: Instant, entry: EntryId, leg: LegKey) {
-        if let Some((attempt, _)) = self.callbacks.take_attempt(entry) {
-            if !attempt.trunk_final {
-                let _ = self.sip.transactions.cancel(now, attempt.client());
-            }
-            self.media.close(attempt.stream);
-        }
-        self.offered.remove(&entry);
-        let agent = self.legs.get(&leg).map(|l| l.agent);
-        self.end_leg(now, leg, true);
-        if let Some(agent) = agent {
-            let _ = self.agents.call_ended(now, agent, Duration::ZERO);
-            self.drain_agent_events();
-        }
-    }
-
-    /// Hook from `end_leg`: an agent leg ended. If it served a callback, end the trunk side
-    /// too (after the bridge: BYE; before it: the attempt failed).
-    pub(super) fn callback_agent_leg_ended(&mut self, now: Instant, leg: LegKey, call: CallKey) {
-        let entry = call.entry();
-        let Some(callback) = self
-            .callbacks
-            .get(&entry)
-            .filter(|c| c.attempt().is_some_and(|a| a.agent_leg == leg))
-        else {
-            return;
-        };
-        if callback.dialog().is_some() {
-            self.end_trunk_leg(now, entry, true);
-        } else {
-            // The agent hung up while the caller's phone rang. The leg is gone already, so
-            // release_attempt's end_leg is a no-op; the agent is freed by it all the same.
-            self.trunk_failed(now, entry, "agent hung up before the caller answered");
-        }
-    }
-
-    /// The dialog of a callback's call to the trunk, by its queue entry.
-    pub(super) fn trunk_dialog_mut(&mut self, entry: EntryId) -> Option<&mut Dialog> {
-        self.callbacks.dialog_mut(entry)
-    }
-
-    /// Our side of the session of a callback's call to the trunk.
-    pub(super) fn trunk_local_sdp(
-        &mut self,
-        entry: EntryId,
-    ) -> Option<&mut super::session::LocalSdp> {
-        Some(&mut self.callbacks.attempt_mut(entry)?.local)
-    }
-
-    /// An in-dialog request from the trunk on an answered callback.
-    pub(super) fn trunk_leg_of(&self, request: &rsip::Request) -> Option<EntryId> {
-        let call_id = message::call_id(request)?;
-        let entry = self.callbacks.by_trunk_call_id(call_id)?;
-        let dialog = self.callbacks.get(&entry)?.dialog()?;
-        dialog.matches_request(request).then_some(entry)
-    }
-
-    /// The called-back caller hung up: end the agent's side too.
-    pub(super) fn trunk_hung_up(&mut self, now: Instant, entry: EntryId) {
-        let leg = self
-            .callbacks
-            .get(&entry)
-            .and_then(|c| c.attempt())
-            .map(|a| a.agent_leg);
-        self.end_trunk_leg(now, entry, false);
-        if let Some(leg) = leg {
-            self.end_leg(now, leg, true);
-        }
-    }
-
-    /// Forget a bridged callback's trunk leg (BYE to the trunk when `send_bye`).
-    fn end_trunk_leg(&mut self, now: Instant, entry: EntryId, send_bye: bool) {
-        let Some((attempt, dialog)) = self.callbacks.take_attempt(entry) else {
-            return;
-        };
-        let Some(callback) = self.callbacks.remove(entry) else {
-            return;
-        };
-        self.media.close(attempt.stream);
-        if let Some(mut dialog) = dialog
-            && send_bye
-            && let Some(trunk) = self.config.trunks.first().map(|t| t.address)
-        {
-            self.sip.bye(now, &mut dialog, trunk);
-        }
-        tracing::info!(callback = callback.id.0, "callback call ended");
-    }
-
-    fn callback_event(
+    /// A call event about a callback (docs/behaviour.md §8).
+    pub(super) fn callback_event(
         &mut self,
         now: Instant,
         kind: CallEventKind,

@@ -16,6 +16,7 @@ mod call;
 mod callback;
 mod callbacks;
 mod dialback;
+mod dialback_end;
 pub mod events;
 mod hold;
 mod ids;
@@ -24,6 +25,7 @@ mod leg;
 mod legs;
 mod log_limit;
 pub mod media;
+mod reconcile;
 mod refer;
 mod register;
 mod requests;
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState, CallTimer, Calls, NewCall};
-pub use callback::{RestoreError, StoreRequest};
+pub use callback::{AttemptToken, RestoreError, StoreRequest};
 pub use ids::Ids;
 pub use leg::{AgentLeg, LegFor, LegKey, LegState, Legs};
 pub use legs::DispatchError;
@@ -316,7 +318,7 @@ impl B2bua {
         self.registration.registrar.handle_timeout(now);
         self.agents.handle_timeout(now);
         self.expire_rings(now);
-        self.expire_callback_retries(now);
+        self.expire_callback_deadlines(now);
         self.run_announcements(now);
         self.run_session_timers(now);
         self.process_events(now);
@@ -470,8 +472,8 @@ impl B2bua {
                         self.on_leg_timeout(now, &key);
                     }
                 }
-                Event::StrayResponse { source, .. } => {
-                    tracing::debug!(%source, "response matching no transaction dropped");
+                Event::StrayResponse { response, source } => {
+                    self.on_stray_response(now, response, source);
                 }
             }
         }

@@ -28,7 +28,7 @@ use super::{
     load_prompts, log_media_stats, raise_nofile_limit, restore_callbacks, write_record,
 };
 use crate::admin::{self, AdminRequest};
-use crate::b2bua::{B2bua, CallKey, MediaCommand, StoreRequest};
+use crate::b2bua::{AttemptToken, B2bua, CallKey, MediaCommand, StoreRequest};
 use crate::config::Config;
 use crate::media::engine::{EngineConfig, MediaEngine, MediaEvent, MediaEvents};
 use crate::store::{CallbackId, CallbackState, SqliteStore, StoreError, StoreHandle, StoreThread};
@@ -53,6 +53,11 @@ enum StoreReply {
     /// A callback state change: a failure is logged (recovery reloads the last state that
     /// did commit).
     Persisted(CallbackId, CallbackState, Result<(), StoreError>),
+    /// A dial-back attempt recorded: back to the controller, which sends the INVITE only
+    /// after a durable `Ok`.
+    AttemptRecorded(AttemptToken, Result<(), StoreError>),
+    /// A dial-back's `completed`: back to the controller, which ACKs and bridges then.
+    Completed(AttemptToken, Result<(), StoreError>),
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = StoreReply> + Send>>;
@@ -187,6 +192,8 @@ impl Server {
         let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
         let mut trim = super::MemoryTrim::default();
         let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
+        // What start-up queued leaves at once: the CANCELs of INVITEs from before a restart.
+        self.send_transmits().await;
         loop {
             let sleep_until = self
                 .b2bua
@@ -217,6 +224,12 @@ impl Server {
                         "callback state not persisted"
                     ),
                     StoreReply::Persisted(..) => {}
+                    StoreReply::AttemptRecorded(token, result) => {
+                        self.b2bua.attempt_recorded(Instant::now(), token, result);
+                    }
+                    StoreReply::Completed(token, result) => {
+                        self.b2bua.completion_recorded(Instant::now(), token, result);
+                    }
                 },
                 _ = stats_tick.tick() => {
                     log_media_stats(&self.engine);
@@ -238,15 +251,7 @@ impl Server {
             while let Some(request) = self.b2bua.poll_store_request() {
                 replies.push(self.store_request(request));
             }
-            while let Some(transmit) = self.b2bua.poll_transmit() {
-                if let Err(error) = self
-                    .socket
-                    .send_to(&transmit.payload, transmit.destination)
-                    .await
-                {
-                    tracing::debug!(%error, destination = %transmit.destination, "SIP send failed");
-                }
-            }
+            self.send_transmits().await;
             if let Some(since) = stopping_since {
                 // Done once every call is released and every BYE (or CANCELled INVITE) of
                 // ours has its final response; server transactions lingering only to absorb
@@ -266,6 +271,19 @@ impl Server {
         }
         self.stop_tasks(replies).await;
         Ok(())
+    }
+
+    /// Sends every datagram the controller has queued.
+    async fn send_transmits(&mut self) {
+        while let Some(transmit) = self.b2bua.poll_transmit() {
+            if let Err(error) = self
+                .socket
+                .send_to(&transmit.payload, transmit.destination)
+                .await
+            {
+                tracing::debug!(%error, destination = %transmit.destination, "SIP send failed");
+            }
+        }
     }
 
     /// Stops every other task: the admin listener (its open connections see `503` and end),
@@ -315,6 +333,29 @@ impl Server {
                     .store
                     .set_callback_state(id, state, attempts, next, error);
                 Box::pin(async move { StoreReply::Persisted(id, state, reply.wait().await) })
+            }
+            StoreRequest::BeginAttempt {
+                token,
+                id,
+                attempts,
+                invite,
+            } => {
+                let reply = self.store.begin_attempt(id, attempts, invite);
+                Box::pin(async move { StoreReply::AttemptRecorded(token, reply.wait().await) })
+            }
+            StoreRequest::Complete {
+                token,
+                id,
+                attempts,
+            } => {
+                let reply = self.store.set_callback_state(
+                    id,
+                    CallbackState::Completed,
+                    attempts,
+                    None,
+                    None,
+                );
+                Box::pin(async move { StoreReply::Completed(token, reply.wait().await) })
             }
         }
     }

@@ -5,7 +5,7 @@
 //! stall on that, so it talks to the store through [`StoreHandle`], a bounded channel to one
 //! store thread:
 //!
-//! - **Requests** (callback commits and state changes, reads) are request/response: each
+//! - **Requests** (callback commits, attempts and state changes, reads) are request/response: each
 //!   returns a [`Reply`] that resolves only after the backend returned, i.e. for writes after
 //!   the transaction is durably committed. Await it, or poll it with [`Reply::try_wait`].
 //! - **Records** (call events, handle times) are fire-and-forget: they are queued and written
@@ -62,6 +62,12 @@ enum Request {
         attempts: u32,
         next_attempt_at_ms: Option<i64>,
         error: Option<String>,
+        reply: Tx<()>,
+    },
+    BeginAttempt {
+        id: CallbackId,
+        attempts: u32,
+        invite: Vec<u8>,
         reply: Tx<()>,
     },
     PendingCallbacks(Tx<Vec<CallbackRecord>>),
@@ -186,6 +192,17 @@ impl StoreHandle {
         })
     }
 
+    /// Records a dial-back attempt (`dialling`, its count and its INVITE's bytes) before the
+    /// INVITE is sent; the reply is `Ok` once durable.
+    pub fn begin_attempt(&self, id: CallbackId, attempts: u32, invite: Vec<u8>) -> Reply<()> {
+        self.request(|reply| Request::BeginAttempt {
+            id,
+            attempts,
+            invite,
+            reply,
+        })
+    }
+
     /// Every open (pending or dialling) callback in `seq` order.
     pub fn pending_callbacks(&self) -> Reply<Vec<CallbackRecord>> {
         self.request(Request::PendingCallbacks)
@@ -296,6 +313,14 @@ fn execute(store: &mut impl Store, request: Request) {
                 next_attempt_at_ms,
                 error.as_deref(),
             ));
+        }
+        Request::BeginAttempt {
+            id,
+            attempts,
+            invite,
+            reply,
+        } => {
+            let _ = reply.send(store.begin_attempt(id, attempts, &invite));
         }
         Request::PendingCallbacks(tx) => {
             let _ = tx.send(store.pending_callbacks());

@@ -43,7 +43,9 @@ pub struct CallbackId(pub i64);
 ///                                                   └──(attempts used up)──▶ failed
 /// ```
 /// `pending` and `dialling` are both reloaded at start-up: a dial-back cut short by a crash
-/// is retried, never lost. `completed` is never dialled again.
+/// is never lost. A `dialling` one carries the INVITE it sent (`attempt_invite`), which the
+/// restart cancels before anything is dialled again. `completed` is written before the
+/// caller's answer is acknowledged and is never dialled again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallbackState {
     /// Committed, waiting for its turn (or for its retry time).
@@ -117,6 +119,9 @@ pub struct CallbackRecord {
     pub last_error: Option<String>,
     /// When the row last changed, Unix ms (stamped by the database).
     pub updated_at_ms: i64,
+    /// The wire bytes of the trunk INVITE of the attempt in progress: set with `dialling`
+    /// before the INVITE is sent ([`Store::begin_attempt`]), cleared by every other state.
+    pub attempt_invite: Option<Vec<u8>>,
 }
 
 /// The kinds of call event written to the log table (docs/behaviour.md §8), like `queue_log` verbs.
@@ -299,7 +304,8 @@ pub trait Store {
     /// mark past `seq` in the same transaction.
     fn commit_callback(&mut self, request: &CallbackRequest) -> Result<CallbackId, StoreError>;
 
-    /// Moves a callback to `state` with its attempt count, next retry time and last error.
+    /// Moves a callback to `state` with its attempt count, next retry time and last error,
+    /// clearing any recorded attempt INVITE.
     fn set_callback_state(
         &mut self,
         id: CallbackId,
@@ -307,6 +313,16 @@ pub trait Store {
         attempts: u32,
         next_attempt_at_ms: Option<i64>,
         error: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Records a dial-back attempt before its INVITE leaves (docs/behaviour.md §6): state
+    /// `dialling`, `attempts`, and the INVITE's wire bytes, in one durable transaction. A
+    /// restart finds the bytes and cancels that INVITE instead of dialling blind.
+    fn begin_attempt(
+        &mut self,
+        id: CallbackId,
+        attempts: u32,
+        invite: &[u8],
     ) -> Result<(), StoreError>;
 
     /// Every `pending` or `dialling` callback, in `seq` order: what recovery reloads.

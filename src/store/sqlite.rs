@@ -39,7 +39,7 @@ const SEQ_HIGH_WATER: &str = "seq_high_water";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a
 /// migration that has shipped.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 0 → 1: the first schema.
     "CREATE TABLE callbacks (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -79,6 +79,9 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 1 → 2: the wire bytes of a dial-back's trunk INVITE, written before it is sent and
+    // cleared when the attempt ends, so a restart can cancel it (docs/behaviour.md §6).
+    "ALTER TABLE callbacks ADD COLUMN attempt_invite BLOB;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -88,7 +91,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
 const CALLBACK_COLUMNS: &str = "id, queue, level, seq, number, requested_at, state, attempts, \
-                                next_attempt_at, last_error, updated_at";
+                                next_attempt_at, last_error, updated_at, attempt_invite";
 
 /// The embedded SQLite store. One connection, used from one thread (see
 /// [`super::StoreHandle`] to keep fsyncs off the controller's thread).
@@ -196,6 +199,7 @@ fn read_callback(row: &Row<'_>) -> Result<CallbackRecord, StoreError> {
         next_attempt_at_ms: row.get(8)?,
         last_error: row.get(9)?,
         updated_at_ms: row.get(10)?,
+        attempt_invite: row.get(11)?,
     })
 }
 
@@ -293,7 +297,7 @@ impl Store for SqliteStore {
         let changed = self.conn.execute(
             &format!(
                 "UPDATE callbacks SET state = ?2, attempts = ?3, next_attempt_at = ?4, \
-                 last_error = ?5, updated_at = {NOW_MS} WHERE id = ?1"
+                 last_error = ?5, attempt_invite = NULL, updated_at = {NOW_MS} WHERE id = ?1"
             ),
             params![
                 id.0,
@@ -302,6 +306,26 @@ impl Store for SqliteStore {
                 next_attempt_at_ms,
                 error
             ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::UnknownCallback(id.0));
+        }
+        Ok(())
+    }
+
+    fn begin_attempt(
+        &mut self,
+        id: CallbackId,
+        attempts: u32,
+        invite: &[u8],
+    ) -> Result<(), StoreError> {
+        // One statement, so one transaction: state, count and INVITE land together or not.
+        let changed = self.conn.execute(
+            &format!(
+                "UPDATE callbacks SET state = 'dialling', attempts = ?2, next_attempt_at = NULL, \
+                 last_error = NULL, attempt_invite = ?3, updated_at = {NOW_MS} WHERE id = ?1"
+            ),
+            params![id.0, i64::from(attempts), invite],
         )?;
         if changed == 0 {
             return Err(StoreError::UnknownCallback(id.0));

@@ -195,6 +195,93 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
+fn a_version_1_file_upgrades_and_keeps_its_callbacks() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    {
+        // A file as version 1 of holdfast left it, mid-dial.
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(sqlite::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO callbacks (queue, level, seq, number, requested_at, state, attempts, \
+             updated_at) VALUES ('q', 5, 3, '+100000003', 0, 'dialling', 1, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(SCHEMA_VERSION, 2);
+    let pending = s.pending_callbacks().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].state, CallbackState::Dialling);
+    assert_eq!(pending[0].attempts, 1);
+    assert_eq!(
+        pending[0].attempt_invite, None,
+        "nothing recorded before v2"
+    );
+    // The upgraded file takes the new column.
+    s.begin_attempt(pending[0].id, 2, b"INVITE sip:x SIP/2.0\r\n\r\n")
+        .unwrap();
+    drop(s);
+    let mut s = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        s.schema_version().unwrap(),
+        2,
+        "opening again migrates nothing"
+    );
+    assert_eq!(
+        s.pending_callbacks().unwrap()[0].attempt_invite.as_deref(),
+        Some(&b"INVITE sip:x SIP/2.0\r\n\r\n"[..])
+    );
+}
+
+#[test]
+fn begin_attempt_records_the_invite_and_every_other_state_clears_it() {
+    let dir = TempDir::new();
+    let invite = b"INVITE sip:+100000001@127.0.0.1:5070 SIP/2.0\r\nCall-ID: a\r\n\r\n\x00\xff";
+    let (a, b, c);
+    {
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        a = s.commit_callback(&request("q", 1, "+100000001")).unwrap();
+        b = s.commit_callback(&request("q", 2, "+100000002")).unwrap();
+        c = s.commit_callback(&request("q", 3, "+100000003")).unwrap();
+        s.set_callback_state(a, CallbackState::Pending, 1, Some(5), Some("busy"))
+            .unwrap();
+        s.begin_attempt(a, 2, invite).unwrap();
+        s.begin_attempt(b, 1, invite).unwrap();
+        s.begin_attempt(c, 1, invite).unwrap();
+        let err = s.begin_attempt(CallbackId(999), 1, invite).unwrap_err();
+        assert!(matches!(err, StoreError::UnknownCallback(999)));
+    }
+    // Survives a reopen: the write was durable when it returned.
+    let mut s = SqliteStore::open(dir.path()).unwrap();
+    let pending = s.pending_callbacks().unwrap();
+    let r = &pending[0];
+    assert_eq!((r.id, r.state, r.attempts), (a, CallbackState::Dialling, 2));
+    assert_eq!(
+        r.attempt_invite.as_deref(),
+        Some(&invite[..]),
+        "bytes as given"
+    );
+    assert_eq!(r.next_attempt_at_ms, None);
+    assert_eq!(r.last_error, None);
+    // Any other state ends the attempt and clears its INVITE, dialling included.
+    s.set_callback_state(a, CallbackState::Pending, 2, Some(9), Some("487"))
+        .unwrap();
+    s.set_callback_state(b, CallbackState::Completed, 1, None, None)
+        .unwrap();
+    s.set_callback_state(c, CallbackState::Dialling, 1, None, None)
+        .unwrap();
+    let recent = s.recent_callbacks(10).unwrap();
+    assert!(
+        recent.iter().all(|r| r.attempt_invite.is_none()),
+        "{recent:?}"
+    );
+}
+
+#[test]
 fn handle_times_pruned_oldest_first() {
     let dir = TempDir::new();
     let mut s = SqliteStore::open(dir.path()).unwrap();

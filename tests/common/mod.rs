@@ -62,6 +62,9 @@ pub struct Setup {
     pub admin: String,
     /// Extra command-line arguments (e.g. `--log-format json`).
     pub args: Vec<String>,
+    /// The SIP port; `None`: a free one. Set it to restart holdfast where its peers
+    /// (and the Via of what it sent before) expect it.
+    pub sip_port: Option<u16>,
 }
 
 impl Setup {
@@ -77,6 +80,7 @@ impl Setup {
             data_dir: None,
             admin: "listen = \"\"\n".to_string(),
             args: Vec::new(),
+            sip_port: None,
         }
     }
 }
@@ -94,7 +98,7 @@ impl Holdfast {
     /// Start holdfast with a generated config and wait until it answers OPTIONS.
     pub fn start(name: &str, setup: &Setup) -> Self {
         let dir = scratch_dir(name);
-        let port = free_udp_port();
+        let port = setup.sip_port.unwrap_or_else(free_udp_port);
         let music = repo().join("media/music/hold.flac");
         let queues = if setup.extra.is_empty() {
             "[[queue]]\nname = \"support\"\n\n[[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n".to_string()

@@ -7,7 +7,7 @@ use crate::media::engine::MediaEvent;
 use crate::queue::{EntryId, EntryKind, Seq};
 use crate::store::{CallbackId, CallbackRecord, CallbackRequest, CallbackState, StoreError};
 
-const CONFIG_CALLBACKS: &str = r#"
+pub(super) const CONFIG_CALLBACKS: &str = r#"
 [sip]
 listen = "127.0.0.1:5060"
 digest_algorithms = ["MD5"]
@@ -30,7 +30,7 @@ user = "alice"
 password = "alice-secret"
 "#;
 
-const TRUNK_OUT: &str = "127.0.0.1:5070";
+pub(super) const TRUNK_OUT: &str = "127.0.0.1:5070";
 
 fn stream_of(h: &Harness, call: u64) -> StreamId {
     h.b2bua.calls[&CallKey(call)].stream
@@ -43,8 +43,33 @@ fn press(h: &mut Harness, call: u64, digit: char) {
     h.drain();
 }
 
-fn requests(h: &mut Harness) -> Vec<StoreRequest> {
+pub(super) fn requests(h: &mut Harness) -> Vec<StoreRequest> {
     std::iter::from_fn(|| h.b2bua.poll_store_request()).collect()
+}
+
+/// Answers every store request the controller has made as a working store does (`Ok` for
+/// attempt records and completions; commits are answered by the tests themselves), keeping
+/// them in `h.stored`.
+pub(super) fn store_answers(h: &mut Harness) {
+    loop {
+        let pending = requests(h);
+        if pending.is_empty() {
+            return;
+        }
+        for request in pending {
+            match &request {
+                StoreRequest::BeginAttempt { token, .. } => {
+                    h.b2bua.attempt_recorded(h.now, *token, Ok(()));
+                }
+                StoreRequest::Complete { token, .. } => {
+                    h.b2bua.completion_recorded(h.now, *token, Ok(()));
+                }
+                StoreRequest::Commit { .. } | StoreRequest::SetState { .. } => {}
+            }
+            h.stored.push(request);
+            h.drain();
+        }
+    }
 }
 
 /// A caller joins, hears the entry announcement (with the offer when it applies).
@@ -242,7 +267,7 @@ fn sip_info_dtmf_counts_like_rfc_4733() {
 }
 
 /// Commit caller 1's callback, let it hang up, register alice: she is rung first.
-fn dial_back_to_agent(h: &mut Harness) -> String {
+pub(super) fn dial_back_to_agent(h: &mut Harness) -> String {
     join(h, "c1", "+15551230001");
     commit_callback(h, 7);
     let stream = stream_of(h, 1);
@@ -258,13 +283,19 @@ fn dial_back_to_agent(h: &mut Harness) -> String {
     invite.clone()
 }
 
-/// The agent answers; the trunk is called for the caller's number.
-fn agent_answers(h: &mut Harness, agent_invite: &str) -> String {
+/// The agent answers; once the attempt is recorded, the trunk is called for the caller's
+/// number.
+pub(super) fn agent_answers(h: &mut Harness, agent_invite: &str) -> String {
     agent_answers_for(h, agent_invite, "+15551230001")
 }
 
 fn agent_answers_for(h: &mut Harness, agent_invite: &str, number: &str) -> String {
     h.deliver(AGENT, &agent_reply(agent_invite, 200, true));
+    assert!(
+        h.sent.iter().all(|(d, _)| d.to_string() != TRUNK_OUT),
+        "nothing to the trunk before the attempt is recorded"
+    );
+    store_answers(h);
     let sent = h.take();
     let (dest, trunk_invite) = sent
         .iter()
@@ -278,13 +309,20 @@ fn agent_answers_for(h: &mut Harness, agent_invite: &str, number: &str) -> Strin
     trunk_invite.clone()
 }
 
-fn states(h: &mut Harness) -> Vec<(CallbackState, u32)> {
-    requests(h)
+/// The callback states written since the last look (an attempt record is `dialling`, a
+/// completion `completed`), answering what waits for an answer.
+pub(super) fn states(h: &mut Harness) -> Vec<(CallbackState, u32)> {
+    store_answers(h);
+    std::mem::take(&mut h.stored)
         .into_iter()
         .filter_map(|r| match r {
             StoreRequest::SetState {
                 state, attempts, ..
             } => Some((state, attempts)),
+            StoreRequest::BeginAttempt { attempts, .. } => {
+                Some((CallbackState::Dialling, attempts))
+            }
+            StoreRequest::Complete { attempts, .. } => Some((CallbackState::Completed, attempts)),
             StoreRequest::Commit { .. } => None,
         })
         .collect()
@@ -302,6 +340,11 @@ fn dial_back_rings_the_agent_first_then_bridges_the_caller() {
         "Proxy-Authenticate: Digest realm=\"carrier\", nonce=\"abc\", qop=\"auth\"\r\nContent-Length: 0",
     );
     h.deliver(TRUNK_OUT, &challenge);
+    assert!(
+        find(&h.sent, "INVITE ").is_none(),
+        "the INVITE with credentials is recorded first"
+    );
+    assert_eq!(states(&mut h), vec![(CallbackState::Dialling, 1)]);
     let sent = h.take();
     let (_, retry) = find(&sent, "INVITE ").expect("INVITE again with credentials");
     assert!(
@@ -311,10 +354,10 @@ fn dial_back_rings_the_agent_first_then_bridges_the_caller() {
     assert!(retry.contains("CSeq: 2 INVITE"), "{retry}");
     let retry = retry.clone();
     h.deliver(TRUNK_OUT, &agent_reply(&retry, 200, true));
+    assert_eq!(states(&mut h), vec![(CallbackState::Completed, 1)]);
     let sent = h.take();
     assert!(find(&sent, "ACK ").is_some(), "2xx ACKed");
     assert_eq!(h.media.bridged.len(), 1, "agent ⇄ caller");
-    assert_eq!(states(&mut h), vec![(CallbackState::Completed, 1)]);
     assert!(h.b2bua.queues().get(EntryId(1)).is_none(), "served");
     // The called-back caller hangs up: the agent gets a BYE.
     let bye = retry
@@ -408,6 +451,7 @@ fn restored_callbacks_are_dialled_in_their_original_order() {
         next_attempt_at_ms: None,
         last_error: None,
         updated_at_ms: 0,
+        attempt_invite: None,
     };
     // As the store returns them (seq order), one of them cut short mid-dial.
     for r in [

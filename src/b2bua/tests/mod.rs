@@ -15,6 +15,7 @@ mod callbacks;
 mod hold;
 mod logins;
 mod screen;
+mod restart;
 
 /// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]
@@ -82,6 +83,8 @@ struct Harness {
     media: FakeMedia,
     now: Instant,
     sent: Vec<(SocketAddr, String)>,
+    /// Store requests a test has answered (or looked at), in order.
+    stored: Vec<StoreRequest>,
 }
 
 impl Harness {
@@ -90,6 +93,11 @@ impl Harness {
     }
 
     fn with_config(text: &str) -> Self {
+        Self::with_seed(text, 1)
+    }
+
+    /// With another seed: a restarted process makes other tags, branches and Call-IDs.
+    fn with_seed(text: &str, seed: u64) -> Self {
         let config = config::from_str(text, "test.toml").expect("test config is valid");
         let now = Instant::now();
         let music = HoldMusic {
@@ -102,11 +110,12 @@ impl Harness {
                 music,
                 crate::media::prompts::Prompts::embedded().expect("the built-in clip pack loads"),
                 now,
-                1,
+                seed,
             ),
             media: FakeMedia::default(),
             now,
             sent: Vec::new(),
+            stored: Vec::new(),
         };
         // Bind the first RTP ports, as the driver does at start-up.
         harness.drain();

@@ -303,13 +303,13 @@ fn finish(method: Method, invite: &rsip::Request, mut headers: rsip::Headers) ->
 
 /// The CANCEL for an INVITE (§9.1): same Request-URI, Call-ID, To, From, top Via and Route,
 /// the INVITE's CSeq number with method CANCEL.
-pub(super) fn cancel_for(invite: &rsip::Request) -> rsip::Request {
+pub fn cancel_for(invite: &rsip::Request) -> rsip::Request {
     finish(Method::Cancel, invite, copied_headers(invite, true))
 }
 
 /// The ACK for a non-2xx final (§17.1.1.3): as the CANCEL, but with the response's To (which
 /// carries the UAS tag).
-fn ack_for(invite: &rsip::Request, response: &rsip::Response) -> rsip::Request {
+pub fn ack_for(invite: &rsip::Request, response: &rsip::Response) -> rsip::Request {
     let mut headers = copied_headers(invite, false);
     match response.to_header() {
         Ok(to) => headers.push(Header::To(to.clone())),

@@ -11,7 +11,8 @@
 //! - answers every new INVITE with `100 Trying` at once;
 //! - retransmits requests (Timers A, E), final responses (Timer G, including the 2xx until its
 //!   ACK arrives) and gives up on Timers B, F, H and L with an event;
-//! - generates the ACK for non-2xx finals (§17.1.1.3) and builds CANCELs (§9.1);
+//! - generates the ACK for non-2xx finals (§17.1.1.3) and builds CANCELs (§9.1); both
+//!   builders are public for a TU that must answer for an INVITE it sent before a restart;
 //! - matches requests to server transactions (§17.2.3), responses to client transactions
 //!   (§17.1.3), CANCEL to the INVITE it cancels (§9.2) and the 2xx ACK to its INVITE;
 //! - removes terminated transactions, so memory follows live transactions only.
@@ -36,6 +37,7 @@ use bytes::Bytes;
 use rsip::Method;
 
 use client::{CancelDecision, ClientTx};
+pub use client::{ack_for, cancel_for};
 pub use error::{CancelError, MessageError, RespondError, SendError};
 use key::DialogAckKey;
 pub use key::{ClientKey, ServerKey, branch_of, new_branch};
