@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the hot pure code (BENCHMARKS.md): the queue engine with 100 000 waiting
-//! entries, the SIP parser on an INVITE with SDP, and writing one RTP packet of hold music.
+//! entries, the SIP parser on an INVITE with SDP, writing one RTP packet of hold music, and
+//! the wait forecast behind one announcement.
 //!
 //! `cargo bench` (criterion; a few seconds per benchmark). The queue target is < 1 µs per
 //! join/leave and per position query at 100 000 entries.
@@ -129,6 +130,40 @@ fn rtp_packet(c: &mut Criterion) {
     });
 }
 
+/// One announcement's wait forecast (docs/behaviour.md §4): 10 and 100 agents on calls of
+/// every length, 100 recent handle times, callers hanging up and VIPs overtaking; at the head
+/// of the line, and at position 10 000 (the replay depth plus the approximation beyond).
+fn wait_forecast(c: &mut Criterion) {
+    use holdfast::queue::estimate::HandleTimes;
+    use holdfast::queue::forecast::{AgentOutlook, HandleModel, Outlook, forecast};
+    let times = HandleTimes::with_history(
+        Duration::from_secs(300),
+        (0..100u64).map(|i| Duration::from_secs(60 + (i * 37) % 600)),
+    );
+    let model = HandleModel::new(&times);
+    let mut g = c.benchmark_group("wait_forecast");
+    for agents in [10u64, 100] {
+        let outlook: Vec<AgentOutlook> = (0..agents)
+            .map(|i| AgentOutlook::Busy {
+                elapsed: Duration::from_secs((i * 53) % 500),
+            })
+            .collect();
+        for position in [2usize, 10_000] {
+            let o = Outlook {
+                position,
+                agents: &outlook,
+                callbacks_ahead: 1,
+                abandon_rate: 1.0 / 300.0,
+                overtaking_rate: 1.0 / 600.0,
+            };
+            g.bench_function(format!("{agents}_agents_position_{position}"), |b| {
+                b.iter(|| black_box(forecast(black_box(&o), &model)))
+            });
+        }
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -139,6 +174,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = queue_engine, sip_parser, rtp_packet
+    targets = queue_engine, sip_parser, rtp_packet, wait_forecast
 }
 criterion_main!(benches);

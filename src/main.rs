@@ -49,9 +49,16 @@ struct SimulateArgs {
     /// Mean arrival rate (Poisson).
     #[arg(long, default_value_t = simulate::Params::default().arrivals_per_hour)]
     arrivals_per_hour: f64,
-    /// Mean handle time in seconds (exponential).
+    /// Mean handle time in seconds.
     #[arg(long, default_value_t = simulate::Params::default().aht)]
     aht: f64,
+    /// How handle times spread around the mean: exponential or lognormal.
+    #[arg(long, default_value = "exponential")]
+    handle_distribution: simulate::HandleDistribution,
+    /// How arrivals vary over the day: flat, office, or 24 comma-separated hourly weights
+    /// (the mean rate stays --arrivals-per-hour).
+    #[arg(long, default_value = "flat")]
+    profile: simulate::Profile,
     /// Share of callers with VIP priority, 0 to 1.
     #[arg(long, default_value_t = simulate::Params::default().vip_share)]
     vip_share: f64,
@@ -77,6 +84,8 @@ fn run_simulate(args: SimulateArgs) -> ExitCode {
         agents: args.agents,
         arrivals_per_hour: args.arrivals_per_hour,
         aht: args.aht,
+        handle_distribution: args.handle_distribution,
+        profile: args.profile,
         vip_share: args.vip_share,
         hours: args.hours,
         patience: args.patience,

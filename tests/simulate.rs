@@ -125,3 +125,74 @@ fn bad_flags_exit_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("vip-share"));
 }
+
+#[test]
+fn lognormal_handle_times_and_a_shaped_day() {
+    let out = holdfast(&[
+        "simulate",
+        "--agents",
+        "4",
+        "--arrivals-per-hour",
+        "50",
+        "--hours",
+        "48",
+        "--handle-distribution",
+        "lognormal",
+        "--profile",
+        "office",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["handle_time_distribution"], "lognormal");
+    assert_eq!(report["params"]["profile"]["name"], "office");
+    let phrases = report["total"]["estimate"]["by_phrase"]
+        .as_array()
+        .expect("by_phrase is a list");
+    assert!(!phrases.is_empty());
+    let told: u64 = phrases.iter().map(|p| count(p, "told")).sum();
+    assert_eq!(told, count(&report["total"]["estimate"], "compared"));
+    // 24 hourly weights work too; the mean rate is kept, so the day offers about as many.
+    let mut weights = vec!["1"; 24];
+    weights[10] = "5";
+    let custom = weights.join(",");
+    let out = holdfast(&[
+        "simulate",
+        "--hours",
+        "48",
+        "--profile",
+        &custom,
+        "--seed",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let offered = count(&report["total"], "offered");
+    assert!(
+        (2400..3400).contains(&offered),
+        "{offered} offered, expected ~2 880"
+    );
+    assert_eq!(report["params"]["profile"]["name"], "custom");
+}
+
+#[test]
+fn bad_distribution_or_profile_names_the_flag() {
+    for args in [
+        &["simulate", "--handle-distribution", "gamma"][..],
+        &["simulate", "--profile", "1,2,3"][..],
+    ] {
+        let out = holdfast(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(args[1]), "{stderr}");
+    }
+}

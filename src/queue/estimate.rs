@@ -80,6 +80,11 @@ impl HandleTimes {
         }
     }
 
+    /// The mean assumed before any call completed (the queue's `default_handle_time`).
+    pub fn default_mean(&self) -> Duration {
+        self.default
+    }
+
     /// How many handle times the mean is currently based on (0 to [`HANDLE_TIME_WINDOW`]).
     pub fn len(&self) -> usize {
         self.samples.len()
@@ -138,6 +143,17 @@ impl WaitBucket {
         }
     }
 
+    /// The shortest estimate, in whole seconds, spoken as this phrase.
+    pub fn lower_bound_secs(self) -> u64 {
+        match self {
+            Self::LessThanAMinute => 0,
+            Self::About(1) => 60,
+            Self::About(m) => (u64::from(m) - 1) * 60 + 1,
+            Self::FiveToTen => 241,
+            Self::MoreThanTen => 541,
+        }
+    }
+
     /// The longest wait, in seconds, this phrase promises; `None` for "more than 10
     /// minutes", which promises no upper bound. A caller who waited longer than this was
     /// under-promised.
@@ -187,6 +203,18 @@ mod tests {
             WaitBucket::from_estimate(Duration::from_millis(60_001)),
             WaitBucket::About(2)
         );
+    }
+
+    #[test]
+    fn lower_bounds_are_the_first_second_of_each_phrase() {
+        for secs in 0..=700u64 {
+            let bucket = WaitBucket::from_estimate(S(secs));
+            assert!(bucket.lower_bound_secs() <= secs, "{secs}");
+            assert_eq!(
+                WaitBucket::from_estimate(S(bucket.lower_bound_secs())),
+                bucket
+            );
+        }
     }
 
     #[test]

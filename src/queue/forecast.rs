@@ -1,0 +1,409 @@
+//! The wait forecast behind the estimate a caller hears (docs/behaviour.md §4 "Wait estimate"):
+//! not one number but the spread of the caller's wait, from what holdfast knows at that
+//! moment, so the spoken phrase can be a high quantile of it that the caller will almost
+//! never exceed.
+//!
+//! # The model
+//! The caller at position `p` is answered by the agent that frees up after the `p − 1`
+//! callers ahead have each taken one (or hung up first). So the forecast replays the next
+//! `p` agent hand-overs, many times, with what is known now:
+//! - **each staffed agent's next free moment**: now for an idle one, the rest of its wrap-up
+//!   for one resting, and for one on a call the *remaining* handle time given how long the
+//!   call has already run: drawn from the recent handle times longer than that elapsed
+//!   time, minus it (a call 200 s in is not a fresh call);
+//! - **handle times** drawn from the queue's recent ones (their whole spread, not just their
+//!   mean), blended with an exponential around `default_handle_time` while there are fewer
+//!   than [`PRIOR_SAMPLES`]: the first calls to complete are the short ones, so a handful of
+//!   samples says the calls are shorter than they are;
+//! - **callers ahead who hang up**: a caller still waiting at hand-over time `t` takes the
+//!   agent with probability `e^(−h·t)`, `h` being the queue's observed abandon rate per
+//!   second of waiting (abandons ÷ seconds waited, the estimate for exponential patience);
+//! - **callbacks ahead** never hang up, and hold their agent [`DIAL_OVERHEAD`] longer for the
+//!   dial-back;
+//! - **callers who will overtake**: callers of a better priority keep arriving (at the rate
+//!   seen lately) and each takes the next free agent before anyone of a lower level.
+//!
+//! Each trial gives one possible wait; [`TRIALS`] of them, sorted, give the quantiles in
+//! [`Forecast`]. Only the first [`REPLAY_DEPTH`] hand-overs are replayed one by one; beyond
+//! that the rest of the line is added as a normal approximation (the `k` further hand-overs
+//! of `n` agents take about `k·μ/n` with variance `k·σ²/n²`, renewal theory, with `k`
+//! thinned by the abandon rate), so a forecast costs the same at position 40 as at 10 000.
+//!
+//! Pure and deterministic: the random draws come from a fixed-seed generator, so the same
+//! inputs always give the same forecast.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use super::estimate::HandleTimes;
+
+/// Trials per forecast.
+pub const TRIALS: usize = 256;
+/// Hand-overs replayed one by one; the line beyond is approximated.
+pub const REPLAY_DEPTH: usize = 48;
+/// How much longer a dial-back holds an agent than its conversation: ringing the caller.
+pub const DIAL_OVERHEAD: Duration = Duration::from_secs(20);
+
+/// The quantiles a [`Forecast`] holds, lowest first.
+pub const QUANTILES: [f64; 8] = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999];
+/// The largest share of hand-overs callers who overtake are assumed to take.
+const MAX_OVERTAKING_SHARE: f64 = 0.9;
+/// Handle times needed before the `default_handle_time` prior is dropped: with `k` seen, a
+/// draw comes from the prior with probability `(PRIOR_SAMPLES − k) / PRIOR_SAMPLES`.
+pub const PRIOR_SAMPLES: usize = 30;
+/// Multiples of the highest quantile, for a queue whose callers wait longer than even it
+/// says (see [`Forecast::at`]).
+const BEYOND: [f64; 4] = [1.15, 1.3, 1.6, 2.0];
+/// Number of steps [`Forecast::at`] accepts.
+pub const STEPS: usize = QUANTILES.len() + BEYOND.len();
+
+/// What one staffed agent is doing, as far as the forecast cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentOutlook {
+    /// Idle or about to take a caller: free now.
+    Free,
+    /// On a call that started `elapsed` ago.
+    Busy {
+        /// Time on the call so far.
+        elapsed: Duration,
+    },
+    /// Resting after a call for `remaining` more.
+    Resting {
+        /// Wrap-up left.
+        remaining: Duration,
+    },
+}
+
+/// What the forecast of one caller's wait starts from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outlook<'a> {
+    /// The caller's place in line, 1-based (0 is taken as 1).
+    pub position: usize,
+    /// The staffed agents serving the queue. None staffed counts as one free agent: the line
+    /// moves one at a time once somebody logs in.
+    pub agents: &'a [AgentOutlook],
+    /// How many of the callers ahead are callbacks.
+    pub callbacks_ahead: usize,
+    /// Callers' hang-up rate per second of waiting (0: nobody hangs up).
+    pub abandon_rate: f64,
+    /// Arrivals per second of callers at a better priority level, who will go ahead.
+    pub overtaking_rate: f64,
+}
+
+/// The handle-time spread the forecast draws from: the recent handle times, sorted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandleModel {
+    /// Seconds, ascending; empty before any call completed.
+    sorted: Vec<f64>,
+    mean: f64,
+    variance: f64,
+    /// Mean excess over the 90th percentile of the samples: how far past the longest call
+    /// seen a longer one is assumed to run (an exponential tail, as in peaks-over-threshold).
+    tail_mean: f64,
+    /// The queue's `default_handle_time`, seconds: the exponential prior.
+    prior_mean: f64,
+}
+
+impl HandleModel {
+    /// The model of a queue's recent handle times; exponential around their default while
+    /// there are none.
+    pub fn new(times: &HandleTimes) -> Self {
+        let mut sorted: Vec<f64> = times.samples().map(|d| d.as_secs_f64()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let prior_mean = times.default_mean().as_secs_f64();
+        if sorted.is_empty() {
+            return Self {
+                sorted,
+                mean: prior_mean,
+                variance: prior_mean * prior_mean,
+                tail_mean: prior_mean,
+                prior_mean,
+            };
+        }
+        // Moments of the blend of samples and prior (the exponential's second moment is 2m²).
+        let n = sorted.len() as f64;
+        let w = Self::prior_share(sorted.len());
+        let mean = (1.0 - w) * sorted.iter().sum::<f64>() / n + w * prior_mean;
+        let second = (1.0 - w) * sorted.iter().map(|h| h * h).sum::<f64>() / n
+            + w * 2.0 * prior_mean * prior_mean;
+        let variance = (second - mean * mean).max(0.0);
+        let threshold = sorted[(sorted.len() * 9) / 10];
+        let above: Vec<f64> = sorted
+            .iter()
+            .filter(|&&h| h > threshold)
+            .map(|h| h - threshold)
+            .collect();
+        let tail_mean = if above.is_empty() {
+            0.0
+        } else {
+            above.iter().sum::<f64>() / above.len() as f64
+        };
+        Self {
+            sorted,
+            mean,
+            variance,
+            tail_mean,
+            prior_mean,
+        }
+    }
+
+    /// The share of draws taken from the prior with `k` handle times seen.
+    fn prior_share(k: usize) -> f64 {
+        PRIOR_SAMPLES.saturating_sub(k) as f64 / PRIOR_SAMPLES as f64
+    }
+
+    /// The mean handle time, seconds.
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    fn draw(&self, rng: &mut Rng) -> f64 {
+        self.remaining(0.0, rng)
+    }
+
+    /// What is left of a call that has run `elapsed` seconds: one of the `k` recent handle
+    /// times longer than that, minus it, or, with probability `1/(k+1)`, a call longer than
+    /// any seen (the longest, plus an exponential excess of [`Self::tail_mean`]): a hundred
+    /// samples do not show how long the longest calls run, least of all to a call already
+    /// past most of them. With no sample left, exponential around the mean.
+    fn remaining(&self, elapsed: f64, rng: &mut Rng) -> f64 {
+        // The prior, exponential, is memoryless: what is left of a call is as long as a new one.
+        if self.sorted.len() < PRIOR_SAMPLES && rng.unit() < Self::prior_share(self.sorted.len()) {
+            return rng.exponential(self.prior_mean);
+        }
+        let first_longer = self.sorted.partition_point(|&h| h <= elapsed);
+        let longer = self.sorted.len() - first_longer;
+        if longer == 0 {
+            return rng.exponential(self.mean.max(self.tail_mean));
+        }
+        let pick = rng.below(longer + 1);
+        if pick == longer {
+            let longest = self.sorted[self.sorted.len() - 1];
+            return longest - elapsed + rng.exponential(self.tail_mean);
+        }
+        self.sorted[first_longer + pick] - elapsed
+    }
+}
+
+/// The spread of one caller's wait: its quantiles at [`QUANTILES`], seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    quantiles: [f64; QUANTILES.len()],
+}
+
+impl Forecast {
+    /// The wait at `step`: steps `0..8` are the quantiles of [`QUANTILES`], the steps after
+    /// multiply the highest by 1.15, 1.3, 1.6 and 2. Steps past the last are the last.
+    pub fn at(&self, step: usize) -> Duration {
+        let top = self.quantiles[QUANTILES.len() - 1];
+        let seconds = match step.checked_sub(QUANTILES.len()) {
+            None => self.quantiles[step],
+            Some(beyond) => top * BEYOND[beyond.min(BEYOND.len() - 1)],
+        };
+        Duration::from_secs_f64(seconds.max(0.0))
+    }
+
+    /// The step of the `q` quantile in [`QUANTILES`] (the nearest one at or above it).
+    pub fn step_of(q: f64) -> usize {
+        QUANTILES
+            .iter()
+            .position(|&level| level >= q)
+            .unwrap_or(QUANTILES.len() - 1)
+    }
+
+    /// The median wait.
+    pub fn median(&self) -> Duration {
+        self.at(0)
+    }
+}
+
+/// Forecasts the wait of the caller in `outlook` (see the module docs).
+pub fn forecast(outlook: &Outlook<'_>, model: &HandleModel) -> Forecast {
+    let free = [AgentOutlook::Free];
+    let agents = if outlook.agents.is_empty() {
+        &free[..]
+    } else {
+        outlook.agents
+    };
+    let n = agents.len() as f64;
+    let position = outlook.position.max(1);
+    let depth = position.min(REPLAY_DEPTH);
+    let beyond = (position - depth) as f64;
+    let hazard = outlook.abandon_rate.max(0.0);
+    // Overtakers can take at most 90 % of the hand-overs: more and the line never moves, which
+    // is no forecast (and the replay would never end).
+    let overtaking = outlook
+        .overtaking_rate
+        .clamp(0.0, MAX_OVERTAKING_SHARE * n / model.mean.max(1.0));
+    let overhead = DIAL_OVERHEAD.as_secs_f64();
+    let mut rng = Rng::new(position as u64, agents.len() as u64);
+    let mut waits = Vec::with_capacity(TRIALS);
+    let mut free_at = FreeAt::with_capacity(agents.len());
+    for _ in 0..TRIALS {
+        free_at.clear();
+        for agent in agents {
+            free_at.push(match *agent {
+                AgentOutlook::Free => 0.0,
+                AgentOutlook::Resting { remaining } => remaining.as_secs_f64(),
+                AgentOutlook::Busy { elapsed } => model.remaining(elapsed.as_secs_f64(), &mut rng),
+            });
+        }
+        let line = Line {
+            ahead: depth - 1,
+            callbacks: outlook.callbacks_ahead,
+            hazard,
+            overtaking,
+        };
+        let mut wait = line.replay(&mut free_at, &mut rng, |j, rng| {
+            let extra = if j < outlook.callbacks_ahead {
+                overhead
+            } else {
+                0.0
+            };
+            model.draw(rng) + extra
+        });
+        if beyond > 0.0 {
+            // The rest of the line, `beyond` more hand-overs starting at `wait`, each caller
+            // still there with probability e^(−h·t) when its turn comes; overtakers take
+            // their share of the hand-overs (at most 90 %: a line that never moves is not a
+            // forecast).
+            let share = overtaking * model.mean.max(1.0) / n;
+            let step = model.mean / n / (1.0 - share);
+            let still_there = if hazard > 0.0 {
+                let ratio = (-hazard * step).exp();
+                (-hazard * wait).exp() * (1.0 - ratio.powf(beyond)) / (1.0 - ratio)
+            } else {
+                beyond
+            };
+            let spread = (still_there * model.variance).sqrt() / n;
+            wait = (wait + still_there * step + spread * rng.normal()).max(wait);
+        }
+        waits.push(wait);
+    }
+    waits.sort_by(f64::total_cmp);
+    let mut quantiles = [0.0; QUANTILES.len()];
+    for (slot, q) in quantiles.iter_mut().zip(QUANTILES) {
+        let rank = ((q * TRIALS as f64).ceil() as usize).clamp(1, TRIALS);
+        *slot = waits[rank - 1];
+    }
+    Forecast { quantiles }
+}
+
+/// The callers between the forecast caller and the agents.
+struct Line {
+    /// Callers ahead.
+    ahead: usize,
+    /// Of those, the first `callbacks` are callbacks: they never hang up.
+    callbacks: usize,
+    /// Hang-up rate per second of waiting.
+    hazard: f64,
+    /// Arrivals per second of callers who go ahead.
+    overtaking: f64,
+}
+
+impl Line {
+    /// Replays the hand-overs of agents free at `free_at` (seconds from now) and returns
+    /// when an agent is free for the forecast caller. At each hand-over at `t`, an overtaker
+    /// who has arrived by then takes the agent; otherwise the next caller ahead still
+    /// waiting (always so for callbacks) takes it for `hold(j)`.
+    fn replay(
+        &self,
+        free_at: &mut FreeAt,
+        rng: &mut Rng,
+        hold: impl Fn(usize, &mut Rng) -> f64,
+    ) -> f64 {
+        let mut served = 0;
+        let mut next_overtaker = if self.overtaking > 0.0 {
+            rng.exponential(1.0 / self.overtaking)
+        } else {
+            f64::INFINITY
+        };
+        loop {
+            let t = free_at.pop();
+            if next_overtaker <= t {
+                free_at.push(t + hold(usize::MAX, rng));
+                next_overtaker += rng.exponential(1.0 / self.overtaking);
+                continue;
+            }
+            let mut taken = false;
+            while served < self.ahead {
+                let j = served;
+                served += 1;
+                if j < self.callbacks || self.hazard == 0.0 || rng.unit() < (-self.hazard * t).exp()
+                {
+                    free_at.push(t + hold(j, rng));
+                    taken = true;
+                    break;
+                }
+            }
+            if !taken {
+                return t;
+            }
+        }
+    }
+}
+
+/// When each agent is next free, soonest first: a min-heap of seconds. Times are never
+/// negative, and non-negative `f64`s order as their bit patterns do, so the heap holds those.
+struct FreeAt(BinaryHeap<Reverse<u64>>);
+
+impl FreeAt {
+    fn with_capacity(n: usize) -> Self {
+        Self(BinaryHeap::with_capacity(n))
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn push(&mut self, at: f64) {
+        self.0.push(Reverse(at.max(0.0).to_bits()));
+    }
+
+    /// The soonest time, taken out (the agent is handed over and pushed back).
+    fn pop(&mut self) -> f64 {
+        let Reverse(bits) = self.0.pop().expect("at least one agent");
+        f64::from_bits(bits)
+    }
+}
+
+/// splitmix64: small, fast and good enough for drawing trials; seeded from the inputs so a
+/// forecast is a pure function of them.
+struct Rng(u64);
+
+impl Rng {
+    fn new(a: u64, b: u64) -> Self {
+        Self(0x9e37_79b9_7f4a_7c15 ^ a.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ b.rotate_left(32))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.unit() * n as f64) as usize % n.max(1)
+    }
+
+    fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.unit()).ln()
+    }
+
+    /// A standard normal draw (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (1.0 - self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+#[cfg(test)]
+mod tests;
