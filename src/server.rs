@@ -261,6 +261,7 @@ pub(crate) fn write_record(store: &StoreHandle, unix_ms: i64, record: Record) {
         Record::HandleTime(handle) => {
             store.record_handle_time(&handle.queue, handle.seconds, unix_ms);
         }
+        record @ Record::EstimateOutcome(_) => store.record(record),
     }
 }
 

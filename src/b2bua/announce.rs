@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::media::prompts::{Announcement, SpokenWait};
-use crate::queue::estimate::{WaitBucket, estimate};
+use crate::queue::estimate::WaitBucket;
 
 /// The spoken phrase for an estimate bucket.
 pub fn spoken(bucket: WaitBucket) -> SpokenWait {
@@ -20,14 +20,10 @@ pub fn spoken(bucket: WaitBucket) -> SpokenWait {
     }
 }
 
-/// The position announcement for a caller at `position` in a queue with `staffed_agents`
-/// and mean handle time `mean` (docs/behaviour.md §4: `ceil(p / max(n, 1)) × H`, spoken rounded up).
-pub fn position_announcement(
-    position: usize,
-    staffed_agents: usize,
-    mean: Duration,
-) -> Announcement {
-    let wait = WaitBucket::from_estimate(estimate(position, staffed_agents, mean));
+/// The position announcement for a caller at `position` whose wait estimate is `estimate`
+/// (docs/behaviour.md §4), spoken rounded up.
+pub fn position_announcement(position: usize, estimate: Duration) -> Announcement {
+    let wait = WaitBucket::from_estimate(estimate);
     Announcement::Position {
         position: u32::try_from(position).unwrap_or(u32::MAX),
         wait: spoken(wait),
@@ -122,27 +118,27 @@ mod tests {
     }
 
     #[test]
-    fn announcement_uses_the_estimator_and_rounds_up() {
-        let h = Duration::from_secs(240);
+    fn announcement_says_the_estimate_rounded_up() {
+        let s = Duration::from_secs;
         assert_eq!(
-            position_announcement(7, 3, h),
+            position_announcement(7, s(720)),
             Announcement::Position {
                 position: 7,
-                wait: SpokenWait::MoreThanTen, // ceil(7/3) × 240 s = 720 s
+                wait: SpokenWait::MoreThanTen,
             }
         );
         assert_eq!(
-            position_announcement(2, 3, h),
+            position_announcement(2, s(240)),
             Announcement::Position {
                 position: 2,
-                wait: SpokenWait::About(4), // ceil(2/3) × 240 s = 240 s
+                wait: SpokenWait::About(4),
             }
         );
         assert_eq!(
-            position_announcement(4, 3, Duration::from_secs(100)),
+            position_announcement(4, s(181)),
             Announcement::Position {
                 position: 4,
-                wait: SpokenWait::About(4), // ceil(4/3) × 100 s = 200 s → about 4 minutes
+                wait: SpokenWait::About(4), // 181 s → about 4 minutes, never 3
             }
         );
         assert_eq!(spoken(WaitBucket::About(2)), SpokenWait::About(2));

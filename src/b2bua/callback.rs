@@ -22,7 +22,6 @@ use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::g711::Law;
 use crate::media::player::Prompt;
 use crate::media::prompts::Announcement;
-use crate::queue::estimate::estimate;
 use crate::queue::{EntryId, EntryKind, LeaveReason, QueueId, Seq};
 use crate::sip::sdp::Codec;
 use crate::store::{
@@ -143,18 +142,13 @@ impl B2bua {
         now: Instant,
         call_key: CallKey,
         queue: QueueId,
-        position: usize,
+        wait: std::time::Duration,
         mut frames: Prompt,
     ) -> Prompt {
         let config = &self.config.queues[queue.0];
         let Some(call) = self.calls.get_mut(&call_key) else {
             return frames;
         };
-        let wait = estimate(
-            position,
-            self.agents.staffed(queue),
-            self.handle_times[queue.0].mean(),
-        );
         let offer = config.callback_threshold > 0
             && wait.as_secs() >= config.callback_threshold
             && config.callback_number_allowed(&call.caller);
@@ -267,7 +261,7 @@ impl B2bua {
                     }
                     None => {
                         self.queues.leave(entry, LeaveReason::Abandoned);
-                        self.drain_queue_events();
+                        self.drain_queue_events(now);
                     }
                 }
             }
@@ -347,7 +341,7 @@ impl B2bua {
             request.seq,
             EntryKind::Callback,
         )?;
-        self.drain_queue_events();
+        self.drain_queue_events(now);
         let reconcile = match (record.state, &record.attempt_invite) {
             (CallbackState::Dialling, Some(bytes)) => self.recorded_invite(now, record.id, bytes),
             _ => None,

@@ -447,7 +447,7 @@ impl B2bua {
         self.media.bridge(agent_stream, stream);
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Dispatched);
-        self.drain_queue_events();
+        self.drain_queue_events(now);
         self.callback_event(now, CallEventKind::CallbackCompleted, queue, &number);
         tracing::info!(event = "callback_connect", callback = id.0, %number, "caller bridged to agent");
     }

@@ -107,7 +107,7 @@ impl B2bua {
         };
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Removed);
-        self.drain_queue_events();
+        self.drain_queue_events(now);
         self.callbacks.push(super::StoreRequest::SetState {
             id: callback.id,
             state: CallbackState::Failed,

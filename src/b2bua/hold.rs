@@ -67,13 +67,18 @@ impl B2bua {
             };
             let (stream, codec) = (call.stream, call.codec);
             let staffed = self.agents.staffed(queue);
-            let mean = self.handle_times[queue.0].mean();
-            let announcement = super::announce::position_announcement(position, staffed, mean);
+            // Position 1 hears "you are next" and no estimate: nothing told to learn from.
+            let estimate = if position >= 2 {
+                self.tell_wait(now, queue, call_key.entry(), position)
+            } else {
+                self.wait_estimate(now, queue, call_key.entry(), position)
+            };
+            let announcement = super::announce::position_announcement(position, estimate);
             let frames = self
                 .audio
                 .prompts
                 .render(&announcement, super::callback::law(codec));
-            let frames = self.with_callback_offer(now, call_key, queue, position, frames);
+            let frames = self.with_callback_offer(now, call_key, queue, estimate, frames);
             self.media.prompt(stream, frames);
             let mut facts = self.leg_facts(queue, None, call_key);
             facts.waited = self
@@ -83,7 +88,7 @@ impl B2bua {
             facts.detail = Some(serde_json::json!({
                 "position": position,
                 "staffed": staffed,
-                "estimate_s": crate::queue::estimate::estimate(position, staffed, mean).as_secs(),
+                "estimate_s": estimate.as_secs(),
             }));
             self.call_event(now, CallEventKind::Announce, facts);
         }

@@ -133,7 +133,7 @@ impl B2bua {
             // still hear something honest rather than music for a queue it is not in.
             tracing::error!(%error, "queue join failed after admission");
         }
-        self.drain_queue_events();
+        self.drain_queue_events(now);
         Ok(Call::new(NewCall {
             key: call_key,
             dialog,

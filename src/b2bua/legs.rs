@@ -398,7 +398,7 @@ impl B2bua {
         let entry = call_key.entry();
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Dispatched);
-        self.drain_queue_events();
+        self.drain_queue_events(now);
         let _ = self.agents.answered(now, agent);
         self.drain_agent_events();
         if let Some(call) = self.calls.get_mut(&call_key) {

@@ -33,6 +33,8 @@ pub mod screen;
 mod session;
 pub mod snapshot;
 mod timers;
+mod waits;
+pub use waits::estimate_outcome;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -174,6 +176,8 @@ pub struct B2bua {
     transfers_by_client: HashMap<crate::sip::transaction::ClientKey, CallKey>,
     /// Completed handle times per queue (docs/behaviour.md §4 estimator input).
     handle_times: Vec<HandleTimes>,
+    /// Per queue: the calibration of the wait estimate and what it learns from.
+    waits: Vec<waits::QueueWaits>,
     /// Records for the durable store, stamped with when they happened; the driver writes them.
     journal: VecDeque<(Instant, Record)>,
     /// Callbacks: offers, commits, waiting callbacks and dial-backs (docs/behaviour.md §6).
@@ -211,7 +215,7 @@ impl B2bua {
                     .collect(),
             }
         }));
-        let handle_times = config
+        let handle_times: Vec<HandleTimes> = config
             .queues
             .iter()
             .map(|q| HandleTimes::new(Duration::from_secs(q.default_handle_time)))
@@ -242,6 +246,7 @@ impl B2bua {
             offered: HashSet::new(),
             legs: Legs::default(),
             transfers_by_client: HashMap::new(),
+            waits: handle_times.iter().map(|_| Default::default()).collect(),
             handle_times,
             journal: VecDeque::new(),
             callbacks: callbacks::Callbacks::default(),
@@ -511,7 +516,7 @@ impl B2bua {
         self.forget_call_streams(call.stream);
         if call.queue.is_some() && self.queues.position(call.entry()).is_some() {
             self.queues.leave(call.entry(), reason);
-            self.drain_queue_events();
+            self.drain_queue_events(now);
         }
         // A caller who talked to an agent completed; only one who hung up waiting abandoned.
         let reason = if call.state == CallState::Bridged {
@@ -548,9 +553,10 @@ impl B2bua {
 
 impl B2bua {
     /// Queue events are logged; dispatch runs after every input anyway.
-    fn drain_queue_events(&mut self) {
+    fn drain_queue_events(&mut self, now: Instant) {
         while let Some(event) = self.queues.poll_event() {
             tracing::debug!(?event, "queue event");
+            self.learn_waits(now, &event);
         }
     }
 

@@ -175,7 +175,7 @@ impl B2bua {
             let _ = self.agents.answered(now, transfer.agent);
             let _ = self.agents.call_ended(now, transfer.agent, busy_for);
             self.queues.leave(call_key.entry(), LeaveReason::Dispatched);
-            self.drain_queue_events();
+            self.drain_queue_events(now);
             self.drain_agent_events();
             tracing::info!(
                 event = "connect",

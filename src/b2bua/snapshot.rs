@@ -13,7 +13,6 @@ use serde::Serialize;
 use super::events::Observations;
 use super::{B2bua, CallKey, Stats};
 use crate::queue::EntryKind;
-use crate::queue::estimate::estimate;
 
 /// Everything the admin API and the wallboard show, at one instant.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -144,7 +143,7 @@ impl B2bua {
                             position,
                             priority: self.priority_name(entry.level),
                             waited_s: entry.waited(now).as_secs(),
-                            estimate_s: estimate(position, staffed, mean).as_secs(),
+                            estimate_s: self.wait_estimate(now, id, entry.id, position).as_secs(),
                             callback: entry.kind == EntryKind::Callback,
                         }
                     })

@@ -230,6 +230,38 @@ impl Agents {
         self.count_serving(queue, |a| a.state == AgentState::Available)
     }
 
+    /// What each staffed agent of `queue` is doing, for the wait forecast
+    /// (docs/behaviour.md §4): free, on a call for how long (a phone ringing counts as a call
+    /// just begun), or resting for how much longer.
+    pub fn outlook(
+        &self,
+        queue: QueueId,
+        now: Instant,
+    ) -> Vec<crate::queue::forecast::AgentOutlook> {
+        use crate::queue::forecast::AgentOutlook;
+        let Some(ids) = self.serving.get(&queue) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .map(|id| &self.agents[id.0])
+            .filter(|a| a.registered && !a.paused)
+            .map(|a| match a.activity {
+                Activity::Idle => AgentOutlook::Free,
+                Activity::Ringing(_) => AgentOutlook::Busy {
+                    elapsed: std::time::Duration::ZERO,
+                },
+                Activity::Busy => AgentOutlook::Busy {
+                    elapsed: a.state_since.map_or(std::time::Duration::ZERO, |since| {
+                        now.saturating_duration_since(since)
+                    }),
+                },
+                Activity::Wrapup(until) => AgentOutlook::Resting {
+                    remaining: until.saturating_duration_since(now),
+                },
+            })
+            .collect()
+    }
+
     fn count_serving(&self, queue: QueueId, pred: impl Fn(&Agent) -> bool) -> usize {
         self.serving.get(&queue).map_or(0, |ids| {
             ids.iter().filter(|id| pred(&self.agents[id.0])).count()

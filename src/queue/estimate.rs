@@ -1,13 +1,11 @@
 //! The wait estimate a caller hears, pure (docs/behaviour.md §4 "Wait estimate" and "Spoken wait").
 //!
 //! This module owns three small rules:
-//! - [`HandleTimes`]: the rolling mean `H` of the last [`HANDLE_TIME_WINDOW`] completed
-//!   handle times of one queue, falling back to the queue's `default_handle_time` while no
-//!   call has completed yet.
-//! - [`estimate`]: the wait in seconds for position `p` with `n` staffed agents,
-//!   `ceil(p / max(n, 1)) × H`. Dividing by the staffed agents is holdfast's improvement over
-//!   the naive `p × H`: with `n` agents working the line in parallel, the callers ahead
-//!   are served `n` at a time.
+//! - [`HandleTimes`]: the last [`HANDLE_TIME_WINDOW`] completed handle times of one queue
+//!   and their mean `H`, falling back to the queue's `default_handle_time` while no call has
+//!   completed yet. The wait forecast (`forecast`) draws from them.
+//! - [`seed_estimate`]: the naive `p × H` the product started from, kept as the baseline
+//!   `holdfast simulate` compares with.
 //! - [`WaitBucket`]: the phrase the estimate is spoken as, always rounded *up*: a caller
 //!   told "about 4 minutes" must not wait 6.
 //!
@@ -99,15 +97,6 @@ impl HandleTimes {
     pub fn samples(&self) -> impl Iterator<Item = Duration> + '_ {
         self.samples.iter().map(|&ms| Duration::from_millis(ms))
     }
-}
-
-/// The estimated wait for the caller at `position` (1-based) in a queue served by
-/// `staffed_agents` agents with mean handle time `mean`: `ceil(p / max(n, 1)) × H`.
-///
-/// Position 0 is treated as 1 (the head of the line still waits for an agent).
-pub fn estimate(position: usize, staffed_agents: usize, mean: Duration) -> Duration {
-    let rounds = position.max(1).div_ceil(staffed_agents.max(1));
-    mean.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
 }
 
 /// The naive estimate, `p × H` (position times mean handle time), kept as the baseline
@@ -270,45 +259,11 @@ mod tests {
     }
 
     #[test]
-    fn estimate_divides_by_staffed_agents_rounding_rounds_up() {
-        let h = S(240);
-        // No agent staffed counts as one: the line still moves one at a time when one logs in.
-        assert_eq!(estimate(3, 0, h), S(720));
-        assert_eq!(estimate(3, 1, h), S(720));
-        assert_eq!(estimate(1, 3, h), S(240));
-        assert_eq!(estimate(3, 3, h), S(240));
-        assert_eq!(estimate(4, 3, h), S(480));
-        assert_eq!(estimate(7, 3, h), S(720));
-        assert_eq!(estimate(0, 3, h), S(240));
-        assert_eq!(seed_estimate(4, h), S(960));
-    }
-
-    #[test]
-    fn estimator_end_to_end_with_learned_mean() {
-        for (samples, agents, position, expected) in [
-            (0usize, 0usize, 2usize, 600u64), // default 300 s, one round per caller
-            (1, 1, 2, 2 * 120),
-            (100, 3, 5, 2 * 120),
-            (150, 3, 6, 2 * 120),
-        ] {
-            let mut times = HandleTimes::new(S(300));
-            for _ in 0..samples {
-                times.record(S(120));
-            }
-            assert_eq!(
-                estimate(position, agents, times.mean()),
-                S(expected),
-                "{samples} samples, {agents} agents, position {position}"
-            );
-        }
-    }
-
-    #[test]
     fn absurd_inputs_saturate_instead_of_panicking() {
         let mut times = HandleTimes::new(S(1));
         times.record(Duration::MAX);
         times.record(Duration::MAX);
         assert!(times.mean() > S(1));
-        assert_eq!(estimate(usize::MAX, 1, Duration::MAX), Duration::MAX);
+        assert_eq!(seed_estimate(usize::MAX, Duration::MAX), Duration::MAX);
     }
 }

@@ -80,8 +80,8 @@ pub enum AgentOutlook {
 pub struct Outlook<'a> {
     /// The caller's place in line, 1-based (0 is taken as 1).
     pub position: usize,
-    /// The staffed agents serving the queue. None staffed counts as one free agent: the line
-    /// moves one at a time once somebody logs in.
+    /// The staffed agents serving the queue. None staffed counts as one agent who has just
+    /// taken a call: nobody is free now, and the line moves one at a time once somebody is.
     pub agents: &'a [AgentOutlook],
     /// How many of the callers ahead are callbacks.
     pub callbacks_ahead: usize,
@@ -216,13 +216,29 @@ impl Forecast {
     pub fn median(&self) -> Duration {
         self.at(0)
     }
+
+    /// The quantiles at [`QUANTILES`], seconds (to persist).
+    pub fn quantiles(&self) -> &[f64] {
+        &self.quantiles
+    }
+
+    /// A forecast from persisted quantiles; `None` unless there are as many as [`QUANTILES`],
+    /// finite, not negative and in order.
+    pub fn from_quantiles(values: &[f64]) -> Option<Self> {
+        let quantiles: [f64; QUANTILES.len()] = values.try_into().ok()?;
+        let valid = quantiles.iter().all(|q| q.is_finite() && *q >= 0.0)
+            && quantiles.windows(2).all(|w| w[0] <= w[1]);
+        valid.then_some(Self { quantiles })
+    }
 }
 
 /// Forecasts the wait of the caller in `outlook` (see the module docs).
 pub fn forecast(outlook: &Outlook<'_>, model: &HandleModel) -> Forecast {
-    let free = [AgentOutlook::Free];
+    let nobody = [AgentOutlook::Busy {
+        elapsed: Duration::ZERO,
+    }];
     let agents = if outlook.agents.is_empty() {
-        &free[..]
+        &nobody[..]
     } else {
         outlook.agents
     };

@@ -61,6 +61,8 @@ pub enum QueueEvent {
         position: usize,
         /// Its place in arrival order; persist this for a callback.
         seq: Seq,
+        /// Its priority level.
+        level: Level,
     },
     /// An entry left its queue.
     Left {
@@ -70,6 +72,10 @@ pub enum QueueEvent {
         id: EntryId,
         /// Why it left.
         reason: LeaveReason,
+        /// When it joined (its wait is from then).
+        joined: Instant,
+        /// A caller on the line or a callback.
+        kind: EntryKind,
     },
 }
 
@@ -188,6 +194,7 @@ impl Queues {
             id,
             position,
             seq,
+            level,
         });
         Ok(())
     }
@@ -198,8 +205,13 @@ impl Queues {
         let entry = self.queues[queue.0]
             .leave(id)
             .expect("location map and queues agree");
-        self.events
-            .push_back(QueueEvent::Left { queue, id, reason });
+        self.events.push_back(QueueEvent::Left {
+            queue,
+            id,
+            reason,
+            joined: entry.joined_at,
+            kind: entry.kind,
+        });
         Some((queue, entry))
     }
 
@@ -295,18 +307,22 @@ mod tests {
                     queue: q,
                     id: EntryId(1),
                     position: 1,
-                    seq: s1
+                    seq: s1,
+                    level: 5
                 },
                 QueueEvent::Joined {
                     queue: q,
                     id: EntryId(2),
                     position: 1,
-                    seq: s2
+                    seq: s2,
+                    level: 0
                 },
                 QueueEvent::Left {
                     queue: q,
                     id: EntryId(1),
-                    reason: LeaveReason::Abandoned
+                    reason: LeaveReason::Abandoned,
+                    joined: now,
+                    kind: EntryKind::Caller
                 },
             ]
         );

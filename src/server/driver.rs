@@ -94,6 +94,7 @@ impl Server {
         })?;
         let (store, store_thread) = StoreHandle::spawn(store)?;
         let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
+        let mut outcomes = Vec::new();
         for queue in &config.queues {
             let history = store
                 .recent_handle_times(&queue.name, 100)
@@ -101,6 +102,13 @@ impl Server {
                 .await
                 .unwrap_or_default();
             histories.push((queue.name.clone(), history));
+            outcomes.push(
+                store
+                    .recent_estimate_outcomes(&queue.name, crate::store::ESTIMATE_OUTCOMES_KEPT)
+                    .wait()
+                    .await
+                    .unwrap_or_default(),
+            );
         }
         let (engine, media_events) = MediaEngine::start(EngineConfig {
             bind_ip: config.sip.public_address,
@@ -148,6 +156,17 @@ impl Server {
             if count > 0 {
                 tracing::info!(%queue, count, "handle-time history restored");
             }
+        }
+        for outcomes in outcomes {
+            let Some(queue) = outcomes.first().map(|o| o.queue.clone()) else {
+                continue;
+            };
+            let count = outcomes.len();
+            b2bua.restore_estimate_outcomes(
+                &queue,
+                outcomes.iter().filter_map(crate::b2bua::estimate_outcome),
+            );
+            tracing::info!(%queue, count, "wait-estimate outcomes restored");
         }
         let clock = WallClock::new();
         let mut server = Self {

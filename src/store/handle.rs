@@ -36,8 +36,8 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::{
-    CallEvent, CallbackId, CallbackRecord, CallbackRequest, CallbackState, HandleTime, Record,
-    Store, StoreError,
+    CallEvent, CallbackId, CallbackRecord, CallbackRequest, CallbackState, EstimateOutcome,
+    HandleTime, Record, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -73,6 +73,7 @@ enum Request {
     PendingCallbacks(Tx<Vec<CallbackRecord>>),
     RecentCallbacks(usize, Tx<Vec<CallbackRecord>>),
     RecentHandleTimes(String, usize, Tx<Vec<u32>>),
+    RecentEstimateOutcomes(String, usize, Tx<Vec<EstimateOutcome>>),
     RecentEvents(usize, Tx<Vec<CallEvent>>),
     SeqHighWater(Tx<Seq>),
     SetSeqHighWater(Seq, Tx<()>),
@@ -162,7 +163,8 @@ impl StoreHandle {
         }
     }
 
-    fn record(&self, record: Record) {
+    /// Queues any record (fire-and-forget, batched); counted as dropped when the queue is full.
+    pub fn record(&self, record: Record) {
         if self.tx.try_send(Op::Record(record)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -217,6 +219,16 @@ impl StoreHandle {
     pub fn recent_handle_times(&self, queue: &str, limit: usize) -> Reply<Vec<u32>> {
         let queue = queue.to_owned();
         self.request(|tx| Request::RecentHandleTimes(queue, limit, tx))
+    }
+
+    /// The last `limit` estimate outcomes of `queue`, oldest first.
+    pub fn recent_estimate_outcomes(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Reply<Vec<EstimateOutcome>> {
+        let queue = queue.to_owned();
+        self.request(|tx| Request::RecentEstimateOutcomes(queue, limit, tx))
     }
 
     /// The newest `limit` call events, newest first.
@@ -330,6 +342,9 @@ fn execute(store: &mut impl Store, request: Request) {
         }
         Request::RecentHandleTimes(queue, limit, tx) => {
             let _ = tx.send(store.recent_handle_times(&queue, limit));
+        }
+        Request::RecentEstimateOutcomes(queue, limit, tx) => {
+            let _ = tx.send(store.recent_estimate_outcomes(&queue, limit));
         }
         Request::RecentEvents(limit, tx) => {
             let _ = tx.send(store.recent_events(limit));

@@ -26,7 +26,7 @@ mod sqlite;
 mod tests;
 
 pub use handle::{CHANNEL_CAPACITY, Reply, StoreHandle, StoreThread};
-pub use sqlite::{DB_FILE, HANDLE_TIMES_KEPT, SCHEMA_VERSION, SqliteStore};
+pub use sqlite::{DB_FILE, ESTIMATE_OUTCOMES_KEPT, HANDLE_TIMES_KEPT, SCHEMA_VERSION, SqliteStore};
 
 use crate::queue::{Level, Seq};
 
@@ -241,6 +241,21 @@ pub enum Record {
     Event(CallEvent),
     /// Append to the handle-time history (older ones beyond the kept count are pruned).
     HandleTime(HandleTime),
+    /// Append to a queue's estimate outcomes (older ones beyond [`ESTIMATE_OUTCOMES_KEPT`]
+    /// are pruned).
+    EstimateOutcome(EstimateOutcome),
+}
+
+/// One answered caller's wait forecast and real wait, which the wait estimate learns its
+/// quantile from (docs/behaviour.md §4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EstimateOutcome {
+    /// Queue name.
+    pub queue: String,
+    /// The forecast's quantiles, seconds, lowest first.
+    pub quantiles: Vec<f64>,
+    /// How long the caller really waited after it was told, ms.
+    pub waited_ms: u64,
 }
 
 /// Why a store operation failed.
@@ -350,6 +365,13 @@ pub trait Store {
 
     /// The last `limit` handle times of `queue`, oldest first.
     fn recent_handle_times(&mut self, queue: &str, limit: usize) -> Result<Vec<u32>, StoreError>;
+
+    /// The last `limit` estimate outcomes of `queue`, oldest first.
+    fn recent_estimate_outcomes(
+        &mut self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<EstimateOutcome>, StoreError>;
 
     /// Appends one call event.
     fn record_event(&mut self, event: &CallEvent) -> Result<(), StoreError> {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState, Record,
-    Store, StoreError,
+    CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
+    EstimateOutcome, Record, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -30,6 +30,9 @@ pub const DB_FILE: &str = "holdfast.db";
 /// Handle times kept per queue; older ones are pruned on insert. The estimator averages the
 /// last 100 (docs/behaviour.md §4), so nothing older is ever read.
 pub const HANDLE_TIMES_KEPT: usize = 100;
+
+/// Estimate outcomes kept per queue (the calibration remembers as many, docs/behaviour.md §4).
+pub const ESTIMATE_OUTCOMES_KEPT: usize = 500;
 
 /// How long a write waits for another connection's lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +85,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 1 → 2: the wire bytes of a dial-back's trunk INVITE, written before it is sent and
     // cleared when the attempt ends, so a restart can cancel it (docs/behaviour.md §6).
     "ALTER TABLE callbacks ADD COLUMN attempt_invite BLOB;",
+    // 2 → 3: what the wait estimate learns from (docs/behaviour.md §4): each answered caller's
+    // forecast quantiles (seconds, comma-separated) and real wait.
+    "CREATE TABLE estimate_outcomes (
+        id        INTEGER PRIMARY KEY,
+        queue     TEXT    NOT NULL,
+        quantiles TEXT    NOT NULL,
+        waited_ms INTEGER NOT NULL
+    );
+    CREATE INDEX estimate_outcomes_queue ON estimate_outcomes (queue, id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -359,6 +371,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut pruned = BTreeSet::new();
+        let mut pruned_outcomes = BTreeSet::new();
         for record in records {
             match record {
                 Record::Event(e) => {
@@ -398,7 +411,28 @@ impl Store for SqliteStore {
                     ])?;
                     pruned.insert(h.queue.as_str());
                 }
+                Record::EstimateOutcome(o) => {
+                    let quantiles: Vec<String> =
+                        o.quantiles.iter().map(|q| format!("{q:.3}")).collect();
+                    tx.prepare_cached(
+                        "INSERT INTO estimate_outcomes (queue, quantiles, waited_ms) \
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        o.queue,
+                        quantiles.join(","),
+                        i64::try_from(o.waited_ms).unwrap_or(i64::MAX)
+                    ])?;
+                    pruned_outcomes.insert(o.queue.as_str());
+                }
             }
+        }
+        for queue in pruned_outcomes {
+            tx.prepare_cached(
+                "DELETE FROM estimate_outcomes WHERE queue = ?1 AND id NOT IN \
+                 (SELECT id FROM estimate_outcomes WHERE queue = ?1 ORDER BY id DESC LIMIT ?2)",
+            )?
+            .execute(params![queue, ESTIMATE_OUTCOMES_KEPT as i64])?;
         }
         // Prune once per queue per batch, keeping the newest HANDLE_TIMES_KEPT rows.
         for queue in pruned {
@@ -410,6 +444,35 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn recent_estimate_outcomes(
+        &mut self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<EstimateOutcome>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT quantiles, waited_ms FROM (SELECT id, quantiles, waited_ms \
+             FROM estimate_outcomes WHERE queue = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![queue, limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(0)?;
+            let waited: i64 = row.get(1)?;
+            let quantiles = text
+                .split(',')
+                .map(|q| q.parse::<f64>().ok().filter(|q| q.is_finite()))
+                .collect::<Option<Vec<f64>>>()
+                .ok_or_else(|| corrupt("estimate quantiles", &text))?;
+            out.push(EstimateOutcome {
+                queue: queue.to_owned(),
+                quantiles,
+                waited_ms: u64::try_from(waited).map_err(|_| corrupt("waited_ms", waited))?,
+            });
+        }
+        Ok(out)
     }
 
     fn recent_handle_times(&mut self, queue: &str, limit: usize) -> Result<Vec<u32>, StoreError> {

@@ -211,8 +211,8 @@ fn a_version_1_file_upgrades_and_keeps_its_callbacks() {
         .unwrap();
     }
     let mut s = SqliteStore::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 3);
     let pending = s.pending_callbacks().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].state, CallbackState::Dialling);
@@ -228,7 +228,7 @@ fn a_version_1_file_upgrades_and_keeps_its_callbacks() {
     let mut s = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(
         s.schema_version().unwrap(),
-        2,
+        SCHEMA_VERSION,
         "opening again migrates nothing"
     );
     assert_eq!(
@@ -449,4 +449,29 @@ fn commit_survives_sigkill() {
     assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
     assert_eq!(s.recent_events(10).unwrap().len(), 5);
     assert_eq!(s.seq_high_water().unwrap(), Seq(5));
+}
+
+#[test]
+fn estimate_outcomes_round_trip_and_keep_the_newest_per_queue() {
+    let dir = TempDir::new();
+    let mut s = SqliteStore::open(dir.path()).unwrap();
+    let outcome = |queue: &str, waited_ms: u64| {
+        Record::EstimateOutcome(EstimateOutcome {
+            queue: queue.into(),
+            quantiles: vec![1.0, 2.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0],
+            waited_ms,
+        })
+    };
+    let records: Vec<Record> = (0..ESTIMATE_OUTCOMES_KEPT as u64 + 10)
+        .map(|i| outcome("q", i))
+        .chain([outcome("other", 7)])
+        .collect();
+    s.record_batch(&records).unwrap();
+    let kept = s.recent_estimate_outcomes("q", 10_000).unwrap();
+    assert_eq!(kept.len(), ESTIMATE_OUTCOMES_KEPT);
+    assert_eq!(kept.first().unwrap().waited_ms, 10, "oldest kept first");
+    assert_eq!(kept.last().unwrap().quantiles[2], 3.5);
+    let other = s.recent_estimate_outcomes("other", 5).unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].queue, "other");
 }

@@ -16,6 +16,7 @@ mod hold;
 mod logins;
 mod restart;
 mod screen;
+mod waits;
 
 /// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]

@@ -154,8 +154,9 @@ fn far_down_the_line_the_approximation_stays_close() {
     let f = forecast(&outlook(10_000, &agents), &m);
     let got = f.median().as_secs_f64();
     assert!((got - exact).abs() / exact < 0.01, "{got} vs {exact}");
-    // No agent staffed counts as one.
-    assert_eq!(all(&forecast(&outlook(2, &[]), &m)), vec![300; 8]);
+    // No agent staffed counts as one who has just taken a call.
+    assert_eq!(all(&forecast(&outlook(1, &[]), &m)), vec![300; 8]);
+    assert_eq!(all(&forecast(&outlook(2, &[]), &m)), vec![600; 8]);
 }
 
 #[test]

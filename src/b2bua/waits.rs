@@ -1,0 +1,207 @@
+//! The wait estimate callers hear, the wallboard shows and the callback offer compares
+//! (docs/behaviour.md §4): the queue's [`forecast`] from what the controller knows this
+//! instant, told at the quantile the queue's [`Calibration`] has learned, and what the queue
+//! learns from each caller who leaves it.
+//!
+//! Per queue this keeps: the calibration (fed the forecast a caller was first told and its
+//! real wait once answered; persisted like handle times), the recent arrivals per priority
+//! level (how fast better-priority callers come to overtake), and the recent departures
+//! (waits and hang-ups: the abandon rate per second of waiting).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::B2bua;
+use crate::queue::calibration::{self, Calibration};
+use crate::queue::forecast::{Forecast, HandleModel, Outlook, forecast};
+use crate::queue::{EntryId, EntryKind, LeaveReason, Level, QueueEvent, QueueId};
+use crate::store::{EstimateOutcome, Record};
+
+/// A persisted outcome back as the calibration's; `None` for a row that does not read back
+/// (a hand-edited file).
+pub fn estimate_outcome(stored: &EstimateOutcome) -> Option<calibration::Outcome> {
+    Some(calibration::Outcome {
+        forecast: Forecast::from_quantiles(&stored.quantiles)?,
+        waited: Duration::from_millis(stored.waited_ms),
+    })
+}
+
+/// Arrivals remembered per priority level, for the overtaking rate.
+const ARRIVALS_KEPT: usize = 100;
+/// Departures remembered, for the abandon rate.
+const DEPARTURES_KEPT: usize = 200;
+
+/// What one queue has learned about its waits.
+#[derive(Debug, Default)]
+pub struct QueueWaits {
+    /// Which quantile is told.
+    pub calibration: Calibration,
+    /// Recent join times per level, oldest first.
+    arrivals: HashMap<Level, VecDeque<Instant>>,
+    /// Recent departures: seconds waited, and whether the caller hung up.
+    departures: VecDeque<(f64, bool)>,
+    /// The forecast each waiting entry was first told, and when.
+    told: HashMap<EntryId, (Instant, Forecast)>,
+}
+
+impl QueueWaits {
+    /// Callers per second arriving at a level better than `level` lately.
+    fn overtaking_rate(&self, now: Instant, level: Level) -> f64 {
+        self.arrivals
+            .iter()
+            .filter(|(l, _)| **l < level)
+            .map(|(_, times)| match times.front() {
+                Some(&oldest) if times.len() > 1 => {
+                    let span = now.saturating_duration_since(oldest).as_secs_f64();
+                    if span > 0.0 {
+                        times.len() as f64 / span
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// Hang-ups per second of waiting among the recent departures.
+    fn abandon_rate(&self) -> f64 {
+        let waited: f64 = self.departures.iter().map(|(w, _)| w).sum();
+        let abandons = self.departures.iter().filter(|(_, a)| *a).count();
+        if waited > 0.0 {
+            abandons as f64 / waited
+        } else {
+            0.0
+        }
+    }
+}
+
+impl B2bua {
+    /// The forecast of the wait of `entry`, at `position` of `queue`, at `now`.
+    pub(super) fn wait_forecast(
+        &self,
+        now: Instant,
+        queue: QueueId,
+        entry: EntryId,
+        position: usize,
+    ) -> Forecast {
+        let waits = &self.waits[queue.0];
+        let level = self.queues.get(entry).map_or(Level::MAX, |(_, e)| e.level);
+        let agents = self.agents.outlook(queue, now);
+        // Callbacks ahead, among those the forecast replays one by one.
+        let callbacks_ahead = self.queues.queue(queue).map_or(0, |q| {
+            q.iter()
+                .take(
+                    position
+                        .saturating_sub(1)
+                        .min(crate::queue::forecast::REPLAY_DEPTH),
+                )
+                .filter(|e| e.kind == EntryKind::Callback)
+                .count()
+        });
+        forecast(
+            &Outlook {
+                position,
+                agents: &agents,
+                callbacks_ahead,
+                abandon_rate: waits.abandon_rate(),
+                overtaking_rate: waits.overtaking_rate(now, level),
+            },
+            &HandleModel::new(&self.handle_times[queue.0]),
+        )
+    }
+
+    /// The estimate for `entry` at `position`, as shown (wallboard, API): nothing remembered.
+    pub(super) fn wait_estimate(
+        &self,
+        now: Instant,
+        queue: QueueId,
+        entry: EntryId,
+        position: usize,
+    ) -> Duration {
+        let forecast = self.wait_forecast(now, queue, entry, position);
+        self.waits[queue.0].calibration.estimate(&forecast)
+    }
+
+    /// The estimate for `entry` at `position`, as told to the caller: the first one told is
+    /// remembered, to learn from once the caller is answered.
+    pub(super) fn tell_wait(
+        &mut self,
+        now: Instant,
+        queue: QueueId,
+        entry: EntryId,
+        position: usize,
+    ) -> Duration {
+        let forecast = self.wait_forecast(now, queue, entry, position);
+        let waits = &mut self.waits[queue.0];
+        waits.told.entry(entry).or_insert((now, forecast));
+        waits.calibration.estimate(&forecast)
+    }
+
+    /// What the queues say about their callers teaches the estimate: joins (who overtakes
+    /// whom), hang-ups (the abandon rate) and answers (the calibration).
+    pub(super) fn learn_waits(&mut self, now: Instant, event: &QueueEvent) {
+        match *event {
+            QueueEvent::Joined { queue, level, .. } => {
+                let times = self.waits[queue.0].arrivals.entry(level).or_default();
+                if times.len() == ARRIVALS_KEPT {
+                    times.pop_front();
+                }
+                times.push_back(now);
+            }
+            QueueEvent::Left {
+                queue,
+                id,
+                reason,
+                joined,
+                kind,
+            } => {
+                let waits = &mut self.waits[queue.0];
+                let told = waits.told.remove(&id);
+                if kind != EntryKind::Caller {
+                    return;
+                }
+                let waited = now.saturating_duration_since(joined);
+                let abandoned = match reason {
+                    LeaveReason::Abandoned => true,
+                    LeaveReason::Dispatched => false,
+                    // Removed (shutdown, a failure): tells nothing about waits.
+                    _ => return,
+                };
+                if waits.departures.len() == DEPARTURES_KEPT {
+                    waits.departures.pop_front();
+                }
+                waits
+                    .departures
+                    .push_back((waited.as_secs_f64(), abandoned));
+                if let (false, Some((told_at, forecast))) = (abandoned, told) {
+                    let outcome = calibration::Outcome {
+                        forecast,
+                        waited: now.saturating_duration_since(told_at),
+                    };
+                    waits.calibration.record(outcome);
+                    let record = EstimateOutcome {
+                        queue: self.config.queues[queue.0].name.clone(),
+                        quantiles: outcome.forecast.quantiles().to_vec(),
+                        waited_ms: u64::try_from(outcome.waited.as_millis()).unwrap_or(u64::MAX),
+                    };
+                    self.journal
+                        .push_back((now, Record::EstimateOutcome(record)));
+                }
+            }
+        }
+    }
+
+    /// Puts back the outcomes a queue learned from before a restart (oldest first).
+    pub fn restore_estimate_outcomes(
+        &mut self,
+        queue: &str,
+        outcomes: impl IntoIterator<Item = calibration::Outcome>,
+    ) {
+        if let Some(index) = self.config.queue_index(queue) {
+            for outcome in outcomes {
+                self.waits[index].calibration.record(outcome);
+            }
+        }
+    }
+}
