@@ -413,6 +413,15 @@ fn response_without_qop_is_rfc2069_style() {
         auth.verify(t0, "REGISTER", &header, alice),
         Ok("alice".into())
     );
+    // Without a count the nonce is single-use (RFC 7616 §3.4.5), for a qop answer too.
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header, alice),
+        Err(AuthError::Replayed)
+    );
+    assert_eq!(
+        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 7), alice),
+        Err(AuthError::Replayed)
+    );
 }
 
 /// A header captured from Debian's baresip 1.0 (libre 1.1.0) answering a challenge with
@@ -480,33 +489,6 @@ fn a_nonce_count_is_accepted_once_and_must_grow() {
     assert_eq!(
         auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 4), alice),
         Err(AuthError::Replayed)
-    );
-}
-
-#[test]
-fn an_answer_without_qop_makes_its_nonce_single_use() {
-    let t0 = Instant::now();
-    let mut auth = authenticator(t0);
-    let nonce = nonce_of(&auth.challenge(t0, false)[1]);
-    let ha1 = h(Algorithm::Md5, "alice:holdfast:alice-secret");
-    let ha2 = h(Algorithm::Md5, "REGISTER:sip:127.0.0.1");
-    let response = h(Algorithm::Md5, &format!("{ha1}:{nonce}:{ha2}"));
-    let header = format!(
-        "Digest username=\"alice\",realm=\"holdfast\",nonce=\"{nonce}\",\
-         uri=\"sip:127.0.0.1\",response=\"{response}\""
-    );
-    assert_eq!(
-        auth.verify(t0, "REGISTER", &header, alice),
-        Ok("alice".into())
-    );
-    assert_eq!(
-        auth.verify(t0, "REGISTER", &header, alice),
-        Err(AuthError::Replayed)
-    );
-    assert_eq!(
-        auth.verify(t0, "REGISTER", &header_with_nc(&nonce, 7), alice),
-        Err(AuthError::Replayed),
-        "nor may a qop answer reuse it"
     );
 }
 
