@@ -141,7 +141,7 @@ impl ParseError {
     /// without an answer (a response, noise, or a request whose `Via`, `From`, `To`, `Call-ID`
     /// or `CSeq` cannot be copied into one).
     pub fn status(&self) -> Option<u16> {
-        self.route.as_ref().map(|_| self.kind.status())
+        self.reply().map(|_| self.kind.status())
     }
 
     /// Wire bytes of the stateless error response, or `None` when nothing may be sent.
