@@ -67,12 +67,7 @@ impl B2bua {
             };
             let (stream, codec) = (call.stream, call.codec);
             let staffed = self.agents.staffed(queue);
-            // Position 1 hears "you are next" and no estimate: nothing told to learn from.
-            let estimate = if position >= 2 {
-                self.tell_wait(now, queue, call_key.entry(), position)
-            } else {
-                self.wait_estimate(now, queue, call_key.entry(), position)
-            };
+            let estimate = self.tell_wait(now, queue, call_key.entry(), position);
             let announcement = super::announce::position_announcement(position, estimate);
             let frames = self
                 .audio

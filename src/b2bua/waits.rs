@@ -42,6 +42,9 @@ pub struct QueueWaits {
     departures: VecDeque<(f64, bool)>,
     /// The forecast each waiting entry was first told, and when.
     told: HashMap<EntryId, (Instant, Forecast)>,
+    /// The estimate each waiting entry heard last: what the wallboard and API show, so a
+    /// snapshot every second does not forecast every waiting caller again.
+    last_told: HashMap<EntryId, Duration>,
 }
 
 impl QueueWaits {
@@ -111,7 +114,8 @@ impl B2bua {
         )
     }
 
-    /// The estimate for `entry` at `position`, as shown (wallboard, API): nothing remembered.
+    /// The estimate shown for `entry` (wallboard, API): the one it heard last, or, for an
+    /// entry that has heard none yet (a callback keeping its place), a forecast now.
     pub(super) fn wait_estimate(
         &self,
         now: Instant,
@@ -119,12 +123,17 @@ impl B2bua {
         entry: EntryId,
         position: usize,
     ) -> Duration {
-        let forecast = self.wait_forecast(now, queue, entry, position);
-        self.waits[queue.0].calibration.estimate(&forecast)
+        let waits = &self.waits[queue.0];
+        waits.last_told.get(&entry).copied().unwrap_or_else(|| {
+            waits
+                .calibration
+                .estimate(&self.wait_forecast(now, queue, entry, position))
+        })
     }
 
-    /// The estimate for `entry` at `position`, as told to the caller: the first one told is
-    /// remembered, to learn from once the caller is answered.
+    /// The estimate announced to `entry` at `position`. It is what the wallboard shows from
+    /// now on, and the first one told at position 2 or later (position 1 hears "you are
+    /// next", no estimate) is remembered, to learn from once the caller is answered.
     pub(super) fn tell_wait(
         &mut self,
         now: Instant,
@@ -134,8 +143,12 @@ impl B2bua {
     ) -> Duration {
         let forecast = self.wait_forecast(now, queue, entry, position);
         let waits = &mut self.waits[queue.0];
-        waits.told.entry(entry).or_insert((now, forecast));
-        waits.calibration.estimate(&forecast)
+        if position >= 2 {
+            waits.told.entry(entry).or_insert((now, forecast));
+        }
+        let estimate = waits.calibration.estimate(&forecast);
+        waits.last_told.insert(entry, estimate);
+        estimate
     }
 
     /// What the queues say about their callers teaches the estimate: joins (who overtakes
@@ -158,6 +171,7 @@ impl B2bua {
             } => {
                 let waits = &mut self.waits[queue.0];
                 let told = waits.told.remove(&id);
+                waits.last_told.remove(&id);
                 if kind != EntryKind::Caller {
                     return;
                 }

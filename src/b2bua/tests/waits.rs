@@ -92,3 +92,23 @@ fn stored_outcomes_come_back_only_when_they_read_back() {
     // Every caller waited 90 s where the median said 10 s: the quantile learned is above it.
     assert!(h.b2bua.waits[0].calibration.step() > 0);
 }
+
+#[test]
+fn the_wallboard_shows_what_the_caller_heard_last_until_the_next_announcement() {
+    let mut h = Harness::with_config(CONFIG_AGENTS);
+    // Every call takes exactly 10 s: forecasts are exact.
+    h.b2bua
+        .restore_handle_times("support", std::iter::repeat_n(Duration::from_secs(10), 30));
+    register_alice(&mut h);
+    h.deliver(TRUNK, &invite("c1", "+15551230001"));
+    let (_, ring) = find(&h.take(), "INVITE ").expect("INVITE to alice").clone();
+    h.deliver(AGENT, &agent_reply(&ring, 200, true));
+    h.deliver(TRUNK, &invite("c2", "+15551230002"));
+    h.deliver(TRUNK, &invite("c3", "+15551230003"));
+    h.run_until(h.now);
+    // c3: the rest of alice's call (10 s) and c2's call (10 s).
+    assert_eq!(announced_estimate(&mut h, "c3"), Some(20));
+    // 8 s later a fresh forecast would say 12 s; the wallboard shows what c3 heard.
+    let later = h.b2bua.snapshot(h.now + Duration::from_secs(8));
+    assert_eq!(later.queues[0].waiting[1].estimate_s, 20);
+}
