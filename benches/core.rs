@@ -131,11 +131,16 @@ fn rtp_packet(c: &mut Criterion) {
 }
 
 /// One announcement's wait forecast (docs/behaviour.md §4): 10 and 100 agents on calls of
-/// every length, 100 recent handle times, callers hanging up and VIPs overtaking; at the head
-/// of the line, and at position 10 000 (the replay depth plus the approximation beyond).
+/// every length, 100 recent handle times, callers hanging up and VIPs overtaking. `line_*`
+/// replays a whole line (what the controller does at most once a second per queue and level,
+/// or when an agent changes state); `read_*` is what each announcement then costs, at the head
+/// of the line and at position 10 000 (the replay depth plus the approximation beyond);
+/// `alone_*` forecasts one caller from scratch.
 fn wait_forecast(c: &mut Criterion) {
     use holdfast::queue::estimate::HandleTimes;
-    use holdfast::queue::forecast::{AgentOutlook, HandleModel, Outlook, forecast};
+    use holdfast::queue::forecast::{
+        AgentOutlook, HandleModel, LineOutlook, Outlook, REPLAY_DEPTH, forecast, forecast_line,
+    };
     let times = HandleTimes::with_history(
         Duration::from_secs(300),
         (0..100u64).map(|i| Duration::from_secs(60 + (i * 37) % 600)),
@@ -148,7 +153,21 @@ fn wait_forecast(c: &mut Criterion) {
                 elapsed: Duration::from_secs((i * 53) % 500),
             })
             .collect();
+        let line = LineOutlook {
+            agents: &outlook,
+            depth: REPLAY_DEPTH,
+            callbacks: 0b1000,
+            abandon_rate: 1.0 / 300.0,
+            overtaking_rate: 1.0 / 600.0,
+        };
+        g.bench_function(format!("line_{agents}_agents"), |b| {
+            b.iter(|| black_box(forecast_line(black_box(&line), &model)))
+        });
+        let made = forecast_line(&line, &model);
         for position in [2usize, 10_000] {
+            g.bench_function(format!("read_{agents}_agents_position_{position}"), |b| {
+                b.iter(|| black_box(made.at(black_box(position))))
+            });
             let o = Outlook {
                 position,
                 agents: &outlook,
@@ -156,7 +175,7 @@ fn wait_forecast(c: &mut Criterion) {
                 abandon_rate: 1.0 / 300.0,
                 overtaking_rate: 1.0 / 600.0,
             };
-            g.bench_function(format!("{agents}_agents_position_{position}"), |b| {
+            g.bench_function(format!("alone_{agents}_agents_position_{position}"), |b| {
                 b.iter(|| black_box(forecast(black_box(&o), &model)))
             });
         }

@@ -8,12 +8,15 @@
 //! level (how fast better-priority callers come to overtake), and the recent departures
 //! (waits and hang-ups: the abandon rate per second of waiting).
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::B2bua;
 use crate::queue::calibration::{self, Calibration};
-use crate::queue::forecast::{Forecast, HandleModel, Outlook, forecast};
+use crate::queue::forecast::{
+    Forecast, HandleModel, LineForecast, LineOutlook, REPLAY_DEPTH, forecast_line,
+};
 use crate::queue::{EntryId, EntryKind, LeaveReason, Level, QueueEvent, QueueId};
 use crate::store::{EstimateOutcome, Record};
 
@@ -30,6 +33,31 @@ pub fn estimate_outcome(stored: &EstimateOutcome) -> Option<calibration::Outcome
 const ARRIVALS_KEPT: usize = 100;
 /// Departures remembered, for the abandon rate.
 const DEPARTURES_KEPT: usize = 200;
+/// How long a line's forecast is read from before it is replayed again, if nothing it was
+/// made from has changed.
+const LINE_FRESH: Duration = Duration::from_secs(1);
+
+/// One line's forecast and what it was made from (docs/behaviour.md §4).
+#[derive(Debug)]
+struct LineCache {
+    made: Instant,
+    /// [`crate::queue::Agents::changes`] then.
+    agents: u64,
+    /// Which of the first places were callbacks.
+    callbacks: u64,
+    forecast: LineForecast,
+}
+
+impl LineCache {
+    /// Whether this still answers for the caller at `position` at `now`.
+    fn holds(&self, now: Instant, agents: u64, callbacks: u64, position: usize) -> bool {
+        now.saturating_duration_since(self.made) < LINE_FRESH
+            && now >= self.made
+            && self.agents == agents
+            && self.callbacks == callbacks
+            && (position <= self.forecast.depth() || self.forecast.depth() == REPLAY_DEPTH)
+    }
+}
 
 /// What one queue has learned about its waits.
 #[derive(Debug, Default)]
@@ -45,6 +73,10 @@ pub struct QueueWaits {
     /// The estimate each waiting entry heard last: what the wallboard and API show, so a
     /// snapshot every second does not forecast every waiting caller again.
     last_told: HashMap<EntryId, Duration>,
+    /// The line's forecast per priority level of the asking caller (the overtakers differ),
+    /// made by the first announcement that needs it and read by the next ones. A cache: the
+    /// snapshot reads estimates through `&self`.
+    lines: RefCell<HashMap<Level, LineCache>>,
 }
 
 impl QueueWaits {
@@ -80,7 +112,8 @@ impl QueueWaits {
 }
 
 impl B2bua {
-    /// The forecast of the wait of `entry`, at `position` of `queue`, at `now`.
+    /// The forecast of the wait of `entry`, at `position` of `queue`, at `now`: read from the
+    /// line's forecast, made again first if anything it was made from changed.
     pub(super) fn wait_forecast(
         &self,
         now: Instant,
@@ -90,28 +123,49 @@ impl B2bua {
     ) -> Forecast {
         let waits = &self.waits[queue.0];
         let level = self.queues.get(entry).map_or(Level::MAX, |(_, e)| e.level);
+        let line = self.queues.queue(queue);
+        // Which of the places replayed one by one are callbacks, and how deep to replay.
+        let (mut callbacks, mut depth) = (0u64, 0);
+        for (place, e) in line
+            .into_iter()
+            .flat_map(|q| q.iter())
+            .take(REPLAY_DEPTH)
+            .enumerate()
+        {
+            if e.kind == EntryKind::Callback {
+                callbacks |= 1 << place;
+            }
+            depth = place + 1;
+        }
+        let changes = self.agents.changes();
+        let mut lines = waits.lines.borrow_mut();
+        if let Some(cached) = lines.get(&level)
+            && cached.holds(now, changes, callbacks, position)
+        {
+            return cached.forecast.at(position);
+        }
         let agents = self.agents.outlook(queue, now);
-        // Callbacks ahead, among those the forecast replays one by one.
-        let callbacks_ahead = self.queues.queue(queue).map_or(0, |q| {
-            q.iter()
-                .take(
-                    position
-                        .saturating_sub(1)
-                        .min(crate::queue::forecast::REPLAY_DEPTH),
-                )
-                .filter(|e| e.kind == EntryKind::Callback)
-                .count()
-        });
-        forecast(
-            &Outlook {
-                position,
+        let forecast = forecast_line(
+            &LineOutlook {
                 agents: &agents,
-                callbacks_ahead,
+                depth: depth.max(position.min(REPLAY_DEPTH)),
+                callbacks,
                 abandon_rate: waits.abandon_rate(),
                 overtaking_rate: waits.overtaking_rate(now, level),
             },
             &HandleModel::new(&self.handle_times[queue.0]),
-        )
+        );
+        let at = forecast.at(position);
+        lines.insert(
+            level,
+            LineCache {
+                made: now,
+                agents: changes,
+                callbacks,
+                forecast,
+            },
+        );
+        at
     }
 
     /// The estimate shown for `entry` (wallboard, API): the one it heard last, or, for an

@@ -143,6 +143,9 @@ pub struct Agents {
     /// Entries being offered, and to whom (the agents in state Ringing).
     offers: HashMap<EntryId, AgentId>,
     next_stamp: u64,
+    /// Bumped on every change of any agent's facts, so a reader can tell whether what it
+    /// derived from them (the wait forecast) still holds.
+    changes: u64,
     /// Latest `now` seen; an earlier one is ignored (time never goes back in here).
     now: Option<Instant>,
     events: VecDeque<AgentEvent>,
@@ -184,6 +187,7 @@ impl Agents {
             wrapups: BTreeSet::new(),
             offers: HashMap::new(),
             next_stamp: 0,
+            changes: 0,
             now: None,
             events: VecDeque::new(),
         }
@@ -260,6 +264,11 @@ impl Agents {
                 },
             })
             .collect()
+    }
+
+    /// How many times any agent's facts have changed: equal counts, nothing changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn count_serving(&self, queue: QueueId, pred: impl Fn(&Agent) -> bool) -> usize {
@@ -513,6 +522,7 @@ impl Agents {
         fresh_idle: bool,
         change: impl FnOnce(&mut Agent),
     ) {
+        self.changes += 1;
         let agent = &mut self.agents[id.0];
         let (from, before) = (agent.state, agent.activity);
         change(agent);

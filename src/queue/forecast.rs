@@ -29,6 +29,12 @@
 //! of `n` agents take about `k·μ/n` with variance `k·σ²/n²`, renewal theory, with `k`
 //! thinned by the abandon rate), so a forecast costs the same at position 40 as at 10 000.
 //!
+//! One replay serves the whole line ([`forecast_line`]): each trial notes when an agent is
+//! free for each caller in turn, so the controller forecasts a queue's line once and every
+//! announcement reads its caller's place from it (docs/behaviour.md §4 says when that is
+//! done again). Each trial draws from its own generator, so a caller's forecast is the same
+//! whether the line was replayed to its place or further.
+//!
 //! Pure and deterministic: the random draws come from a fixed-seed generator, so the same
 //! inputs always give the same forecast.
 
@@ -232,8 +238,113 @@ impl Forecast {
     }
 }
 
-/// Forecasts the wait of the caller in `outlook` (see the module docs).
+/// Forecasts the wait of the caller in `outlook` (see the module docs): the line up to it
+/// replayed, its first `callbacks_ahead` callers being callbacks.
 pub fn forecast(outlook: &Outlook<'_>, model: &HandleModel) -> Forecast {
+    let position = outlook.position.max(1);
+    let ahead = outlook.callbacks_ahead.min(REPLAY_DEPTH);
+    let line = LineOutlook {
+        agents: outlook.agents,
+        depth: position.min(REPLAY_DEPTH),
+        callbacks: if ahead >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << ahead) - 1
+        },
+        abandon_rate: outlook.abandon_rate,
+        overtaking_rate: outlook.overtaking_rate,
+    };
+    forecast_line(&line, model).at(position)
+}
+
+/// What the forecast of every place of one line starts from: the same as [`Outlook`], with
+/// the line itself instead of one caller's place in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineOutlook<'a> {
+    /// The staffed agents serving the queue (none: see [`Outlook::agents`]).
+    pub agents: &'a [AgentOutlook],
+    /// Places replayed one by one, from the head: `1..=depth` (at most [`REPLAY_DEPTH`]).
+    pub depth: usize,
+    /// Bit `i` set: the caller at place `i + 1` is a callback.
+    pub callbacks: u64,
+    /// Callers' hang-up rate per second of waiting (0: nobody hangs up).
+    pub abandon_rate: f64,
+    /// Arrivals per second of callers who go ahead of this line.
+    pub overtaking_rate: f64,
+}
+
+/// The forecast of every place in one line, made at once: one replay of the line gives, in
+/// each trial, the moment an agent is free for each caller in turn (the same random draws
+/// for all of them, so a caller's forecast never comes out shorter than the one ahead's).
+/// Places past the replayed depth are forecast on demand from each trial's wait at the last
+/// replayed place (see [`LineForecast::at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineForecast {
+    /// The forecast at place `i + 1`.
+    places: Vec<Forecast>,
+    /// Per trial: the wait at the deepest replayed place, `e^(−h·wait)` and a normal draw.
+    deep: Vec<[f64; 3]>,
+    /// Seconds per further hand-over, its variance, the agents, the hang-up rate.
+    step: f64,
+    variance: f64,
+    agents: f64,
+    hazard: f64,
+}
+
+impl LineForecast {
+    /// The places replayed one by one.
+    pub fn depth(&self) -> usize {
+        self.places.len()
+    }
+
+    /// The forecast of the caller at `position` (0 is taken as 1). Past the replayed depth,
+    /// the further `k` hand-overs are added to each trial as a normal approximation (they
+    /// take about `k·μ/n` with variance `k·σ²/n²`, renewal theory, `k` thinned by the hang-up
+    /// rate), so a forecast costs the same at position 100 as at 10 000.
+    pub fn at(&self, position: usize) -> Forecast {
+        let position = position.max(1);
+        if let Some(place) = self.places.get(position - 1) {
+            return *place;
+        }
+        let beyond = (position - self.places.len()) as f64;
+        let geometric = if self.hazard > 0.0 {
+            let ratio = (-self.hazard * self.step).exp();
+            (1.0 - ratio.powf(beyond)) / (1.0 - ratio)
+        } else {
+            beyond
+        };
+        let mut waits: Vec<f64> = self
+            .deep
+            .iter()
+            .map(|&[wait, staying, normal]| {
+                // Each caller still there with probability e^(−h·t) when its turn comes.
+                let still_there = if self.hazard > 0.0 {
+                    staying * geometric
+                } else {
+                    beyond
+                };
+                let spread = (still_there * self.variance).sqrt() / self.agents;
+                (wait + still_there * self.step + spread * normal).max(wait)
+            })
+            .collect();
+        waits.sort_unstable_by(f64::total_cmp);
+        quantiles_of(&waits)
+    }
+}
+
+/// The quantiles at [`QUANTILES`] of trial waits sorted ascending.
+fn quantiles_of(sorted: &[f64]) -> Forecast {
+    let mut quantiles = [0.0; QUANTILES.len()];
+    for (slot, q) in quantiles.iter_mut().zip(QUANTILES) {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        *slot = sorted[rank - 1];
+    }
+    Forecast { quantiles }
+}
+
+/// Forecasts the wait at every place of the line in `outlook` (see the module docs and
+/// [`LineForecast`]).
+pub fn forecast_line(outlook: &LineOutlook<'_>, model: &HandleModel) -> LineForecast {
     let nobody = [AgentOutlook::Busy {
         elapsed: Duration::ZERO,
     }];
@@ -243,9 +354,7 @@ pub fn forecast(outlook: &Outlook<'_>, model: &HandleModel) -> Forecast {
         outlook.agents
     };
     let n = agents.len() as f64;
-    let position = outlook.position.max(1);
-    let depth = position.min(REPLAY_DEPTH);
-    let beyond = (position - depth) as f64;
+    let depth = outlook.depth.clamp(1, REPLAY_DEPTH);
     let hazard = outlook.abandon_rate.max(0.0);
     // Overtakers can take at most 90 % of the hand-overs: more and the line never moves, which
     // is no forecast (and the replay would never end).
@@ -253,10 +362,21 @@ pub fn forecast(outlook: &Outlook<'_>, model: &HandleModel) -> Forecast {
         .overtaking_rate
         .clamp(0.0, MAX_OVERTAKING_SHARE * n / model.mean.max(1.0));
     let overhead = DIAL_OVERHEAD.as_secs_f64();
-    let mut rng = Rng::new(position as u64, agents.len() as u64);
-    let mut waits = Vec::with_capacity(TRIALS);
+    let line = Line {
+        depth,
+        callbacks: outlook.callbacks,
+        hazard,
+        overtaking,
+    };
+    // Trial-major: the waits of trial `k` at places 1..=depth are `waits[k·depth..]`.
+    let mut waits = vec![0.0; TRIALS * depth];
+    let mut deep = Vec::with_capacity(TRIALS);
     let mut free_at = FreeAt::with_capacity(agents.len());
-    for _ in 0..TRIALS {
+    for (trial, row) in waits.chunks_exact_mut(depth).enumerate() {
+        // A generator per trial: a place's waits do not depend on how deep the line is
+        // replayed, so [`forecast`] of one caller agrees with the whole line's forecast.
+        let mut rng = Rng::new(trial as u64, agents.len() as u64);
+        let normal = rng.normal();
         free_at.clear();
         for agent in agents {
             free_at.push(match *agent {
@@ -265,53 +385,38 @@ pub fn forecast(outlook: &Outlook<'_>, model: &HandleModel) -> Forecast {
                 AgentOutlook::Busy { elapsed } => model.remaining(elapsed.as_secs_f64(), &mut rng),
             });
         }
-        let line = Line {
-            ahead: depth - 1,
-            callbacks: outlook.callbacks_ahead,
-            hazard,
-            overtaking,
-        };
-        let mut wait = line.replay(&mut free_at, &mut rng, |j, rng| {
-            let extra = if j < outlook.callbacks_ahead {
-                overhead
-            } else {
-                0.0
-            };
-            model.draw(rng) + extra
+        line.replay(&mut free_at, &mut rng, row, |callback, rng| {
+            model.draw(rng) + if callback { overhead } else { 0.0 }
         });
-        if beyond > 0.0 {
-            // The rest of the line, `beyond` more hand-overs starting at `wait`, each caller
-            // still there with probability e^(−h·t) when its turn comes; overtakers take
-            // their share of the hand-overs (at most 90 %: a line that never moves is not a
-            // forecast).
-            let share = overtaking * model.mean.max(1.0) / n;
-            let step = model.mean / n / (1.0 - share);
-            let still_there = if hazard > 0.0 {
-                let ratio = (-hazard * step).exp();
-                (-hazard * wait).exp() * (1.0 - ratio.powf(beyond)) / (1.0 - ratio)
-            } else {
-                beyond
-            };
-            let spread = (still_there * model.variance).sqrt() / n;
-            wait = (wait + still_there * step + spread * rng.normal()).max(wait);
-        }
-        waits.push(wait);
+        let last = row[depth - 1];
+        deep.push([last, (-hazard * last).exp(), normal]);
     }
-    waits.sort_by(f64::total_cmp);
-    let mut quantiles = [0.0; QUANTILES.len()];
-    for (slot, q) in quantiles.iter_mut().zip(QUANTILES) {
-        let rank = ((q * TRIALS as f64).ceil() as usize).clamp(1, TRIALS);
-        *slot = waits[rank - 1];
+    let mut column = Vec::with_capacity(TRIALS);
+    let places = (0..depth)
+        .map(|place| {
+            column.clear();
+            column.extend(waits.iter().skip(place).step_by(depth));
+            column.sort_unstable_by(f64::total_cmp);
+            quantiles_of(&column)
+        })
+        .collect();
+    let share = overtaking * model.mean.max(1.0) / n;
+    LineForecast {
+        places,
+        deep,
+        step: model.mean / n / (1.0 - share),
+        variance: model.variance,
+        agents: n,
+        hazard,
     }
-    Forecast { quantiles }
 }
 
-/// The callers between the forecast caller and the agents.
+/// The callers of the line and what moves them.
 struct Line {
-    /// Callers ahead.
-    ahead: usize,
-    /// Of those, the first `callbacks` are callbacks: they never hang up.
-    callbacks: usize,
+    /// Places replayed.
+    depth: usize,
+    /// Bit `i`: the caller at place `i + 1` is a callback (never hangs up).
+    callbacks: u64,
     /// Hang-up rate per second of waiting.
     hazard: f64,
     /// Arrivals per second of callers who go ahead.
@@ -319,42 +424,42 @@ struct Line {
 }
 
 impl Line {
-    /// Replays the hand-overs of agents free at `free_at` (seconds from now) and returns
-    /// when an agent is free for the forecast caller. At each hand-over at `t`, an overtaker
-    /// who has arrived by then takes the agent; otherwise the next caller ahead still
-    /// waiting (always so for callbacks) takes it for `hold(j)`.
+    /// Replays the hand-overs of agents free at `free_at` (seconds from now) and writes in
+    /// `waits[i]` when an agent is free for the caller at place `i + 1`. At each hand-over at
+    /// `t`, an overtaker who has arrived by then takes the agent; otherwise the next caller in
+    /// line still waiting (always so for callbacks) takes it for `hold(is_callback)`.
     fn replay(
         &self,
         free_at: &mut FreeAt,
         rng: &mut Rng,
-        hold: impl Fn(usize, &mut Rng) -> f64,
-    ) -> f64 {
-        let mut served = 0;
+        waits: &mut [f64],
+        hold: impl Fn(bool, &mut Rng) -> f64,
+    ) {
+        let mut next = 0;
         let mut next_overtaker = if self.overtaking > 0.0 {
             rng.exponential(1.0 / self.overtaking)
         } else {
             f64::INFINITY
         };
-        loop {
+        while next < self.depth {
             let t = free_at.pop();
             if next_overtaker <= t {
-                free_at.push(t + hold(usize::MAX, rng));
+                free_at.push(t + hold(false, rng));
                 next_overtaker += rng.exponential(1.0 / self.overtaking);
                 continue;
             }
-            let mut taken = false;
-            while served < self.ahead {
-                let j = served;
-                served += 1;
-                if j < self.callbacks || self.hazard == 0.0 || rng.unit() < (-self.hazard * t).exp()
-                {
-                    free_at.push(t + hold(j, rng));
-                    taken = true;
+            while next < self.depth {
+                let place = next;
+                waits[place] = t;
+                next += 1;
+                if next == self.depth {
                     break;
                 }
-            }
-            if !taken {
-                return t;
+                let callback = place < 64 && self.callbacks & (1 << place) != 0;
+                if callback || self.hazard == 0.0 || rng.unit() < (-self.hazard * t).exp() {
+                    free_at.push(t + hold(callback, rng));
+                    break;
+                }
             }
         }
     }

@@ -93,10 +93,10 @@ fn stored_outcomes_come_back_only_when_they_read_back() {
     assert!(h.b2bua.waits[0].calibration.step() > 0);
 }
 
-#[test]
-fn the_wallboard_shows_what_the_caller_heard_last_until_the_next_announcement() {
+/// Every call takes exactly 10 s (forecasts are exact): alice is on c1, c2 and c3 wait, and
+/// c3 has heard "20 s" (the rest of alice's call and c2's call).
+fn alice_on_a_call_and_two_waiting() -> Harness {
     let mut h = Harness::with_config(CONFIG_AGENTS);
-    // Every call takes exactly 10 s: forecasts are exact.
     h.b2bua
         .restore_handle_times("support", std::iter::repeat_n(Duration::from_secs(10), 30));
     register_alice(&mut h);
@@ -106,9 +106,44 @@ fn the_wallboard_shows_what_the_caller_heard_last_until_the_next_announcement() 
     h.deliver(TRUNK, &invite("c2", "+15551230002"));
     h.deliver(TRUNK, &invite("c3", "+15551230003"));
     h.run_until(h.now);
-    // c3: the rest of alice's call (10 s) and c2's call (10 s).
     assert_eq!(announced_estimate(&mut h, "c3"), Some(20));
+    h
+}
+
+#[test]
+fn the_wallboard_shows_what_the_caller_heard_last_until_the_next_announcement() {
+    let h = alice_on_a_call_and_two_waiting();
     // 8 s later a fresh forecast would say 12 s; the wallboard shows what c3 heard.
     let later = h.b2bua.snapshot(h.now + Duration::from_secs(8));
     assert_eq!(later.queues[0].waiting[1].estimate_s, 20);
+}
+
+#[test]
+fn announcements_read_the_line_forecast_until_an_agent_changes_or_a_second_passes() {
+    let mut h = alice_on_a_call_and_two_waiting();
+    let c3 = h.b2bua.calls.by_call_id("c3").expect("c3 waits").entry();
+    let queue = crate::queue::QueueId(0);
+    let median = |h: &Harness, after_ms: u64| {
+        h.b2bua
+            .wait_forecast(h.now + Duration::from_millis(after_ms), queue, c3, 2)
+            .median()
+            .as_millis()
+    };
+    // Half a second on, nothing changed: the line forecast made for c3's announcement.
+    assert_eq!(median(&h, 500), 20_000);
+    // A second and a half on it is made again: alice is 1.5 s into her call.
+    assert_eq!(median(&h, 1_500), 18_500);
+    // alice's caller hangs up at 1.7 s: she rests 10 s, then takes c2 for 10 s. The forecast
+    // follows at once, not a second later.
+    h.now += Duration::from_millis(1_700);
+    let key = h.b2bua.calls.by_call_id("c1").expect("c1");
+    let tag = h.b2bua.calls[&key].dialog.local_tag.clone();
+    h.deliver(TRUNK, &in_dialog("BYE", "c1", &tag, 2, "z9hG4bK-bye1"));
+    h.take();
+    assert_eq!(median(&h, 0), 20_000);
+    assert_eq!(
+        median(&h, 500),
+        20_000,
+        "read from the line made at the BYE"
+    );
 }

@@ -170,6 +170,83 @@ fn forecasts_are_deterministic() {
     assert_eq!(forecast(&o, &m), forecast(&o, &m));
 }
 
+/// A line of ten agents on calls of every length, hang-ups and overtakers.
+fn busy_line(depth: usize, callbacks: u64, agents: &[AgentOutlook]) -> LineOutlook<'_> {
+    LineOutlook {
+        agents,
+        depth,
+        callbacks,
+        abandon_rate: 1.0 / 300.0,
+        overtaking_rate: 1.0 / 900.0,
+    }
+}
+
+fn ten_busy() -> Vec<AgentOutlook> {
+    (0..10)
+        .map(|i| AgentOutlook::Busy {
+            elapsed: S(i * 47 % 400),
+        })
+        .collect()
+}
+
+fn spread_model() -> HandleModel {
+    model(&(0..100).map(|i| 60 + (i * 37) % 600).collect::<Vec<_>>())
+}
+
+#[test]
+fn one_replay_of_the_line_gives_each_caller_its_own_forecast() {
+    let agents = ten_busy();
+    let m = spread_model();
+    let line = forecast_line(&busy_line(REPLAY_DEPTH, 0b111, &agents), &m);
+    assert_eq!(line.depth(), REPLAY_DEPTH);
+    for position in [1, 2, 3, 4, 17, 48, 49, 500, 10_000] {
+        let alone = forecast(
+            &Outlook {
+                position,
+                agents: &agents,
+                callbacks_ahead: 3,
+                abandon_rate: 1.0 / 300.0,
+                overtaking_rate: 1.0 / 900.0,
+            },
+            &m,
+        );
+        assert_eq!(line.at(position), alone, "position {position}");
+    }
+    // The same draws for every place: no quantile of a place is below the one ahead's.
+    for position in 1..600 {
+        let (ahead, behind) = (line.at(position), line.at(position + 1));
+        for step in 0..STEPS {
+            assert!(ahead.at(step) <= behind.at(step), "{position} step {step}");
+        }
+    }
+}
+
+#[test]
+fn a_callback_in_the_line_delays_only_those_behind_it() {
+    let agents = [AgentOutlook::Busy { elapsed: S(0) }];
+    let m = model(&[300; 30]);
+    let line = |callbacks| {
+        forecast_line(
+            &LineOutlook {
+                abandon_rate: 0.0,
+                overtaking_rate: 0.0,
+                ..busy_line(6, callbacks, &agents)
+            },
+            &m,
+        )
+    };
+    let plain = line(0);
+    // The caller at place 3 is a callback: the dial-back holds the agent 20 s longer.
+    let with = line(0b100);
+    for position in 1..=3 {
+        assert_eq!(all(&with.at(position)), vec![300 * position as u64; 8]);
+        assert_eq!(with.at(position), plain.at(position));
+    }
+    for position in 4..=6 {
+        assert_eq!(all(&with.at(position)), vec![300 * position as u64 + 20; 8]);
+    }
+}
+
 #[test]
 fn calibration_tells_a_high_quantile_until_it_has_learned() {
     let m = model(&[[10, 20, 30, 40, 50]; 6].concat());
