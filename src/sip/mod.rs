@@ -17,5 +17,6 @@ pub mod message;
 mod parse_error;
 pub mod registrar;
 pub mod sdp;
+pub mod stream;
 pub mod transaction;
 mod uri;

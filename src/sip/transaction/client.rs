@@ -73,6 +73,8 @@ pub(super) struct ClientTx {
     /// The ACK of a non-2xx final, re-sent for each retransmission of that final.
     ack: Option<Bytes>,
     pub(super) timers: TimerTable,
+    /// Over a connection: no retransmissions, Timers D and K zero.
+    pub(super) reliable: bool,
 }
 
 impl ClientTx {
@@ -92,7 +94,9 @@ impl ClientTx {
         } else {
             (Timer::E, Timer::F)
         };
-        timers.set(retransmit, ctx.now + ctx.config.t1);
+        if !ctx.reliable {
+            timers.set(retransmit, ctx.now + ctx.config.t1);
+        }
         timers.set(timeout, ctx.now + ctx.config.timeout());
         Self {
             key,
@@ -105,6 +109,7 @@ impl ClientTx {
             cancel: Cancel::NotRequested,
             ack: None,
             timers,
+            reliable: ctx.reliable,
         }
     }
 
@@ -156,14 +161,24 @@ impl ClientTx {
                 ctx.out.send(self.destination, ack.clone());
                 self.ack = Some(ack);
                 self.timers.stop_all();
-                self.timers.set(Timer::D, now + ctx.config.timer_d);
+                let linger = if self.reliable {
+                    Duration::ZERO
+                } else {
+                    ctx.config.timer_d
+                };
+                self.timers.set(Timer::D, now + linger);
                 self.surface(response, ctx);
                 false
             }
             (State::Calling | State::Proceeding, _) => {
                 self.state = State::Completed;
                 self.timers.stop_all();
-                self.timers.set(Timer::K, now + ctx.config.t4);
+                let linger = if self.reliable {
+                    Duration::ZERO
+                } else {
+                    ctx.config.t4
+                };
+                self.timers.set(Timer::K, now + linger);
                 self.surface(response, ctx);
                 false
             }

@@ -29,7 +29,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -157,6 +157,10 @@ struct Ctx<'a> {
     now: Instant,
     config: &'a TimerConfig,
     out: &'a mut Outputs,
+    /// The peer of the transaction being created is reached over a reliable transport (TCP,
+    /// TLS): no retransmissions, and Timers D, I, J, K are zero (§17.1.1.2, §17.1.2.2,
+    /// §17.2.1, §17.2.2).
+    reliable: bool,
 }
 
 #[derive(Debug)]
@@ -186,6 +190,13 @@ impl Tx {
             Tx::Client(tx) => tx.is_terminated(),
         }
     }
+
+    fn reliable(&self) -> bool {
+        match self {
+            Tx::Server(tx) => tx.reliable,
+            Tx::Client(tx) => tx.reliable,
+        }
+    }
 }
 
 /// All transactions of one SIP endpoint; see the module docs.
@@ -206,6 +217,8 @@ pub struct Transactions {
     dialog_acks: HashMap<DialogAckKey, TxId>,
     /// Live server transactions per source address, so the TU can cap each source's share.
     per_source: HashMap<IpAddr, u32>,
+    /// Peers reached over a connection (TCP, TLS): their transactions never retransmit.
+    reliable: HashSet<SocketAddr>,
     timers: TimerQueue,
     out: Outputs,
 }
@@ -222,8 +235,20 @@ impl Transactions {
             clients: HashMap::new(),
             dialog_acks: HashMap::new(),
             per_source: HashMap::new(),
+            reliable: HashSet::new(),
             timers: TimerQueue::default(),
             out: Outputs::default(),
+        }
+    }
+
+    /// Whether `peer` is reached over a connection (TCP, TLS): transactions created with it
+    /// from now on do not retransmit and end without lingering (RFC 3261 §17). The TU says so
+    /// when a connection opens and again when it closes.
+    pub fn set_reliable(&mut self, peer: SocketAddr, reliable: bool) {
+        if reliable {
+            self.reliable.insert(peer);
+        } else {
+            self.reliable.remove(&peer);
         }
     }
 
@@ -265,6 +290,7 @@ impl Transactions {
             now,
             config: &self.config,
             out: &mut self.out,
+            reliable: self.reliable.contains(&source),
         };
         let mut tx = ServerTx::new(key.clone(), &request, source, &mut ctx);
         if let Some(ack_key) = &ack_key {
@@ -408,6 +434,7 @@ impl Transactions {
             now,
             config: &self.config,
             out: &mut self.out,
+            reliable: self.reliable.contains(&destination),
         };
         let tx = ClientTx::new(key.clone(), destination, request, &mut ctx);
         self.insert(id, Tx::Client(tx));
@@ -579,6 +606,7 @@ impl Transactions {
             now,
             config: &self.config,
             out: &mut self.out,
+            reliable: tx.reliable(),
         };
         let result = step(tx, &mut ctx);
         if !tx.is_terminated() {

@@ -70,6 +70,8 @@ pub(super) struct ServerTx {
     /// INVITE only: this transaction's entry in the 2xx-ACK index, removed with it.
     pub(super) ack_key: Option<DialogAckKey>,
     pub(super) timers: TimerTable,
+    /// Over a connection: no Timer G for a non-2xx, Timers I and J zero.
+    pub(super) reliable: bool,
 }
 
 impl ServerTx {
@@ -96,6 +98,7 @@ impl ServerTx {
             acked: false,
             ack_key: None,
             timers: TimerTable::default(),
+            reliable: ctx.reliable,
         };
         if invite {
             let trying = crate::sip::message::encode_response(&trying(request));
@@ -146,12 +149,19 @@ impl ServerTx {
             (true, false, false) => {
                 self.state = State::Completed;
                 self.interval = ctx.config.t1;
-                self.timers.set(Timer::G, now + self.interval);
+                if !self.reliable {
+                    self.timers.set(Timer::G, now + self.interval);
+                }
                 self.timers.set(Timer::H, now + ctx.config.timeout());
             }
             (false, false, _) => {
                 self.state = State::Completed;
-                self.timers.set(Timer::J, now + ctx.config.timeout());
+                let linger = if self.reliable {
+                    Duration::ZERO
+                } else {
+                    ctx.config.timeout()
+                };
+                self.timers.set(Timer::J, now + linger);
             }
         }
         Ok(())
@@ -181,7 +191,12 @@ impl ServerTx {
                 self.state = State::Confirmed;
                 self.timers.stop(Timer::G);
                 self.timers.stop(Timer::H);
-                self.timers.set(Timer::I, ctx.now + ctx.config.t4);
+                let linger = if self.reliable {
+                    Duration::ZERO
+                } else {
+                    ctx.config.t4
+                };
+                self.timers.set(Timer::I, ctx.now + linger);
                 ctx.out.stats.absorbed += 1;
                 AckOutcome::Absorbed
             }

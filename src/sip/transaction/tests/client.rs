@@ -219,3 +219,39 @@ fn time_never_goes_backwards() {
         .expect("has a branch");
     assert_eq!(solo.tx.poll_timeout(), Some(solo.start + secs(10.5)));
 }
+
+#[test]
+fn over_a_connection_requests_are_not_retransmitted_and_timer_k_is_zero() {
+    let mut solo = Solo::new();
+    solo.tx.set_reliable(addr(UAS), true);
+    solo.tx
+        .send_request(solo.now, addr(UAS), request("INVITE", "z9hG4bKr1", "r1"))
+        .expect("INVITE has a branch");
+    let options = request("OPTIONS", "z9hG4bKr2", "r2");
+    solo.tx
+        .send_request(solo.now, addr(UAS), options.clone())
+        .expect("OPTIONS has a branch");
+    solo.drain();
+    solo.at(1.0);
+    solo.tx
+        .handle_response(solo.now, addr(UAS), response(&options, 200))
+        .expect("a response");
+    solo.drain();
+    // §17.1.2.2: Timer K is zero over a reliable transport; the OPTIONS is gone at once.
+    solo.run_until(1.0);
+    assert_eq!(solo.tx.len(), 1, "only the INVITE is left");
+    solo.run_until(100.0);
+    // §17.1.1.2: Timer A is not set over a reliable transport; Timer B still ends the wait.
+    assert_eq!(sent_requests(&solo, Method::Invite), [0]);
+    assert_eq!(sent_requests(&solo, Method::Options), [0]);
+    assert_eq!(timeouts(&solo), [32000]);
+    assert_eq!(solo.stats().retransmissions, 0);
+    // A peer that is no longer reached over a connection gets retransmissions again.
+    solo.tx.set_reliable(addr(UAS), false);
+    solo.tx
+        .send_request(solo.now, addr(UAS), request("INVITE", "z9hG4bKr3", "r3"))
+        .expect("INVITE has a branch");
+    solo.drain();
+    solo.run_until(101.0);
+    assert_eq!(sent_requests(&solo, Method::Invite).len(), 3);
+}

@@ -335,3 +335,20 @@ fn a_retransmission_from_a_new_source_gets_the_reply_there() {
     assert_eq!(again.payload, first.payload);
     assert!(tx.poll_event().is_none(), "absorbed, not surfaced");
 }
+
+#[test]
+fn over_a_connection_a_non_invite_final_ends_its_transaction_at_once() {
+    let mut solo = Solo::new();
+    solo.tx.set_reliable(addr(UAC), true);
+    let options = request("OPTIONS", "z9hG4bKr6", "r6");
+    solo.request(options.clone());
+    let key = surfaced_key(&solo);
+    solo.tx
+        .respond(solo.now, &key, response(&options, 200))
+        .expect("live transaction");
+    solo.drain();
+    // §17.2.2: Timer J is zero over a reliable transport.
+    solo.run_until(0.0);
+    assert_eq!(solo.tx.len(), 0);
+    assert_eq!(times_of(&solo, 200), [0]);
+}
