@@ -86,8 +86,21 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sip {
-    /// UDP address SIP listens on.
+    /// Address SIP listens on, over UDP and TCP alike (RFC 3261 §18).
     pub listen: SocketAddr,
+    /// Address of the SIP-over-TLS listener; `None` (written `""`, the default) disables TLS.
+    #[serde(with = "optional_addr")]
+    pub listen_tls: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM), relative to the working directory. Created
+    /// self-signed, with its key, when TLS is on and neither file exists.
+    pub tls_cert: PathBuf,
+    /// The TLS private key (PEM) for `tls_cert`.
+    pub tls_key: PathBuf,
+    /// Seconds a SIP connection (TCP, TLS) may stay silent before holdfast closes it; a
+    /// phone keeps its connection with CRLF keep-alives (RFC 5626 §4.4.1) or re-registering.
+    pub connection_idle: u32,
+    /// SIP connections one IP address may hold open at once; more are refused at accept.
+    pub max_connections_per_source: u32,
     /// Address written into Contact headers and SDP `c=` lines.
     pub public_address: IpAddr,
     /// Ports for RTP (even ports only are used).
@@ -131,6 +144,11 @@ impl Default for Sip {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)),
+            listen_tls: None,
+            tls_cert: PathBuf::from("tls/holdfast.crt"),
+            tls_key: PathBuf::from("tls/holdfast.key"),
+            connection_idle: 600,
+            max_connections_per_source: 100,
             public_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rtp_ports: PortRange::new(20000, 29999).expect("20000-29999 is a valid range"),
             max_calls: 10_000,

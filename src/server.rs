@@ -18,6 +18,8 @@ use crate::media::prompts::Prompts;
 use crate::store::{CallbackState, Record, StoreHandle};
 
 mod driver;
+mod streams;
+mod tls;
 pub use driver::Server;
 
 /// The hold music built into the binary, used when the configured default file is absent
@@ -59,6 +61,14 @@ pub enum ServeError {
     /// The admin HTTP listener could not be bound.
     #[error("{0}")]
     Admin(#[from] admin::BindError),
+    /// The TLS certificate or key could not be read or created.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// `[sip] tls_cert` or `tls_key`.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Sending or receiving on the SIP socket failed fatally.
     #[error("SIP socket error: {0}")]
     Io(#[from] std::io::Error),

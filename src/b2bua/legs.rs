@@ -203,6 +203,11 @@ impl B2bua {
         let binding = self.registration.registrar.binding(user)?;
         let contact: rsip::Uri = binding.contact_uri()?;
         let source = binding.source;
+        // Registered over a connection: the phone is reached over that connection (RFC 5626
+        // §5.3), whatever its Contact says; the connection may be the only way through its NAT.
+        if self.sip.flows.contains_key(&source) {
+            return Some((contact, source));
+        }
         let direct = match &contact.host_with_port.host {
             rsip::Host::IpAddr(ip) if *ip == source.ip() => Some(SocketAddr::new(
                 *ip,

@@ -18,6 +18,7 @@ mod callbacks;
 mod dialback;
 mod dialback_end;
 pub mod events;
+mod flows;
 mod hold;
 mod ids;
 mod inbound;
@@ -88,6 +89,10 @@ impl HoldMusic {
 pub struct Signalling {
     /// `host:port` we put in Via and Contact.
     pub sent_by: String,
+    /// `host:port` of the TLS listener, for Via and Contact on TLS flows.
+    pub tls_sent_by: String,
+    /// Peers reached over a connection (RFC 5626 flows), by their address.
+    pub flows: HashMap<SocketAddr, crate::sip::transport::Transport>,
     /// RFC 3261 §17 transactions.
     pub transactions: Transactions,
     /// Stateless replies (to messages that never became a transaction).
@@ -201,6 +206,8 @@ impl B2bua {
         let media = MediaPlane::new(config.sip.rtp_ports, MEDIA_SHARDS);
         let port = config.sip.listen.port();
         let sent_by = format!("{}:{}", config.sip.public_address, port);
+        let tls_port = config.sip.listen_tls.map_or(5061, |a| a.port());
+        let tls_sent_by = format!("{}:{}", config.sip.public_address, tls_port);
         let mut queues = Queues::new();
         for queue in &config.queues {
             queues.add_queue(queue.name.clone(), queue.max_len as usize);
@@ -230,6 +237,8 @@ impl B2bua {
             config,
             sip: Signalling {
                 sent_by,
+                tls_sent_by,
+                flows: HashMap::new(),
                 transactions: Transactions::new(TimerConfig::default()),
                 stateless: VecDeque::new(),
                 ids,
@@ -332,10 +341,12 @@ impl B2bua {
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.sip
+        let transmit = self
+            .sip
             .stateless
             .pop_front()
-            .or_else(|| self.sip.transactions.poll_transmit())
+            .or_else(|| self.sip.transactions.poll_transmit())?;
+        Some(self.over_flow(transmit))
     }
 
     /// When [`Self::handle_timeout`] must next be called.

@@ -194,6 +194,10 @@ fn expected_demo() -> Config {
             agent("alice", "alice-secret", &["premium", "support"]),
             agent("bob", "bob-secret", &["support"]),
         ],
+        sip: Sip {
+            listen_tls: Some("127.0.0.1:5061".parse().unwrap()),
+            ..Sip::default()
+        },
         ..Config::default()
     }
 }

@@ -18,11 +18,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use super::streams::{self, Limits, StreamEvent};
 use super::{
     SIP_RECEIVE_BUFFER, ServeError, WallClock, answer_admin, enlarge_receive_buffer, load_music,
     load_prompts, log_media_stats, raise_nofile_limit, restore_callbacks, write_record,
@@ -78,6 +80,11 @@ pub struct Server {
     admin_addr: Option<SocketAddr>,
     /// The one shutdown signal the other tasks watch.
     stop: watch::Sender<bool>,
+    /// What the TCP and TLS connections say.
+    stream_events: mpsc::Receiver<StreamEvent>,
+    /// Each connection's send queue, by peer address.
+    connections: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    tls_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -128,6 +135,17 @@ impl Server {
         let rcvbuf = enlarge_receive_buffer(&socket, SIP_RECEIVE_BUFFER);
         tracing::info!(listen = %sip, receive_buffer = rcvbuf, "holdfast listening (SIP/UDP)");
         let (stop, stopped) = watch::channel(false);
+        let tls = match config.sip.listen_tls {
+            Some(addr) => Some((addr, super::tls::server_config(&config)?)),
+            None => None,
+        };
+        let limits = Limits {
+            idle: Duration::from_secs(config.sip.connection_idle.into()),
+            per_source: config.sip.max_connections_per_source,
+        };
+        let (stream_events, tls_addr) = streams::listen(sip, tls, limits, stopped.clone())
+            .await
+            .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         let (admin_tx, admin_requests) = mpsc::channel::<AdminRequest>(ADMIN_CAPACITY);
         let (admin, admin_addr) = match config.admin.listen {
             Some(addr) => {
@@ -183,6 +201,9 @@ impl Server {
             admin,
             admin_addr,
             stop,
+            stream_events,
+            connections: HashMap::new(),
+            tls_addr,
         };
         // The first RTP ports are bound before the first call can arrive.
         server.flush_media();
@@ -194,6 +215,11 @@ impl Server {
     /// The bound SIP address.
     pub fn sip_addr(&self) -> SocketAddr {
         self.sip
+    }
+
+    /// The bound TLS address, when TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The bound admin address, when the admin API is on.
@@ -227,6 +253,18 @@ impl Server {
                     // ICMP errors from earlier sends surface here on some systems; they are
                     // about one peer, not the socket.
                     Err(error) => tracing::debug!(%error, "SIP recv error"),
+                },
+                Some(event) = self.stream_events.recv() => match event {
+                    StreamEvent::Opened { peer, writer } => {
+                        self.connections.insert(peer, writer);
+                    }
+                    StreamEvent::Message { peer, transport, bytes } => {
+                        self.b2bua.handle_stream_message(Instant::now(), peer, transport, &bytes);
+                    }
+                    StreamEvent::Closed { peer } => {
+                        self.connections.remove(&peer);
+                        self.b2bua.connection_closed(Instant::now(), peer);
+                    }
                 },
                 _ = tokio::time::sleep_until(sleep_until) => {
                     self.b2bua.handle_timeout(Instant::now());
@@ -295,6 +333,13 @@ impl Server {
     /// Sends every datagram the controller has queued.
     async fn send_transmits(&mut self) {
         while let Some(transmit) = self.b2bua.poll_transmit() {
+            // A peer that is a connection is sent to over it (RFC 3261 §18.2.2, RFC 5626).
+            if let Some(writer) = self.connections.get(&transmit.destination) {
+                if let Err(error) = writer.try_send(transmit.payload) {
+                    tracing::debug!(%error, destination = %transmit.destination, "SIP connection not reading: message dropped");
+                }
+                continue;
+            }
             if let Err(error) = self
                 .socket
                 .send_to(&transmit.payload, transmit.destination)

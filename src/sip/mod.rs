@@ -19,4 +19,5 @@ pub mod registrar;
 pub mod sdp;
 pub mod stream;
 pub mod transaction;
+pub mod transport;
 mod uri;

@@ -331,6 +331,21 @@ impl Registrar {
         }
     }
 
+    /// Removes every binding learned from `source` (its connection closed: RFC 5626 §5.3),
+    /// reporting each as unregistered; returns their users.
+    pub fn unbind_source(&mut self, source: SocketAddr) -> Vec<String> {
+        let users: Vec<String> = self
+            .bindings
+            .values()
+            .filter(|b| b.source == source)
+            .map(|b| b.user.clone())
+            .collect();
+        for user in &users {
+            self.remove(user, RegistrarEvent::Unregistered { user: user.clone() });
+        }
+        users
+    }
+
     /// Drops the bindings whose time is up at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);

@@ -205,7 +205,9 @@ fn header_name_is(line: &[u8], name: &str) -> bool {
     let Some(colon) = line.iter().position(|&b| b == b':') else {
         return false;
     };
-    line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
+    line[..colon]
+        .trim_ascii()
+        .eq_ignore_ascii_case(name.as_bytes())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

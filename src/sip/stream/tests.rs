@@ -86,14 +86,23 @@ fn a_missing_or_bad_length_is_a_400_and_ends_the_stream() {
     assert_eq!(error, StreamError::NoContentLength);
     let reply = refusal(error, &header).expect("the request is named well enough");
     let reply = std::str::from_utf8(&reply).unwrap();
-    assert!(reply.starts_with("SIP/2.0 400 Missing Content-Length\r\n"), "{reply}");
-    assert!(reply.contains("Call-ID: c1\r\n") && reply.contains("branch=z9hG4bK1"), "{reply}");
+    assert!(
+        reply.starts_with("SIP/2.0 400 Missing Content-Length\r\n"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("Call-ID: c1\r\n") && reply.contains("branch=z9hG4bK1"),
+        "{reply}"
+    );
 
     let (error, header) = error_of(format!("{OPTIONS}Content-Length: ten\r\n\r\n").as_bytes());
     assert_eq!(error, StreamError::BadContentLength);
     assert!(refusal(error, &header).is_some());
     let disagree = format!("{OPTIONS}Content-Length: 1\r\nl: 2\r\n\r\nab");
-    assert_eq!(error_of(disagree.as_bytes()).0, StreamError::BadContentLength);
+    assert_eq!(
+        error_of(disagree.as_bytes()).0,
+        StreamError::BadContentLength
+    );
     // Garbage names nobody: no reply, the connection is just closed.
     let (error, header) = error_of(b"hello\r\n\r\n");
     assert_eq!(error, StreamError::NoContentLength);
@@ -108,7 +117,8 @@ fn ten_megabytes_declared_or_an_endless_header_are_refused_before_they_are_read(
     assert!(reply.starts_with(b"SIP/2.0 400 Message Too Large"));
 
     let mut f = StreamFramer::default();
-    let line = b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let line =
+        b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     f.push(OPTIONS.as_bytes());
     let mut pushed = OPTIONS.len();
     let error = loop {
@@ -117,7 +127,10 @@ fn ten_megabytes_declared_or_an_endless_header_are_refused_before_they_are_read(
         }
         f.push(line);
         pushed += line.len();
-        assert!(pushed < MAX_HEADER + 2 * line.len(), "stopped within the limit");
+        assert!(
+            pushed < MAX_HEADER + 2 * line.len(),
+            "stopped within the limit"
+        );
     };
     assert_eq!(error.0, StreamError::HeaderTooLong);
     assert_eq!(f.buffered(), 0, "the bytes are let go");
