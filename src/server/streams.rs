@@ -5,8 +5,8 @@
 //! controller; what the controller sends to a peer that is a connection goes back through
 //! that connection's task. Bounds, so a peer cannot hold what it has no right to:
 //! connections per source IP (`[sip] max_connections_per_source`, refused at accept) and in
-//! all ([`MAX_CONNECTIONS`]); [`MESSAGE_DEADLINE`] for a message begun to be complete (a
-//! sender trickling bytes); `[sip] connection_idle` of silence; [`TLS_HANDSHAKE`] for the
+//! all ([`MAX_CONNECTIONS`]); [`MESSAGE_DEADLINE`] (or `connection_idle` if shorter) for a
+//! message begun to be complete (a sender trickling bytes); `[sip] connection_idle` of silence; [`TLS_HANDSHAKE`] for the
 //! handshake; the framer's header and body limits; a bounded queue of messages to send (a
 //! peer that does not read is disconnected, not buffered for).
 
@@ -209,7 +209,8 @@ where
     }
     let mut stop = shared.stop.clone();
     let mut framer = StreamFramer::default();
-    let mut buf = vec![0u8; 16 * 1024];
+    // Small: an idle connection holds this, and most messages are well under it.
+    let mut buf = [0u8; 2048];
     let mut quiet_until = tokio::time::Instant::now() + shared.limits.idle;
     let mut message_due: Option<tokio::time::Instant> = None;
     loop {
@@ -247,7 +248,9 @@ where
                 }
                 message_due = match (framer.in_message(), message_due) {
                     (false, _) => None,
-                    (true, None) => Some(tokio::time::Instant::now() + MESSAGE_DEADLINE),
+                    (true, None) => Some(
+                        tokio::time::Instant::now() + MESSAGE_DEADLINE.min(shared.limits.idle),
+                    ),
                     (true, due) => due,
                 };
             }

@@ -132,6 +132,10 @@ impl StreamFramer {
         }
         self.pending = None;
         let message = self.buf.split_to(total).freeze();
+        if self.buf.is_empty() {
+            // An idle connection keeps no buffer.
+            self.buf = BytesMut::new();
+        }
         Some(Ok(StreamItem::Message(message)))
     }
 

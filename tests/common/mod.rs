@@ -4,6 +4,7 @@
 
 pub mod kamailio;
 pub mod phones;
+pub mod streams;
 
 #[allow(unused_imports)] // each test binary uses the phones it needs
 pub use phones::{Baresip, Linphone};

@@ -185,6 +185,16 @@ impl Baresip {
         password: &str,
         tone_hz: u32,
     ) -> Self {
+        let account = format!(
+            "<sip:{user}@{registrar}>;auth_pass={password};answermode=auto;audio_codecs=PCMU;regint=600"
+        );
+        Self::start_with(name, &account, "", tone_hz)
+    }
+
+    /// Start baresip with the `accounts` line `account` and `extra` lines of `config` (e.g.
+    /// `module srtp.so` for `mediaenc=srtp-mand`). Its TLS listener, when it has one, is on
+    /// `sip_port + 1`.
+    pub fn start_with(name: &str, account: &str, extra: &str, tone_hz: u32) -> Self {
         let dir = scratch_dir(name);
         let sip_port = free_udp_port();
         let ctrl_port = free_tcp_port();
@@ -195,17 +205,11 @@ impl Baresip {
              module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
              module aufile.so\nmodule sndfile.so\nsnd_path {dir}\n\
              module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\nstatmode_default off\n",
+             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\nstatmode_default off\n{extra}",
             dir = dir.display()
         );
         std::fs::write(dir.join("config"), config).unwrap();
-        std::fs::write(
-            dir.join("accounts"),
-            format!(
-                "<sip:{user}@{registrar}>;auth_pass={password};answermode=auto;audio_codecs=PCMU;regint=600\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
         let mut child = Command::new("baresip")
             .arg("-f")
