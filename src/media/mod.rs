@@ -20,4 +20,5 @@ pub mod prompts;
 mod rewrite;
 pub mod rtp;
 mod shard;
+pub mod srtp;
 pub mod stats;

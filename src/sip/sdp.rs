@@ -12,6 +12,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+pub mod crypto;
+
 /// Largest SDP body accepted, in bytes; real offers are well under 2 KiB.
 pub const MAX_SDP_SIZE: usize = 16 * 1024;
 
