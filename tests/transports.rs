@@ -51,8 +51,23 @@ fn sipp_callers_over_tcp_hear_hold_music() {
             "caller.xml",
             holdfast.sip,
             &[
-                "-t", mode, "-max_socket", "100", "-s", "100", "-m", "5", "-l", "5", "-r", "10", "-d", "4000", "-key",
-                "rtp_port", &rtp_port,
+                "-t",
+                mode,
+                "-max_socket",
+                "100",
+                "-s",
+                "100",
+                "-m",
+                "5",
+                "-l",
+                "5",
+                "-r",
+                "10",
+                "-d",
+                "4000",
+                "-key",
+                "rtp_port",
+                &rtp_port,
             ],
         );
         let streams = receiver.join().expect("RTP receiver");
@@ -67,7 +82,10 @@ fn sipp_callers_over_tcp_hear_hold_music() {
         for (ssrc, s) in &streams {
             assert!(s.packets >= 150, "{mode} {ssrc:08x}: {} packets", s.packets);
             assert_eq!(s.seq_breaks, 0, "{mode} {ssrc:08x}");
-            assert!(s.loud_bytes > u64::from(s.packets) * 40, "music, not silence");
+            assert!(
+                s.loud_bytes > u64::from(s.packets) * 40,
+                "music, not silence"
+            );
         }
     }
     // The 200s said where holdfast is reached over TCP.
@@ -170,15 +188,24 @@ fn misbehaving_connections_are_cut_off_and_the_rest_are_served() {
     huge.send(options_text("big", "TCP", "Content-Length: 10485760\r\n\r\n").as_bytes())
         .unwrap();
     let reply = huge.final_response(Duration::from_secs(3)).expect("400");
-    assert!(reply.starts_with("SIP/2.0 400 Message Too Large"), "{reply}");
-    assert!(huge.read_for(Duration::from_secs(2)).1, "closed after the 400");
+    assert!(
+        reply.starts_with("SIP/2.0 400 Message Too Large"),
+        "{reply}"
+    );
+    assert!(
+        huge.read_for(Duration::from_secs(2)).1,
+        "closed after the 400"
+    );
 
     // No Content-Length on a stream: 400, closed.
     let mut none = Conn::tcp(holdfast.sip);
     none.send(options_text("nolen", "TCP", "\r\n").as_bytes())
         .unwrap();
     let reply = none.final_response(Duration::from_secs(3)).expect("400");
-    assert!(reply.starts_with("SIP/2.0 400 Missing Content-Length"), "{reply}");
+    assert!(
+        reply.starts_with("SIP/2.0 400 Missing Content-Length"),
+        "{reply}"
+    );
 
     // A sender trickling a message that never ends, and one that sends nothing: both are
     // closed after `connection_idle` (2 s), not kept.
@@ -195,7 +222,10 @@ fn misbehaving_connections_are_cut_off_and_the_rest_are_served() {
     }
     let closed_at = closed_at.expect("the trickler was cut off");
     assert!(closed_at < Duration::from_secs(6), "{closed_at:?}");
-    assert!(silent.read_for(Duration::from_secs(3)).1, "the silent one too");
+    assert!(
+        silent.read_for(Duration::from_secs(3)).1,
+        "the silent one too"
+    );
 
     // 20 connections per source: the 21st to 30th are closed at once, and the first 20
     // still work; another source is not affected.
@@ -208,7 +238,10 @@ fn misbehaving_connections_are_cut_off_and_the_rest_are_served() {
             extra.read_for(Duration::from_millis(300)).1
         })
         .count();
-    assert_eq!(refused, 10, "connections past the per-source limit are refused");
+    assert_eq!(
+        refused, 10,
+        "connections past the per-source limit are refused"
+    );
     held[0]
         .send(options_text("kept", "TCP", "Content-Length: 0\r\n\r\n").as_bytes())
         .unwrap();
@@ -218,7 +251,11 @@ fn misbehaving_connections_are_cut_off_and_the_rest_are_served() {
         .send(options_text("other", "TCP", "Content-Length: 0\r\n\r\n").as_bytes())
         .unwrap();
     assert!(other.final_response(Duration::from_secs(3)).is_some());
-    assert_eq!(options(holdfast.sip, Duration::from_secs(2)), Some(200), "UDP too");
+    assert_eq!(
+        options(holdfast.sip, Duration::from_secs(2)),
+        Some(200),
+        "UDP too"
+    );
 }
 
 #[test]
@@ -266,8 +303,14 @@ fn idle_connections_cost_little_memory() {
         per_tcp, per_tls
     );
     // Kamailio's published figures: about 4.5 KB per TCP and 61 KB per TLS connection.
-    assert!(per_tcp < 4.5 * 1024.0, "TCP: {per_tcp:.0} bytes per connection");
-    assert!(per_tls < 61.0 * 1024.0, "TLS: {per_tls:.0} bytes per connection");
+    assert!(
+        per_tcp < 4.5 * 1024.0,
+        "TCP: {per_tcp:.0} bytes per connection"
+    );
+    assert!(
+        per_tls < 61.0 * 1024.0,
+        "TLS: {per_tls:.0} bytes per connection"
+    );
     assert_eq!(options(holdfast.sip, Duration::from_secs(2)), Some(200));
     drop(warm);
 }

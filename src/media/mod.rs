@@ -20,5 +20,4 @@ pub mod prompts;
 mod rewrite;
 pub mod rtp;
 mod shard;
-pub mod srtp;
 pub mod stats;

@@ -16,15 +16,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use super::streams::{self, Limits, StreamEvent};
+use super::streams::{self, Limits, Outbox, StreamEvent};
 use super::{
     SIP_RECEIVE_BUFFER, ServeError, WallClock, answer_admin, enlarge_receive_buffer, load_music,
     load_prompts, log_media_stats, raise_nofile_limit, restore_callbacks, write_record,
@@ -83,7 +83,7 @@ pub struct Server {
     /// What the TCP and TLS connections say.
     stream_events: mpsc::Receiver<StreamEvent>,
     /// Each connection's send queue, by peer address.
-    connections: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    connections: HashMap<SocketAddr, Arc<Outbox>>,
     tls_addr: Option<SocketAddr>,
 }
 
@@ -335,8 +335,8 @@ impl Server {
         while let Some(transmit) = self.b2bua.poll_transmit() {
             // A peer that is a connection is sent to over it (RFC 3261 §18.2.2, RFC 5626).
             if let Some(writer) = self.connections.get(&transmit.destination) {
-                if let Err(error) = writer.try_send(transmit.payload) {
-                    tracing::debug!(%error, destination = %transmit.destination, "SIP connection not reading: message dropped");
+                if !writer.send(transmit.payload) {
+                    tracing::debug!(destination = %transmit.destination, "SIP connection not reading: message dropped");
                 }
                 continue;
             }

@@ -10,15 +10,18 @@
 //! handshake; the framer's header and body limits; a bounded queue of messages to send (a
 //! peer that does not read is disconnected, not buffered for).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::sip::stream::{PONG, StreamFramer, StreamItem, refusal};
@@ -36,6 +39,38 @@ const SEND_QUEUE: usize = 256;
 /// What connection tasks tell the driver's loop.
 const EVENTS: usize = 4096;
 
+/// Messages waiting to be written to one connection: a plain queue and a wake-up (no
+/// allocation until something is queued, so an idle connection costs nothing here).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: Mutex<VecDeque<Bytes>>,
+    ready: Notify,
+}
+
+impl Outbox {
+    /// Queues `bytes` for the connection; `false` when [`SEND_QUEUE`] messages already wait
+    /// (the peer is not reading: the message is dropped, like a lost datagram).
+    pub fn send(&self, bytes: Bytes) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() >= SEND_QUEUE {
+            return false;
+        }
+        queue.push_back(bytes);
+        drop(queue);
+        self.ready.notify_one();
+        true
+    }
+
+    fn take(&self) -> Option<Bytes> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            *queue = VecDeque::new();
+        }
+        bytes
+    }
+}
+
 /// What a connection task tells the driver.
 #[derive(Debug)]
 pub enum StreamEvent {
@@ -44,7 +79,7 @@ pub enum StreamEvent {
         /// The remote address (the flow's name).
         peer: SocketAddr,
         /// Its send queue.
-        writer: mpsc::Sender<Bytes>,
+        writer: Arc<Outbox>,
     },
     /// A whole message from `peer`.
     Message {
@@ -184,8 +219,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, sh
     match tls {
         None => run(stream, peer, Transport::Tcp, shared).await,
         Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => run(stream, peer, Transport::Tls, shared).await,
+            // Boxed: a TLS connection's state is large, and the TCP tasks need not carry room
+            // for it.
+            let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)));
+            match handshake.await {
+                Ok(Ok(stream)) => Box::pin(run(stream, peer, Transport::Tls, shared)).await,
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -198,7 +236,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (out, mut queue) = mpsc::channel::<Bytes>(SEND_QUEUE);
+    let outbox = Arc::new(Outbox::default());
+    let out = Arc::clone(&outbox);
     if shared
         .events
         .send(StreamEvent::Opened { peer, writer: out })
@@ -209,20 +248,16 @@ where
     }
     let mut stop = shared.stop.clone();
     let mut framer = StreamFramer::default();
-    // Small: an idle connection holds this, and most messages are well under it.
-    let mut buf = [0u8; 2048];
     let mut quiet_until = tokio::time::Instant::now() + shared.limits.idle;
     let mut message_due: Option<tokio::time::Instant> = None;
     loop {
         let deadline = message_due.map_or(quiet_until, |due| due.min(quiet_until));
         tokio::select! {
-            read = reader.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
+            read = read_into(&mut reader, &mut framer) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return;
+                }
                 quiet_until = tokio::time::Instant::now() + shared.limits.idle;
-                framer.push(&buf[..n]);
                 while let Some(item) = framer.next_item() {
                     match item {
                         Ok(StreamItem::Message(bytes)) => {
@@ -254,10 +289,11 @@ where
                     (true, due) => due,
                 };
             }
-            sent = queue.recv() => {
-                let Some(bytes) = sent else { return };
-                if writer.write_all(&bytes).await.is_err() {
-                    return;
+            _ = outbox.ready.notified() => {
+                while let Some(bytes) = outbox.take() {
+                    if writer.write_all(&bytes).await.is_err() {
+                        return;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -267,7 +303,7 @@ where
             }
             _ = stopped(&mut stop) => {
                 // Whatever the controller queued last (the BYEs of a graceful stop) goes first.
-                while let Ok(bytes) = queue.try_recv() {
+                while let Some(bytes) = outbox.take() {
                     let _ = writer.write_all(&bytes).await;
                 }
                 let _ = writer.shutdown().await;
@@ -275,6 +311,28 @@ where
             }
         }
     }
+}
+
+/// Reads what the connection has into `framer`; the bytes read (0: the peer closed). The
+/// read buffer lives on the stack for the one poll that fills it, so a connection waiting
+/// for data holds no buffer at all (thousands of idle phones cost what their state costs).
+async fn read_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    framer: &mut StreamFramer,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut local = [0u8; 8192];
+        let mut buf = ReadBuf::new(&mut local);
+        match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                framer.push(buf.filled());
+                Poll::Ready(Ok(buf.filled().len()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Resolves once the stop signal is up (its guard dropped at once: not held across awaits).

@@ -23,7 +23,9 @@ pub enum Conn {
 pub fn trusting(cert: &Path) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(cert).expect("read the certificate") {
-        roots.add(c.expect("a PEM certificate")).expect("a usable anchor");
+        roots
+            .add(c.expect("a PEM certificate"))
+            .expect("a usable anchor");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(

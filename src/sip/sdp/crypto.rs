@@ -20,7 +20,7 @@
 //! A lifetime (`|2^31`, `|1048576`) is checked for form and otherwise ignored (§6.1): holdfast
 //! does not count packets against it, only against SRTP's own limit of 2^48.
 
-use crate::media::srtp::{INLINE_LEN, MasterKey, Suite};
+use crate::srtp::{INLINE_LEN, MasterKey, Suite};
 
 /// Why an `a=crypto` value was refused; the caller skips the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
