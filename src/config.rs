@@ -304,6 +304,9 @@ pub struct QueueConfig {
     pub music_on_hold: bool,
     /// Average handle time (seconds) assumed before any call completed.
     pub default_handle_time: u64,
+    /// Callers must offer SRTP (`RTP/SAVP` with an SDES key, RFC 4568); a plain RTP offer
+    /// gets `488`.
+    pub require_srtp: bool,
 }
 
 impl Default for QueueConfig {
@@ -328,6 +331,7 @@ impl Default for QueueConfig {
             no_answer_backoff: 10,
             music_on_hold: true,
             default_handle_time: 300,
+            require_srtp: false,
         }
     }
 }

@@ -126,7 +126,7 @@ impl fmt::Display for Suite {
 }
 
 /// A master key and salt for one suite (§3.2.1). `Debug` shows the suite only, never the key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MasterKey {
     suite: Suite,
     key: [u8; KEY_LEN],

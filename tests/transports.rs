@@ -97,17 +97,18 @@ fn sipp_callers_over_tcp_hear_hold_music() {
 }
 
 #[test]
-fn baresip_registers_over_tls_and_is_bridged_to_a_udp_caller() {
+fn baresip_over_tls_with_srtp_is_bridged_to_a_plain_udp_caller() {
     let queue = "[[queue]]\nname = \"support\"\n\n[[route]]\nnumber = \"*\"\nqueue = \"support\"\n\
                  priority = \"normal\"\n\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n";
     let (mut setup, tls, _) = tls_setup("tls-agent", 55_000, "digest_algorithms = [\"MD5\"]\n");
     setup.extra = queue.into();
     let holdfast = Holdfast::start("tls-agent", &setup);
+    // SRTP mandatory: baresip refuses a call whose media is not encrypted.
     let account = format!(
         "<sip:alice@{tls};transport=tls>;auth_pass=alice-secret;answermode=auto;\
-         audio_codecs=PCMU;regint=600"
+         audio_codecs=PCMU;regint=600;mediaenc=srtp-mand"
     );
-    let phone = Baresip::start_with("baresip-tls", &account, "", 440);
+    let phone = Baresip::start_with("baresip-tls", &account, "module srtp.so\n", 440);
     assert!(
         holdfast.wait_log("Registered { user: \"alice\" }", Duration::from_secs(20)),
         "baresip registered over TLS\nholdfast:\n{}\nbaresip:\n{}",
@@ -155,7 +156,9 @@ fn baresip_registers_over_tls_and_is_bridged_to_a_udp_caller() {
         ),
         "the agent hears the caller's tone"
     );
-    // The caller's BYE reached baresip over its TLS connection.
+    // The call's media was SRTP on the agent's side, and the caller's BYE reached baresip
+    // over its TLS connection.
+    assert!(phone.log().contains("SRTP is Enabled"), "{}", phone.log());
     assert!(phone.log().contains("terminated"), "{}", phone.log());
 }
 

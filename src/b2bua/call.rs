@@ -389,6 +389,7 @@ mod tests {
             telephone_event: None,
             remote: "127.0.0.1:7000".parse().unwrap(),
             direction: Direction::SendRecv,
+            srtp: None,
         };
         Call::new(NewCall {
             key: CallKey(n),

@@ -134,6 +134,7 @@ impl B2bua {
         };
         let offer = sdp::render_offer(
             &[Codec::Pcmu, Codec::Pcma],
+            &[],
             self.config.sip.public_address,
             port,
             entry.0,

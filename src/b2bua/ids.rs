@@ -1,6 +1,8 @@
 //! Every random value the controller makes (tags, branches, the Digest nonce secret) comes
 //! from one seeded generator, so a run of the controller is a function of its inputs and
-//! its seed: a test or a fuzz case replays exactly.
+//! its seed: a test or a fuzz case replays exactly. SRTP master keys come from a second
+//! generator that production seeds with 256 bits from the OS ([`Ids::seed_keys`]): a key
+//! must not be guessable from a 64-bit seed.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -9,6 +11,7 @@ use rand::{Rng, SeedableRng};
 #[derive(Debug, Clone)]
 pub struct Ids {
     rng: StdRng,
+    keys: StdRng,
 }
 
 impl Ids {
@@ -16,7 +19,18 @@ impl Ids {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
+            keys: StdRng::seed_from_u64(seed ^ 0x5eed_0f_5a17),
         }
+    }
+
+    /// Seeds the generator of SRTP keys with `seed` (production: 32 bytes from the OS).
+    pub fn seed_keys(&mut self, seed: [u8; 32]) {
+        self.keys = StdRng::from_seed(seed);
+    }
+
+    /// Fresh SRTP master key and salt material (RFC 4568 §6.1: 30 random bytes).
+    pub fn key_material(&mut self) -> [u8; crate::srtp::INLINE_LEN] {
+        self.keys.random()
     }
 
     /// A fresh `From`/`To` tag (RFC 3261 §19.3: at least 32 random bits; this has 64).

@@ -98,7 +98,11 @@ impl B2bua {
         )
         .map_err(|_| 422u16)?;
         let offer = sdp::parse_offer(&request.body).map_err(|_| 488u16)?;
-        let answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
+        let mut answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
+        answer.srtp = sdp::answer_keys(&offer, self.sip.ids.key_material()).map_err(|_| 488u16)?;
+        if answer.srtp.is_none() && self.config.queues[queue_index].require_srtp {
+            return Err(488);
+        }
         if self
             .queues
             .queue(QueueId(queue_index))
@@ -118,6 +122,9 @@ impl B2bua {
             tracing::error!(%error, "no RTP port for a new call");
             503u16
         })?;
+        if let Some(keys) = &answer.srtp {
+            self.media.secure(stream, keys);
+        }
 
         let public_ip: IpAddr = self.config.sip.public_address;
         let session_id = self.next_key;

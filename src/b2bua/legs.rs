@@ -24,7 +24,10 @@ use crate::queue::{EntryId, LeaveReason, QueueId};
 use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::sdp;
+use crate::sip::sdp::crypto::CryptoAttr;
 use crate::sip::transaction::ClientKey;
+use crate::sip::transport::Transport;
+use crate::srtp::{MasterKey, Suite};
 use crate::store::CallEventKind;
 
 /// Why an agent could not be called (or transferred to); the agent gets a no-answer mark
@@ -151,6 +154,12 @@ impl B2bua {
         let leg_key = LegKey(self.next_key);
         self.next_key += 1;
         let mut local = super::session::LocalSdp::new(port, leg_key.0, codec);
+        // A phone registered over TLS is offered SRTP (docs/behaviour.md §5): its signalling
+        // is private, so its media should be too.
+        if self.sip.flows.get(&destination) == Some(&Transport::Tls) {
+            let key = MasterKey::generate(Suite::AesCm128HmacSha1_80, self.sip.ids.key_material());
+            local.offered_keys = vec![CryptoAttr { tag: 1, key }];
+        }
         let offer_sdp = local.offer(self.config.sip.public_address);
         let invite = self.agent_invite(&contact, &user, &caller, &queue_name, &offer_sdp);
         let client = match self
@@ -372,6 +381,10 @@ impl B2bua {
         let Some(leg) = self.legs.get_mut(&leg_key) else {
             return;
         };
+        if let Some(keys) = agent_keys(&leg.local.offered_keys, agent_sdp.as_ref()) {
+            self.media.secure(leg.stream, &keys);
+            leg.local.keys = Some(keys);
+        }
         if let LegFor::Callback(_) = leg.purpose {
             return self.callback_agent_answered(now, leg_key, agent_sdp);
         }
@@ -543,4 +556,16 @@ impl B2bua {
         let response = message::with_to_tag(response, &tag);
         self.respond(now, &key, response);
     }
+}
+
+/// The SRTP keys of an agent's leg: the key the agent's answer gives, with ours of the same
+/// tag (RFC 4568 §7.1.3); `None` when we offered none or the answer is plain RTP (the leg
+/// then stays plain: it is what the phone will send).
+fn agent_keys(offered: &[CryptoAttr], answer: Option<&sdp::Offer>) -> Option<sdp::SrtpKeys> {
+    let answer = answer.filter(|a| a.secure)?;
+    let theirs = *answer.crypto.first()?;
+    let ours = *offered
+        .iter()
+        .find(|o| o.tag == theirs.tag && o.key.suite() == theirs.key.suite())?;
+    Some(sdp::SrtpKeys { theirs, ours })
 }

@@ -58,6 +58,15 @@ pub enum MediaCommand {
         /// RTP payload type.
         pt: u8,
     },
+    /// Make a stream SRTP: decrypt with `receive` (the peer's key), encrypt with `send` (ours).
+    Secure {
+        /// The stream.
+        id: StreamId,
+        /// The peer's SDES key.
+        receive: crate::srtp::MasterKey,
+        /// Ours.
+        send: crate::srtp::MasterKey,
+    },
     /// Relay RTP both ways between two legs on one shard.
     Bridge {
         /// One leg.
@@ -203,6 +212,15 @@ impl MediaPlane {
             remote,
             pt,
             music,
+        });
+    }
+
+    /// Make stream `id` SRTP with the SDES `keys` of its session (before it plays or connects).
+    pub fn secure(&mut self, id: StreamId, keys: &crate::sip::sdp::SrtpKeys) {
+        self.out.push_back(MediaCommand::Secure {
+            id,
+            receive: keys.theirs.key,
+            send: keys.ours.key,
         });
     }
 

@@ -349,6 +349,12 @@ impl B2bua {
         Some(self.over_flow(transmit))
     }
 
+    /// Seeds the generator of SRTP master keys (production: 32 bytes from the OS, so keys are
+    /// not a function of the 64-bit seed the rest of the controller replays from).
+    pub fn seed_keys(&mut self, seed: [u8; 32]) {
+        self.sip.ids.seed_keys(seed);
+    }
+
     /// When [`Self::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

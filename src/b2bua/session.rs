@@ -28,6 +28,7 @@ use std::time::Instant;
 use super::{B2bua, CallKey, CallState, LegKey, push_other};
 use crate::queue::EntryId;
 use crate::sip::message;
+use crate::sip::sdp::crypto::CryptoAttr;
 use crate::sip::sdp::{self, Answer, Codec, Direction, Offer};
 use crate::sip::transaction::ServerKey;
 
@@ -47,6 +48,10 @@ pub struct LocalSdp {
     last: Option<Answer>,
     /// The last description we sent, to tell whether a new one changed (RFC 3264 §8).
     last_sent: String,
+    /// The SRTP keys we offer (an agent's leg with SRTP); empty: RTP.
+    pub offered_keys: Vec<CryptoAttr>,
+    /// The SRTP keys the media was given, kept for every later answer in the dialog.
+    pub keys: Option<sdp::SrtpKeys>,
 }
 
 impl LocalSdp {
@@ -59,6 +64,8 @@ impl LocalSdp {
             codec,
             last: None,
             last_sent: String::new(),
+            offered_keys: Vec::new(),
+            keys: None,
         }
     }
 
@@ -67,7 +74,14 @@ impl LocalSdp {
     fn send(&mut self, ip: IpAddr, answer: Option<Answer>) -> String {
         let render = |version| match answer {
             Some(answer) => sdp::render_answer(&answer, ip, self.port, self.session_id, version),
-            None => sdp::render_offer(&[self.codec], ip, self.port, self.session_id, version),
+            None => sdp::render_offer(
+                &[self.codec],
+                &self.offered_keys,
+                ip,
+                self.port,
+                self.session_id,
+                version,
+            ),
         };
         let mut text = render(self.version);
         if !self.last_sent.is_empty() && text != self.last_sent {
@@ -116,6 +130,10 @@ impl LocalSdp {
             telephone_event: offer.telephone_event,
             remote: offer.remote,
             direction: offer.direction.answer(),
+            // The keys stay those of the call: the media is keyed once (a peer that offers a
+            // new key in a re-INVITE is answered with ours, and keeps being decrypted with
+            // the key it gave first).
+            srtp: self.keys.or(self.last.and_then(|a| a.srtp)),
         };
         Some((answer, self.send(ip, Some(answer))))
     }

@@ -404,6 +404,18 @@ impl MediaEngine {
         let _ = self.send(id, Command::TelephoneEvent { id, payload_type });
     }
 
+    /// Makes stream `id` SRTP (RFC 3711): what arrives is authenticated and decrypted with
+    /// `receive` (the peer's SDES key), what leaves is encrypted with `send` (ours). Sent
+    /// before the stream plays or connects, so no plain packet leaves it.
+    pub fn secure(
+        &self,
+        id: StreamId,
+        receive: crate::srtp::MasterKey,
+        send: crate::srtp::MasterKey,
+    ) -> Result<(), MediaError> {
+        self.send(id, Command::Secure { id, receive, send })
+    }
+
     /// Gives a leg its far end without playing anything: `remote` from SDP (a latched
     /// source still wins, as for [`MediaEngine::play`]) and the audio `payload_type` it
     /// receives, which decides PCMU/PCMA transcoding when bridged. For the agent leg, once

@@ -39,7 +39,7 @@ use super::stats::ShardStats;
 pub const READS_PER_POLL: usize = 16;
 
 /// Where a stream's packets go and what its inbound packets mean.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub(crate) struct Peer {
     /// Destination: the SDP address, replaced by the latched source.
     pub(crate) remote: Option<SocketAddr>,
@@ -50,6 +50,8 @@ pub(crate) struct Peer {
     /// RFC 4733 receiver state; touched only by telephone-event packets and by a drain while
     /// an event is open, so the audio path pays nothing for it.
     pub(crate) dtmf: DtmfReceiver,
+    /// SRTP: what arrives is authenticated and decrypted before anything reads it.
+    pub(crate) srtp: Option<Box<crate::media::secure::Inbound>>,
 }
 
 impl Peer {
@@ -118,11 +120,22 @@ impl Inbound<'_> {
         len: usize,
         from: SocketAddr,
     ) -> Option<(RtpHeader, Range<usize>)> {
-        let datagram = &self.buf[..len];
-        if is_rtcp_mux(datagram) {
+        if is_rtcp_mux(&self.buf[..len]) {
             self.stats.packets_received.add(1);
             return None;
         }
+        let len = match peer.srtp.as_mut() {
+            None => len,
+            Some(srtp) => match srtp.unprotect(&mut self.buf[..], len) {
+                Some(len) => len,
+                // Forged, damaged or replayed: dropped before it is latched to or heard.
+                None => {
+                    self.stats.malformed_received.add(1);
+                    return None;
+                }
+            },
+        };
+        let datagram = &self.buf[..len];
         let Ok((header, payload)) = RtpHeader::parse(datagram) else {
             self.stats.malformed_received.add(1);
             return None;
@@ -220,9 +233,8 @@ mod tests {
             rig.stats.malformed_received.get(),
             2 * READS_PER_POLL as u64 + 3
         );
-        assert_eq!(
-            peer,
-            Peer::default(),
+        assert!(
+            peer.remote.is_none() && !peer.latched,
             "junk neither latches nor counts as RTP"
         );
     }

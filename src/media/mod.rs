@@ -19,5 +19,6 @@ mod poller;
 pub mod prompts;
 mod rewrite;
 pub mod rtp;
+mod secure;
 mod shard;
 pub mod stats;

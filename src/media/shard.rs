@@ -54,7 +54,9 @@ use super::inbound::{Inbound, Peer};
 use super::player::{PACKET_LEN, Player, PlayerEvent, Prompt};
 use super::poller::{Poller, Token, Waker};
 use super::rewrite::Rewriter;
+use super::secure;
 use super::stats::ShardStats;
+use crate::srtp::MasterKey;
 
 mod bridge;
 mod streams;
@@ -114,6 +116,12 @@ pub(crate) enum Command {
     Close {
         id: StreamId,
     },
+    /// SRTP from now on: decrypt what arrives with `receive`, encrypt what leaves with `send`.
+    Secure {
+        id: StreamId,
+        receive: MasterKey,
+        send: MasterKey,
+    },
     Shutdown,
 }
 
@@ -153,6 +161,25 @@ struct Stream {
     stopped_at: Option<Instant>,
     /// (slot, index in that slot's list).
     wheel_pos: (usize, usize),
+    /// SRTP: what leaves is encrypted last thing before `sendto`.
+    srtp: Option<Box<secure::Outbound>>,
+}
+
+/// Sends `packet` (RTP) from `socket` to `remote`, encrypted first when the leg is SRTP.
+fn send_rtp(
+    socket: &UdpSocket,
+    srtp: Option<&mut secure::Outbound>,
+    packet: &[u8],
+    remote: SocketAddr,
+) -> bool {
+    let bytes = match srtp {
+        None => packet,
+        Some(srtp) => match srtp.protect(packet) {
+            Ok(bytes) => bytes,
+            Err(_) => return false,
+        },
+    };
+    socket.send_to(bytes, remote).is_ok()
 }
 
 pub(crate) struct Shard {
@@ -327,9 +354,15 @@ impl Shard {
             {
                 let event = player.write_next(packet);
                 let at = Instant::now();
-                match stream.socket.send_to(&packet[..], remote) {
-                    Ok(_) => sent += 1,
-                    Err(_) => errors += 1,
+                if send_rtp(
+                    &stream.socket,
+                    stream.srtp.as_deref_mut(),
+                    &packet[..],
+                    remote,
+                ) {
+                    sent += 1;
+                } else {
+                    errors += 1;
                 }
                 inbound
                     .stats
@@ -446,6 +479,13 @@ impl Shard {
                     s.peer.codecs.audio = Some(payload_type);
                 }
                 None => tracing::warn!(%id, "connect on an unknown stream"),
+            },
+            Command::Secure { id, receive, send } => match self.stream_mut(id) {
+                Some(s) => {
+                    s.peer.srtp = Some(Box::new(secure::Inbound::new(&receive)));
+                    s.srtp = Some(Box::new(secure::Outbound::new(&send)));
+                }
+                None => tracing::warn!(%id, "SRTP keys for an unknown stream"),
             },
             Command::Bridge { a, b } => self.bridge(a, b),
             Command::Unbridge { id } => {

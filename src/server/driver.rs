@@ -165,6 +165,7 @@ impl Server {
             None => (None, None),
         };
         let mut b2bua = B2bua::new(config, music, prompts, Instant::now(), rand::random());
+        b2bua.seed_keys(rand::random());
         for (queue, history) in histories {
             let count = history.len();
             b2bua.restore_handle_times(
@@ -482,6 +483,11 @@ fn carry_out(
         MediaCommand::Connect { id, remote, pt } => {
             if let Err(error) = engine.connect(id, remote, pt) {
                 refused("connect a leg", error);
+            }
+        }
+        MediaCommand::Secure { id, receive, send } => {
+            if let Err(error) = engine.secure(id, receive, send) {
+                refused("key SRTP", error);
             }
         }
         MediaCommand::Bridge { a, b } => {

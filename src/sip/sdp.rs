@@ -12,6 +12,9 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::srtp::INLINE_LEN;
+use crypto::{CryptoAttr, choose};
+
 pub mod crypto;
 
 /// Largest SDP body accepted, in bytes; real offers are well under 2 KiB.
@@ -47,9 +50,13 @@ pub enum SdpError {
     /// The audio stream has port 0, i.e. it is rejected or disabled (RFC 3264 §5.1).
     #[error("audio stream disabled (port 0)")]
     AudioDisabled,
-    /// The audio transport is not plain RTP (`RTP/AVP`, `RTP/AVPF`); SRTP is not supported.
+    /// The audio transport is neither RTP (`RTP/AVP`, `RTP/AVPF`) nor SRTP (`RTP/SAVP`,
+    /// `RTP/SAVPF`): DTLS-SRTP (`UDP/TLS/RTP/SAVP`) and others are not supported.
     #[error("unsupported media transport {0}")]
     UnsupportedTransport(String),
+    /// SRTP offered without an `a=crypto` key holdfast can use (RFC 4568 §7.1.2).
+    #[error("SRTP offered without a usable a=crypto key")]
+    NoCrypto,
     /// No usable `c=` line at session or audio media level.
     #[error("no connection address for the audio stream")]
     MissingConnection,
@@ -69,6 +76,7 @@ impl SdpError {
             Self::NoAudio
             | Self::AudioDisabled
             | Self::UnsupportedTransport(_)
+            | Self::NoCrypto
             | Self::NoCommonCodec => 488,
             _ => 400,
         }
@@ -174,6 +182,11 @@ pub struct Offer {
     pub direction: Direction,
     /// `a=ptime`, if given.
     pub ptime: Option<u32>,
+    /// The audio stream is SRTP (`RTP/SAVP`, `RTP/SAVPF`, RFC 3711 §12).
+    pub secure: bool,
+    /// Its `a=crypto` lines that holdfast can use, in the offerer's order (RFC 4568); lines
+    /// with an unknown suite, an MKI or a bad key are left out.
+    pub crypto: Vec<CryptoAttr>,
 }
 
 /// The negotiated audio session, ready for the media engine and for [`render_answer`].
@@ -189,6 +202,18 @@ pub struct Answer {
     pub remote: SocketAddr,
     /// The direction we answer with.
     pub direction: Direction,
+    /// SRTP keys, when the stream is SRTP.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// The two SDES keys of an SRTP stream (RFC 4568 §6.1: each side's key protects what it
+/// sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// The peer's: what it sends is decrypted with it.
+    pub theirs: CryptoAttr,
+    /// Ours: what holdfast sends is encrypted with it.
+    pub ours: CryptoAttr,
 }
 
 fn parse_u8(s: &str) -> Option<u8> {
@@ -228,6 +253,7 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
     let (mut media_c, mut media_dir, mut ptime) = (None, None, None);
     let mut rtpmaps = Vec::new();
     let mut fmtps: Vec<(u8, String)> = Vec::new();
+    let (mut secure, mut crypto) = (false, Vec::new());
     let mut lines = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -267,8 +293,10 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
                 if port == 0 {
                     return Err(SdpError::AudioDisabled);
                 }
-                if !matches!(proto, "RTP/AVP" | "RTP/AVPF") {
-                    return Err(SdpError::UnsupportedTransport(proto.to_owned()));
+                match proto {
+                    "RTP/AVP" | "RTP/AVPF" => {}
+                    "RTP/SAVP" | "RTP/SAVPF" => secure = true,
+                    _ => return Err(SdpError::UnsupportedTransport(proto.to_owned())),
                 }
                 let mut formats = Vec::new();
                 for fmt in parts {
@@ -295,6 +323,10 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
                         fmtps.push((parse_u8(pt).ok_or(bad)?, params.trim().to_owned()));
                     }
                     "ptime" => ptime = arg.trim().parse().ok(),
+                    // A line we cannot use is skipped: the offer may carry another.
+                    "crypto" if crypto.len() < MAX_FORMATS => {
+                        crypto.extend(CryptoAttr::parse(arg).ok());
+                    }
                     _ => media_dir = Direction::from_attribute(name).or(media_dir),
                 }
             }
@@ -321,6 +353,8 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, SdpError> {
         telephone_event_fmtp,
         direction: media_dir.or(session_dir).unwrap_or_default(),
         ptime,
+        secure,
+        crypto,
     })
 }
 
@@ -377,7 +411,22 @@ pub fn negotiate(offer: &Offer) -> Result<Answer, SdpError> {
         telephone_event: offer.telephone_event,
         remote: offer.remote,
         direction: offer.direction.answer(),
+        srtp: None,
     })
+}
+
+/// The SRTP keys of the answer to `offer`: `None` for plain RTP; for SRTP the first offered
+/// key holdfast can use and ours for the same suite and tag, made from `random` (RFC 4568
+/// §7.1.2), or [`SdpError::NoCrypto`].
+pub fn answer_keys(offer: &Offer, random: [u8; INLINE_LEN]) -> Result<Option<SrtpKeys>, SdpError> {
+    if !offer.secure {
+        return Ok(None);
+    }
+    let theirs = *choose(&offer.crypto).ok_or(SdpError::NoCrypto)?;
+    Ok(Some(SrtpKeys {
+        theirs,
+        ours: theirs.answer(random),
+    }))
 }
 
 fn push_session_head(out: &mut String, ip: IpAddr, session_id: u64, version: u64) {
@@ -410,7 +459,12 @@ pub fn render_answer(
     let mut out = String::with_capacity(320);
     push_session_head(&mut out, public_ip, session_id, version);
     let pt = answer.payload_type;
-    let _ = write!(out, "m=audio {rtp_port} RTP/AVP {pt}");
+    let proto = if answer.srtp.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    let _ = write!(out, "m=audio {rtp_port} {proto} {pt}");
     if let Some(te) = answer.telephone_event {
         let _ = write!(out, " {te}");
     }
@@ -423,14 +477,19 @@ pub fn render_answer(
         push_telephone_event(&mut out, te);
     }
     let _ = write!(out, "a=ptime:20\r\na={}\r\n", answer.direction.attribute());
+    if let Some(keys) = &answer.srtp {
+        let _ = write!(out, "a=crypto:{}\r\n", keys.ours.render());
+    }
     out
 }
 
 /// holdfast's own offer (calls to agents, callbacks): the given G.711 codecs in order of
 /// preference and `telephone-event` at payload type [`TELEPHONE_EVENT_PT`]. Calls to agents
-/// offer the caller's codec only, so the relay never has to transcode.
+/// offer the caller's codec only, so the relay never has to transcode. With `crypto` keys the
+/// stream is offered as SRTP (`RTP/SAVP`, one `a=crypto` line each, RFC 4568).
 pub fn render_offer(
     codecs: &[Codec],
+    crypto: &[CryptoAttr],
     public_ip: IpAddr,
     rtp_port: u16,
     session_id: u64,
@@ -439,7 +498,12 @@ pub fn render_offer(
     let mut out = String::with_capacity(360);
     push_session_head(&mut out, public_ip, session_id, version);
     let te = TELEPHONE_EVENT_PT;
-    let _ = write!(out, "m=audio {rtp_port} RTP/AVP");
+    let proto = if crypto.is_empty() {
+        "RTP/AVP"
+    } else {
+        "RTP/SAVP"
+    };
+    let _ = write!(out, "m=audio {rtp_port} {proto}");
     for codec in codecs {
         let _ = write!(out, " {}", codec.payload_type());
     }
@@ -452,6 +516,9 @@ pub fn render_offer(
     }
     push_telephone_event(&mut out, te);
     out.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    for attr in crypto {
+        let _ = write!(out, "a=crypto:{}\r\n", attr.render());
+    }
     out
 }
 

@@ -31,6 +31,8 @@ struct FakeMedia {
     prompts_now: Vec<(StreamId, usize)>,
     stopped: Vec<StreamId>,
     telephone_events: Vec<(StreamId, Option<u8>)>,
+    /// Streams made SRTP.
+    secured: Vec<StreamId>,
 }
 
 impl FakeMedia {
@@ -57,6 +59,7 @@ impl FakeMedia {
             MediaCommand::TelephoneEvent { id, pt } => self.telephone_events.push((id, pt)),
             MediaCommand::Stop { id } => self.stopped.push(id),
             MediaCommand::Close { id } => self.closed.push(id),
+            MediaCommand::Secure { id, .. } => self.secured.push(id),
             MediaCommand::Reserve { .. } => {}
         }
     }

@@ -343,3 +343,106 @@ fn bridge_needs_two_streams_on_one_shard() {
     assert!(wait_until(|| engine.stats().bridges == 0));
     engine.shutdown();
 }
+
+/// SRTP on one leg (RFC 3711): the caller's music leaves encrypted with our key, what the
+/// caller sends is decrypted with its key before it is relayed to the plain agent leg, what
+/// the agent sends is encrypted towards the caller, and a forged packet is neither latched to
+/// nor relayed.
+#[test]
+fn an_srtp_leg_relays_to_a_plain_one_decrypting_and_encrypting() {
+    use crate::srtp::{MasterKey, SrtpReceiver, SrtpSender, Suite};
+    let (engine, mut events) = engine(47000);
+    let (a, b) = (phone(), phone());
+    let theirs = MasterKey::generate(Suite::AesCm128HmacSha1_80, [1; 30]);
+    let ours = MasterKey::generate(Suite::AesCm128HmacSha1_80, [2; 30]);
+    let (caller, caller_port) = engine.open().unwrap();
+    engine.secure(caller, theirs, ours).unwrap();
+    engine
+        .play(
+            caller,
+            a.local_addr().unwrap(),
+            0,
+            Bytes::from(vec![0x55; FRAME_LEN]),
+        )
+        .unwrap();
+    // The music arrives as SRTP: not readable as it is, readable with our key.
+    let mut buf = [0u8; 2048];
+    a.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let (n, _) = a.recv_from(&mut buf).expect("music");
+    assert_eq!(n, 12 + FRAME_LEN + 10, "an 80-bit tag after the payload");
+    assert_ne!(
+        &buf[12..12 + FRAME_LEN],
+        &[0x55; FRAME_LEN][..],
+        "encrypted"
+    );
+    let mut plain = Vec::new();
+    let mut caller_rx = SrtpReceiver::new(&ours);
+    caller_rx
+        .unprotect(&buf[..n], &mut plain)
+        .expect("our key decrypts it");
+    assert_eq!(&plain[12..], &[0x55; FRAME_LEN][..]);
+
+    let (agent, agent_port) = engine.open_beside(caller).unwrap();
+    engine.connect(agent, b.local_addr().unwrap(), 0).unwrap();
+    engine.bridge(caller, agent).unwrap();
+    assert!(wait_until(|| engine.stats().bridges == 1));
+    let _ = drain(&a, Duration::from_millis(60));
+
+    // A forged packet (wrong key) from elsewhere: dropped, not latched, not relayed.
+    let forger = phone();
+    let mut forged = Vec::new();
+    let wrong = MasterKey::generate(Suite::AesCm128HmacSha1_80, [9; 30]);
+    SrtpSender::new(&wrong)
+        .protect(
+            &packet(0, 1, 0, 0xbad, false, &[0x11; FRAME_LEN]),
+            &mut forged,
+        )
+        .unwrap();
+    forger.send_to(&forged, local(caller_port)).unwrap();
+    assert!(
+        recv(&b, Duration::from_millis(200)).is_none(),
+        "forgery not relayed"
+    );
+
+    // The caller's SRTP reaches the agent as plain RTP.
+    let mut caller_tx = SrtpSender::new(&theirs);
+    for seq in 0..5u16 {
+        let mut out = Vec::new();
+        let rtp = packet(
+            0,
+            seq,
+            u32::from(seq) * 160,
+            0xca11,
+            seq == 0,
+            &[0x22; FRAME_LEN],
+        );
+        caller_tx.protect(&rtp, &mut out).unwrap();
+        a.send_to(&out, local(caller_port)).unwrap();
+        let (_, payload) = recv(&b, Duration::from_secs(1)).expect("relayed to the agent");
+        assert_eq!(payload, vec![0x22; FRAME_LEN], "decrypted on the way");
+    }
+    let latched: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|e| match e {
+            MediaEvent::Latched { id, from } if id == caller => Some(from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        latched,
+        vec![a.local_addr().unwrap()],
+        "latched to the real caller only"
+    );
+
+    // The agent's plain RTP reaches the caller encrypted with our key.
+    b.send_to(
+        &packet(0, 7, 0, 0xa6e, true, &[0x33; FRAME_LEN]),
+        local(agent_port),
+    )
+    .unwrap();
+    let (n, _) = a.recv_from(&mut buf).expect("relayed to the caller");
+    plain.clear();
+    caller_rx
+        .unprotect(&buf[..n], &mut plain)
+        .expect("encrypted with our key");
+    assert_eq!(&plain[12..], &[0x33; FRAME_LEN][..]);
+}

@@ -221,9 +221,15 @@ fn forward(
         .try_into()
         .expect("a range of RTP_HEADER_LEN bytes");
     out.write_fixed(head);
-    match dst.socket.send_to(&buf[start..payload.end], remote) {
-        Ok(_) => Outcome::Sent,
-        Err(_) => Outcome::SendFailed,
+    if super::send_rtp(
+        &dst.socket,
+        dst.srtp.as_deref_mut(),
+        &buf[start..payload.end],
+        remote,
+    ) {
+        Outcome::Sent
+    } else {
+        Outcome::SendFailed
     }
 }
 

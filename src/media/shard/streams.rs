@@ -29,6 +29,7 @@ impl Shard {
             rewriter: None,
             stopped_at: None,
             wheel_pos: (slot, self.wheel[slot].len()),
+            srtp: None,
         };
         self.wheel[slot].push(idx);
         if idx == self.streams.len() {

@@ -55,7 +55,7 @@ pub enum CryptoError {
 }
 
 /// One usable `a=crypto` line: its tag and the master key it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CryptoAttr {
     /// The tag that names this line in offer/answer (§4.1); an answer repeats it (§5.1.2).
     pub tag: u32,

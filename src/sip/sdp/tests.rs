@@ -91,8 +91,8 @@ fn rejects_unusable_and_malformed_offers() {
     let cases: Vec<(String, SdpError)> = vec![
         (offer("m=audio 0 RTP/AVP 0\r\n"), SdpError::AudioDisabled),
         (
-            offer("m=audio 4000 RTP/SAVP 0\r\n"),
-            SdpError::UnsupportedTransport("RTP/SAVP".into()),
+            offer("m=audio 4000 UDP/TLS/RTP/SAVP 0\r\n"),
+            SdpError::UnsupportedTransport("UDP/TLS/RTP/SAVP".into()),
         ),
         (offer("m=video 4000 RTP/AVP 31\r\n"), SdpError::NoAudio),
         (
@@ -147,6 +147,7 @@ fn rejects_unusable_and_malformed_offers() {
 fn our_offer_lists_both_codecs_and_dtmf() {
     let sdp = render_offer(
         &[Codec::Pcmu, Codec::Pcma],
+        &[],
         "192.0.2.1".parse().unwrap(),
         10000,
         9,
@@ -159,4 +160,78 @@ fn our_offer_lists_both_codecs_and_dtmf() {
     assert_eq!(parsed.ptime, Some(20));
     assert_eq!(negotiate(&parsed).unwrap().codec, Codec::Pcmu);
     assert_eq!(Codec::Pcma.payload_type(), 8);
+}
+
+const KEY_80: &str = "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+const KEY_32: &str = "2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj";
+
+fn savp_offer(crypto: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n\
+         m=audio 4000 RTP/SAVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{crypto}"
+    )
+}
+
+#[test]
+fn an_srtp_offer_is_answered_with_srtp_and_a_key_of_ours_for_the_same_tag() {
+    let body = savp_offer(&format!(
+        "a=crypto:9 AES_256_CM_HMAC_SHA1_80 inline:xxxx\r\na=crypto:{KEY_32}\r\na=crypto:{KEY_80}\r\n"
+    ));
+    let offer = parse_offer(body.as_bytes()).unwrap();
+    assert!(offer.secure);
+    assert_eq!(offer.crypto.len(), 2, "the unknown suite is left out");
+    let mut answer = negotiate(&offer).unwrap();
+    answer.srtp = answer_keys(&offer, [7; crate::srtp::INLINE_LEN]).unwrap();
+    let keys = answer.srtp.expect("SRTP");
+    // RFC 4568 §7.1.2: the first usable line in the offerer's order, its tag echoed.
+    assert_eq!(keys.theirs.tag, 2);
+    assert_eq!(keys.ours.tag, 2);
+    assert_eq!(keys.ours.key.suite(), keys.theirs.key.suite());
+    assert_ne!(keys.ours.key, keys.theirs.key, "our own key");
+    let text = render_answer(&answer, "192.0.2.1".parse().unwrap(), 10000, 1, 1);
+    assert!(text.contains("m=audio 10000 RTP/SAVP 0 101\r\n"), "{text}");
+    assert!(text.contains(&format!("a=crypto:{}\r\n", keys.ours.render())));
+    // Our answer reads back as the SRTP description it is.
+    let back = parse_offer(text.as_bytes()).unwrap();
+    assert!(back.secure);
+    assert_eq!(back.crypto, vec![keys.ours]);
+}
+
+#[test]
+fn srtp_without_a_usable_key_is_488_and_plain_rtp_has_no_keys() {
+    let none = parse_offer(savp_offer("").as_bytes()).unwrap();
+    assert_eq!(answer_keys(&none, [0; 30]), Err(SdpError::NoCrypto));
+    assert_eq!(SdpError::NoCrypto.status_code(), 488);
+    let mki = savp_offer(&format!("a=crypto:{KEY_80}|2^20|1:4\r\n"));
+    let mki = parse_offer(mki.as_bytes()).unwrap();
+    assert_eq!(
+        answer_keys(&mki, [0; 30]),
+        Err(SdpError::NoCrypto),
+        "MKI is not spoken"
+    );
+    // A key on a plain RTP line (some phones do) does not make the stream SRTP.
+    let plain = savp_offer(&format!("a=crypto:{KEY_80}\r\n")).replace("RTP/SAVP", "RTP/AVP");
+    let plain = parse_offer(plain.as_bytes()).unwrap();
+    assert_eq!(answer_keys(&plain, [0; 30]), Ok(None));
+}
+
+#[test]
+fn our_srtp_offer_carries_its_keys() {
+    let key = crate::srtp::MasterKey::generate(
+        crate::srtp::Suite::AesCm128HmacSha1_80,
+        [3; crate::srtp::INLINE_LEN],
+    );
+    let attr = crypto::CryptoAttr { tag: 1, key };
+    let sdp = render_offer(
+        &[Codec::Pcmu],
+        &[attr],
+        "192.0.2.1".parse().unwrap(),
+        10000,
+        9,
+        1,
+    );
+    assert!(sdp.contains("m=audio 10000 RTP/SAVP 0 101\r\n"), "{sdp}");
+    let parsed = parse_offer(sdp.as_bytes()).unwrap();
+    assert!(parsed.secure);
+    assert_eq!(parsed.crypto, vec![attr]);
 }
