@@ -317,3 +317,60 @@ fn idle_connections_cost_little_memory() {
     assert_eq!(options(holdfast.sip, Duration::from_secs(2)), Some(200));
     drop(warm);
 }
+
+/// A caller offering SRTP (RTP/SAVP with an SDES key) is answered with SRTP and a key of
+/// holdfast's, and hears the same hold music encrypted with that key; a queue that requires
+/// SRTP answers a plain offer 488.
+#[test]
+fn an_srtp_caller_hears_music_encrypted_and_a_queue_can_require_srtp() {
+    use holdfast::sip::sdp::crypto::CryptoAttr;
+    use holdfast::srtp::{MasterKey, SrtpReceiver, Suite};
+    let mut setup = Setup::new(58_000);
+    setup.extra = "[[queue]]\nname = \"secure\"\nrequire_srtp = true\n\n\
+                   [[route]]\nnumber = \"300\"\nqueue = \"secure\"\npriority = \"normal\"\n\n\
+                   [[queue]]\nname = \"support\"\n\n[[route]]\nnumber = \"*\"\n\
+                   queue = \"support\"\npriority = \"normal\"\n"
+        .into();
+    let holdfast = Holdfast::start("srtp-caller", &setup);
+    let (sink, rtp_port) = rtp_sink();
+    let ours = CryptoAttr {
+        tag: 1,
+        key: MasterKey::generate(Suite::AesCm128HmacSha1_80, [5; 30]),
+    };
+    let savp = common::pcmu_offer(rtp_port).replace("RTP/AVP", "RTP/SAVP")
+        + &format!("a=crypto:{}\r\n", ours.render());
+    let ua = common::RawUa::new("127.0.0.1", holdfast.sip);
+    let call = ua.invite("300", "+15550001", &savp);
+    assert_eq!(call.code, 200, "{}", call.response);
+    let answer = common::body(&call.response);
+    assert!(answer.contains("RTP/SAVP"), "{answer}");
+    let line = answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=crypto:"))
+        .expect("holdfast's key");
+    let theirs = CryptoAttr::parse(line).expect("a usable key");
+    assert_eq!(theirs.tag, 1, "the offer's tag echoed");
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut rx = SrtpReceiver::new(&theirs.key);
+    let (mut decrypted, mut loud) = (0, 0);
+    let mut buf = [0u8; 2048];
+    let mut plain = Vec::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let Ok((n, _)) = sink.recv_from(&mut buf) else {
+            break;
+        };
+        assert_ne!(n, 12 + 160, "not plain RTP");
+        rx.unprotect(&buf[..n], &mut plain).expect("decrypts with holdfast's key");
+        decrypted += 1;
+        loud += plain[12..].iter().filter(|&&b| (b ^ 0xFF) & 0x7f > 2).count();
+    }
+    assert!(decrypted >= 80, "{decrypted} packets in 2 s");
+    assert!(loud > decrypted * 40, "music, not silence");
+    // The queue that requires SRTP refuses a plain offer.
+    let plain_call = ua.invite("300", "+15550002", &common::pcmu_offer(rtp_port));
+    assert_eq!(plain_call.code, 488, "{}", plain_call.response);
+    // Other queues take plain callers as before.
+    let plain_ok = ua.invite("100", "+15550003", &common::pcmu_offer(rtp_port));
+    assert_eq!(plain_ok.code, 200);
+}
