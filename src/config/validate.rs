@@ -67,6 +67,22 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         "sip.max_transactions_per_source".into(),
         config.sip.max_transactions_per_source.into(),
     );
+    r.at_least_one(
+        "sip.connection_idle".into(),
+        config.sip.connection_idle.into(),
+    );
+    r.at_least_one(
+        "sip.max_connections_per_source".into(),
+        config.sip.max_connections_per_source.into(),
+    );
+    if config.sip.listen_tls.is_some_and(|tls| {
+        tls.port() == config.sip.listen.port() && tls.ip() == config.sip.listen.ip()
+    }) {
+        r.add(
+            "sip.listen_tls",
+            "must differ from sip.listen (TCP is already served there)",
+        );
+    }
     if config.sip.min_se < 90 {
         r.add("sip.min_se", "must be at least 90 (RFC 4028 §5)");
     }
