@@ -1,7 +1,10 @@
 //! Load run of the media engine, the counterpart of `udp_floor`: N streams playing looped
 //! music to one destination for S seconds; prints packets, CPU time and send lateness.
 //!
-//! `engine_load --streams N --dest 127.0.0.1:PORT --seconds S [--shards K]`
+//! `engine_load --streams N --dest 127.0.0.1:PORT --seconds S [--shards K] [--srtp 1]`
+//!
+//! `--srtp 1`: every stream is SRTP (`AES_CM_128_HMAC_SHA1_80`, a key per stream), so the
+//! same run with and without it gives the cost of encrypting held callers' music.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -36,6 +39,7 @@ fn main() {
     let dest: SocketAddr = arg(&args, "--dest", None);
     let seconds: f64 = arg(&args, "--seconds", Some(10.0));
     let shards: usize = arg(&args, "--shards", Some(2));
+    let srtp: u8 = arg(&args, "--srtp", Some(0));
 
     let (engine, _events) = MediaEngine::start(EngineConfig {
         bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -54,7 +58,14 @@ fn main() {
     for _ in 0..streams {
         ids.push(engine.open().expect("open (raise ulimit -n?)").0);
     }
-    for &id in &ids {
+    for (i, &id) in ids.iter().enumerate() {
+        if srtp == 1 {
+            use holdfast::srtp::{MasterKey, Suite};
+            let mut material = [0u8; 30];
+            material[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let key = MasterKey::generate(Suite::AesCm128HmacSha1_80, material);
+            engine.secure(id, key, key).expect("secure");
+        }
         engine.play(id, dest, 0, music.clone()).expect("play");
     }
     // Let every stream start (one period), then measure a steady window.
@@ -68,7 +79,7 @@ fn main() {
     let after = engine.stats();
     let sent = after.packets_sent - before.packets_sent;
     println!(
-        "engine streams={streams} shards={shards} seconds={wall:.2} packets_sent={sent} \
+        "engine streams={streams} srtp={srtp} shards={shards} seconds={wall:.2} packets_sent={sent} \
          send_errors={} skipped_frames={} cpu_seconds={cpu:.3} cpu_per_packet_us={:.3} \
          lateness_p50_us={} p99_us={} max_us={} samples={}",
         after.send_errors - before.send_errors,

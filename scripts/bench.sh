@@ -12,6 +12,9 @@
 #   scripts/bench.sh setup [R]   SIPp at R calls/s into the queue with 2 s stays for DURATION
 #                                (60) s: failed calls, retransmissions, INVITE->200 p50/p99,
 #                                holdfast CPU, and the floor for the ~2R held streams
+#   scripts/bench.sh transports [R]
+#                                setup at R calls/s over UDP, then TCP, then TLS, one after
+#                                the other in one run (TRANSPORT in bench_setup.sh)
 #   scripts/bench.sh relay [N]   N bridged calls: N SIPp callers streaming PCMU, N agents
 #                                registered to one SIPp UAS echoing RTP: CPU per bridged
 #                                call, packets relayed per second, and the floor for 2N
@@ -38,8 +41,12 @@ fi
 case "$kind" in
   hold) ;;
   setup) exec scripts/bench_setup.sh "${2:-200}" ;;
+  transports)
+    for t in udp tcp tls; do TRANSPORT=$t scripts/bench_setup.sh "${2:-200}"; done
+    exit 0
+    ;;
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|relay [N]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)

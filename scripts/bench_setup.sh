@@ -5,6 +5,11 @@
 # -trace_rtt on the rtd="true" 200), holdfast's and SIPp's CPU over the steady window, and
 # the floor program's CPU for the 2R streams that are held at any moment (the media part
 # of holdfast's cost), measured in the same run.
+#
+# TRANSPORT=udp (default) | tcp | tls: how the SIPp trunk reaches holdfast. tcp: one
+# connection carries every call (-t t1), as a trunk's does; tls: the same connection through
+# socat, which holds the TLS session to holdfast's listener (Debian's SIPp has no TLS), so
+# holdfast's figure includes decrypting and encrypting every message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,20 +30,42 @@ dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 sip_port=$((15000 + RANDOM % 5000))
 sink_port=$((46000 + RANDOM % 1000))
-bench_config "$sip_port" 20000-59999 "" >"$dir/holdfast.toml"
+transport=${TRANSPORT:-udp}
+target=127.0.0.1:$sip_port
+transport_args=()
+tls_lines=""
+case "$transport" in
+  udp) ;;
+  tcp) transport_args=(-t t1 -max_socket 1000) ;;
+  tls)
+    command -v socat >/dev/null || { echo "TRANSPORT=tls needs socat (apt-get install socat)" >&2; exit 2; }
+    tls_lines="listen_tls = \"127.0.0.1:$((sip_port + 2))\"
+tls_cert = \"$dir/tls.crt\"
+tls_key = \"$dir/tls.key\""
+    target=127.0.0.1:$((sip_port + 3))
+    transport_args=(-t t1 -max_socket 1000)
+    ;;
+  *) echo "TRANSPORT=$transport: udp, tcp or tls" >&2; exit 2 ;;
+esac
+bench_config "$sip_port" 20000-59999 "" "$tls_lines" >"$dir/holdfast.toml"
 sink=$(start_sink "$sink_port" $((duration + 90)))
 RUST_LOG=info ./target/release/holdfast serve --config "$dir/holdfast.toml" 2>"$dir/holdfast.log" &
 hf=$!
 sleep 1
+if [ "$transport" = tls ]; then
+  socat TCP-LISTEN:$((sip_port + 3)),bind=127.0.0.1,reuseaddr \
+    OPENSSL:127.0.0.1:$((sip_port + 2)),verify=0 2>"$dir/socat.log" &
+  sleep 0.3
+fi
 scenario=$PWD/sipp/caller.xml
-(cd "$dir" && exec sipp 127.0.0.1:$sip_port -sf "$scenario" -s 100 -i 127.0.0.1 -p $((sip_port + 1)) -mp 47000 \
+(cd "$dir" && exec sipp "$target" "${transport_args[@]}" -sf "$scenario" -s 100 -i 127.0.0.1 -p $((sip_port + 1)) -mp 47000 \
   -m "$calls" -l $((rate * 10)) -r "$rate" -d 2000 -key rtp_port "$sink_port" \
   -trace_stat -stf stat.csv -fd 5 -trace_rtt -rtt_freq 100 \
   -nostdin -timeout $((duration + 60))s -timeout_error -trace_err -error_file sipp_err.log \
   >/dev/null 2>&1) &
 sipp_sh=$!
 sleep 0.5
-sipp_pid=$(pgrep -n -P "$sipp_sh" sipp || pgrep -n -f "sipp 127.0.0.1:$sip_port -sf $scenario" || echo "$sipp_sh")
+sipp_pid=$(pgrep -n -P "$sipp_sh" sipp || pgrep -n -f "sipp $target" || echo "$sipp_sh")
 start=$(date +%s.%N)
 sleep 5
 t0=$(cpu_ticks "$hf"); s0=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0)
@@ -53,10 +80,11 @@ kill "$sink" 2>/dev/null || true
 run_floor "$n"
 
 python3 - "$rate" "$duration" "$calls" "$t0" "$t1" "$s0" "$s1" "$hz" "$window" "$floor_cpu" \
-  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate.json" <<'PY'
+  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate-$transport.json" "$transport" <<'PY'
 import csv, glob, json, sys
 rate, duration, calls, t0, t1, s0, s1, hz, window = (int(x) for x in sys.argv[1:10])
 floor, sipp_ok, elapsed, d, path = float(sys.argv[10]), sys.argv[11] == "1", float(sys.argv[12]), sys.argv[13], sys.argv[14]
+transport = sys.argv[15]
 cpu = 100.0 * (t1 - t0) / hz / window
 sipp_cpu = 100.0 * (s1 - s0) / hz / window
 rows = list(csv.DictReader(open(f"{d}/stat.csv"), delimiter=";"))
@@ -79,7 +107,7 @@ rtts.sort()
 def pct(p):
     return round(rtts[min(len(rtts) - 1, int(p / 100 * len(rtts)))], 3) if rtts else None
 result = {
-    "kind": "setup", "rate": rate, "duration_s": duration, "calls_planned": calls,
+    "kind": "setup", "transport": transport, "rate": rate, "duration_s": duration, "calls_planned": calls,
     "calls_successful": c("SuccessfulCall(C)"), "calls_failed": c("FailedCall(C)"),
     "retransmissions": c("Retransmissions(C)"),
     "invite_to_200_ms": {"p50": pct(50), "p99": pct(99), "max": rtts[-1] if rtts else None, "samples": len(rtts)},
@@ -91,7 +119,7 @@ result = {
 }
 json.dump(result, open(path, "w"), indent=1)
 r = result
-print(f"setup: rate={rate}/s calls={r['calls_successful']}/{calls} failed={r['calls_failed']} "
+print(f"setup: transport={transport} rate={rate}/s calls={r['calls_successful']}/{calls} failed={r['calls_failed']} "
       f"retrans={r['retransmissions']} invite->200 p50={pct(50)}ms p99={pct(99)}ms "
       f"holdfast_cpu={cpu:.1f}% floor({2*rate} streams)={floor:.1f}% minus_floor={cpu-floor:.1f}% "
       f"sipp_cpu={sipp_cpu:.1f}% sipp_elapsed={elapsed}s")

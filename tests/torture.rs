@@ -136,7 +136,11 @@ fn torture_corpus_inner() {
             tcp_failures.push(format!("{file} over TCP: expected {expected}, got {got:?}"));
         }
     }
-    assert!(tcp_failures.is_empty(), "mismatches:\n{}", tcp_failures.join("\n"));
+    assert!(
+        tcp_failures.is_empty(),
+        "mismatches:\n{}",
+        tcp_failures.join("\n")
+    );
     assert!(
         framed_count >= 30 && answered >= 20,
         "most of the corpus frames itself and is answered over TCP: {framed_count} framed, {answered} answered"

@@ -361,9 +361,13 @@ fn an_srtp_caller_hears_music_encrypted_and_a_queue_can_require_srtp() {
             break;
         };
         assert_ne!(n, 12 + 160, "not plain RTP");
-        rx.unprotect(&buf[..n], &mut plain).expect("decrypts with holdfast's key");
+        rx.unprotect(&buf[..n], &mut plain)
+            .expect("decrypts with holdfast's key");
         decrypted += 1;
-        loud += plain[12..].iter().filter(|&&b| (b ^ 0xFF) & 0x7f > 2).count();
+        loud += plain[12..]
+            .iter()
+            .filter(|&&b| (b ^ 0xFF) & 0x7f > 2)
+            .count();
     }
     assert!(decrypted >= 80, "{decrypted} packets in 2 s");
     assert!(loud > decrypted * 40, "music, not silence");

@@ -19,7 +19,7 @@ impl Ids {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
-            keys: StdRng::seed_from_u64(seed ^ 0x5eed_0f_5a17),
+            keys: StdRng::seed_from_u64(seed ^ 0x005e_ed0f_5a17),
         }
     }
 

@@ -82,7 +82,7 @@ fn inline_keys_round_trip_and_bad_ones_are_refused() {
     assert_eq!(inline.len(), 40);
     assert_eq!(
         MasterKey::from_inline(Suite::AesCm128HmacSha1_80, &inline),
-        Ok(key.clone())
+        Ok(key)
     );
     // The inline form is key then salt.
     let decoded = BASE64.decode(&inline).unwrap();
