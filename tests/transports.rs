@@ -378,3 +378,48 @@ fn an_srtp_caller_hears_music_encrypted_and_a_queue_can_require_srtp() {
     let plain_ok = ua.invite("100", "+15550003", &common::pcmu_offer(rtp_port));
     assert_eq!(plain_ok.code, 200);
 }
+
+/// RFC 3261 §18.1.1: holdfast's INVITE to an agent is larger than 1300 bytes (a queue with a
+/// long name, carried in Subject and X-Holdfast-Queue), so holdfast connects to the agent over
+/// TCP and sends it there; the call is answered, bridged and hung up over that connection.
+#[test]
+fn a_request_too_large_for_udp_goes_to_the_agent_over_tcp() {
+    let long = "q".repeat(600);
+    let mut setup = Setup::new(59_000);
+    setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
+    setup.extra = format!(
+        "[[queue]]\nname = \"{long}\"\n\n[[route]]\nnumber = \"*\"\nqueue = \"{long}\"\n\
+         priority = \"normal\"\n\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n"
+    );
+    let holdfast = Holdfast::start("tcp-large", &setup);
+    // The agent's SIPp listens on TCP (-t t1) at the port its REGISTER names.
+    let (mut agent, port) = common::spawn_sipp(|| {
+        let port = common::free_udp_port();
+        let mut command = common::sipp_uas_command("agent.xml", port, "1", "60s");
+        command.args(["-t", "t1", "-max_socket", "100"]);
+        (command, port)
+    });
+    common::register_sipp_agent(&holdfast, "alice", "alice-secret", port);
+    let (_sink, rtp_port) = rtp_sink();
+    let rtp_port = rtp_port.to_string();
+    let out = sipp(
+        "caller.xml",
+        holdfast.sip,
+        &[
+            "-s", "100", "-m", "1", "-l", "1", "-d", "3000", "-key", "rtp_port", &rtp_port,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "caller failed:\n{}\nholdfast:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    let status = agent.wait().expect("the agent's SIPp ends");
+    assert!(
+        status.success(),
+        "the agent got the INVITE over TCP, answered and was hung up\nholdfast:\n{}",
+        holdfast.log()
+    );
+    assert!(holdfast.log().contains("caller connected to agent"));
+}

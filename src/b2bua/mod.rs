@@ -341,6 +341,14 @@ impl B2bua {
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        // Requests too large for UDP (RFC 3261 §18.1.1): their destinations become TCP flows
+        // the driver connects to ([`Self::flow`]).
+        while let Some(destination) = self.sip.transactions.poll_stream() {
+            self.sip
+                .flows
+                .entry(destination)
+                .or_insert(crate::sip::transport::Transport::Tcp);
+        }
         let transmit = self
             .sip
             .stateless

@@ -84,6 +84,8 @@ pub struct Server {
     stream_events: mpsc::Receiver<StreamEvent>,
     /// Each connection's send queue, by peer address.
     connections: HashMap<SocketAddr, Arc<Outbox>>,
+    /// Opens holdfast's own connections.
+    connector: streams::Connector,
     tls_addr: Option<SocketAddr>,
 }
 
@@ -143,9 +145,10 @@ impl Server {
             idle: Duration::from_secs(config.sip.connection_idle.into()),
             per_source: config.sip.max_connections_per_source,
         };
-        let (stream_events, tls_addr) = streams::listen(sip, tls, limits, stopped.clone())
-            .await
-            .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
+        let (stream_events, tls_addr, connector) =
+            streams::listen(sip, tls, limits, stopped.clone())
+                .await
+                .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         let (admin_tx, admin_requests) = mpsc::channel::<AdminRequest>(ADMIN_CAPACITY);
         let (admin, admin_addr) = match config.admin.listen {
             Some(addr) => {
@@ -204,6 +207,7 @@ impl Server {
             stop,
             stream_events,
             connections: HashMap::new(),
+            connector,
             tls_addr,
         };
         // The first RTP ports are bound before the first call can arrive.
@@ -334,6 +338,15 @@ impl Server {
     /// Sends every datagram the controller has queued.
     async fn send_transmits(&mut self) {
         while let Some(transmit) = self.b2bua.poll_transmit() {
+            // A peer the controller reaches over TCP without a connection yet (a request
+            // too large for UDP, RFC 3261 §18.1.1): connect, queueing meanwhile.
+            if !self.connections.contains_key(&transmit.destination)
+                && self.b2bua.flow(transmit.destination)
+                    == Some(crate::sip::transport::Transport::Tcp)
+            {
+                let outbox = self.connector.connect(transmit.destination);
+                self.connections.insert(transmit.destination, outbox);
+            }
             // A peer that is a connection is sent to over it (RFC 3261 §18.2.2, RFC 5626).
             if let Some(writer) = self.connections.get(&transmit.destination) {
                 if !writer.send(transmit.payload) {

@@ -149,6 +149,37 @@ impl Shared {
     }
 }
 
+/// Opens connections of holdfast's own (RFC 3261 §18.1.1: a request too large for UDP).
+#[derive(Clone)]
+pub struct Connector(Shared);
+
+/// How long connecting to a peer may take before its messages are given up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Connector {
+    /// Connects to `peer` over TCP in the background; the returned queue takes messages at
+    /// once, sent when the connection is up. The connection then lives as one the peer had
+    /// opened ([`StreamEvent::Opened`] with the same queue); a failure to connect ends as
+    /// [`StreamEvent::Closed`] (what was queued is lost, as datagrams would be).
+    pub fn connect(&self, peer: SocketAddr) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::default());
+        let shared = self.0.clone();
+        let queued = Arc::clone(&outbox);
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    run(stream, peer, Transport::Tcp, &shared, queued).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "SIP connection failed"),
+                Err(_) => tracing::debug!(%peer, "SIP connection timed out"),
+            }
+            let _ = shared.events.send(StreamEvent::Closed { peer }).await;
+        });
+        outbox
+    }
+}
+
 /// Binds the TCP listener at `tcp` and, when given, the TLS one; connections report on the
 /// returned channel until `stop` turns true.
 pub async fn listen(
@@ -156,7 +187,10 @@ pub async fn listen(
     tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     limits: Limits,
     stop: watch::Receiver<bool>,
-) -> Result<(mpsc::Receiver<StreamEvent>, Option<SocketAddr>), (SocketAddr, std::io::Error)> {
+) -> Result<
+    (mpsc::Receiver<StreamEvent>, Option<SocketAddr>, Connector),
+    (SocketAddr, std::io::Error),
+> {
     let (events, inbound) = mpsc::channel(EVENTS);
     let shared = Shared {
         counts: Arc::default(),
@@ -179,7 +213,7 @@ pub async fn listen(
             shared.clone(),
         ));
     }
-    Ok((inbound, tls_addr))
+    Ok((inbound, tls_addr, Connector(shared)))
 }
 
 async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Shared) {
@@ -217,13 +251,15 @@ async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Shared)
 /// One connection, TLS or not, until it ends.
 async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: &Shared) {
     match tls {
-        None => run(stream, peer, Transport::Tcp, shared).await,
+        None => run(stream, peer, Transport::Tcp, shared, Arc::default()).await,
         Some(acceptor) => {
             // Boxed: a TLS connection's state is large, and the TCP tasks need not carry room
             // for it.
             let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)));
             match handshake.await {
-                Ok(Ok(stream)) => Box::pin(run(stream, peer, Transport::Tls, shared)).await,
+                Ok(Ok(stream)) => {
+                    Box::pin(run(stream, peer, Transport::Tls, shared, Arc::default())).await;
+                }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -231,12 +267,16 @@ async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, sh
     }
 }
 
-async fn run<S>(stream: S, peer: SocketAddr, transport: Transport, shared: &Shared)
-where
+async fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    shared: &Shared,
+    outbox: Arc<Outbox>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let outbox = Arc::new(Outbox::default());
     let out = Arc::clone(&outbox);
     if shared
         .events

@@ -87,6 +87,11 @@ impl ClientTx {
     ) -> Self {
         let invite = request.method == Method::Invite;
         let bytes = crate::sip::message::encode_request(&request);
+        // §18.1.1: a request larger than the path allows over UDP goes over TCP.
+        if !ctx.reliable && bytes.len() > super::MAX_UDP_REQUEST {
+            ctx.reliable = true;
+            ctx.out.streams.push_back(destination);
+        }
         ctx.out.send(destination, bytes.clone());
         let mut timers = TimerTable::default();
         let (retransmit, timeout) = if invite {

@@ -45,6 +45,10 @@ use server::{AckOutcome, ServerTx};
 pub use timers::{Timer, TimerConfig};
 use timers::{TimerQueue, TimerTable, TxId};
 
+/// The largest request sent over UDP (RFC 3261 §18.1.1: the path MTU, 1500 unless known,
+/// less 200 bytes); a larger one goes over TCP ([`Transactions::poll_stream`]).
+pub const MAX_UDP_REQUEST: usize = 1300;
+
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
@@ -141,6 +145,8 @@ struct Outputs {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Destinations a request had to go to over TCP (§18.1.1), for the TU to connect.
+    streams: VecDeque<SocketAddr>,
 }
 
 impl Outputs {
@@ -250,6 +256,14 @@ impl Transactions {
         } else {
             self.reliable.remove(&peer);
         }
+    }
+
+    /// A destination that a request was too large to send over UDP to (RFC 3261 §18.1.1:
+    /// over 1300 bytes, [`MAX_UDP_REQUEST`]): the request is queued for it as for a peer
+    /// reached over a connection, and the TU must open a TCP connection to it (and say the
+    /// request's transport is TCP). Transactions with it no longer retransmit.
+    pub fn poll_stream(&mut self) -> Option<SocketAddr> {
+        self.out.streams.pop_front()
     }
 
     /// A request arrived from `source`.
@@ -437,6 +451,9 @@ impl Transactions {
             reliable: self.reliable.contains(&destination),
         };
         let tx = ClientTx::new(key.clone(), destination, request, &mut ctx);
+        if tx.reliable {
+            self.reliable.insert(destination);
+        }
         self.insert(id, Tx::Client(tx));
         self.clients.insert(key.clone(), id);
         self.out.stats.client_transactions += 1;

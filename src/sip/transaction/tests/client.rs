@@ -255,3 +255,29 @@ fn over_a_connection_requests_are_not_retransmitted_and_timer_k_is_zero() {
     solo.run_until(101.0);
     assert_eq!(sent_requests(&solo, Method::Invite).len(), 3);
 }
+
+#[test]
+fn a_request_over_1300_bytes_goes_over_tcp_and_is_not_retransmitted() {
+    let mut solo = Solo::new();
+    let mut big = request("OPTIONS", "z9hG4bKbig", "big");
+    big.headers
+        .push(rsip::Header::Other("X-Pad".into(), "p".repeat(1400)));
+    solo.tx
+        .send_request(solo.now, addr(UAS), big)
+        .expect("a branch");
+    solo.drain();
+    // §18.1.1: the TU is told to connect, and the transaction behaves as over a connection.
+    assert_eq!(solo.tx.poll_stream(), Some(addr(UAS)));
+    assert_eq!(solo.tx.poll_stream(), None);
+    solo.run_until(40.0);
+    assert_eq!(sent_requests(&solo, Method::Options), [0], "no Timer E");
+    assert_eq!(timeouts(&solo), [32000], "Timer F still ends it");
+    // A small request to the same peer now goes the same way, without retransmissions.
+    solo.tx
+        .send_request(solo.now, addr(UAS), request("OPTIONS", "z9hG4bKsmall", "s"))
+        .expect("a branch");
+    solo.drain();
+    assert_eq!(solo.tx.poll_stream(), None, "already a stream");
+    solo.run_until(80.0);
+    assert_eq!(solo.stats().retransmissions, 0);
+}
