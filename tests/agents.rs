@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Baresip, Holdfast, Setup, dominant, sipp, talking_caller};
+use common::{Baresip, Holdfast, Setup, dominant, sipp};
 
 const ONE_QUEUE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\n\n\
 [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n";
@@ -39,20 +38,7 @@ fn baresip_agent_is_bridged_to_the_caller_with_audio_both_ways() {
         holdfast.log(),
         phone.log()
     );
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let rtp_port = socket.local_addr().unwrap().port().to_string();
-    let caller = std::thread::spawn(move || {
-        let heard = talking_caller(socket, Duration::from_secs(7), 1000.0);
-        heard.into_iter().flat_map(|(_, s)| s).collect::<Vec<f32>>()
-    });
-    let out = sipp(
-        "caller.xml",
-        holdfast.sip,
-        &[
-            "-s", "100", "-m", "1", "-l", "1", "-d", "5000", "-key", "rtp_port", &rtp_port,
-        ],
-    );
-    let heard_by_caller = caller.join().unwrap();
+    let (out, heard_by_caller) = common::one_talking_call(&holdfast);
     assert!(
         out.status.success(),
         "SIPp caller failed:\n{}\nholdfast:\n{}",

@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::streams::{Conn, trusting};
-use common::{
-    Baresip, Holdfast, Setup, collect_rtp, options, rtp_sink, scratch_dir, sipp, talking_caller,
-};
+use common::{Baresip, Holdfast, Setup, collect_rtp, options, rtp_sink, scratch_dir, sipp};
 
 /// A setup with TLS on a free port, its certificate and key (created by holdfast on start) in
 /// a scratch directory; returns the TLS address and the certificate's path too.
@@ -115,20 +113,7 @@ fn baresip_over_tls_with_srtp_is_bridged_to_a_plain_udp_caller() {
         holdfast.log(),
         phone.log()
     );
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let rtp_port = socket.local_addr().unwrap().port().to_string();
-    let caller = std::thread::spawn(move || {
-        let heard = talking_caller(socket, Duration::from_secs(7), 1000.0);
-        heard.into_iter().flat_map(|(_, s)| s).collect::<Vec<f32>>()
-    });
-    let out = sipp(
-        "caller.xml",
-        holdfast.sip,
-        &[
-            "-s", "100", "-m", "1", "-l", "1", "-d", "5000", "-key", "rtp_port", &rtp_port,
-        ],
-    );
-    let heard_by_caller = caller.join().unwrap();
+    let (out, heard_by_caller) = common::one_talking_call(&holdfast);
     assert!(
         out.status.success(),
         "SIPp caller failed:\n{}\nholdfast:\n{}\nbaresip:\n{}",

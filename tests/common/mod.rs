@@ -758,3 +758,22 @@ pub fn dominant(samples: &[f32], tone: f32, others: &[f32]) -> bool {
         .iter()
         .all(|&f| p > 10.0 * tone_power(samples, f, 8000.0))
 }
+
+/// One SIPp trunk caller that talks a 1 kHz tone for 5 s (from a socket of the test's, so
+/// what it hears is recorded): SIPp's output and the samples the caller heard.
+pub fn one_talking_call(holdfast: &Holdfast) -> (Output, Vec<f32>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = socket.local_addr().unwrap().port().to_string();
+    let caller = std::thread::spawn(move || {
+        let heard = talking_caller(socket, Duration::from_secs(7), 1000.0);
+        heard.into_iter().flat_map(|(_, s)| s).collect::<Vec<f32>>()
+    });
+    let out = sipp(
+        "caller.xml",
+        holdfast.sip,
+        &[
+            "-s", "100", "-m", "1", "-l", "1", "-d", "5000", "-key", "rtp_port", &rtp_port,
+        ],
+    );
+    (out, caller.join().unwrap())
+}
