@@ -238,6 +238,20 @@ pub struct Trunk {
     /// Whether this trunk's `P-Asserted-Identity` names the caller (RFC 3325 §5: only
     /// within a trust domain); `false`: the `From` user does.
     pub trust_asserted_identity: bool,
+    /// How holdfast reaches `address`: over UDP, or over a TCP connection it opens (and
+    /// opens again when it closes).
+    pub transport: TrunkTransport,
+}
+
+/// How holdfast sends to a trunk (docs/behaviour.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    /// Datagrams.
+    #[default]
+    Udp,
+    /// A TCP connection holdfast opens.
+    Tcp,
 }
 
 impl Default for Trunk {
@@ -249,6 +263,7 @@ impl Default for Trunk {
             username: String::new(),
             password: String::new(),
             trust_asserted_identity: true,
+            transport: TrunkTransport::Udp,
         }
     }
 }

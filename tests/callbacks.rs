@@ -168,6 +168,53 @@ fn callers_press_one_hang_up_and_are_called_back_through_the_trunk() {
     assert_eq!(log.matches("caller bridged to agent").count(), 2, "{log}");
 }
 
+/// `[[trunk]] transport = "tcp"`: the dial-back INVITE, its ACK and the BYE reach a trunk
+/// that listens on TCP only, over a connection holdfast opens.
+#[test]
+fn a_callback_reaches_a_trunk_over_tcp() {
+    let trunk_port = free_udp_port();
+    let mut config = setup(44_500, trunk_port, None);
+    config.trunk_extra = "transport = \"tcp\"\n".into();
+    let holdfast = Holdfast::start("callback-tcp", &config);
+    callers_press_one(&holdfast, &[("caller_press1.xml", "+15551230021")]);
+    let trunk_log = holdfast.dir.join("trunk.log");
+    let log = trunk_log.display().to_string();
+    let mut trunk = uas(
+        "trunk_callback.xml",
+        trunk_port,
+        1,
+        &[
+            "-d",
+            "1500",
+            "-trace_msg",
+            "-message_file",
+            &log,
+            "-t",
+            "t1",
+            "-max_socket",
+            "100",
+        ],
+    );
+    let agent_port = free_udp_port();
+    let mut agent = uas("agent.xml", agent_port, 1, &[]);
+    register_agent(&holdfast, agent_port);
+    assert!(
+        wait_exit(&mut trunk, Duration::from_secs(60)),
+        "trunk scenario (TCP only) failed; holdfast:\n{}",
+        holdfast.log()
+    );
+    assert!(
+        wait_exit(&mut agent, Duration::from_secs(10)),
+        "agent scenario failed"
+    );
+    assert_eq!(dialled(&trunk_log), vec!["+15551230021"]);
+    let messages = std::fs::read_to_string(&trunk_log).unwrap_or_default();
+    assert!(
+        messages.contains("SIP/2.0/TCP"),
+        "the INVITE said TCP:\n{messages}"
+    );
+}
+
 #[test]
 fn callbacks_survive_kill_9_and_are_dialled_once_in_order() {
     let data = scratch_dir("callback-crash-data");

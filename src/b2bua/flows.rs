@@ -35,6 +35,10 @@ impl B2bua {
     /// The connection with `peer` closed (either side, or idle). Registrations learned over
     /// it are dropped: nothing reaches that phone until it registers again.
     pub fn connection_closed(&mut self, now: Instant, peer: SocketAddr) {
+        if self.sip.pinned.contains(&peer) {
+            tracing::debug!(%peer, "trunk connection closed: the next request opens another");
+            return;
+        }
         if self.sip.flows.remove(&peer).is_none() {
             return;
         }
@@ -44,6 +48,18 @@ impl B2bua {
             tracing::info!(%user, %peer, "connection closed: the phone must register again");
         }
         self.process_events(now);
+    }
+
+    /// Trunks configured with `transport = "tcp"` are flows from the start: requests to them
+    /// go over a TCP connection the driver opens (and opens again after it closes).
+    pub(super) fn pin_trunk_flows(&mut self) {
+        for trunk in &self.config.trunks {
+            if trunk.transport == crate::config::TrunkTransport::Tcp {
+                self.sip.flows.insert(trunk.address, Transport::Tcp);
+                self.sip.pinned.insert(trunk.address);
+                self.sip.transactions.set_reliable(trunk.address, true);
+            }
+        }
     }
 
     /// Whether `peer` is reached over a connection, and which.

@@ -93,6 +93,9 @@ pub struct Signalling {
     pub tls_sent_by: String,
     /// Peers reached over a connection (RFC 5626 flows), by their address.
     pub flows: HashMap<SocketAddr, crate::sip::transport::Transport>,
+    /// Flows the configuration asks for (`[[trunk]] transport = "tcp"`): kept when their
+    /// connection closes, so the next request opens a new one.
+    pub pinned: HashSet<SocketAddr>,
     /// RFC 3261 §17 transactions.
     pub transactions: Transactions,
     /// Stateless replies (to messages that never became a transaction).
@@ -233,12 +236,13 @@ impl B2bua {
             &config.sip.digest_algorithms,
             ids.secret(),
         );
-        Self {
+        let mut b2bua = Self {
             config,
             sip: Signalling {
                 sent_by,
                 tls_sent_by,
                 flows: HashMap::new(),
+                pinned: HashSet::new(),
                 transactions: Transactions::new(TimerConfig::default()),
                 stateless: VecDeque::new(),
                 ids,
@@ -260,7 +264,9 @@ impl B2bua {
             journal: VecDeque::new(),
             callbacks: callbacks::Callbacks::default(),
             refreshes: HashMap::new(),
-        }
+        };
+        b2bua.pin_trunk_flows();
+        b2bua
     }
 
     /// Handle times recorded before a restart, oldest first (docs/behaviour.md §4: they persist).

@@ -56,6 +56,8 @@ pub struct Setup {
     pub sip_extra: String,
     /// `[[trunk]] address`: where callback INVITEs go.
     pub trunk_address: String,
+    /// Extra lines for the `[[trunk]]` table (e.g. `transport = "tcp"`).
+    pub trunk_extra: String,
     /// `[store] data_dir`; `None`: a `data` directory in the test's scratch directory.
     /// Set it to restart holdfast on the same database.
     pub data_dir: Option<PathBuf>,
@@ -78,6 +80,7 @@ impl Setup {
             trunk_allow: "127.0.0.0/8".to_string(),
             sip_extra: String::new(),
             trunk_address: "127.0.0.1:5070".to_string(),
+            trunk_extra: String::new(),
             data_dir: None,
             admin: "listen = \"\"\n".to_string(),
             args: Vec::new(),
@@ -110,7 +113,7 @@ impl Holdfast {
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
              rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\n{}\n\
              [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
-             [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"{}\"\n\n{queues}",
+             [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"{}\"\n{}\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
             setup.max_calls,
@@ -124,6 +127,7 @@ impl Holdfast {
             music.display(),
             setup.trunk_allow,
             setup.trunk_address,
+            setup.trunk_extra,
         );
         let config_path = dir.join("holdfast.toml");
         std::fs::write(&config_path, config).expect("write config");
