@@ -46,6 +46,7 @@ fn main() {
         port_min: 20000,
         port_max: 59999,
         shards,
+        pin: false,
     })
     .expect("start engine");
     // Three minutes of "music": 9 000 distinct frames, shared by every stream.

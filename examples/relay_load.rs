@@ -150,6 +150,7 @@ fn main() {
         port_min: 20000,
         port_max: 59999,
         shards,
+        pin: false,
     })
     .expect("start engine");
     let music = Bytes::from(vec![0x55u8; 160 * 50]);

@@ -210,6 +210,11 @@ pub struct Media {
     pub music: Vec<PathBuf>,
     /// Directory of prompt clips.
     pub prompts: PathBuf,
+    /// Media threads (RTP shards). Absent: one per available core, leaving one core for
+    /// signalling and the admin API when there are more than two ([`Media::shard_count`]).
+    pub shards: Option<u32>,
+    /// Pin shard `i` to one core of the process's allowed set (Linux `sched_setaffinity`).
+    pub pin_shards: bool,
 }
 
 impl Default for Media {
@@ -217,8 +222,35 @@ impl Default for Media {
         Self {
             music: vec![PathBuf::from("media/music/hold.flac")],
             prompts: PathBuf::from("media/prompts/en"),
+            shards: None,
+            pin_shards: false,
         }
     }
+}
+
+/// The most media shards `[media] shards` may ask for.
+pub const MAX_SHARDS: u32 = 1024;
+
+impl Media {
+    /// How many media shards to start: `shards` when set, else [`default_shards`] of the
+    /// cores this process may run on.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            Some(n) => n.clamp(1, MAX_SHARDS) as usize,
+            None => default_shards(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
+        }
+    }
+}
+
+/// One shard per core, but one core left to signalling (the controller's thread, the admin
+/// API) when there are more than two: on two cores the shards and the controller share, as
+/// media is most of the work and the controller's share is small (BENCHMARKS.md, "Cores").
+#[must_use]
+pub fn default_shards(cores: usize) -> usize {
+    if cores > 2 { cores - 1 } else { cores.max(1) }
 }
 
 /// `[[trunk]]`: a SIP peer that sends inbound calls and takes callback calls.

@@ -11,7 +11,34 @@ use common::{Holdfast, Setup, collect_rtp, rtp_sink, sipp};
 /// at 50 packets/s with continuous sequence numbers and timestamps, and every BYE gets 200.
 #[test]
 fn fifty_callers_hear_hold_music() {
-    let holdfast = Holdfast::start("hold50", &Setup::new(30_000));
+    fifty_callers("hold50", Setup::new(30_000));
+}
+
+/// The same on one media shard.
+#[test]
+fn fifty_callers_hear_hold_music_on_one_shard() {
+    let mut setup = Setup::new(33_000);
+    setup.media_extra = "shards = 1\n".into();
+    fifty_callers("hold50-1", setup);
+}
+
+/// The same on three shards pinned to cores (more shards than this machine's cores go round
+/// them): each shard says where it was pinned.
+#[test]
+fn fifty_callers_hear_hold_music_on_three_pinned_shards() {
+    let mut setup = Setup::new(34_000);
+    setup.media_extra = "shards = 3\npin_shards = true\n".into();
+    let holdfast = fifty_callers("hold50-3", setup);
+    let log = holdfast.log();
+    let pinned = log
+        .lines()
+        .filter(|l| l.contains("media shard pinned"))
+        .count();
+    assert_eq!(pinned, 3, "each of three shards pinned once:\n{log}");
+}
+
+fn fifty_callers(name: &str, setup: Setup) -> Holdfast {
+    let holdfast = Holdfast::start(name, &setup);
     let (sink, rtp_port) = rtp_sink();
     let rtp_port = rtp_port.to_string();
     let receiver = std::thread::spawn(move || collect_rtp(&sink, Duration::from_secs(14)));
@@ -63,6 +90,7 @@ fn fifty_callers_hear_hold_music() {
             s.loud_bytes
         );
     }
+    holdfast
 }
 
 /// A PCMA-only offer is answered with PCMA and the music arrives A-law encoded.

@@ -126,7 +126,9 @@ pub struct MediaPlane {
     misses: usize,
     /// The port of every open stream.
     ports: HashMap<StreamId, u16>,
-    shards: usize,
+    /// Open streams per shard: a new stream goes to the least loaded.
+    load: Vec<usize>,
+    /// Where the search for the least loaded starts, turning, so ties go round-robin.
     next_shard: usize,
     next_serial: u64,
 }
@@ -143,7 +145,7 @@ impl MediaPlane {
             asked: 0,
             misses: 0,
             ports: HashMap::new(),
-            shards: shards.max(1),
+            load: vec![0; shards.max(1)],
             next_shard: 0,
             next_serial: 1,
         };
@@ -188,21 +190,40 @@ impl MediaPlane {
         let id = StreamId::new(shard, self.next_serial);
         self.next_serial += 1;
         self.ports.insert(id, port);
+        self.load[shard] += 1;
         self.out.push_back(MediaCommand::Open { id, port });
         self.top_up();
         Ok((id, port))
     }
 
-    /// A new stream on the next shard, and its port.
+    /// A new stream on the least loaded shard (ties in turn), and its port.
     pub fn open(&mut self) -> Result<(StreamId, u16), NoFreePort> {
-        let shard = self.next_shard % self.shards;
-        self.next_shard = self.next_shard.wrapping_add(1);
+        let shards = self.load.len();
+        let start = self.next_shard % shards;
+        let shard = (0..shards)
+            .map(|i| (start + i) % shards)
+            .min_by_key(|&s| self.load[s])
+            .unwrap_or(0);
+        self.next_shard = shard + 1;
         self.open_on(shard)
     }
 
     /// A new stream on the same shard as `other` (the other leg of a bridge).
     pub fn open_beside(&mut self, other: StreamId) -> Result<(StreamId, u16), NoFreePort> {
-        self.open_on(other.shard() % self.shards)
+        self.open_on(other.shard() % self.load.len())
+    }
+
+    /// Open streams on each shard.
+    pub fn shard_loads(&self) -> &[usize] {
+        &self.load
+    }
+
+    fn release(&mut self, id: StreamId) -> Option<u16> {
+        let port = self.ports.remove(&id)?;
+        if let Some(load) = self.load.get_mut(id.shard()) {
+            *load = load.saturating_sub(1);
+        }
+        Some(port)
     }
 
     /// Start music on a stream.
@@ -264,7 +285,7 @@ impl MediaPlane {
 
     /// Close a stream; its port becomes a candidate again, last in line.
     pub fn close(&mut self, id: StreamId) {
-        if let Some(port) = self.ports.remove(&id) {
+        if let Some(port) = self.release(id) {
             self.candidates.push_back(port);
             self.out.push_back(MediaCommand::Close { id });
             self.top_up();
@@ -273,7 +294,7 @@ impl MediaPlane {
 
     /// The stream an open failed for is gone: its port becomes a candidate again.
     pub fn forget(&mut self, id: StreamId) {
-        if let Some(port) = self.ports.remove(&id) {
+        if let Some(port) = self.release(id) {
             self.candidates.push_back(port);
         }
     }
@@ -385,5 +406,68 @@ mod tests {
         assert_eq!(asked, [20002, 20004]);
         assert_eq!(plane.open().map(|(_, p)| p), Ok(20002));
         assert_eq!(plane.open_streams(), 3);
+    }
+
+    /// A plane of `shards` shards over `ports` ports (20000 up), the first ones bound.
+    fn bound(shards: usize, ports: u16) -> MediaPlane {
+        let mut plane = MediaPlane::new(PortRange::new(20000, 20000 + 2 * ports).unwrap(), shards);
+        answer(&mut plane, &[]);
+        plane
+    }
+
+    /// A new stream, its port's replacement bound.
+    fn open(plane: &mut MediaPlane) -> StreamId {
+        let (id, _) = plane.open().unwrap();
+        answer(plane, &[]);
+        id
+    }
+
+    #[test]
+    fn new_streams_go_to_the_least_loaded_shard_and_bridges_stay_on_one() {
+        let mut plane = bound(3, 2000);
+        let opened: Vec<StreamId> = (0..300).map(|_| open(&mut plane)).collect();
+        assert_eq!(plane.shard_loads(), [100, 100, 100], "spread evenly");
+        // Shard 0 loses 50 streams: the next 50 all go there, then round-robin again.
+        for id in opened.iter().filter(|id| id.shard() == 0).take(50) {
+            plane.close(*id);
+        }
+        answer(&mut plane, &[]);
+        for _ in 0..50 {
+            assert_eq!(open(&mut plane).shard(), 0);
+        }
+        let next: Vec<usize> = (0..6).map(|_| open(&mut plane).shard()).collect();
+        assert_eq!(plane.shard_loads(), [102, 102, 102]);
+        assert_eq!(next.iter().filter(|&&s| s == 1).count(), 2, "{next:?}");
+
+        // A seeded run of holds, bridges and hang-ups: every new call lands on a least loaded
+        // shard, and a bridge's second leg beside the first.
+        let mut plane = bound(4, 3000);
+        let mut calls: Vec<Vec<StreamId>> = Vec::new();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..5000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if rng % 3 == 0 && !calls.is_empty() {
+                for id in calls.swap_remove((rng / 3) as usize % calls.len()) {
+                    plane.close(id);
+                }
+            } else if plane.open_streams() + 2 < 3000 {
+                let least = *plane.shard_loads().iter().min().unwrap();
+                let a = open(&mut plane);
+                assert_eq!(plane.shard_loads()[a.shard()], least + 1, "step {step}");
+                let mut legs = vec![a];
+                if rng % 2 == 0 {
+                    let (b, _) = plane.open_beside(a).unwrap();
+                    answer(&mut plane, &[]);
+                    assert_eq!(b.shard(), a.shard());
+                    legs.push(b);
+                }
+                calls.push(legs);
+            }
+            answer(&mut plane, &[]);
+        }
+        let open: usize = calls.iter().map(Vec::len).sum();
+        assert_eq!(plane.shard_loads().iter().sum::<usize>(), open);
     }
 }

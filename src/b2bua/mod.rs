@@ -61,9 +61,6 @@ use crate::sip::transaction::{Event, TimerConfig, Transactions, Transmit};
 use crate::store::{CallEventKind, Record};
 use events::EventFacts;
 
-/// Media threads the RTP streams are spread over (the engine is started with as many).
-pub const MEDIA_SHARDS: usize = 2;
-
 /// Hold music encoded once per codec at start-up (docs/behaviour.md §4): every call shares these bytes.
 #[derive(Debug, Clone)]
 pub struct HoldMusic {
@@ -206,7 +203,7 @@ impl B2bua {
         seed: u64,
     ) -> Self {
         let mut ids = Ids::new(seed);
-        let media = MediaPlane::new(config.sip.rtp_ports, MEDIA_SHARDS);
+        let media = MediaPlane::new(config.sip.rtp_ports, config.media.shard_count());
         let port = config.sip.listen.port();
         let sent_by = format!("{}:{}", config.sip.public_address, port);
         let tls_port = config.sip.listen_tls.map_or(5061, |a| a.port());

@@ -235,6 +235,7 @@ fn example_file_shows_every_option() {
     let mut full = expected_demo();
     full.vips.push(Vip::default());
     full.agents[0].ha1 = Some(String::new());
+    full.media.shards = Some(2);
     let table: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
     let mut all = Vec::new();
     keys(&table, "", &mut all);
@@ -355,5 +356,18 @@ fn deny_prefixes_must_be_digits() {
     assert!(
         message.contains("holdfast.toml: queue[0].callback_deny_prefixes[1]: must be digits"),
         "{message}"
+    );
+}
+
+#[test]
+fn media_shards_default_to_the_cores_less_one_for_signalling() {
+    assert_eq!(default_shards(1), 1);
+    assert_eq!(default_shards(2), 2);
+    assert_eq!(default_shards(3), 2);
+    assert_eq!(default_shards(16), 15);
+    assert_eq!(parse("[media]\nshards = 3\n").media.shard_count(), 3);
+    assert_eq!(
+        error("[media]\nshards = 0\n"),
+        "holdfast.toml: media.shards: must be between 1 and 1024 (or left out: one per core)"
     );
 }

@@ -67,6 +67,17 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         "sip.max_transactions_per_source".into(),
         config.sip.max_transactions_per_source.into(),
     );
+    if let Some(shards) = config.media.shards
+        && !(1..=crate::config::MAX_SHARDS).contains(&shards)
+    {
+        r.add(
+            "media.shards",
+            format!(
+                "must be between 1 and {} (or left out: one per core)",
+                crate::config::MAX_SHARDS
+            ),
+        );
+    }
     r.at_least_one(
         "sip.connection_idle".into(),
         config.sip.connection_idle.into(),

@@ -59,6 +59,8 @@ pub struct EngineConfig {
     pub port_max: u16,
     /// Number of shard threads (one per core is right; 2 by default).
     pub shards: usize,
+    /// Pin each shard thread to one core ([`super::affinity::core_for`]).
+    pub pin: bool,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +70,7 @@ impl Default for EngineConfig {
             port_min: 20000,
             port_max: 29999,
             shards: 2,
+            pin: false,
         }
     }
 }
@@ -248,14 +251,33 @@ impl MediaEngine {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
+        let cpus = if config.pin {
+            super::affinity::allowed_cpus().unwrap_or_else(|error| {
+                tracing::warn!(%error, "media shards not pinned: cannot read the CPU mask");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
         for index in 0..config.shards {
+            let core = super::affinity::core_for(index, config.shards, &cpus);
             let (tx, rx) = mpsc::sync_channel(COMMAND_CAPACITY);
             let waker = Arc::new(Waker::new()?);
             let stats = Arc::new(ShardStats::default());
             let shard = Shard::new(index, rx, waker.clone(), events_tx.clone(), stats.clone())?;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || shard.run())?;
+                .spawn(move || {
+                    if let Some(core) = core {
+                        match super::affinity::pin_current_thread(core) {
+                            Ok(()) => tracing::info!(shard = index, core, "media shard pinned"),
+                            Err(error) => {
+                                tracing::warn!(shard = index, core, %error, "media shard not pinned");
+                            }
+                        }
+                    }
+                    shard.run();
+                })?;
             threads.push(thread);
             shards.push(ShardHandle {
                 commands: tx,

@@ -9,6 +9,7 @@
 //! - [`engine`]: the media clock: shard threads that send every stream on its own phase, and
 //!   relay RTP between bridged legs (header rewriting in `rewrite`).
 
+mod affinity;
 pub mod audio;
 pub mod dtmf;
 pub mod engine;

@@ -123,7 +123,8 @@ impl Server {
             bind_ip: config.sip.public_address,
             port_min: config.sip.rtp_ports.start(),
             port_max: config.sip.rtp_ports.end(),
-            shards: crate::b2bua::MEDIA_SHARDS,
+            shards: config.media.shard_count(),
+            pin: config.media.pin_shards,
         })
         .map_err(ServeError::Media)?;
         let listen = config.sip.listen;

@@ -58,6 +58,8 @@ pub struct Setup {
     pub trunk_address: String,
     /// Extra lines for the `[[trunk]]` table (e.g. `transport = "tcp"`).
     pub trunk_extra: String,
+    /// Extra lines for the `[media]` table (e.g. `shards = 3`).
+    pub media_extra: String,
     /// `[store] data_dir`; `None`: a `data` directory in the test's scratch directory.
     /// Set it to restart holdfast on the same database.
     pub data_dir: Option<PathBuf>,
@@ -81,6 +83,7 @@ impl Setup {
             sip_extra: String::new(),
             trunk_address: "127.0.0.1:5070".to_string(),
             trunk_extra: String::new(),
+            media_extra: String::new(),
             data_dir: None,
             admin: "listen = \"\"\n".to_string(),
             args: Vec::new(),
@@ -112,7 +115,7 @@ impl Holdfast {
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
              rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\n{}\n\
-             [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n\n\
+             [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n{}\n\
              [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"{}\"\n{}\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
@@ -125,6 +128,7 @@ impl Holdfast {
                 .unwrap_or_else(|| dir.join("data"))
                 .display(),
             music.display(),
+            setup.media_extra,
             setup.trunk_allow,
             setup.trunk_address,
             setup.trunk_extra,

@@ -13,6 +13,7 @@ fn engine(port_min: u16) -> (MediaEngine, MediaEvents) {
         port_min,
         port_max: port_min + 1999,
         shards: 2,
+        pin: false,
     })
     .unwrap()
 }

@@ -12,6 +12,7 @@ fn engine(port_min: u16) -> (MediaEngine, MediaEvents) {
         port_min,
         port_max: port_min + 1999,
         shards: 2,
+        pin: false,
     })
     .unwrap()
 }
@@ -289,6 +290,7 @@ fn rejects_bad_config() {
             port_min,
             port_max,
             shards,
+            pin: false,
         })
         .is_err()
     };
