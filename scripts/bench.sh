@@ -19,6 +19,9 @@
 #                                registered to one SIPp UAS echoing RTP: CPU per bridged
 #                                call, packets relayed per second, and the floor for 2N
 #                                streams
+#   SHARDS=k                     [media] shards for holdfast (default: one per core); the
+#                                summary splits holdfast's CPU by thread (signalling = the
+#                                controller's thread, media-N = the shards)
 #
 # Each prints one summary line and writes target/bench/<kind>-<N>.json.
 set -euo pipefail
@@ -86,9 +89,10 @@ if [ -n "$admin_listen" ]; then
   # One wallboard: the server-sent snapshot stream the page itself consumes.
   curl -sN --max-time $((window + profile_seconds)) "http://$admin_listen/api/events" >"$dir/sse.out" 2>/dev/null &
 fi
-t0=$(cpu_ticks "$hf")
+t0=$(cpu_ticks "$hf"); th0=$(thread_ticks "$hf")
 sleep "$window"
-t1=$(cpu_ticks "$hf")
+t1=$(cpu_ticks "$hf"); th1=$(thread_ticks "$hf")
+threads=$(thread_cpu_json "$th0" "$th1" "$window")
 [ -n "$admin_listen" ] && sse_bytes=$(stat -c %s "$dir/sse.out")
 rss1=$(rss_kb "$hf")
 # The last two `media stats` lines (logged every 10 s) give the packet rates.
@@ -102,11 +106,13 @@ kill "$sink" 2>/dev/null || true
 
 run_floor
 
-python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/$label-$n.json" "$sse_bytes" "$label" "$stats0" <<'PY'
+python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/$label-$n.json" "$sse_bytes" "$label" "$stats0" "$threads" <<'PY'
 import json, re, sys
 n, t0, t1, hz, window, rss0, rss1 = (int(x) for x in sys.argv[1:8])
 floor, sipp_ok, stats, path = float(sys.argv[8]), sys.argv[9] == "1", sys.argv[10], sys.argv[11]
 sse_bytes, label, stats0 = int(sys.argv[12]), sys.argv[13], sys.argv[14]
+threads = json.loads(sys.argv[15])
+media = {k: v for k, v in threads.items() if k.startswith("media-")}
 cpu = 100.0 * (t1 - t0) / hz / window
 fields = dict(re.findall(r"(\w+)=([0-9.]+)", stats))
 fields0 = dict(re.findall(r"(\w+)=([0-9.]+)", stats0))
@@ -122,12 +128,14 @@ result = {
     "rtp_sent_per_s": rate("sent"), "rtp_expected_per_s": n * 50,
     "rtp_received_per_s": rate("received"),
     "engine": fields,
+    "threads_cpu_percent": threads, "shards": len(media),
+    "media_cpu_us_per_caller_per_s": round(sum(media.values()) / 100 * 1e6 / n, 2),
 }
 if sse_bytes:
     result["wallboard_bytes_per_s"] = round(sse_bytes / window)
 json.dump(result, open(path, "w"), indent=1)
 print(f"{label}: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ratio={result['ratio_to_floor']} "
-      f"us/caller/s={result['cpu_us_per_caller_per_s']} rss/caller={result['rss_kb_per_caller']}KB "
+      f"us/caller/s={result['cpu_us_per_caller_per_s']} shards={len(media)} threads={threads} rss/caller={result['rss_kb_per_caller']}KB "
       f"calls_ok={sipp_ok} sent/s={result['rtp_sent_per_s']} (of {n * 50}) "
       f"received/s={result['rtp_received_per_s']} wallboard_B/s={result.get('wallboard_bytes_per_s', '-')} engine: {stats.split('media stats')[-1].strip()}")
 PY

@@ -5,6 +5,38 @@ ulimit -n 65536 2>/dev/null || true
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU ticks of holdfast's threads, as "name=ticks" words: "signalling" is the main thread
+# (the controller, SIP I/O and the admin API run on it), "media-N" the shards, "other" the
+# rest (store writer...).
+thread_ticks() {
+  python3 - "$1" <<'PY'
+import glob, os, sys
+pid = sys.argv[1]
+out = {}
+for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+    try:
+        text = open(stat).read()
+    except OSError:
+        continue
+    tid = stat.split("/")[4]
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])
+    key = "signalling" if tid == pid else (name if name.startswith("media-") else "other")
+    out[key] = out.get(key, 0) + ticks
+print(" ".join(f"{k}={v}" for k, v in sorted(out.items())))
+PY
+}
+# The share of one core each thread group used between two thread_ticks snapshots, as JSON.
+thread_cpu_json() {
+  python3 - "$1" "$2" "$hz" "$3" <<'PY'
+import json, sys
+a = dict(w.split("=") for w in sys.argv[1].split())
+b = dict(w.split("=") for w in sys.argv[2].split())
+hz, window = int(sys.argv[3]), float(sys.argv[4])
+print(json.dumps({k: round(100.0 * (int(v) - int(a.get(k, 0))) / hz / window, 2) for k, v in sorted(b.items())}))
+PY
+}
 
 # A UDP socket that receives (so no ICMP port-unreachable) and never reads: packets are
 # queued and dropped at the receiver, the same for holdfast and for the floor program.
@@ -22,7 +54,8 @@ cargo build --release --quiet --bin holdfast --example udp_floor
 
 # The benchmark's holdfast.toml on stdout: SIP on 127.0.0.1:$1, RTP ports $2, admin API on
 # $3 ("" = off), data under $dir, a trunk allowed from loopback, and one queue "support" that
-# every number routes to. $4 and $5 are extra lines for [sip] and for the queue.
+# every number routes to. $4 and $5 are extra lines for [sip] and for the queue. SHARDS=k
+# sets [media] shards (default: one per core), PIN=1 pins them.
 bench_config() {
   cat <<TOML
 [sip]
@@ -34,6 +67,9 @@ ${4:-}
 listen = "$3"
 [store]
 data_dir = "$dir/data"
+[media]
+${SHARDS:+shards = $SHARDS}
+${PIN:+pin_shards = true}
 [[trunk]]
 name = "bench"
 allow = ["127.0.0.0/8"]

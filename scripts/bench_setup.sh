@@ -68,9 +68,10 @@ sleep 0.5
 sipp_pid=$(pgrep -n -P "$sipp_sh" sipp || pgrep -n -f "sipp $target" || echo "$sipp_sh")
 start=$(date +%s.%N)
 sleep 5
-t0=$(cpu_ticks "$hf"); s0=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0)
+t0=$(cpu_ticks "$hf"); s0=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0); th0=$(thread_ticks "$hf")
 sleep "$window"
-t1=$(cpu_ticks "$hf"); s1=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0)
+t1=$(cpu_ticks "$hf"); s1=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0); th1=$(thread_ticks "$hf")
+threads=$(thread_cpu_json "$th0" "$th1" "$window")
 wait "$sipp_sh" && sipp_ok=1 || sipp_ok=0
 elapsed=$(python3 -c "import time; print(round(time.time() - $start + 0.5, 1))")
 kill -TERM "$hf" 2>/dev/null || true
@@ -80,11 +81,13 @@ kill "$sink" 2>/dev/null || true
 run_floor "$n"
 
 python3 - "$rate" "$duration" "$calls" "$t0" "$t1" "$s0" "$s1" "$hz" "$window" "$floor_cpu" \
-  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate-$transport.json" "$transport" <<'PY'
+  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate-$transport.json" "$transport" "$threads" <<'PY'
 import csv, glob, json, sys
 rate, duration, calls, t0, t1, s0, s1, hz, window = (int(x) for x in sys.argv[1:10])
 floor, sipp_ok, elapsed, d, path = float(sys.argv[10]), sys.argv[11] == "1", float(sys.argv[12]), sys.argv[13], sys.argv[14]
 transport = sys.argv[15]
+threads = json.loads(sys.argv[16])
+signalling = threads.get("signalling", 0.0)
 cpu = 100.0 * (t1 - t0) / hz / window
 sipp_cpu = 100.0 * (s1 - s0) / hz / window
 rows = list(csv.DictReader(open(f"{d}/stat.csv"), delimiter=";"))
@@ -116,11 +119,17 @@ result = {
     "holdfast_minus_floor_percent": round(cpu - floor, 2),
     "ratio_to_floor": round(cpu / floor, 3) if floor else None,
     "sipp_elapsed_s": elapsed, "sipp_exit_ok": sipp_ok,
+    "threads_cpu_percent": threads,
+    # The controller's thread at this rate, per call, and the rate at which it would be
+    # busy all the time if its cost per call stayed the same (a projection).
+    "signalling_us_per_call": round(signalling / 100 * 1e6 / rate, 1),
+    "signalling_saturates_at_calls_per_s": round(rate * 100 / signalling) if signalling else None,
 }
 json.dump(result, open(path, "w"), indent=1)
 r = result
 print(f"setup: transport={transport} rate={rate}/s calls={r['calls_successful']}/{calls} failed={r['calls_failed']} "
       f"retrans={r['retransmissions']} invite->200 p50={pct(50)}ms p99={pct(99)}ms "
       f"holdfast_cpu={cpu:.1f}% floor({2*rate} streams)={floor:.1f}% minus_floor={cpu-floor:.1f}% "
-      f"sipp_cpu={sipp_cpu:.1f}% sipp_elapsed={elapsed}s")
+      f"sipp_cpu={sipp_cpu:.1f}% sipp_elapsed={elapsed}s threads={threads} "
+      f"signalling_us/call={r['signalling_us_per_call']} saturates_at~{r['signalling_saturates_at_calls_per_s']}/s")
 PY
