@@ -9,6 +9,8 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v linphonec >/dev/null || need+=(linphone-cli)
 command -v kamailio >/dev/null || need+=(kamailio)
+# Debian keeps initdb off PATH (and psql alone comes with the client package).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)

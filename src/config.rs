@@ -40,6 +40,8 @@ pub struct Config {
     pub admin: Admin,
     /// Where durable state lives.
     pub store: Store,
+    /// This node among several (with `[store] backend = "postgres"`).
+    pub cluster: Cluster,
     /// Hold music and prompt clips.
     pub media: Media,
     /// Priority names and their levels; lower is served first. When the table is present it
@@ -68,6 +70,7 @@ impl Default for Config {
             sip: Sip::default(),
             admin: Admin::default(),
             store: Store::default(),
+            cluster: Cluster::default(),
             media: Media::default(),
             priorities: [("vip", 0), ("normal", 5), ("low", 10)]
                 .into_iter()
@@ -192,12 +195,53 @@ impl Default for Admin {
 pub struct Store {
     /// Directory holding the SQLite database.
     pub data_dir: PathBuf,
+    /// Which database keeps the durable state.
+    pub backend: StoreBackend,
+    /// The PostgreSQL server (`backend = "postgres"`), a libpq-style URL such as
+    /// `postgres://holdfast@127.0.0.1:5432/holdfast`.
+    pub url: String,
+}
+
+/// `[store] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded SQLite file in `data_dir` (one node).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server, shared by every node of a cluster (docs/cluster.md).
+    Postgres,
+}
+
+/// `[cluster]`: this node's place among several sharing one PostgreSQL store.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This node's name, unique among the nodes; empty: the machine's host name.
+    pub node: String,
+}
+
+impl Cluster {
+    /// The node name in use: `node`, or the host name when it is empty.
+    #[must_use]
+    pub fn node_name(&self) -> String {
+        if !self.node.is_empty() {
+            return self.node.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "holdfast".to_owned())
+    }
 }
 
 impl Default for Store {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            backend: StoreBackend::Sqlite,
+            url: String::new(),
         }
     }
 }
@@ -517,6 +561,7 @@ impl Config {
             redact(&mut trunk.password);
         }
         redact(&mut shown.admin.token);
+        shown.store.url = redact_url_password(&shown.store.url);
         toml::to_string(&shown).expect("every config value has a TOML form")
     }
 
@@ -602,3 +647,18 @@ mod optional_addr {
 
 #[cfg(test)]
 mod tests;
+
+/// `postgres://user:secret@host/db` with the password replaced by `<redacted>`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -50,6 +50,16 @@ pub enum ServeError {
     /// The announcement clips could not be loaded.
     #[error("{0}")]
     Prompts(#[from] crate::media::prompts::PromptError),
+    /// The shared PostgreSQL store could not be opened.
+    #[error("store at {url} (node {node}): {source}")]
+    SharedStore {
+        /// `[store] url`, its password hidden.
+        url: String,
+        /// `[cluster] node`.
+        node: String,
+        /// Why.
+        source: crate::store::StoreError,
+    },
     /// The durable store could not be opened.
     #[error("store in {dir}: {source}")]
     Store {
@@ -278,26 +288,8 @@ pub(crate) fn write_record(store: &StoreHandle, unix_ms: i64, record: Record) {
 /// docs/behaviour.md §6 recovery: every committed callback that is not completed goes back into its queue
 /// at its original place, in the original order; new callers queue behind all of them.
 pub(crate) async fn restore_callbacks(b2bua: &mut B2bua, store: &StoreHandle, clock: &WallClock) {
-    let now = Instant::now();
     match store.pending_callbacks().wait().await {
-        Ok(records) => {
-            for record in records {
-                let retry_at = record.next_attempt_at_ms.map(|ms| clock.instant_at(ms));
-                if let Err(error) = b2bua.restore_callback(now, &record, retry_at) {
-                    tracing::error!(callback = record.id.0, %error, "callback cannot be restored: marked failed");
-                    let reply = store.set_callback_state(
-                        record.id,
-                        CallbackState::Failed,
-                        record.attempts,
-                        None,
-                        Some(error.to_string()),
-                    );
-                    if let Err(error) = reply.wait().await {
-                        tracing::error!(%error, "callback state not persisted");
-                    }
-                }
-            }
-        }
+        Ok(records) => restore_records(b2bua, store, clock, records).await,
         Err(error) => tracing::error!(%error, "pending callbacks could not be read"),
     }
     match store.seq_high_water().wait().await {
@@ -307,6 +299,33 @@ pub(crate) async fn restore_callbacks(b2bua: &mut B2bua, store: &StoreHandle, cl
     let waiting = b2bua.callbacks_waiting();
     if waiting > 0 {
         tracing::info!(waiting, "callbacks restored");
+    }
+}
+
+/// Puts stored open callbacks into their queues at their places (start-up, or taken over
+/// from a dead node of the cluster); one that cannot be restored is marked failed.
+pub(crate) async fn restore_records(
+    b2bua: &mut B2bua,
+    store: &StoreHandle,
+    clock: &WallClock,
+    records: Vec<crate::store::CallbackRecord>,
+) {
+    let now = Instant::now();
+    for record in records {
+        let retry_at = record.next_attempt_at_ms.map(|ms| clock.instant_at(ms));
+        if let Err(error) = b2bua.restore_callback(now, &record, retry_at) {
+            tracing::error!(callback = record.id.0, %error, "callback cannot be restored: marked failed");
+            let reply = store.set_callback_state(
+                record.id,
+                CallbackState::Failed,
+                record.attempts,
+                None,
+                Some(error.to_string()),
+            );
+            if let Err(error) = reply.wait().await {
+                tracing::error!(%error, "callback state not persisted");
+            }
+        }
     }
 }
 

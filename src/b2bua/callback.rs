@@ -129,6 +129,13 @@ impl B2bua {
         self.queues.advance_seq(seq);
     }
 
+    /// Makes this node one of a cluster's, with sequence slot `slot` from the store
+    /// ([`crate::queue::Queues::set_slot`]); the driver then advances the counter by the wall
+    /// clock ([`crate::queue::seq_floor_at`]).
+    pub fn set_seq_slot(&mut self, slot: u8) {
+        self.queues.set_slot(slot);
+    }
+
     /// Committed callbacks waiting or being dialled.
     pub fn callbacks_waiting(&self) -> usize {
         self.callbacks.len()

@@ -198,6 +198,10 @@ impl B2bua {
         let (id, attempts, queue) = (callback.id, callback.attempts, callback.queue);
         let (invite, first) = (attempt.invite.clone(), !attempt.authenticated);
         let number = callback.number.clone();
+        if let Err(StoreError::Adopted { node, .. }) = &result {
+            self.release_attempt(now, entry, leg);
+            return self.give_up_adopted(now, entry, node);
+        }
         if let Err(error) = result {
             tracing::error!(%error, callback = id.0, "dial-back attempt not recorded: not dialled");
             return self.attempt_failed(now, entry, leg, "attempt not recorded");

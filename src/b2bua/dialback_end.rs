@@ -101,6 +101,23 @@ impl B2bua {
 
     /// The end of a callback without a conversation: `failed` (out of the queue, never
     /// dialled again).
+    /// The store says another node of the cluster took this callback over while this one
+    /// was out of touch with it: it leaves this node's queue, with nothing written (the new
+    /// owner dials it; docs/cluster.md).
+    pub(super) fn give_up_adopted(&mut self, now: Instant, entry: EntryId, owner: &str) {
+        let Some(callback) = self.callbacks.remove(entry) else {
+            return;
+        };
+        self.offered.remove(&entry);
+        self.queues.leave(entry, LeaveReason::Removed);
+        self.drain_queue_events(now);
+        tracing::warn!(
+            callback = callback.id.0,
+            owner,
+            "callback taken over by another node: not dialled here"
+        );
+    }
+
     pub(super) fn fail_callback(&mut self, now: Instant, entry: EntryId, reason: &str) {
         let Some(callback) = self.callbacks.remove(entry) else {
             return;
@@ -132,7 +149,7 @@ impl B2bua {
     /// Tear down an attempt that reached nobody: the trunk side (CANCEL if still ringing; a
     /// 2xx not yet ACKed gets its ACK and a BYE), then the agent (BYE, available again
     /// without wrap-up).
-    fn release_attempt(&mut self, now: Instant, entry: EntryId, leg: LegKey) {
+    pub(super) fn release_attempt(&mut self, now: Instant, entry: EntryId, leg: LegKey) {
         if let Some((attempt, dialog)) = self.callbacks.take_attempt(entry) {
             match dialog {
                 Some(mut dialog) => {

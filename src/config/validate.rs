@@ -67,6 +67,28 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         "sip.max_transactions_per_source".into(),
         config.sip.max_transactions_per_source.into(),
     );
+    if config.store.backend == crate::config::StoreBackend::Postgres {
+        if config.store.url.is_empty() {
+            r.add(
+                "store.url",
+                "required with backend = \"postgres\" (e.g. postgres://holdfast@127.0.0.1:5432/holdfast)",
+            );
+        } else if let Err(error) = config.store.url.parse::<postgres::Config>() {
+            r.add("store.url", format!("not a PostgreSQL URL: {error}"));
+        }
+    }
+    if config.cluster.node.len() > 64
+        || !config
+            .cluster
+            .node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        r.add(
+            "cluster.node",
+            "at most 64 letters, digits, '-', '_' or '.'",
+        );
+    }
     if let Some(shards) = config.media.shards
         && !(1..=crate::config::MAX_SHARDS).contains(&shards)
     {

@@ -79,11 +79,29 @@ pub enum QueueEvent {
     },
 }
 
+/// Sequence slots of a cluster: a node's numbers differ from every other node's in
+/// `seq % SLOTS` (its slot, given by the store).
+pub const SLOTS: u64 = 256;
+
+/// Milliseconds from the Unix epoch to 2020-01-01, where cluster sequence numbers start.
+const SEQ_EPOCH_MS: u64 = 1_577_836_800_000;
+
+/// The lowest sequence number a cluster node may hand out at wall-clock time `unix_ms`: the
+/// milliseconds since 2020 times [`SLOTS`]. Every node raises its counter to this as time
+/// passes, so callers who joined on different nodes are ordered by when they joined (to
+/// within the nodes' clock offset); the numbers stay below 2⁵³ until the year 2106, so
+/// they are exact in JSON.
+pub fn seq_floor_at(unix_ms: u64) -> Seq {
+    Seq(unix_ms.saturating_sub(SEQ_EPOCH_MS).saturating_mul(SLOTS))
+}
+
 /// All queues of the server, the sequence counter and the dispatch rule.
 #[derive(Debug, Default)]
 pub struct Queues {
     queues: Vec<Queue>,
     next_seq: u64,
+    /// A node of a cluster hands out only numbers `≡ slot (mod SLOTS)` ([`Queues::set_slot`]).
+    slot: Option<u8>,
     /// Which queue each waiting entry is in, so callers need only the id.
     location: HashMap<EntryId, QueueId>,
     events: VecDeque<QueueEvent>,
@@ -131,9 +149,39 @@ impl Queues {
     }
 
     /// Makes future joins take numbers from `seq` on, never going backwards: after a restart
-    /// new callers must queue behind every number handed out before.
+    /// new callers must queue behind every number handed out before. A node of a cluster
+    /// takes the first number of its own slot at or after `seq`.
     pub fn advance_seq(&mut self, seq: Seq) {
-        self.next_seq = self.next_seq.max(seq.0);
+        self.next_seq = self.next_seq.max(self.align(seq.0));
+    }
+
+    /// Makes this node one of a cluster's (docs/cluster.md): the numbers it hands out are
+    /// `k × SLOTS + slot`, so no two nodes ever hand out the same one, and numbers of
+    /// different nodes interleave in the order the nodes advanced them (the driver advances
+    /// every node by the wall clock, [`seq_floor_at`]).
+    pub fn set_slot(&mut self, slot: u8) {
+        self.slot = Some(slot);
+        self.next_seq = self.align(self.next_seq);
+    }
+
+    /// The first number this node may hand out at or after `n`.
+    fn align(&self, n: u64) -> u64 {
+        match self.slot {
+            None => n,
+            Some(slot) => {
+                let slot = u64::from(slot);
+                let base = n - n % SLOTS;
+                if base + slot >= n {
+                    base + slot
+                } else {
+                    base.saturating_add(SLOTS + slot)
+                }
+            }
+        }
+    }
+
+    fn stride(&self) -> u64 {
+        if self.slot.is_some() { SLOTS } else { 1 }
     }
 
     /// A new arrival joins `queue` at the back of its level; returns its sequence number.
@@ -151,7 +199,7 @@ impl Queues {
         }
         let seq = Seq(self.next_seq);
         self.insert(now, queue, id, level, seq, kind)?;
-        self.next_seq += 1;
+        self.next_seq += self.stride();
         Ok(seq)
     }
 
@@ -404,5 +452,52 @@ mod tests {
         let (queue, entry) = qs.get(EntryId(4)).unwrap();
         assert_eq!((queue, entry.kind), (b, EntryKind::Callback));
         assert_eq!(qs.set_kind(EntryId(5), EntryKind::Callback), None);
+    }
+
+    #[test]
+    fn cluster_nodes_hand_out_numbers_of_their_own_slot_in_wall_clock_order() {
+        let now = Instant::now();
+        let (mut a, mut b) = (Queues::new(), Queues::new());
+        let (qa, qb) = (a.add_queue("support", 100), b.add_queue("support", 100));
+        a.set_slot(0);
+        b.set_slot(7);
+        // Both advanced by the same clock: 10:00:00.000 and 10:00:00.003.
+        let t = 1_764_583_200_000;
+        a.advance_seq(seq_floor_at(t));
+        b.advance_seq(seq_floor_at(t));
+        let a1 = a.join(now, qa, EntryId(1), 5, EntryKind::Caller).unwrap();
+        let a2 = a.join(now, qa, EntryId(2), 5, EntryKind::Caller).unwrap();
+        let b1 = b.join(now, qb, EntryId(1), 5, EntryKind::Caller).unwrap();
+        a.advance_seq(seq_floor_at(t + 3));
+        b.advance_seq(seq_floor_at(t + 3));
+        let b2 = b.join(now, qb, EntryId(2), 5, EntryKind::Caller).unwrap();
+        let a3 = a.join(now, qa, EntryId(3), 5, EntryKind::Caller).unwrap();
+        for s in [a1, a2, a3] {
+            assert_eq!(s.0 % SLOTS, 0);
+        }
+        for s in [b1, b2] {
+            assert_eq!(s.0 % SLOTS, 7);
+        }
+        // Same millisecond: a1 < b1 by slot; a2 is one step later. Three ms on, both later.
+        assert!(
+            a1 < b1 && b1 < a2 && a2 < b2 && a2 < a3,
+            "{a1:?} {b1:?} {a2:?} {b2:?} {a3:?}"
+        );
+        assert_eq!(a3, seq_floor_at(t + 3));
+        assert_eq!(b2.0, seq_floor_at(t + 3).0 + 7);
+        // An adopted callback from b keeps b's number and pushes a's counter past it.
+        a.join_with_seq(
+            now,
+            qa,
+            EntryId(9),
+            5,
+            Seq(b2.0 + SLOTS),
+            EntryKind::Callback,
+        )
+        .unwrap();
+        assert!(a.next_seq() > Seq(b2.0 + SLOTS));
+        assert_eq!(a.next_seq().0 % SLOTS, 0);
+        // Exact in JSON until 2106.
+        assert!(seq_floor_at(4_291_747_200_000).0 < 1 << 53);
     }
 }

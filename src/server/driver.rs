@@ -33,7 +33,9 @@ use crate::admin::{self, AdminRequest};
 use crate::b2bua::{AttemptToken, B2bua, CallKey, MediaCommand, StoreRequest};
 use crate::config::Config;
 use crate::media::engine::{EngineConfig, MediaEngine, MediaEvent, MediaEvents};
-use crate::store::{CallbackId, CallbackState, SqliteStore, StoreError, StoreHandle, StoreThread};
+use crate::store::{
+    CallbackId, CallbackState, PostgresStore, SqliteStore, StoreError, StoreHandle, StoreThread,
+};
 
 /// Longest a graceful stop waits for BYE responses: a peer that never answers must not keep
 /// a supervisor waiting (Timer F would take 32 s).
@@ -60,6 +62,8 @@ enum StoreReply {
     AttemptRecorded(AttemptToken, Result<(), StoreError>),
     /// A dial-back's `completed`: back to the controller, which ACKs and bridges then.
     Completed(AttemptToken, Result<(), StoreError>),
+    /// The lease renewed, with the callbacks taken over from dead nodes.
+    Lease(Result<Vec<crate::store::CallbackRecord>, StoreError>),
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = StoreReply> + Send>>;
@@ -87,6 +91,48 @@ pub struct Server {
     /// Opens holdfast's own connections.
     connector: streams::Connector,
     tls_addr: Option<SocketAddr>,
+    /// This node's sequence slot when it is one of a cluster's (shared store).
+    slot: Option<u8>,
+}
+
+/// Opens the configured store on its own thread; with the shared PostgreSQL store, also this
+/// node's sequence slot.
+fn open_store(config: &Config) -> Result<(StoreHandle, StoreThread, Option<u8>), ServeError> {
+    match config.store.backend {
+        crate::config::StoreBackend::Sqlite => {
+            let data_dir = config.store.data_dir.clone();
+            let store = SqliteStore::open(&data_dir).map_err(|source| ServeError::Store {
+                dir: data_dir.clone(),
+                source,
+            })?;
+            let (store, thread) = StoreHandle::spawn(store)?;
+            Ok((store, thread, None))
+        }
+        crate::config::StoreBackend::Postgres => {
+            let url = config.store.url.clone();
+            let node = config.cluster.node_name();
+            // The blocking client runs its own runtime: open it off this one.
+            let opened = {
+                let (url, node) = (url.clone(), node.clone());
+                std::thread::spawn(move || PostgresStore::open(&url, &node))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(crate::store::StoreError::Postgres(
+                            "connect panicked".into(),
+                        ))
+                    })
+            };
+            let store = opened.map_err(|source| ServeError::SharedStore {
+                url: crate::config::redact_url_password(&url),
+                node: node.clone(),
+                source,
+            })?;
+            let slot = store.slot();
+            tracing::info!(%node, slot, "joined the cluster (PostgreSQL store)");
+            let (store, thread) = StoreHandle::spawn(store)?;
+            Ok((store, thread, Some(slot)))
+        }
+    }
 }
 
 impl Server {
@@ -96,12 +142,7 @@ impl Server {
         raise_nofile_limit();
         let music = load_music(&config)?;
         let prompts = load_prompts(&config)?;
-        let data_dir = config.store.data_dir.clone();
-        let store = SqliteStore::open(&data_dir).map_err(|source| ServeError::Store {
-            dir: data_dir.clone(),
-            source,
-        })?;
-        let (store, store_thread) = StoreHandle::spawn(store)?;
+        let (store, store_thread, slot) = open_store(&config)?;
         let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
         let mut outcomes = Vec::new();
         for queue in &config.queues {
@@ -170,6 +211,9 @@ impl Server {
         };
         let mut b2bua = B2bua::new(config, music, prompts, Instant::now(), rand::random());
         b2bua.seed_keys(rand::random());
+        if let Some(slot) = slot {
+            b2bua.set_seq_slot(slot);
+        }
         for (queue, history) in histories {
             let count = history.len();
             b2bua.restore_handle_times(
@@ -210,6 +254,7 @@ impl Server {
             connections: HashMap::new(),
             connector,
             tls_addr,
+            slot,
         };
         // The first RTP ports are bound before the first call can arrive.
         server.flush_media();
@@ -241,11 +286,18 @@ impl Server {
         tokio::pin!(shutdown);
         let mut stopping_since: Option<Instant> = None;
         let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+        // A node of a cluster renews its lease and takes over dead nodes' callbacks.
+        let mut lease_tick = tokio::time::interval(crate::store::HEARTBEAT);
         let mut trim = super::MemoryTrim::default();
         let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
         // What start-up queued leaves at once: the CANCELs of INVITEs from before a restart.
         self.send_transmits().await;
         loop {
+            if self.slot.is_some() {
+                self.b2bua.advance_seq(crate::queue::seq_floor_at(
+                    u64::try_from(self.clock.unix_ms(Instant::now())).unwrap_or(0),
+                ));
+            }
             let sleep_until = self
                 .b2bua
                 .poll_timeout()
@@ -293,7 +345,19 @@ impl Server {
                     StoreReply::Completed(token, result) => {
                         self.b2bua.completion_recorded(Instant::now(), token, result);
                     }
+                    StoreReply::Lease(Ok(adopted)) if !adopted.is_empty() => {
+                        tracing::warn!(count = adopted.len(), "took over the callbacks of a node whose lease ran out");
+                        super::restore_records(&mut self.b2bua, &self.store, &self.clock, adopted).await;
+                    }
+                    StoreReply::Lease(Ok(_)) => {}
+                    StoreReply::Lease(Err(error)) => {
+                        tracing::error!(%error, "cluster lease not renewed (PostgreSQL unreachable?)");
+                    }
                 },
+                _ = lease_tick.tick(), if self.slot.is_some() && stopping_since.is_none() => {
+                    let reply = self.store.renew_lease();
+                    replies.push(Box::pin(async move { StoreReply::Lease(reply.wait().await) }));
+                }
                 _ = stats_tick.tick() => {
                     log_media_stats(&self.engine);
                     trim.check(self.b2bua.transactions_in_flight());

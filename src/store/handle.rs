@@ -77,6 +77,7 @@ enum Request {
     RecentEvents(usize, Tx<Vec<CallEvent>>),
     SeqHighWater(Tx<Seq>),
     SetSeqHighWater(Seq, Tx<()>),
+    RenewLease(Tx<Vec<CallbackRecord>>),
     Flush(Tx<()>),
 }
 
@@ -246,6 +247,12 @@ impl StoreHandle {
         self.request(|tx| Request::SetSeqHighWater(seq, tx))
     }
 
+    /// Renews this node's lease in a shared store; the reply holds the callbacks of dead
+    /// nodes it took over ([`Store::renew_lease`]).
+    pub fn renew_lease(&self) -> Reply<Vec<CallbackRecord>> {
+        self.request(Request::RenewLease)
+    }
+
     /// Resolves once every record sent before it is committed (or counted as dropped).
     pub fn flush(&self) -> Reply<()> {
         self.request(Request::Flush)
@@ -354,6 +361,9 @@ fn execute(store: &mut impl Store, request: Request) {
         }
         Request::SetSeqHighWater(seq, tx) => {
             let _ = tx.send(store.set_seq_high_water(seq));
+        }
+        Request::RenewLease(tx) => {
+            let _ = tx.send(store.renew_lease());
         }
         Request::Flush(tx) => {
             let _ = tx.send(Ok(()));

@@ -11,8 +11,8 @@
 //!   number handed out before.
 //!
 //! [`Store`] is the backend trait; [`SqliteStore`] is the embedded default (one file,
-//! `holdfast.db`, in `data_dir`). A shared backend for several nodes (docs/behaviour.md §10) implements
-//! the same trait later. [`StoreHandle`] runs any backend on its own thread so the call
+//! `holdfast.db`, in `data_dir`); [`PostgresStore`] is the backend several nodes share
+//! (docs/cluster.md), with a lease per node and callbacks owned by a node. [`StoreHandle`] runs any backend on its own thread so the call
 //! controller never waits for an fsync; see its docs for the exact durability guarantees.
 //!
 //! Times are Unix milliseconds (`i64`), given by the caller: the store never reads the clock
@@ -21,11 +21,13 @@
 //! Imports: only the queue's value types ([`Seq`], [`Level`]); nothing of SIP or media.
 
 mod handle;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
 pub use handle::{CHANNEL_CAPACITY, Reply, StoreHandle, StoreThread};
+pub use postgres::{HEARTBEAT, LEASE, MAX_NODES, PG_SCHEMA_VERSION, PostgresStore};
 pub use sqlite::{DB_FILE, ESTIMATE_OUTCOMES_KEPT, HANDLE_TIMES_KEPT, SCHEMA_VERSION, SqliteStore};
 
 use crate::queue::{Level, Seq};
@@ -309,6 +311,21 @@ pub enum StoreError {
     /// Any SQLite error (I/O, full disk, locked beyond the busy timeout, corrupt file).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL error (server unreachable, connection lost, a statement refused).
+    #[error("postgres: {0}")]
+    Postgres(String),
+    /// The callback now belongs to another node, which adopted it while this one was out of
+    /// touch with the store; this node must not dial it.
+    #[error("callback {id} was taken over by node {node}")]
+    Adopted {
+        /// The callback.
+        id: i64,
+        /// Its owner now.
+        node: String,
+    },
+    /// Every node slot is taken.
+    #[error("the cluster already has {0} nodes")]
+    ClusterFull(i16),
 }
 
 /// A durable backend. Every method returns only after its transaction is committed with the
@@ -386,4 +403,11 @@ pub trait Store {
 
     /// Raises the high-water mark to `seq`; a lower value is ignored (it never goes back).
     fn set_seq_high_water(&mut self, seq: Seq) -> Result<(), StoreError>;
+
+    /// A shared store: renews this node's lease and takes over the open callbacks of nodes
+    /// whose lease ran out, returning them in `seq` order (each goes to exactly one node).
+    /// A store of one node has nothing to do.
+    fn renew_lease(&mut self) -> Result<Vec<CallbackRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }

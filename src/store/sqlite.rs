@@ -180,14 +180,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
 }
 
-fn seq_to_sql(seq: Seq) -> Result<i64, StoreError> {
+pub(super) fn seq_to_sql(seq: Seq) -> Result<i64, StoreError> {
     i64::try_from(seq.0).map_err(|_| StoreError::OutOfRange {
         what: "sequence number",
         value: seq.0,
     })
 }
 
-fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what} {value}"))
 }
 
@@ -412,15 +412,13 @@ impl Store for SqliteStore {
                     pruned.insert(h.queue.as_str());
                 }
                 Record::EstimateOutcome(o) => {
-                    let quantiles: Vec<String> =
-                        o.quantiles.iter().map(|q| format!("{q:.3}")).collect();
                     tx.prepare_cached(
                         "INSERT INTO estimate_outcomes (queue, quantiles, waited_ms) \
                          VALUES (?1, ?2, ?3)",
                     )?
                     .execute(params![
                         o.queue,
-                        quantiles.join(","),
+                        quantiles_to_text(&o.quantiles),
                         i64::try_from(o.waited_ms).unwrap_or(i64::MAX)
                     ])?;
                     pruned_outcomes.insert(o.queue.as_str());
@@ -461,16 +459,7 @@ impl Store for SqliteStore {
         while let Some(row) = rows.next()? {
             let text: String = row.get(0)?;
             let waited: i64 = row.get(1)?;
-            let quantiles = text
-                .split(',')
-                .map(|q| q.parse::<f64>().ok().filter(|q| q.is_finite()))
-                .collect::<Option<Vec<f64>>>()
-                .ok_or_else(|| corrupt("estimate quantiles", &text))?;
-            out.push(EstimateOutcome {
-                queue: queue.to_owned(),
-                quantiles,
-                waited_ms: u64::try_from(waited).map_err(|_| corrupt("waited_ms", waited))?,
-            });
+            out.push(outcome_from_row(queue, &text, waited)?);
         }
         Ok(out)
     }
@@ -533,4 +522,28 @@ fn raise_high_water(conn: &Connection, value: i64) -> Result<(), StoreError> {
     )?
     .execute(params![SEQ_HIGH_WATER, value])?;
     Ok(())
+}
+
+/// The `quantiles` column: seconds, comma-separated, lowest first.
+pub(super) fn quantiles_to_text(quantiles: &[f64]) -> String {
+    let parts: Vec<String> = quantiles.iter().map(|q| format!("{q:.3}")).collect();
+    parts.join(",")
+}
+
+/// An `estimate_outcomes` row read back.
+pub(super) fn outcome_from_row(
+    queue: &str,
+    text: &str,
+    waited: i64,
+) -> Result<EstimateOutcome, StoreError> {
+    let quantiles = text
+        .split(',')
+        .map(|q| q.parse::<f64>().ok().filter(|q| q.is_finite()))
+        .collect::<Option<Vec<f64>>>()
+        .ok_or_else(|| corrupt("estimate quantiles", text))?;
+    Ok(EstimateOutcome {
+        queue: queue.to_owned(),
+        quantiles,
+        waited_ms: u64::try_from(waited).map_err(|_| corrupt("waited_ms", waited))?,
+    })
 }

@@ -4,6 +4,7 @@
 
 pub mod kamailio;
 pub mod phones;
+pub mod postgres;
 pub mod streams;
 
 #[allow(unused_imports)] // each test binary uses the phones it needs
