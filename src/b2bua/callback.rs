@@ -364,8 +364,9 @@ impl B2bua {
             Some(reconcile) => self.start_reconcile(now, entry, callback, reconcile),
             None => self.callbacks.insert(entry, callback, retry_at),
         }
-        #[cfg(debug_assertions)]
-        self.check_invariants();
+        // A free agent takes it at once (one taken over from a dead node arrives while
+        // agents are already registered here).
+        self.process_events(now);
         tracing::info!(
             callback = record.id.0,
             queue = %request.queue,

@@ -2,6 +2,7 @@
 //! a generated config, talk SIP to it over UDP, run SIPp scenarios from `sipp/`.
 #![allow(dead_code)]
 
+pub mod dialback;
 pub mod kamailio;
 pub mod phones;
 pub mod postgres;
@@ -61,6 +62,10 @@ pub struct Setup {
     pub trunk_extra: String,
     /// Extra lines for the `[media]` table (e.g. `shards = 3`).
     pub media_extra: String,
+    /// Extra lines for the `[store]` table (e.g. `backend = "postgres"`).
+    pub store_extra: String,
+    /// `[cluster] node`, when set.
+    pub cluster_node: Option<String>,
     /// `[store] data_dir`; `None`: a `data` directory in the test's scratch directory.
     /// Set it to restart holdfast on the same database.
     pub data_dir: Option<PathBuf>,
@@ -85,6 +90,8 @@ impl Setup {
             trunk_address: "127.0.0.1:5070".to_string(),
             trunk_extra: String::new(),
             media_extra: String::new(),
+            store_extra: String::new(),
+            cluster_node: None,
             data_dir: None,
             admin: "listen = \"\"\n".to_string(),
             args: Vec::new(),
@@ -116,7 +123,7 @@ impl Holdfast {
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\npublic_address = \"127.0.0.1\"\n\
              rtp_ports = \"{}-{}\"\nmax_calls = {}\n{}\n[admin]\n{}\n\
-             [store]\ndata_dir = \"{}\"\n\n[media]\nmusic = [\"{}\"]\n{}\n\
+             [store]\ndata_dir = \"{}\"\n{}{}\n[media]\nmusic = [\"{}\"]\n{}\n\
              [[trunk]]\nname = \"carrier\"\nallow = [\"{}\"]\naddress = \"{}\"\n{}\n{queues}",
             setup.rtp_base,
             setup.rtp_base + 999,
@@ -128,6 +135,12 @@ impl Holdfast {
                 .clone()
                 .unwrap_or_else(|| dir.join("data"))
                 .display(),
+            setup.store_extra,
+            setup
+                .cluster_node
+                .as_ref()
+                .map(|node| format!("[cluster]\nnode = \"{node}\"\n"))
+                .unwrap_or_default(),
             music.display(),
             setup.media_extra,
             setup.trunk_allow,
