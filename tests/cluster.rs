@@ -110,3 +110,94 @@ fn an_unreachable_store_is_a_clear_error() {
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// Kamailio with the shipped `deploy/kamailio/kamailio.cfg` in front of two nodes: trunk
+/// calls are spread over both; an agent that registered through it (Path, RFC 3327) with a
+/// Contact nobody answers on is reached at the address its REGISTER came from, through
+/// Kamailio; a node killed with `kill -9` is taken out and new calls all reach the other.
+#[test]
+fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
+    let pg = Postgres::start();
+    let url = pg.database("front");
+    let trunk_port = free_udp_port();
+    let a = Holdfast::start("front-a", &node("a", &url, 45_000, trunk_port));
+    let mut b = Holdfast::start("front-b", &node("b", &url, 46_000, trunk_port));
+    let front = common::kamailio::Kamailio::front("front", &[a.sip, b.sip]);
+
+    // alice registers from `phone` (where her SIPp will answer), naming a dead Contact port.
+    let phone = free_udp_port();
+    let dead = free_udp_port().to_string();
+    let out = common::sipp(
+        "agent_register.xml",
+        front.addr,
+        &[
+            "-m", "1", "-s", "alice", "-au", "alice", "-ap", "alice-secret", "-key",
+            "contact_port", &dead, "-key", "expires", "3600", "-p", &phone.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "registration through Kamailio failed:\n{}", front.log());
+    let (home, other) = if a.log().contains("Registered { user: \"alice\" }") {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert!(home.log().contains("Registered { user: \"alice\" }"), "{}", home.log());
+    let mut agent = uas("agent.xml", phone, 1, &[]);
+
+    // Four callers through Kamailio: two per node; the first on alice's node reaches her.
+    let (_sink, sink_port) = common::rtp_sink();
+    let sink_port = sink_port.to_string();
+    let out = common::sipp(
+        "caller.xml",
+        front.addr,
+        &["-m", "4", "-l", "4", "-r", "4", "-d", "4000", "-key", "rtp_port", &sink_port],
+    );
+    assert!(
+        out.status.success(),
+        "calls through Kamailio failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        front.log()
+    );
+    let new_to = |node: &Holdfast| {
+        front
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains("HOLDFAST-DISPATCH INVITE")
+                    && l.contains("kind=new")
+                    && l.contains(&format!("du=sip:{}", node.sip))
+            })
+            .count()
+    };
+    assert_eq!((new_to(&a), new_to(&b)), (2, 2), "round-robin:\n{}", front.log());
+    assert!(
+        wait_exit(&mut agent, Duration::from_secs(20)),
+        "alice was not reached through her Path; home node:\n{}\nKamailio:\n{}",
+        home.log(),
+        front.log()
+    );
+    assert!(
+        front.log().lines().any(|l| l.contains("HOLDFAST-DISPATCH INVITE")
+            && l.contains("kind=from-node")
+            && l.contains(&format!("du=sip:127.0.0.1:{phone}"))),
+        "{}",
+        front.log()
+    );
+    assert!(other.log().contains("Joined"), "{}", other.log());
+
+    // b dies: Kamailio's probes take it out, and every new call reaches a.
+    b.kill9();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !front.log().contains("HOLDFAST-DS down") {
+        assert!(std::time::Instant::now() < deadline, "b never marked down:\n{}", front.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = new_to(&a);
+    let out = common::sipp(
+        "caller.xml",
+        front.addr,
+        &["-m", "3", "-l", "3", "-r", "3", "-d", "1000", "-key", "rtp_port", &sink_port],
+    );
+    assert!(out.status.success(), "calls after b died failed:\n{}", front.log());
+    assert_eq!(new_to(&a), before + 3, "{}", front.log());
+}

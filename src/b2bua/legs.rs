@@ -138,7 +138,7 @@ impl B2bua {
         if self.agents.get(agent).map(|a| a.state()) != Some(AgentState::Available) {
             return Err(DispatchError::NotAvailable);
         }
-        let (contact, destination) = self
+        let (contact, destination, path) = self
             .agent_target(&user)
             .ok_or(DispatchError::NotRegistered)?;
         let purpose = if self.calls.contains_key(&call_key) {
@@ -161,7 +161,7 @@ impl B2bua {
             local.offered_keys = vec![CryptoAttr { tag: 1, key }];
         }
         let offer_sdp = local.offer(self.config.sip.public_address);
-        let invite = self.agent_invite(&contact, &user, &caller, &queue_name, &offer_sdp);
+        let invite = self.agent_invite(&contact, &path, &user, &caller, &queue_name, &offer_sdp);
         let client = match self
             .sip
             .transactions
@@ -208,14 +208,22 @@ impl B2bua {
     /// Where to send an agent's INVITE: the Contact it registered, at the address the
     /// REGISTER came from when the Contact names another host (NAT) or no IP literal —
     /// holdfast never looks a name up.
-    fn agent_target(&self, user: &str) -> Option<(rsip::Uri, SocketAddr)> {
+    fn agent_target(&self, user: &str) -> Option<(rsip::Uri, SocketAddr, Vec<String>)> {
         let binding = self.registration.registrar.binding(user)?;
         let contact: rsip::Uri = binding.contact_uri()?;
         let source = binding.source;
+        // Registered through proxies that added Path (RFC 3327 §5.4): the INVITE goes to the
+        // first of them with the Path as its Route; the phone's Contact may be unreachable
+        // from here. The first Path hop is the proxy the REGISTER came from, unless it names
+        // an address of its own.
+        if !binding.path.is_empty() {
+            let hop = binding.first_hop().unwrap_or(source);
+            return Some((contact, hop, binding.path.clone()));
+        }
         // Registered over a connection: the phone is reached over that connection (RFC 5626
         // §5.3), whatever its Contact says; the connection may be the only way through its NAT.
         if self.sip.flows.contains_key(&source) {
-            return Some((contact, source));
+            return Some((contact, source, Vec::new()));
         }
         let direct = match &contact.host_with_port.host {
             rsip::Host::IpAddr(ip) if *ip == source.ip() => Some(SocketAddr::new(
@@ -228,7 +236,7 @@ impl B2bua {
             )),
             _ => None,
         };
-        Some((contact, direct.unwrap_or(source)))
+        Some((contact, direct.unwrap_or(source), Vec::new()))
     }
 
     /// The INVITE to an agent: the caller's number and name in From so the phone shows who
@@ -236,6 +244,7 @@ impl B2bua {
     fn agent_invite(
         &mut self,
         contact: &rsip::Uri,
+        path: &[String],
         user: &str,
         caller: &str,
         queue: &str,
@@ -248,14 +257,20 @@ impl B2bua {
             caller
         };
         let display = caller_user.replace(['"', '\\'], "");
+        // The stored Path is the preloaded route set (RFC 3327 §5.4, RFC 3261 §8.1.2).
+        let mut extra: Vec<Header> = path
+            .iter()
+            .map(|hop| Header::Route(rsip::headers::Route::new(hop.clone())))
+            .collect();
+        extra.push(Header::Subject(rsip::headers::Subject::new(format!(
+            "Queue: {queue}"
+        ))));
+        extra.push(Header::Other("X-Holdfast-Queue".into(), queue.into()));
         self.new_invite(
             contact.clone(),
             format!("\"{display}\" <sip:{caller_user}@{host}>"),
             format!("<sip:{user}@{host}>"),
-            vec![
-                Header::Subject(rsip::headers::Subject::new(format!("Queue: {queue}"))),
-                Header::Other("X-Holdfast-Queue".into(), queue.into()),
-            ],
+            extra,
             sdp,
         )
     }

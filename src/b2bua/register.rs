@@ -209,6 +209,10 @@ impl B2bua {
             Ok(binding) => {
                 let mut response = message::response(&request, 200, None);
                 if let Some(binding) = binding {
+                    // RFC 3327 §5.3: the Path stored is echoed, so the phone knows it.
+                    for hop in &binding.path {
+                        push_other(&mut response, "Path", hop);
+                    }
                     push_other(&mut response, "Contact", &binding.contact_header(now));
                 }
                 let response = message::with_to_tag(response, &self.sip.ids.tag());

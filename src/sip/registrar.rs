@@ -41,6 +41,9 @@ pub struct Binding {
     pub source: SocketAddr,
     /// When the binding lapses unless refreshed.
     pub expires_at: Instant,
+    /// The REGISTER's `Path` values in order (RFC 3327 §5.3): the proxies between holdfast
+    /// and the phone, used as the Route of every request to it (§5.4).
+    pub path: Vec<String>,
 }
 
 impl Binding {
@@ -49,6 +52,19 @@ impl Binding {
         let left = self.expires_at.saturating_duration_since(now);
         let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+
+    /// The address of the first `Path` hop when it names an IP address (port 5060 when it
+    /// names none); `None` without a Path or for a host name.
+    pub fn first_hop(&self) -> Option<SocketAddr> {
+        let uri = uri::parse(uri::addr_spec(self.path.first()?)?)?;
+        match uri.host_with_port.host {
+            rsip::Host::IpAddr(ip) => Some(SocketAddr::new(
+                ip,
+                uri.host_with_port.port.map_or(5060, |p| *p.value()),
+            )),
+            rsip::Host::Domain(_) => None,
+        }
     }
 
     /// The Contact as a URI (the Request-URI of INVITEs to this phone).
@@ -126,6 +142,9 @@ pub struct RegisterRequest {
     /// The requested expiry in seconds: the Contact's `expires` parameter, else the
     /// `Expires` header, else `None` (the registrar's default applies).
     pub expires: Option<u32>,
+    /// `Path` header values in order, each one URI (RFC 3327 §4: the first is the proxy
+    /// nearest holdfast).
+    pub path: Vec<String>,
 }
 
 /// The Contact part of a REGISTER.
@@ -171,11 +190,47 @@ pub fn read_register(request: &rsip::Request) -> Result<RegisterRequest, Registe
             (ContactRequest::Uri(text.to_owned()), param)
         }
     };
+    let path = request
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let (name, value) = super::build::header_parts(h);
+            name.eq_ignore_ascii_case("Path").then_some(value)
+        })
+        .flat_map(split_uri_list)
+        .collect::<Vec<_>>();
+    if path
+        .iter()
+        .any(|p| uri::addr_spec(p).and_then(uri::parse).is_none())
+    {
+        return Err(RegisterError::BadContact);
+    }
     Ok(RegisterRequest {
         aor_user: header_user(request, "To"),
         contact,
         expires: param_expires.or(header_expires),
+        path,
     })
+}
+
+/// The entries of a comma-separated list of `<uri>` values (commas inside `<>` kept).
+fn split_uri_list(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0u32, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(value[start..i].trim().to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim().to_owned());
+    out.retain(|v| !v.is_empty());
+    out
 }
 
 /// `delta-seconds`; values beyond 2³²−1 mean 2³²−1 (§20.19 via RFC 2616 §14.21's rule).
@@ -270,7 +325,15 @@ impl Registrar {
                 Ok(None)
             }
             ContactRequest::Uri(contact) => {
-                self.register(now, user, contact, request.expires, source)
+                let binding = self.register(now, user, contact, request.expires, source)?;
+                // The Path of the REGISTER that made or refreshed the binding (§5.3).
+                Ok(binding.map(|mut b| {
+                    if let Some(stored) = self.bindings.get_mut(user) {
+                        stored.path.clone_from(&request.path);
+                    }
+                    b.path.clone_from(&request.path);
+                    b
+                }))
             }
         }
     }
@@ -310,6 +373,7 @@ impl Registrar {
             contact: contact.to_owned(),
             source,
             expires_at,
+            path: Vec::new(),
         };
         match self.bindings.insert(user.to_owned(), binding.clone()) {
             Some(old) => {

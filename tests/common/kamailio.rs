@@ -39,6 +39,9 @@ use std::time::{Duration, Instant};
 /// The proxy's config file.
 pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kamailio/proxy.cfg");
 
+/// The cluster front shipped for operators (`deploy/kamailio/`).
+pub const FRONT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kamailio/kamailio.cfg");
+
 /// Kamailio's exit status when it cannot bind its listen socket (or fails to start at all).
 const KAMAILIO_START_FAILED: i32 = 255;
 
@@ -65,7 +68,24 @@ impl Kamailio {
     /// [`Kamailio::start`] with extra config defines (`-A`), e.g. `"DOUBLE_RR"`: two
     /// Record-Route headers (`;r2=on`) instead of one.
     pub fn start_with(name: &str, forward_to: SocketAddr, defines: &[&str]) -> Kamailio {
+        let mut all = vec![format!("HOLDFAST_HOSTPORT=\"{forward_to}\"")];
+        all.extend(defines.iter().map(|d| (*d).to_owned()));
         let dir = super::scratch_dir(&format!("kamailio-{name}"));
+        Self::launch(dir, CONFIG, &all, forward_to)
+    }
+
+    /// The cluster front of `deploy/kamailio/kamailio.cfg` (dispatcher over `nodes`, Path on
+    /// REGISTER, OPTIONS probing every second), on a free loopback UDP port.
+    pub fn front(name: &str, nodes: &[SocketAddr]) -> Kamailio {
+        let dir = super::scratch_dir(&format!("kamailio-{name}"));
+        let list = dir.join("dispatcher.list");
+        let lines: String = nodes.iter().map(|n| format!("1 sip:{n} 0 0\n")).collect();
+        std::fs::write(&list, lines).expect("write dispatcher.list");
+        let defines = [format!("DISPATCHER_LIST=\"{}\"", list.display())];
+        Self::launch(dir, FRONT_CONFIG, &defines, nodes[0])
+    }
+
+    fn launch(dir: PathBuf, config: &str, defines: &[String], forward_to: SocketAddr) -> Kamailio {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -75,12 +95,10 @@ impl Kamailio {
             let mut command = Command::new("kamailio");
             command
                 .arg("-f")
-                .arg(CONFIG)
+                .arg(config)
                 .args(["-DD", "-E", "-n", "1", "-m", "8", "-M", "4"])
                 .arg("-l")
-                .arg(format!("udp:{addr}"))
-                .arg("-A")
-                .arg(format!("HOLDFAST_HOSTPORT=\"{forward_to}\""));
+                .arg(format!("udp:{addr}"));
             for define in defines {
                 command.arg("-A").arg(define);
             }

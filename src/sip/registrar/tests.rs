@@ -260,3 +260,40 @@ fn apply_handles_query_wildcard_and_bind() {
     );
     assert_eq!(r.poll_timeout(), None);
 }
+
+#[test]
+fn the_path_of_a_register_is_kept_with_the_binding_and_names_the_first_hop() {
+    let read = read_register(&request(&format!(
+        "Path: <sip:10.0.0.5:5090;lr;received=sip:192.168.1.20:5060>\r\n\
+         Path: <sip:edge.example.com;lr>, <sip:10.0.0.9;lr>\r\n\
+         Contact: <{CONTACT}>\r\n"
+    )))
+    .unwrap();
+    assert_eq!(
+        read.path,
+        [
+            "<sip:10.0.0.5:5090;lr;received=sip:192.168.1.20:5060>",
+            "<sip:edge.example.com;lr>",
+            "<sip:10.0.0.9;lr>"
+        ]
+    );
+    let mut r = registrar();
+    let now = Instant::now();
+    let proxy: SocketAddr = "10.0.0.5:5090".parse().unwrap();
+    let binding = r.apply(now, "alice", &read, proxy).unwrap().unwrap();
+    assert_eq!(binding.path, read.path);
+    assert_eq!(r.binding("alice").unwrap().path, read.path);
+    assert_eq!(binding.first_hop(), Some(proxy));
+    // A refresh without Path (the phone now registers directly) forgets it.
+    let direct = read_register(&request(&format!("Contact: <{CONTACT}>\r\n"))).unwrap();
+    let binding = r.apply(now, "alice", &direct, source()).unwrap().unwrap();
+    assert!(binding.path.is_empty() && binding.first_hop().is_none());
+    // A Path that is not a URI is refused like a bad Contact.
+    assert_eq!(
+        read_register(&request(&format!(
+            "Path: <not a uri>\r\nContact: <{CONTACT}>\r\n"
+        )))
+        .err(),
+        Some(RegisterError::BadContact)
+    );
+}
