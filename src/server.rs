@@ -212,6 +212,9 @@ pub(crate) fn answer_admin(
         AdminRequest::Callbacks(reply) => {
             let _ = reply.send(store.recent_callbacks(CALLBACKS_LISTED));
         }
+        AdminRequest::Cluster(reply) => {
+            let _ = reply.send(store.cluster_nodes());
+        }
     }
 }
 

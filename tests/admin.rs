@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::api::{get_json, http};
+use common::phones::free_tcp_port;
 use common::{Holdfast, RawUa, Setup, pcmu_offer};
 use serde_json::Value;
 
@@ -15,14 +16,6 @@ const QUEUE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\ndefault_handle_t
 [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
 [[vip]]\ncaller = \"+15550009999\"\npriority = \"vip\"\n\n\
 [[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n";
-
-/// A TCP port that was free a moment ago.
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
 
 /// holdfast with the admin API on a fresh loopback port; returns it and the API address.
 fn start(name: &str, rtp_base: u16, token: &str) -> (Holdfast, SocketAddr) {
@@ -33,38 +26,6 @@ fn start(name: &str, rtp_base: u16, token: &str) -> (Holdfast, SocketAddr) {
     setup.admin = format!("listen = \"127.0.0.1:{port}\"\ntoken = \"{token}\"\n");
     let holdfast = Holdfast::start(name, &setup);
     (holdfast, format!("127.0.0.1:{port}").parse().unwrap())
-}
-
-/// One HTTP/1.1 request; returns (status, body).
-fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(api).expect("connect to the admin API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: holdfast\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn get_json(api: SocketAddr, path: &str) -> Value {
-    let (status, body) = http(api, "GET", path, None);
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
 /// The value of one sample line of `/metrics`, if present.

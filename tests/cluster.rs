@@ -34,7 +34,11 @@ fn a_dead_nodes_callbacks_are_dialled_once_each_by_a_survivor_in_order() {
     let trunk_port = free_udp_port();
     let numbers = ["+15551240001", "+15551240002", "+15551240003"];
     let mut a = Holdfast::start("cluster-a", &node("a", &url, 43_000, trunk_port));
-    let b = Holdfast::start("cluster-b", &node("b", &url, 44_000, trunk_port));
+    let admin = common::phones::free_tcp_port();
+    let mut setup_b = node("b", &url, 44_000, trunk_port);
+    setup_b.admin = format!("listen = \"127.0.0.1:{admin}\"\n");
+    let b = Holdfast::start("cluster-b", &setup_b);
+    let api: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     callers_press_one(
         &a,
         &[
@@ -72,6 +76,18 @@ fn a_dead_nodes_callbacks_are_dialled_once_each_by_a_survivor_in_order() {
         "{log}"
     );
     assert_eq!(log.matches("callback restored").count(), 3, "{log}");
+    let nodes = common::api::get_json(api, "/api/cluster");
+    let a_now = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "a")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (a_now["alive"].clone(), a_now["open_callbacks"].clone()),
+        (false.into(), 0.into())
+    );
 
     // a comes back under its name: nothing of it is left to dial.
     let back = Holdfast::start("cluster-a2", &node("a", &url, 43_000, trunk_port));
@@ -131,17 +147,39 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
         "agent_register.xml",
         front.addr,
         &[
-            "-m", "1", "-s", "alice", "-au", "alice", "-ap", "alice-secret", "-key",
-            "contact_port", &dead, "-key", "expires", "3600", "-p", &phone.to_string(),
+            "-m",
+            "1",
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-secret",
+            "-key",
+            "contact_port",
+            &dead,
+            "-key",
+            "expires",
+            "3600",
+            "-p",
+            &phone.to_string(),
         ],
     );
-    assert!(out.status.success(), "registration through Kamailio failed:\n{}", front.log());
+    assert!(
+        out.status.success(),
+        "registration through Kamailio failed:\n{}",
+        front.log()
+    );
     let (home, other) = if a.log().contains("Registered { user: \"alice\" }") {
         (&a, &b)
     } else {
         (&b, &a)
     };
-    assert!(home.log().contains("Registered { user: \"alice\" }"), "{}", home.log());
+    assert!(
+        home.log().contains("Registered { user: \"alice\" }"),
+        "{}",
+        home.log()
+    );
     let mut agent = uas("agent.xml", phone, 1, &[]);
 
     // Four callers through Kamailio: two per node; the first on alice's node reaches her.
@@ -150,7 +188,9 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
     let out = common::sipp(
         "caller.xml",
         front.addr,
-        &["-m", "4", "-l", "4", "-r", "4", "-d", "4000", "-key", "rtp_port", &sink_port],
+        &[
+            "-m", "4", "-l", "4", "-r", "4", "-d", "4000", "-key", "rtp_port", &sink_port,
+        ],
     );
     assert!(
         out.status.success(),
@@ -169,7 +209,12 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
             })
             .count()
     };
-    assert_eq!((new_to(&a), new_to(&b)), (2, 2), "round-robin:\n{}", front.log());
+    assert_eq!(
+        (new_to(&a), new_to(&b)),
+        (2, 2),
+        "round-robin:\n{}",
+        front.log()
+    );
     assert!(
         wait_exit(&mut agent, Duration::from_secs(20)),
         "alice was not reached through her Path; home node:\n{}\nKamailio:\n{}",
@@ -177,9 +222,12 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
         front.log()
     );
     assert!(
-        front.log().lines().any(|l| l.contains("HOLDFAST-DISPATCH INVITE")
-            && l.contains("kind=from-node")
-            && l.contains(&format!("du=sip:127.0.0.1:{phone}"))),
+        front
+            .log()
+            .lines()
+            .any(|l| l.contains("HOLDFAST-DISPATCH INVITE")
+                && l.contains("kind=from-node")
+                && l.contains(&format!("du=sip:127.0.0.1:{phone}"))),
         "{}",
         front.log()
     );
@@ -189,15 +237,25 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
     b.kill9();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !front.log().contains("HOLDFAST-DS down") {
-        assert!(std::time::Instant::now() < deadline, "b never marked down:\n{}", front.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b never marked down:\n{}",
+            front.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let before = new_to(&a);
     let out = common::sipp(
         "caller.xml",
         front.addr,
-        &["-m", "3", "-l", "3", "-r", "3", "-d", "1000", "-key", "rtp_port", &sink_port],
+        &[
+            "-m", "3", "-l", "3", "-r", "3", "-d", "1000", "-key", "rtp_port", &sink_port,
+        ],
     );
-    assert!(out.status.success(), "calls after b died failed:\n{}", front.log());
+    assert!(
+        out.status.success(),
+        "calls after b died failed:\n{}",
+        front.log()
+    );
     assert_eq!(new_to(&a), before + 3, "{}", front.log());
 }

@@ -122,7 +122,10 @@ fn a_dead_nodes_callbacks_go_to_exactly_one_survivor_and_its_own_writes_are_refu
         .unwrap();
     let mut b = PostgresStore::open(&url, "b").unwrap();
     let c = PostgresStore::open(&url, "c").unwrap();
-    assert!(b.renew_lease().unwrap().is_empty(), "a's lease still runs");
+    assert!(
+        b.renew_lease(&Default::default()).unwrap().is_empty(),
+        "a's lease still runs"
+    );
     // a stops renewing: its lease runs out.
     sql(&url)
         .execute(
@@ -137,7 +140,7 @@ fn a_dead_nodes_callbacks_go_to_exactly_one_survivor_and_its_own_writes_are_refu
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                let adopted = store.renew_lease().unwrap();
+                let adopted = store.renew_lease(&Default::default()).unwrap();
                 (store, adopted)
             })
         })
@@ -188,5 +191,5 @@ fn a_dead_nodes_callbacks_go_to_exactly_one_survivor_and_its_own_writes_are_refu
         .set_callback_state(adopted[0].id, CallbackState::Completed, 1, None, None)
         .unwrap();
     // a comes back: it renews its lease, takes nothing, and keeps its slot.
-    assert!(a.renew_lease().unwrap().is_empty());
+    assert!(a.renew_lease(&Default::default()).unwrap().is_empty());
 }

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::b2bua::snapshot::{PauseError, Snapshot};
 use crate::media::stats::EngineStats;
-use crate::store::{CallbackRecord, Reply, StoreError};
+use crate::store::{CallbackRecord, NodeRecord, Reply, StoreError};
 
 /// The wallboard page: static HTML, CSS and JS, no build step, no CDN.
 const WALLBOARD: &str = include_str!("wallboard.html");
@@ -57,6 +57,8 @@ pub enum AdminRequest {
     /// Recent callbacks from the store: the SIP task owns the store handle and passes back
     /// the store's reply, so no store handle outlives shutdown in a stray HTTP connection.
     Callbacks(oneshot::Sender<Reply<Vec<CallbackRecord>>>),
+    /// The cluster's nodes from a shared store (none with SQLite).
+    Cluster(oneshot::Sender<Reply<Vec<NodeRecord>>>),
 }
 
 /// What the SIP task reports for `/metrics`, the API and the wallboard.
@@ -128,6 +130,7 @@ fn router(state: AppState) -> Router {
         .route("/api/agents/{user}/unpause", post(unpause))
         .route("/api/callbacks", get(callbacks))
         .route("/api/blocks", get(blocks))
+        .route("/api/cluster", get(cluster))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -218,6 +221,13 @@ async fn queues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 
 async fn agents(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(status(&state).await?.snapshot.agents))
+}
+
+/// `GET /api/cluster`: every node sharing this node's PostgreSQL store, as each last renewed
+/// its lease (docs/cluster.md); an empty list with the embedded SQLite store.
+async fn cluster(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let nodes = ask(&state, AdminRequest::Cluster).await?.wait().await?;
+    Ok(Json(serde_json::json!({ "nodes": nodes })))
 }
 
 async fn blocks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

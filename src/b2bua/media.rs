@@ -448,7 +448,7 @@ mod tests {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            if rng % 3 == 0 && !calls.is_empty() {
+            if rng.is_multiple_of(3) && !calls.is_empty() {
                 for id in calls.swap_remove((rng / 3) as usize % calls.len()) {
                     plane.close(id);
                 }
@@ -457,7 +457,7 @@ mod tests {
                 let a = open(&mut plane);
                 assert_eq!(plane.shard_loads()[a.shard()], least + 1, "step {step}");
                 let mut legs = vec![a];
-                if rng % 2 == 0 {
+                if rng.is_multiple_of(2) {
                     let (b, _) = plane.open_beside(a).unwrap();
                     answer(&mut plane, &[]);
                     assert_eq!(b.shard(), a.shard());

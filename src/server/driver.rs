@@ -355,7 +355,13 @@ impl Server {
                     }
                 },
                 _ = lease_tick.tick(), if self.slot.is_some() && stopping_since.is_none() => {
-                    let reply = self.store.renew_lease();
+                    let status = crate::store::NodeStatus {
+                        sip: self.sip.to_string(),
+                        calls: self.b2bua.calls(),
+                        waiting: self.b2bua.queues().waiting(),
+                        agents: self.b2bua.agents().iter().filter(|(_, a)| a.state() != crate::queue::dispatch::AgentState::Offline).count(),
+                    };
+                    let reply = self.store.renew_lease(status);
                     replies.push(Box::pin(async move { StoreReply::Lease(reply.wait().await) }));
                 }
                 _ = stats_tick.tick() => {

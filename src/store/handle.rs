@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 
 use super::{
     CallEvent, CallbackId, CallbackRecord, CallbackRequest, CallbackState, EstimateOutcome,
-    HandleTime, Record, Store, StoreError,
+    HandleTime, NodeRecord, NodeStatus, Record, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -77,7 +77,8 @@ enum Request {
     RecentEvents(usize, Tx<Vec<CallEvent>>),
     SeqHighWater(Tx<Seq>),
     SetSeqHighWater(Seq, Tx<()>),
-    RenewLease(Tx<Vec<CallbackRecord>>),
+    RenewLease(NodeStatus, Tx<Vec<CallbackRecord>>),
+    ClusterNodes(Tx<Vec<NodeRecord>>),
     Flush(Tx<()>),
 }
 
@@ -249,8 +250,13 @@ impl StoreHandle {
 
     /// Renews this node's lease in a shared store; the reply holds the callbacks of dead
     /// nodes it took over ([`Store::renew_lease`]).
-    pub fn renew_lease(&self) -> Reply<Vec<CallbackRecord>> {
-        self.request(Request::RenewLease)
+    pub fn renew_lease(&self, status: NodeStatus) -> Reply<Vec<CallbackRecord>> {
+        self.request(|tx| Request::RenewLease(status, tx))
+    }
+
+    /// Every node of a shared store's cluster ([`Store::cluster_nodes`]).
+    pub fn cluster_nodes(&self) -> Reply<Vec<NodeRecord>> {
+        self.request(Request::ClusterNodes)
     }
 
     /// Resolves once every record sent before it is committed (or counted as dropped).
@@ -362,8 +368,11 @@ fn execute(store: &mut impl Store, request: Request) {
         Request::SetSeqHighWater(seq, tx) => {
             let _ = tx.send(store.set_seq_high_water(seq));
         }
-        Request::RenewLease(tx) => {
-            let _ = tx.send(store.renew_lease());
+        Request::RenewLease(status, tx) => {
+            let _ = tx.send(store.renew_lease(&status));
+        }
+        Request::ClusterNodes(tx) => {
+            let _ = tx.send(store.cluster_nodes());
         }
         Request::Flush(tx) => {
             let _ = tx.send(Ok(()));

@@ -260,6 +260,44 @@ pub struct EstimateOutcome {
     pub waited_ms: u64,
 }
 
+/// What a node publishes with each lease renewal (docs/cluster.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its SIP address.
+    pub sip: String,
+    /// Caller calls in progress (held or bridged).
+    pub calls: usize,
+    /// Entries waiting in its queues (callers and callbacks).
+    pub waiting: usize,
+    /// Agents registered with it.
+    pub agents: usize,
+}
+
+/// One node of a cluster, as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRecord {
+    /// `[cluster] node`.
+    pub name: String,
+    /// Its sequence slot.
+    pub slot: i16,
+    /// Whether its lease still runs.
+    pub alive: bool,
+    /// When its lease ends (or ended), Unix ms.
+    pub lease_until_ms: i64,
+    /// When it last started, Unix ms.
+    pub started_at_ms: i64,
+    /// Its SIP address.
+    pub sip: String,
+    /// Caller calls in progress at its last renewal.
+    pub calls: u32,
+    /// Entries waiting in its queues at its last renewal.
+    pub waiting: u32,
+    /// Agents registered with it at its last renewal.
+    pub agents: u32,
+    /// Pending or dialling callbacks it owns now.
+    pub open_callbacks: u64,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -404,10 +442,17 @@ pub trait Store {
     /// Raises the high-water mark to `seq`; a lower value is ignored (it never goes back).
     fn set_seq_high_water(&mut self, seq: Seq) -> Result<(), StoreError>;
 
-    /// A shared store: renews this node's lease and takes over the open callbacks of nodes
-    /// whose lease ran out, returning them in `seq` order (each goes to exactly one node).
-    /// A store of one node has nothing to do.
-    fn renew_lease(&mut self) -> Result<Vec<CallbackRecord>, StoreError> {
+    /// A shared store: renews this node's lease (publishing `status` for the other nodes'
+    /// admin API) and takes over the open callbacks of nodes whose lease ran out, returning
+    /// them in `seq` order (each goes to exactly one node). A store of one node has nothing
+    /// to do.
+    fn renew_lease(&mut self, status: &NodeStatus) -> Result<Vec<CallbackRecord>, StoreError> {
+        let _ = status;
+        Ok(Vec::new())
+    }
+
+    /// A shared store: every node of the cluster, as last renewed. A store of one node: none.
+    fn cluster_nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError> {
         Ok(Vec::new())
     }
 }

@@ -28,7 +28,8 @@ use postgres::{Client, NoTls, Row, Transaction};
 use super::sqlite::{corrupt, outcome_from_row, quantiles_to_text, seq_to_sql};
 use super::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
-    ESTIMATE_OUTCOMES_KEPT, EstimateOutcome, HANDLE_TIMES_KEPT, Record, Store, StoreError,
+    ESTIMATE_OUTCOMES_KEPT, EstimateOutcome, HANDLE_TIMES_KEPT, NodeRecord, NodeStatus, Record,
+    Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -97,7 +98,11 @@ pub const MIGRATIONS: &[&str] = &[
         slot           SMALLINT    NOT NULL UNIQUE,
         lease_until    TIMESTAMPTZ NOT NULL,
         started_at     TIMESTAMPTZ NOT NULL,
-        seq_high_water BIGINT      NOT NULL DEFAULT 0
+        seq_high_water BIGINT      NOT NULL DEFAULT 0,
+        sip            TEXT        NOT NULL DEFAULT '',
+        calls          INTEGER     NOT NULL DEFAULT 0,
+        waiting        INTEGER     NOT NULL DEFAULT 0,
+        agents         INTEGER     NOT NULL DEFAULT 0
     );",
 ];
 
@@ -228,7 +233,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
             0
         }
     };
-    if found > PG_SCHEMA_VERSION || found < 0 {
+    if !(0..=PG_SCHEMA_VERSION).contains(&found) {
         return Err(StoreError::NewerSchema {
             found,
             known: PG_SCHEMA_VERSION,
@@ -650,16 +655,24 @@ impl Store for PostgresStore {
         tx.commit().map_err(pg)
     }
 
-    fn renew_lease(&mut self) -> Result<Vec<CallbackRecord>, StoreError> {
+    fn renew_lease(&mut self, status: &NodeStatus) -> Result<Vec<CallbackRecord>, StoreError> {
         let node = self.node.clone();
         let lease = lease_interval();
         let mut tx = self.client()?.transaction().map_err(pg)?;
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         let renewed = tx
             .execute(
                 &format!(
-                    "UPDATE nodes SET lease_until = now() + interval '{lease}' WHERE name = $1"
+                    "UPDATE nodes SET lease_until = now() + interval '{lease}', sip = $2, \
+                     calls = $3, waiting = $4, agents = $5 WHERE name = $1"
                 ),
-                &[&node],
+                &[
+                    &node,
+                    &status.sip,
+                    &count(status.calls),
+                    &count(status.waiting),
+                    &count(status.agents),
+                ],
             )
             .map_err(pg)?;
         if renewed == 0 {
@@ -688,5 +701,34 @@ impl Store for PostgresStore {
         tx.commit().map_err(pg)?;
         adopted.sort_by_key(|c| c.request.seq);
         Ok(adopted)
+    }
+
+    fn cluster_nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT n.name, n.slot, n.lease_until > now(), \
+                 (extract(epoch from n.lease_until) * 1000)::bigint, \
+                 (extract(epoch from n.started_at) * 1000)::bigint, n.sip, n.calls, n.waiting, \
+                 n.agents, (SELECT count(*) FROM callbacks c WHERE c.node = n.name \
+                 AND c.state IN ('pending', 'dialling')) FROM nodes n ORDER BY n.name",
+                &[],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRecord {
+                name: r.get(0),
+                slot: r.get::<_, i16>(1),
+                alive: r.get(2),
+                lease_until_ms: r.get(3),
+                started_at_ms: r.get(4),
+                sip: r.get(5),
+                calls: u32::try_from(r.get::<_, i32>(6)).unwrap_or(0),
+                waiting: u32::try_from(r.get::<_, i32>(7)).unwrap_or(0),
+                agents: u32::try_from(r.get::<_, i32>(8)).unwrap_or(0),
+                open_callbacks: u64::try_from(r.get::<_, i64>(9)).unwrap_or(0),
+            })
+            .collect())
     }
 }

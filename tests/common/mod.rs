@@ -2,6 +2,7 @@
 //! a generated config, talk SIP to it over UDP, run SIPp scenarios from `sipp/`.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod dialback;
 pub mod kamailio;
 pub mod phones;
