@@ -398,6 +398,8 @@ pub struct QueueConfig {
     /// Callers must offer SRTP (`RTP/SAVP` with an SDES key, RFC 4568); a plain RTP offer
     /// gets `488`.
     pub require_srtp: bool,
+    /// How the queue picks among its free agents.
+    pub strategy: crate::queue::dispatch::Strategy,
 }
 
 impl Default for QueueConfig {
@@ -423,6 +425,7 @@ impl Default for QueueConfig {
             music_on_hold: true,
             default_handle_time: 300,
             require_srtp: false,
+            strategy: crate::queue::dispatch::Strategy::LongestIdle,
         }
     }
 }
@@ -520,6 +523,10 @@ pub struct Agent {
     /// Queue names in order of importance; empty in the file means every queue in file
     /// order, and is filled in so when loading.
     pub queues: Vec<String>,
+    /// Tier per queue name (1 = first, the default): a tier-2 agent of a queue gets its
+    /// callers only while no tier-1 agent of it is free.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tiers: BTreeMap<String, u32>,
 }
 
 /// An agent's secret, as configured.

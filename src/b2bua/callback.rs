@@ -129,6 +129,12 @@ impl B2bua {
         self.queues.advance_seq(seq);
     }
 
+    /// A new day began (UTC midnight, told by the driver): agents' calls and talk time for
+    /// the `fewest-calls` and `least-talk-time` strategies start from zero.
+    pub fn new_day(&mut self) {
+        self.agents.new_day();
+    }
+
     /// Makes this node one of a cluster's, with sequence slot `slot` from the store
     /// ([`crate::queue::Queues::set_slot`]); the driver then advances the counter by the wall
     /// clock ([`crate::queue::seq_floor_at`]).

@@ -72,6 +72,7 @@ impl B2bua {
             let Some(assignment) = self.agents.next_assignment(&self.queues, offered) else {
                 return;
             };
+            self.agents.served(assignment);
             let started = if self.wants_refer(&assignment) {
                 self.start_transfer(now, assignment)
             } else {

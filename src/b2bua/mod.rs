@@ -212,7 +212,7 @@ impl B2bua {
         for queue in &config.queues {
             queues.add_queue(queue.name.clone(), queue.max_len as usize);
         }
-        let agents = Agents::new(config.agents.iter().map(|agent| {
+        let mut agents = Agents::new(config.agents.iter().map(|agent| {
             AgentSpec {
                 user: agent.user.clone(),
                 queues: config
@@ -220,8 +220,17 @@ impl B2bua {
                     .into_iter()
                     .map(QueueId)
                     .collect(),
+                tiers: agent
+                    .tiers
+                    .iter()
+                    .filter_map(|(name, &tier)| Some((QueueId(config.queue_index(name)?), tier)))
+                    .collect(),
             }
         }));
+        for (i, queue) in config.queues.iter().enumerate() {
+            agents.set_strategy(QueueId(i), queue.strategy);
+        }
+        agents.seed(seed);
         let handle_times: Vec<HandleTimes> = config
             .queues
             .iter()

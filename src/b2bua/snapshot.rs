@@ -41,6 +41,8 @@ pub struct QueueView {
     pub agents_free: usize,
     /// The estimator's mean handle time, whole seconds.
     pub average_handle_time_s: u64,
+    /// How it picks among free agents (`[[queue]] strategy`).
+    pub strategy: &'static str,
 }
 
 /// One waiting entry: caller on hold or callback keeping its place.
@@ -75,6 +77,8 @@ pub struct AgentView {
     pub contact: Option<String>,
     /// Calls answered since start.
     pub calls_taken: u64,
+    /// Its tier in each queue it serves (1 = first).
+    pub tiers: std::collections::BTreeMap<String, u32>,
 }
 
 /// One blocked login: `GET /api/blocks` item.
@@ -154,13 +158,22 @@ impl B2bua {
                     agents_staffed: staffed,
                     agents_free: self.agents.free(id),
                     average_handle_time_s: mean.as_secs_f64().round() as u64,
+                    strategy: self.config.queues[id.0].strategy.as_str(),
                 }
             })
             .collect();
         let agents = self
             .agents
             .iter()
-            .map(|(_, agent)| AgentView {
+            .map(|(agent_id, agent)| AgentView {
+                tiers: agent
+                    .queues()
+                    .iter()
+                    .filter_map(|&q| {
+                        let name = self.config.queues.get(q.0)?.name.clone();
+                        Some((name, self.agents.tier(agent_id, q)))
+                    })
+                    .collect(),
                 user: agent.user().to_owned(),
                 state: agent.state().as_str().to_owned(),
                 queues: agent

@@ -169,6 +169,7 @@ fn expected_demo() -> Config {
         password: Some(password.into()),
         ha1: None,
         queues: queues.iter().map(|&q| q.to_owned()).collect(),
+        tiers: BTreeMap::new(),
     };
     let route = |number: &str, queue: &str| Route {
         number: number.into(),
@@ -251,6 +252,8 @@ fn example_file_shows_every_option() {
         };
         assert!(present, "holdfast.toml does not show {section}.{key}");
     }
+    // A map whose keys are queue names: shown by its own line.
+    assert!(DEMO.contains("# tiers = { support = 2 }"));
 }
 
 #[test]
@@ -369,5 +372,35 @@ fn media_shards_default_to_the_cores_less_one_for_signalling() {
     assert_eq!(
         error("[media]\nshards = 0\n"),
         "holdfast.toml: media.shards: must be between 1 and 1024 (or left out: one per core)"
+    );
+}
+
+#[test]
+fn strategies_and_tiers_are_read_and_checked() {
+    let config = parse(
+        "[[queue]]\nname = \"support\"\nstrategy = \"round-robin\"\n\
+         [[agent]]\nuser = \"a\"\npassword = \"x\"\ntiers = { support = 2 }\n",
+    );
+    assert_eq!(
+        config.queues[0].strategy,
+        crate::queue::dispatch::Strategy::RoundRobin
+    );
+    assert_eq!(config.agents[0].tiers["support"], 2);
+    let message = error("[[queue]]\nname = \"q\"\nstrategy = \"ring-all\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: queue[0].strategy: \"ring-all\" is not built yet"),
+        "{message}"
+    );
+    let message = error("[[queue]]\nname = \"q\"\nstrategy = \"fastest\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: queue[0].strategy: unknown variant"),
+        "{message}"
+    );
+    assert_eq!(
+        error(
+            "[[queue]]\nname = \"q\"\n[[agent]]\nuser = \"a\"\npassword = \"x\"\n\
+             tiers = { sales = 2 }\n"
+        ),
+        "holdfast.toml: agent[0].tiers.sales: unknown queue \"sales\""
     );
 }

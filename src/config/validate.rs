@@ -178,6 +178,13 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             format!("queue[{i}].default_handle_time"),
             q.default_handle_time,
         );
+        if q.strategy == crate::queue::dispatch::Strategy::RingAll {
+            r.add(
+                format!("queue[{i}].strategy"),
+                "\"ring-all\" is not built yet; use longest-idle, round-robin, fewest-calls, \
+                 least-talk-time, linear or random",
+            );
+        }
     }
     let known_queue = |name: &str| config.queues.iter().any(|q| q.name == name);
 
@@ -263,6 +270,16 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 r.add(key, format!("unknown queue {name:?}"));
             } else {
                 r.unique(&mut listed, key, name, "queue");
+            }
+        }
+        for (name, &tier) in &agent.tiers {
+            let key = format!("agent[{i}].tiers.{name}");
+            if !known_queue(name) {
+                r.add(key, format!("unknown queue {name:?}"));
+            } else if !agent.queues.is_empty() && !agent.queues.contains(name) {
+                r.add(key, format!("the agent does not serve queue {name:?}"));
+            } else if tier == 0 {
+                r.add(key, "tiers start at 1");
             }
         }
     }

@@ -48,6 +48,7 @@
 //! the agent did nothing wrong and keeps its turn.
 
 mod agent;
+mod strategy;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +59,7 @@ use super::{EntryId, QueueId, Queues};
 use agent::{Activity, IdleStamp};
 
 pub use agent::{Agent, AgentState};
+pub use strategy::Strategy;
 
 /// Index of an agent in configuration order (`[[agent]]` tables, first = 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,6 +72,9 @@ pub struct AgentSpec {
     pub user: String,
     /// Queues the agent serves, most important first; unknown ids are skipped at dispatch.
     pub queues: Vec<QueueId>,
+    /// The agent's tier in a queue when not 1 (`[[agent]] tiers`): a higher tier gets the
+    /// queue's callers only while no lower-tier agent of it is free.
+    pub tiers: HashMap<QueueId, u32>,
 }
 
 /// A match made by [`Agents::next_assignment`]: ring `agent` for `entry` of `queue`.
@@ -149,12 +154,33 @@ pub struct Agents {
     /// Latest `now` seen; an earlier one is ignored (time never goes back in here).
     now: Option<Instant>,
     events: VecDeque<AgentEvent>,
+    /// Each queue's strategy when not longest idle.
+    strategies: HashMap<QueueId, Strategy>,
+    /// Tiers other than 1, by agent and queue.
+    tiers: HashMap<(AgentId, QueueId), u32>,
+    /// The agent offered each queue's last caller (round-robin).
+    last_served: HashMap<QueueId, AgentId>,
+    /// Seed of the `random` strategy's draws.
+    seed: u64,
+    /// Offers made so far, mixed into each random draw.
+    offers_made: u64,
 }
 
 impl Agents {
     /// All agents offline, in configuration order ([`AgentId`]`(0)` first).
     pub fn new(agents: impl IntoIterator<Item = AgentSpec>) -> Self {
-        let agents: Vec<Agent> = agents
+        let specs: Vec<AgentSpec> = agents.into_iter().collect();
+        let tiers = specs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, spec)| {
+                spec.tiers
+                    .iter()
+                    .filter(|&(_, &tier)| tier != 1)
+                    .map(move |(&queue, &tier)| ((AgentId(i), queue), tier))
+            })
+            .collect();
+        let agents: Vec<Agent> = specs
             .into_iter()
             .map(|spec| Agent {
                 user: spec.user,
@@ -166,6 +192,8 @@ impl Agents {
                 state_since: None,
                 idle: None,
                 calls_taken: 0,
+                calls_today: 0,
+                talk_today: Duration::ZERO,
                 no_answer_marks: 0,
                 missed_calls: 0,
             })
@@ -190,7 +218,46 @@ impl Agents {
             changes: 0,
             now: None,
             events: VecDeque::new(),
+            strategies: HashMap::new(),
+            tiers,
+            last_served: HashMap::new(),
+            seed: 0,
+            offers_made: 0,
         }
+    }
+
+    /// Sets how `queue` picks among its free agents (default: longest idle).
+    pub fn set_strategy(&mut self, queue: QueueId, strategy: Strategy) {
+        if strategy == Strategy::LongestIdle {
+            self.strategies.remove(&queue);
+        } else {
+            self.strategies.insert(queue, strategy);
+        }
+    }
+
+    /// Seeds the `random` strategy's draws (the controller passes its own seeded source).
+    pub fn seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
+    /// A new day began: today's calls and talk time start from zero.
+    pub fn new_day(&mut self) {
+        for agent in &mut self.agents {
+            agent.calls_today = 0;
+            agent.talk_today = Duration::ZERO;
+        }
+    }
+
+    /// The agent's tier in `queue` (1 unless configured).
+    pub fn tier(&self, agent: AgentId, queue: QueueId) -> u32 {
+        self.tiers.get(&(agent, queue)).copied().unwrap_or(1)
+    }
+
+    /// Records that `assignment` was acted on: round-robin continues after its agent, and the
+    /// next random draw differs.
+    pub fn served(&mut self, assignment: Assignment) {
+        self.last_served.insert(assignment.queue, assignment.agent);
+        self.offers_made += 1;
     }
 
     /// Number of configured agents.
@@ -341,6 +408,7 @@ impl Agents {
         self.update(now, id, true, |a| {
             a.activity = Activity::Busy;
             a.calls_taken += 1;
+            a.calls_today += 1;
             a.no_answer_marks = 0;
         });
         Ok(())
@@ -411,6 +479,10 @@ impl Agents {
         self.expect(id, AgentState::Busy)?;
         let now = self.clock(now);
         self.update(now, id, true, |a| {
+            // Busy since the answer: that is the call's talk time.
+            if let Some(since) = a.state_since {
+                a.talk_today += now.saturating_duration_since(since);
+            }
             a.activity = match now.checked_add(wrapup) {
                 Some(until) if !wrapup.is_zero() && a.registered => Activity::Wrapup(until),
                 _ => Activity::Idle,
@@ -458,18 +530,50 @@ impl Agents {
         queues: &Queues,
         offered: impl Fn(EntryId) -> bool,
     ) -> Option<Assignment> {
-        self.available.iter().find_map(|&(_, agent)| {
+        // What a free agent would take: the first entry nobody is offered, from the first
+        // queue in its own order that has one.
+        let takes = |agent: AgentId| {
             self.agents[agent.0].queues.iter().find_map(|&queue| {
                 let entry = queues
                     .queue(queue)?
                     .iter()
                     .find(|e| !self.offers.contains_key(&e.id) && !offered(e.id))?;
-                Some(Assignment {
-                    agent,
-                    queue,
-                    entry: entry.id,
-                })
+                Some((queue, entry.id))
             })
+        };
+        let (first, (queue, entry)) = self
+            .available
+            .iter()
+            .find_map(|&(_, agent)| takes(agent).map(|t| (agent, t)))?;
+        let strategy = self.strategies.get(&queue).copied().unwrap_or_default();
+        let tiered = self.tiers.keys().any(|&(_, q)| q == queue);
+        if strategy == Strategy::LongestIdle && !tiered {
+            return Some(Assignment {
+                agent: first,
+                queue,
+                entry,
+            });
+        }
+        // Every free agent that would take this queue's entry now (longest idle first).
+        let candidates: Vec<strategy::Candidate<'_>> = self
+            .available
+            .iter()
+            .filter(|&&(_, agent)| takes(agent).is_some_and(|(q, _)| q == queue))
+            .map(|&(idle, id)| strategy::Candidate {
+                idle,
+                id,
+                agent: &self.agents[id.0],
+                tier: self.tier(id, queue),
+            })
+            .collect();
+        let draw = mix(self.seed ^ mix(self.offers_made ^ (entry.0 << 20)));
+        let serving = self.serving.get(&queue).map_or(&[][..], Vec::as_slice);
+        let last = self.last_served.get(&queue).copied();
+        let agent = strategy::pick(strategy, &candidates, serving, last, draw)?;
+        Some(Assignment {
+            agent,
+            queue,
+            entry,
         })
     }
 
@@ -573,4 +677,12 @@ impl Agents {
             to,
         });
     }
+}
+
+/// A 64-bit mixer (SplitMix64's finaliser): spreads a seed and a counter into a draw.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

@@ -289,6 +289,8 @@ impl Server {
         // A node of a cluster renews its lease and takes over dead nodes' callbacks.
         let mut lease_tick = tokio::time::interval(crate::store::HEARTBEAT);
         let mut trim = super::MemoryTrim::default();
+        let day = |clock: &WallClock| clock.unix_ms(Instant::now()).div_euclid(86_400_000);
+        let mut today = day(&self.clock);
         let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
         // What start-up queued leaves at once: the CANCELs of INVITEs from before a restart.
         self.send_transmits().await;
@@ -366,6 +368,10 @@ impl Server {
                 }
                 _ = stats_tick.tick() => {
                     log_media_stats(&self.engine);
+                    if day(&self.clock) != today {
+                        today = day(&self.clock);
+                        self.b2bua.new_day();
+                    }
                     trim.check(self.b2bua.transactions_in_flight());
                 }
                 Some(request) = self.admin_requests.recv() => {

@@ -2,7 +2,7 @@
 //! derived from them and the counters the admin API shows (docs/behaviour.md §12 `GET /api/agents`).
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::queue::{EntryId, QueueId};
 
@@ -69,6 +69,10 @@ pub struct Agent {
     pub(super) state_since: Option<Instant>,
     pub(super) idle: Option<IdleStamp>,
     pub(super) calls_taken: u64,
+    /// Calls answered and time on calls since the day began ([`super::Agents::new_day`]),
+    /// for the `fewest-calls` and `least-talk-time` strategies.
+    pub(super) calls_today: u32,
+    pub(super) talk_today: Duration,
     pub(super) no_answer_marks: u32,
     pub(super) missed_calls: u64,
 }

@@ -17,6 +17,7 @@ fn agents(specs: &[(&str, &[QueueId])]) -> Agents {
     Agents::new(specs.iter().map(|(user, queues)| AgentSpec {
         user: (*user).to_owned(),
         queues: queues.to_vec(),
+        tiers: HashMap::new(),
     }))
 }
 
@@ -506,3 +507,4 @@ fn time_never_goes_backwards() {
 }
 
 mod model;
+mod strategies;

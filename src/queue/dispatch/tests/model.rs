@@ -142,6 +142,7 @@ fn run(seed: u64, seen: &mut Seen) {
         .map(|i| AgentSpec {
             user: format!("agent{i}"),
             queues: random_queues(&mut rng),
+            tiers: std::collections::HashMap::new(),
         })
         .collect();
     let mut model = Model {

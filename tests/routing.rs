@@ -1,0 +1,150 @@
+//! Routing end to end (docs/behaviour.md §3, §5): a queue's `strategy` and the agents'
+//! `tiers` decide which SIPp agent's phone rings.
+
+mod common;
+
+use std::time::Duration;
+
+use common::dialback::{uas, wait_exit};
+use common::{Holdfast, Setup, free_udp_port, register_sipp_agent, rtp_sink, sipp};
+
+fn setup(rtp_base: u16, queue_lines: &str, agents: &[(&str, &str)]) -> Setup {
+    let mut setup = Setup::new(rtp_base);
+    let mut extra = format!(
+        "[[queue]]\nname = \"support\"\nwrapup = 0\n{queue_lines}\n\
+         [[route]]\nnumber = \"*\"\nqueue = \"support\"\n"
+    );
+    for (user, lines) in agents {
+        extra.push_str(&format!(
+            "\n[[agent]]\nuser = \"{user}\"\npassword = \"{user}-secret\"\n{lines}\n"
+        ));
+    }
+    setup.extra = extra;
+    setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
+    setup
+}
+
+/// Registers `user`'s SIPp phone (answering `calls` calls) and returns it.
+fn phone(holdfast: &Holdfast, user: &str, calls: usize) -> std::process::Child {
+    let port = free_udp_port();
+    let child = uas("agent.xml", port, calls, &[]);
+    register_sipp_agent(holdfast, user, &format!("{user}-secret"), port);
+    child
+}
+
+/// One caller staying `stay_ms`; returns once it hung up.
+fn call(holdfast: &Holdfast, stay_ms: u32) {
+    let (_sink, port) = rtp_sink();
+    let out = sipp(
+        "caller.xml",
+        holdfast.sip,
+        &[
+            "-m",
+            "1",
+            "-d",
+            &stay_ms.to_string(),
+            "-key",
+            "rtp_port",
+            &port.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "caller failed:\n{}", holdfast.log());
+}
+
+/// The agents callers were connected to, in order (from the `connect` event lines).
+fn connected_agents(holdfast: &Holdfast) -> Vec<String> {
+    holdfast
+        .log()
+        .lines()
+        .filter(|l| l.contains("caller connected to agent"))
+        .filter_map(|l| {
+            // Drop the terminal colour codes around field names and values.
+            let mut plain = String::new();
+            let mut chars = l.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    chars.by_ref().find(|&c| c == 'm');
+                } else {
+                    plain.push(c);
+                }
+            }
+            let rest = &plain[plain.find(" agent=")? + " agent=".len()..];
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            Some(rest[..end].to_owned())
+        })
+        .collect()
+}
+
+/// `linear`: bob registers first (so he has been idle the longest) yet alice, first in the
+/// file, takes every call while she is free.
+#[test]
+fn linear_offers_the_first_agent_in_the_file() {
+    let holdfast = Holdfast::start(
+        "routing-linear",
+        &setup(
+            48_000,
+            "strategy = \"linear\"",
+            &[("alice", ""), ("bob", "")],
+        ),
+    );
+    let mut bob = phone(&holdfast, "bob", 1);
+    let mut alice = phone(&holdfast, "alice", 2);
+    call(&holdfast, 500);
+    call(&holdfast, 500);
+    assert!(
+        wait_exit(&mut alice, Duration::from_secs(10)),
+        "alice took both calls"
+    );
+    assert_eq!(
+        connected_agents(&holdfast),
+        ["alice", "alice"],
+        "{}",
+        holdfast.log()
+    );
+    let _ = bob.kill();
+}
+
+/// Tiers: the tier-2 agent has been idle the longest but is offered a caller only while the
+/// tier-1 agent is busy.
+#[test]
+fn a_tier_two_agent_takes_callers_only_while_tier_one_is_busy() {
+    let holdfast = Holdfast::start(
+        "routing-tiers",
+        &setup(
+            49_000,
+            "",
+            &[("backup", "tiers = { support = 2 }"), ("first", "")],
+        ),
+    );
+    let mut backup = phone(&holdfast, "backup", 1);
+    let mut first = phone(&holdfast, "first", 1);
+    // The first caller talks 4 s to "first"; a second caller meanwhile goes to "backup".
+    let sip = holdfast.sip;
+    let long = std::thread::spawn(move || {
+        let (_sink, port) = rtp_sink();
+        sipp(
+            "caller.xml",
+            sip,
+            &[
+                "-m",
+                "1",
+                "-d",
+                "4000",
+                "-key",
+                "rtp_port",
+                &port.to_string(),
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    call(&holdfast, 500);
+    assert!(long.join().unwrap().status.success(), "{}", holdfast.log());
+    assert!(wait_exit(&mut first, Duration::from_secs(10)));
+    assert!(wait_exit(&mut backup, Duration::from_secs(10)));
+    assert_eq!(
+        connected_agents(&holdfast),
+        ["first", "backup"],
+        "{}",
+        holdfast.log()
+    );
+}
