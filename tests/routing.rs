@@ -102,6 +102,7 @@ fn linear_offers_the_first_agent_in_the_file() {
         holdfast.log()
     );
     let _ = bob.kill();
+    let _ = bob.wait();
 }
 
 /// Tiers: the tier-2 agent has been idle the longest but is offered a caller only while the
