@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls, Row, Transaction};
 
-use super::sqlite::{corrupt, outcome_from_row, quantiles_to_text, seq_to_sql};
+use super::sqlite::{corrupt, outcome_from_row, quantiles_to_text, seq_to_sql, wait_ms_to_sql};
 use super::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
     ESTIMATE_OUTCOMES_KEPT, EstimateOutcome, HANDLE_TIMES_KEPT, NodeRecord, NodeStatus, Record,
@@ -371,15 +371,7 @@ fn raise_high_water(tx: &mut Transaction<'_>, node: &str, next: i64) -> Result<(
 fn insert_record(tx: &mut Transaction<'_>, node: &str, record: &Record) -> Result<(), StoreError> {
     match record {
         Record::Event(e) => {
-            let wait_ms = e
-                .wait_ms
-                .map(|w| {
-                    i64::try_from(w).map_err(|_| StoreError::OutOfRange {
-                        what: "wait_ms",
-                        value: w,
-                    })
-                })
-                .transpose()?;
+            let wait_ms = wait_ms_to_sql(e)?;
             tx.execute(
                 "INSERT INTO call_events \
                  (node, ts, event, call_id, queue, caller, agent, wait_ms, detail) \

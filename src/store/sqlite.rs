@@ -375,15 +375,7 @@ impl Store for SqliteStore {
         for record in records {
             match record {
                 Record::Event(e) => {
-                    let wait_ms = e
-                        .wait_ms
-                        .map(|w| {
-                            i64::try_from(w).map_err(|_| StoreError::OutOfRange {
-                                what: "wait_ms",
-                                value: w,
-                            })
-                        })
-                        .transpose()?;
+                    let wait_ms = wait_ms_to_sql(e)?;
                     tx.prepare_cached(
                         "INSERT INTO call_events \
                          (ts, event, call_id, queue, caller, agent, wait_ms, detail) \
@@ -546,4 +538,17 @@ pub(super) fn outcome_from_row(
         quantiles,
         waited_ms: u64::try_from(waited).map_err(|_| corrupt("waited_ms", waited))?,
     })
+}
+
+/// An event's `wait_ms` as the signed column holds it.
+pub(super) fn wait_ms_to_sql(event: &CallEvent) -> Result<Option<i64>, StoreError> {
+    event
+        .wait_ms
+        .map(|w| {
+            i64::try_from(w).map_err(|_| StoreError::OutOfRange {
+                what: "wait_ms",
+                value: w,
+            })
+        })
+        .transpose()
 }
