@@ -19,6 +19,9 @@
 #                                registered to one SIPp UAS echoing RTP: CPU per bridged
 #                                call, packets relayed per second, and the floor for 2N
 #                                streams
+#   scripts/bench.sh cluster [R] two nodes on one PostgreSQL behind Kamailio, R calls/s
+#                                through Kamailio: failed calls, INVITE->200, each part's
+#                                CPU, store transactions and rows per call
 #   SHARDS=k                     [media] shards for holdfast (default: one per core); the
 #                                summary splits holdfast's CPU by thread (signalling = the
 #                                controller's thread, media-N = the shards)
@@ -49,7 +52,8 @@ case "$kind" in
     exit 0
     ;;
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay [N]" >&2; exit 2 ;;
+  cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)

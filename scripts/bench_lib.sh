@@ -55,7 +55,8 @@ cargo build --release --quiet --bin holdfast --example udp_floor
 # The benchmark's holdfast.toml on stdout: SIP on 127.0.0.1:$1, RTP ports $2, admin API on
 # $3 ("" = off), data under $dir, a trunk allowed from loopback, and one queue "support" that
 # every number routes to. $4 and $5 are extra lines for [sip] and for the queue. SHARDS=k
-# sets [media] shards (default: one per core), PIN=1 pins them.
+# sets [media] shards (default: one per core), PIN=1 pins them; STORE_LINES are added to
+# [store] (and may open [cluster] after them).
 bench_config() {
   cat <<TOML
 [sip]
@@ -67,6 +68,7 @@ ${4:-}
 listen = "$3"
 [store]
 data_dir = "$dir/data"
+${STORE_LINES:-}
 [media]
 ${SHARDS:+shards = $SHARDS}
 ${PIN:+pin_shards = true}

@@ -7,6 +7,8 @@
 #                                        DIR, log in DIR/log), create role and database
 #                                        `holdfast`, print postgres://holdfast@127.0.0.1:PORT/holdfast
 #   scripts/postgres.sh stop DIR         stop it (fast shutdown) and remove DIR
+#   scripts/postgres.sh halt DIR         stop it and keep DIR: `start DIR PORT` brings it
+#                                        back with its data (a database outage, for tests)
 #
 # Loopback only, trust authentication (any role, no password), fsync and synchronous_commit
 # on (commits cost what they cost in production), 200 connections, 64 MB shared buffers.
@@ -151,11 +153,12 @@ stop() {
 $(tail -n 20 "$dir/log" 2>/dev/null)"
     fi
   fi
-  rm -rf "$dir"
+  [ "${keep:-0}" = 1 ] || rm -rf "$dir"
 }
 
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
+  halt) shift; keep=1 stop "$@" ;;
   *) usage ;;
 esac

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::dialback::{callers_press_one, dialled, trunk, uas, wait_exit};
+use common::dialback::{
+    callers_press_one, dialled, press_one, press_one_within, trunk, uas, wait_exit,
+};
 use common::postgres::Postgres;
 use common::{Holdfast, Setup, free_udp_port};
 
@@ -258,4 +260,42 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
         front.log()
     );
     assert_eq!(new_to(&a), before + 3, "{}", front.log());
+}
+
+/// PostgreSQL goes down: callers still get in and hold, a caller who presses 1 is promised
+/// nothing (no row, a clear log line); once the server is back the node reconnects and the
+/// next press commits.
+#[test]
+fn with_postgresql_down_callers_hold_and_callbacks_are_refused_until_it_is_back() {
+    let pg = Postgres::start();
+    let url = pg.database("outage");
+    let node_a = Holdfast::start("outage-a", &node("a", &url, 47_000, free_udp_port()));
+    pg.halt();
+    // No confirmation and no BYE come: the caller keeps holding until SIPp gives up.
+    let refused = press_one_within(&node_a, "caller_press1.xml", "+15551250001", "15s");
+    assert!(!refused.status.success());
+    let log = node_a.log();
+    assert!(log.contains("caller joined queue"), "{log}");
+    assert!(
+        log.contains("callback commit failed; caller keeps holding"),
+        "{log}"
+    );
+    assert_eq!(log.matches("callback_committed").count(), 0, "{log}");
+
+    pg.restart();
+    press_one(&node_a, "caller_press1.xml", "+15551250002");
+    assert_eq!(
+        node_a.log().matches("callback_committed").count(),
+        1,
+        "{}",
+        node_a.log()
+    );
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let numbers: Vec<String> = sql
+        .query("SELECT number FROM callbacks", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(numbers, ["+15551250002"], "only what was promised");
 }

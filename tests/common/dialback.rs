@@ -29,10 +29,29 @@ pub fn trunk(port: u16, calls: usize, log: &Path) -> Child {
     )
 }
 
-/// A caller who presses 1 (`scenario`: RFC 4733 or INFO) with caller number `number`.
+/// A caller who presses 1 (`scenario`: RFC 4733 or INFO) with caller number `number`, and
+/// hears the confirmation and holdfast's BYE (the test fails otherwise).
 pub fn press_one(holdfast: &Holdfast, scenario: &str, number: &str) -> std::process::Output {
+    let out = press_one_within(holdfast, scenario, number, "60s");
+    assert!(
+        out.status.success(),
+        "{scenario} for {number} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        holdfast.log()
+    );
+    out
+}
+
+/// [`press_one`] that gives up after `timeout` (e.g. `"20s"`) and leaves judging the
+/// outcome to the test (a refused callback ends with no BYE from holdfast).
+pub fn press_one_within(
+    holdfast: &Holdfast,
+    scenario: &str,
+    number: &str,
+    timeout: &str,
+) -> std::process::Output {
     // The scenario's pcap path is relative to the repository root.
-    let out = super::run_sipp(|| {
+    super::run_sipp(|| {
         let rtp = free_udp_port().to_string();
         let mut command = Command::new("sipp");
         command
@@ -42,17 +61,10 @@ pub fn press_one(holdfast: &Holdfast, scenario: &str, number: &str) -> std::proc
             .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
             .args(["-mp", &rtp, "-s", "100", "-m", "1"])
             .args(["-key", "number", number, "-key", "rtp_port", &rtp])
-            .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-nostdin", "-timeout", timeout, "-timeout_error"])
             .current_dir(repo());
         command
-    });
-    assert!(
-        out.status.success(),
-        "{scenario} for {number} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        holdfast.log()
-    );
-    out
+    })
 }
 
 /// The numbers of the INVITEs the trunk received, in order (retransmissions counted once).

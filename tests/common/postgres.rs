@@ -133,6 +133,41 @@ impl Postgres {
             .unwrap_or_default()
     }
 
+    /// Stops the throwaway server, keeping its data (a database outage);
+    /// [`Postgres::restart`] brings it back on the same port.
+    pub fn halt(&self) {
+        self.script("halt", None);
+    }
+
+    /// Starts the server [`Postgres::halt`] stopped, with its data, on its port.
+    pub fn restart(&self) {
+        let port = self
+            .base
+            .rsplit(':')
+            .next()
+            .expect("a port in the URL")
+            .to_owned();
+        self.script("start", Some(&port));
+    }
+
+    fn script(&self, command: &str, port: Option<&str>) {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a throwaway server can be halted");
+        let output = Command::new(SCRIPT)
+            .arg(command)
+            .arg(dir)
+            .args(port)
+            .output()
+            .expect("run scripts/postgres.sh");
+        assert!(
+            output.status.success(),
+            "scripts/postgres.sh {command} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Stop the throwaway server and remove its directory now (what drop does).
     pub fn stop(self) {}
 }
