@@ -400,6 +400,11 @@ pub struct QueueConfig {
     pub require_srtp: bool,
     /// How the queue picks among its free agents.
     pub strategy: crate::queue::dispatch::Strategy,
+    /// Seconds a caller may wait before `overflow`; 0 = no limit.
+    pub max_wait: u64,
+    /// What happens at `max_wait`: another queue's name (the caller keeps its arrival
+    /// order there), `"callback"` (offered at once) or `"hangup"` (goodbye, BYE).
+    pub overflow: String,
 }
 
 impl Default for QueueConfig {
@@ -426,6 +431,8 @@ impl Default for QueueConfig {
             default_handle_time: 300,
             require_srtp: false,
             strategy: crate::queue::dispatch::Strategy::LongestIdle,
+            max_wait: 0,
+            overflow: String::new(),
         }
     }
 }

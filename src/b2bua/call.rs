@@ -105,6 +105,8 @@ pub struct Call {
     pub announce: Option<super::announce::AnnounceSchedule>,
     /// When the next announcement is due: the key in [`Calls`]' set, changed only there.
     announce_at: Option<Instant>,
+    /// When the queue's `max_wait` runs out: the key in [`Calls`]' set, changed only there.
+    max_wait_at: Option<Instant>,
     /// A REFER transfer in progress (bridge mode `refer`).
     pub transfer: Option<super::refer::Transfer>,
     /// The trunk refused REFER for this call: bridge through the relay.
@@ -167,6 +169,7 @@ impl Call {
             started: new.started,
             announce: None,
             announce_at: None,
+            max_wait_at: None,
             transfer: None,
             refer_refused: false,
             offer_from: None,
@@ -195,6 +198,8 @@ pub enum CallTimer {
     Announce,
     /// The RFC 4028 session timer (our refresh, or the caller's last chance).
     Session,
+    /// The queue's `max_wait` runs out: the caller overflows (docs/behaviour.md §3).
+    MaxWait,
 }
 
 /// Every call, with its indexes and deadline sets. Only its methods change them, so they
@@ -208,6 +213,14 @@ pub struct Calls {
     by_invite: HashMap<ServerKey, CallKey>,
     announce_due: BTreeSet<(Instant, CallKey)>,
     session_due: BTreeSet<(Instant, CallKey)>,
+    max_wait_due: BTreeSet<(Instant, CallKey)>,
+}
+
+impl Call {
+    /// When the queue's `max_wait` runs out for this caller, if it is counting.
+    pub fn max_wait_at(&self) -> Option<Instant> {
+        self.max_wait_at
+    }
 }
 
 impl Calls {
@@ -224,6 +237,7 @@ impl Calls {
         for (timer, at) in [
             (CallTimer::Announce, call.announce_at),
             (CallTimer::Session, call.session_at),
+            (CallTimer::MaxWait, call.max_wait_at),
         ] {
             if let Some(at) = at {
                 self.set(timer).insert((at, call.key));
@@ -243,6 +257,9 @@ impl Calls {
         }
         if let Some(at) = call.session_at {
             self.session_due.remove(&(at, key));
+        }
+        if let Some(at) = call.max_wait_at {
+            self.max_wait_due.remove(&(at, key));
         }
         Some(call)
     }
@@ -296,6 +313,7 @@ impl Calls {
         match timer {
             CallTimer::Announce => &mut self.announce_due,
             CallTimer::Session => &mut self.session_due,
+            CallTimer::MaxWait => &mut self.max_wait_due,
         }
     }
 
@@ -307,6 +325,7 @@ impl Calls {
         let slot = match timer {
             CallTimer::Announce => &mut call.announce_at,
             CallTimer::Session => &mut call.session_at,
+            CallTimer::MaxWait => &mut call.max_wait_at,
         };
         let old = std::mem::replace(slot, at);
         let set = self.set(timer);
@@ -328,6 +347,7 @@ impl Calls {
             match timer {
                 CallTimer::Announce => call.announce_at = None,
                 CallTimer::Session => call.session_at = None,
+                CallTimer::MaxWait => call.max_wait_at = None,
             }
         }
         Some(key)
@@ -335,11 +355,15 @@ impl Calls {
 
     /// The earliest deadline of any call.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.announce_due.first(), self.session_due.first()]
-            .into_iter()
-            .flatten()
-            .map(|(at, _)| *at)
-            .min()
+        [
+            self.announce_due.first(),
+            self.session_due.first(),
+            self.max_wait_due.first(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(at, _)| *at)
+        .min()
     }
 
     /// Panics unless the indexes and deadline sets agree with the calls (tests and debug
@@ -355,6 +379,8 @@ impl Calls {
         );
         let timed = self.calls.values().filter(|c| c.session_at.is_some());
         assert_eq!(timed.count(), self.session_due.len(), "session set size");
+        let capped = self.calls.values().filter(|c| c.max_wait_at.is_some());
+        assert_eq!(capped.count(), self.max_wait_due.len(), "max-wait set size");
         for (key, call) in &self.calls {
             assert_eq!(*key, call.key, "call filed under another key");
             assert_eq!(self.by_call_id.get(&call.dialog.call_id), Some(key));
@@ -364,6 +390,9 @@ impl Calls {
             }
             if let Some(at) = call.session_at {
                 assert!(self.session_due.contains(&(at, *key)), "session deadline");
+            }
+            if let Some(at) = call.max_wait_at {
+                assert!(self.max_wait_due.contains(&(at, *key)), "max-wait deadline");
             }
         }
     }

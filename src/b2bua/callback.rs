@@ -191,7 +191,7 @@ impl B2bua {
             }
             MediaEvent::PromptDone { id } => {
                 if let Some(call) = self.callbacks.confirmed(id) {
-                    tracing::info!(call = call.0, "callback confirmed: hanging up");
+                    tracing::info!(call = call.0, "last prompt played: hanging up");
                     self.hang_up(now, call, LeaveReason::Removed);
                 }
             }

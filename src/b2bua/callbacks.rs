@@ -187,7 +187,8 @@ pub struct Callbacks {
     /// Held callers who have heard (the start of) an offer, by their stream: the only
     /// streams whose RFC 4733 digits matter.
     offered_streams: HashMap<StreamId, CallKey>,
-    /// Callers hearing their confirmation, by stream; hung up on its `PromptDone`.
+    /// Callers hearing their last prompt (a callback's confirmation, an overflow's goodbye),
+    /// by stream; hung up on its `PromptDone`.
     confirming: HashMap<StreamId, CallKey>,
     /// Trunk INVITEs: exactly the callbacks in `Dialling`, `Completing` or `Connected`.
     trunk_by_client: HashMap<ClientKey, EntryId>,

@@ -161,6 +161,7 @@ fn message(kind: CallEventKind) -> &'static str {
         CallEventKind::CallbackCompleted => "callback completed",
         CallEventKind::CallbackFailed => "callback failed",
         CallEventKind::Complete => "call complete",
+        CallEventKind::Overflow => "caller overflowed",
     }
 }
 

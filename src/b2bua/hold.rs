@@ -41,6 +41,7 @@ impl B2bua {
         let at = schedule.poll_timeout();
         call.announce = Some(schedule);
         self.calls.schedule(call_key, CallTimer::Announce, at);
+        self.start_max_wait(now, call_key, queue);
     }
 
     /// Speak to every held caller whose announcement is due: position and estimated wait

@@ -26,6 +26,7 @@ mod leg;
 mod legs;
 mod log_limit;
 pub mod media;
+mod overflow;
 mod reconcile;
 mod refer;
 mod register;
@@ -346,6 +347,7 @@ impl B2bua {
         self.expire_rings(now);
         self.expire_callback_deadlines(now);
         self.run_announcements(now);
+        self.run_max_waits(now);
         self.run_session_timers(now);
         self.process_events(now);
     }

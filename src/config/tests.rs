@@ -404,3 +404,23 @@ fn strategies_and_tiers_are_read_and_checked() {
         "holdfast.toml: agent[0].tiers.sales: unknown queue \"sales\""
     );
 }
+
+#[test]
+fn max_wait_needs_an_overflow_that_exists() {
+    let two = "[[queue]]\nname = \"premium\"\nmax_wait = 60\noverflow = \"support\"\n\
+               [[queue]]\nname = \"support\"\n";
+    assert_eq!(parse(two).queues[0].overflow, "support");
+    assert_eq!(
+        error("[[queue]]\nname = \"q\"\nmax_wait = 60\n"),
+        "holdfast.toml: queue[0].overflow: is required with max_wait: a queue name, \
+         \"callback\" or \"hangup\""
+    );
+    assert_eq!(
+        error("[[queue]]\nname = \"q\"\nmax_wait = 60\noverflow = \"sales\"\n"),
+        "holdfast.toml: queue[0].overflow: unknown queue \"sales\""
+    );
+    assert_eq!(
+        error("[[queue]]\nname = \"q\"\nmax_wait = 60\noverflow = \"q\"\n"),
+        "holdfast.toml: queue[0].overflow: a queue cannot overflow into itself"
+    );
+}

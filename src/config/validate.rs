@@ -187,6 +187,19 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
     let known_queue = |name: &str| config.queues.iter().any(|q| q.name == name);
+    for (i, q) in config.queues.iter().enumerate() {
+        let key = format!("queue[{i}].overflow");
+        match q.overflow.as_str() {
+            "" if q.max_wait > 0 => r.add(
+                key,
+                "is required with max_wait: a queue name, \"callback\" or \"hangup\"",
+            ),
+            "" | "callback" | "hangup" => {}
+            name if name == q.name => r.add(key, "a queue cannot overflow into itself"),
+            name if !known_queue(name) => r.add(key, format!("unknown queue {name:?}")),
+            _ => {}
+        }
+    }
 
     let mut seen = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {

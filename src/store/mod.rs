@@ -149,11 +149,13 @@ pub enum CallEventKind {
     CallbackFailed,
     /// A connected call ended.
     Complete,
+    /// A caller reached the queue's `max_wait` and overflowed (`detail`: to what).
+    Overflow,
 }
 
 impl CallEventKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Join,
         Self::Announce,
         Self::Connect,
@@ -164,6 +166,7 @@ impl CallEventKind {
         Self::CallbackCompleted,
         Self::CallbackFailed,
         Self::Complete,
+        Self::Overflow,
     ];
 
     /// Parses [`CallEventKind::as_str`] back.
@@ -184,6 +187,7 @@ impl CallEventKind {
             Self::CallbackCompleted => "callback_completed",
             Self::CallbackFailed => "callback_failed",
             Self::Complete => "complete",
+            Self::Overflow => "overflow",
         }
     }
 }

@@ -14,6 +14,7 @@ mod agents;
 mod callbacks;
 mod hold;
 mod logins;
+mod overflow;
 mod restart;
 mod screen;
 mod waits;
