@@ -149,3 +149,32 @@ fn a_tier_two_agent_takes_callers_only_while_tier_one_is_busy() {
         holdfast.log()
     );
 }
+
+/// `max_wait` and `overflow`: a premium caller nobody takes moves to support after 2 s
+/// and is connected to the support agent there.
+#[test]
+fn a_caller_overflows_to_another_queue_and_is_served_there() {
+    let mut setup = Setup::new(53_000);
+    setup.extra = "[[queue]]\nname = \"premium\"\nmax_wait = 2\noverflow = \"support\"\n\n\
+                   [[queue]]\nname = \"support\"\nwrapup = 0\n\n\
+                   [[route]]\nnumber = \"*\"\nqueue = \"premium\"\n\n\
+                   [[agent]]\nuser = \"sam\"\npassword = \"sam-secret\"\nqueues = [\"support\"]\n"
+        .into();
+    setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
+    let holdfast = Holdfast::start("routing-overflow", &setup);
+    let mut sam = phone(&holdfast, "sam", 1);
+    call(&holdfast, 5000);
+    assert!(
+        wait_exit(&mut sam, Duration::from_secs(10)),
+        "{}",
+        holdfast.log()
+    );
+    let log = holdfast.log();
+    assert!(log.contains("caller overflowed"), "{log}");
+    assert_eq!(connected_agents(&holdfast), ["sam"], "{log}");
+    let connect = log
+        .lines()
+        .find(|l| l.contains("caller connected to agent"))
+        .unwrap();
+    assert!(connect.contains("support"), "{connect}");
+}
