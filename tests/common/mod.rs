@@ -45,6 +45,16 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A port free on 127.0.0.1 for both UDP and TCP a moment ago: holdfast listens on both.
+pub fn free_sip_port() -> u16 {
+    loop {
+        let port = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The options a test varies in the generated config.
 pub struct Setup {
     /// First port of a 1000-port RTP range private to this test.
@@ -113,8 +123,24 @@ pub struct Holdfast {
 impl Holdfast {
     /// Start holdfast with a generated config and wait until it answers OPTIONS.
     pub fn start(name: &str, setup: &Setup) -> Self {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = setup.sip_port.unwrap_or_else(free_sip_port);
+            match Self::launch(name, setup, port) {
+                Ok(holdfast) => return holdfast,
+                // Another process took the port between the check and holdfast's bind.
+                Err(log)
+                    if setup.sip_port.is_none()
+                        && tries < 4
+                        && log.contains("Address already in use") => {}
+                Err(log) => panic!("holdfast exited early; log:\n{log}"),
+            }
+        }
+    }
+
+    fn launch(name: &str, setup: &Setup, port: u16) -> Result<Self, String> {
         let dir = scratch_dir(name);
-        let port = setup.sip_port.unwrap_or_else(free_udp_port);
         let music = repo().join("media/music/hold.flac");
         let queues = if setup.extra.is_empty() {
             "[[queue]]\nname = \"support\"\n\n[[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n".to_string()
@@ -162,18 +188,19 @@ impl Holdfast {
             .expect("spawn holdfast");
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut holdfast = Self { child, sip, dir };
-        holdfast.wait_ready();
-        holdfast
+        holdfast.wait_ready()?;
+        Ok(holdfast)
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until it answers OPTIONS; its log if it exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("holdfast exited early ({status}); log:\n{}", self.log());
+                return Err(format!("({status})\n{}", self.log()));
             }
             if options(self.sip, Duration::from_millis(200)) == Some(200) {
-                return;
+                return Ok(());
             }
         }
         panic!("holdfast did not answer OPTIONS; log:\n{}", self.log());
