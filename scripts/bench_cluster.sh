@@ -73,7 +73,7 @@ per_node="$(grep -ac "caller joined queue" "$dir/a.log" || true) $(grep -ac "cal
 
 python3 - "$rate" "$calls" "$hz" "$window" "$dir" "$out/cluster-$rate.json" "$sipp_ok" \
   "$a0" "$a1" "$b0" "$b1" "$k0" "$k1" "$p0" "$p1" "$s0" "$s1" "$c0" "$c1" "$per_node" <<'PY'
-import csv, glob, json, sys
+import json, sys
 rate, calls, hz, window = (int(x) for x in sys.argv[1:5])
 d, path, sipp_ok = sys.argv[5], sys.argv[6], sys.argv[7] == "1"
 a0, a1, b0, b1, k0, k1, p0, p1 = (int(x) for x in sys.argv[8:16])
@@ -81,16 +81,10 @@ s0, s1 = ([int(v) for v in x.split("|")] for x in sys.argv[16:18])
 c0, c1 = int(sys.argv[18]), int(sys.argv[19])
 per_node = sys.argv[20]
 cpu = lambda t0, t1: round(100.0 * (t1 - t0) / hz / window, 2)
-rows = list(csv.DictReader(open(f"{d}/stat.csv"), delimiter=";"))
-last = rows[-1] if rows else {}
-def c(name):
-    try:
-        return int(last.get(name, "0") or 0)
-    except ValueError:
-        return 0
-rtts = sorted(float(p[1]) for f in glob.glob(f"{d}/*_rtt.csv") for p in (l.strip().split(";") for l in open(f))
-              if len(p) >= 2 and p[1].replace(".", "", 1).isdigit())
-pct = lambda p: rtts[min(len(rtts) - 1, int(p / 100 * len(rtts)))] if rtts else None
+sys.path.insert(0, "scripts")
+import sipp_stats
+c = sipp_stats.counters(d)
+rtts, pct = sipp_stats.response_times(d)
 joined = max(c1 - c0, 1)
 result = {
     "kind": "cluster", "rate": rate, "calls_planned": calls,

@@ -82,7 +82,7 @@ run_floor "$n"
 
 python3 - "$rate" "$duration" "$calls" "$t0" "$t1" "$s0" "$s1" "$hz" "$window" "$floor_cpu" \
   "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate-$transport.json" "$transport" "$threads" <<'PY'
-import csv, glob, json, sys
+import json, sys
 rate, duration, calls, t0, t1, s0, s1, hz, window = (int(x) for x in sys.argv[1:10])
 floor, sipp_ok, elapsed, d, path = float(sys.argv[10]), sys.argv[11] == "1", float(sys.argv[12]), sys.argv[13], sys.argv[14]
 transport = sys.argv[15]
@@ -90,25 +90,10 @@ threads = json.loads(sys.argv[16])
 signalling = threads.get("signalling", 0.0)
 cpu = 100.0 * (t1 - t0) / hz / window
 sipp_cpu = 100.0 * (s1 - s0) / hz / window
-rows = list(csv.DictReader(open(f"{d}/stat.csv"), delimiter=";"))
-last = rows[-1] if rows else {}
-def c(name):
-    try:
-        return int(last.get(name, "0") or 0)
-    except ValueError:
-        return 0
-rtts = []
-for f in glob.glob(f"{d}/*_rtt.csv"):
-    for line in open(f):
-        parts = line.strip().split(";")
-        if len(parts) >= 2:
-            try:
-                rtts.append(float(parts[1]))
-            except ValueError:
-                pass
-rtts.sort()
-def pct(p):
-    return round(rtts[min(len(rtts) - 1, int(p / 100 * len(rtts)))], 3) if rtts else None
+sys.path.insert(0, "scripts")
+import sipp_stats
+c = sipp_stats.counters(d)
+rtts, pct = sipp_stats.response_times(d)
 result = {
     "kind": "setup", "transport": transport, "rate": rate, "duration_s": duration, "calls_planned": calls,
     "calls_successful": c("SuccessfulCall(C)"), "calls_failed": c("FailedCall(C)"),
