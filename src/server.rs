@@ -17,6 +17,7 @@ use crate::media::g711::Law;
 use crate::media::prompts::Prompts;
 use crate::store::{CallbackState, Record, StoreHandle};
 
+mod cluster;
 mod driver;
 mod streams;
 mod tls;

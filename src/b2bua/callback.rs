@@ -346,6 +346,8 @@ impl B2bua {
         let queue = QueueId(index);
         let entry = EntryId(self.next_key);
         self.next_key += 1;
+        // Taken over from a dead node: its entry in the replica becomes this one.
+        self.cluster_take_over(request.seq);
         self.queues.join_with_seq(
             now,
             queue,

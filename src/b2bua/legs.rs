@@ -10,6 +10,7 @@
 //! The caller's queue entry stays in the queue (at its place, marked offered) while the
 //! agent rings, so a failed ring costs the caller nothing; it leaves only on answer.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -60,43 +61,57 @@ impl B2bua {
     /// Match free agents with waiting callers until no match is left (docs/behaviour.md §5: dispatch
     /// happens the moment either side becomes available, never on a polling loop).
     pub(super) fn dispatch(&mut self, now: Instant) {
+        // In a cluster: matches this pass left to other nodes (docs/cluster.md).
+        let mut aside = Default::default();
         loop {
             // Callbacks committing, confirming or waiting out a retry keep their place
             // without being dispatched.
+            let (agents_aside, entries_aside): &(HashSet<AgentId>, HashSet<EntryId>) = &aside;
             let offered = |entry: EntryId| {
-                self.offered.contains(&entry)
+                entries_aside.contains(&entry)
+                    || self.offered.contains(&entry)
                     || self
                         .callbacks
                         .holds_back(entry, self.calls.contains_key(&CallKey(entry.0)))
             };
-            let Some(assignment) = self.agents.next_assignment(&self.queues, offered) else {
+            let Some(assignment) = self.agents.next_assignment_among(&self.queues, offered, |a| {
+                agents_aside.contains(&a)
+            }) else {
                 return;
             };
-            self.agents.served(assignment);
-            let started = if self.wants_refer(&assignment) {
-                self.start_transfer(now, assignment)
-            } else {
-                self.start_leg(now, assignment)
-            };
-            if let Err(error) = started {
-                tracing::warn!(
-                    agent = %self.agent_user(assignment.agent),
-                    %error,
-                    "cannot call agent"
-                );
-                // Count it as a miss so a broken agent is paused after max_no_answer
-                // instead of being picked forever.
-                let queue = &self.config.queues[assignment.queue.0];
-                let (max, backoff) = (
-                    queue.max_no_answer,
-                    Duration::from_secs(queue.no_answer_backoff),
-                );
-                let _ = self.agents.ringing(now, assignment.agent, assignment.entry);
-                let _ = self
-                    .agents
-                    .no_answer_then_rest(now, assignment.agent, max, backoff);
-                self.drain_agent_events();
+            if self.cluster_dispatch(now, assignment, &mut aside) {
+                continue;
             }
+            self.offer(now, assignment);
+        }
+    }
+
+    /// Rings (or transfers to) the agent of `assignment` for its entry.
+    pub(super) fn offer(&mut self, now: Instant, assignment: Assignment) {
+        self.agents.served(assignment);
+        let started = if self.wants_refer(&assignment) {
+            self.start_transfer(now, assignment)
+        } else {
+            self.start_leg(now, assignment)
+        };
+        if let Err(error) = started {
+            tracing::warn!(
+                agent = %self.agent_user(assignment.agent),
+                %error,
+                "cannot call agent"
+            );
+            // Count it as a miss so a broken agent is paused after max_no_answer
+            // instead of being picked forever.
+            let queue = &self.config.queues[assignment.queue.0];
+            let (max, backoff) = (
+                queue.max_no_answer,
+                Duration::from_secs(queue.no_answer_backoff),
+            );
+            let _ = self.agents.ringing(now, assignment.agent, assignment.entry);
+            let _ = self
+                .agents
+                .no_answer_then_rest(now, assignment.agent, max, backoff);
+            self.drain_agent_events();
         }
     }
 
@@ -210,7 +225,12 @@ impl B2bua {
     /// REGISTER came from when the Contact names another host (NAT) or no IP literal —
     /// holdfast never looks a name up.
     fn agent_target(&self, user: &str) -> Option<(rsip::Uri, SocketAddr, Vec<String>)> {
-        let binding = self.registration.registrar.binding(user)?;
+        // An agent registered on another node of the cluster is reached as that node would.
+        let binding = self.registration.registrar.binding(user).or_else(|| {
+            self.cluster
+                .as_ref()
+                .and_then(|cluster| cluster.binding(user))
+        })?;
         let contact: rsip::Uri = binding.contact_uri()?;
         let source = binding.source;
         // Registered through proxies that added Path (RFC 3327 §5.4): the INVITE goes to the

@@ -15,6 +15,7 @@ pub mod announce;
 mod call;
 mod callback;
 mod callbacks;
+mod cluster;
 mod dialback;
 mod dialback_end;
 pub mod events;
@@ -46,6 +47,7 @@ use bytes::Bytes;
 
 pub use call::{Call, CallKey, CallState, CallTimer, Calls, NewCall};
 pub use callback::{AttemptToken, RestoreError, StoreRequest};
+pub use cluster::{REMOTE, RemoteEntry, is_remote};
 pub use ids::Ids;
 pub use leg::{AgentLeg, LegFor, LegKey, LegState, Legs};
 pub use legs::DispatchError;
@@ -190,6 +192,8 @@ pub struct B2bua {
     callbacks: callbacks::Callbacks,
     /// Our session refreshes in flight → their call.
     refreshes: HashMap<crate::sip::transaction::ClientKey, CallKey>,
+    /// One node of a cluster: the replica of the other nodes and the outbox to them.
+    cluster: Option<cluster::Cluster>,
 }
 
 impl B2bua {
@@ -271,6 +275,7 @@ impl B2bua {
             journal: VecDeque::new(),
             callbacks: callbacks::Callbacks::default(),
             refreshes: HashMap::new(),
+            cluster: None,
         };
         b2bua.pin_trunk_flows();
         b2bua
@@ -349,6 +354,7 @@ impl B2bua {
         self.run_announcements(now);
         self.run_max_waits(now);
         self.run_session_timers(now);
+        self.cluster_timeouts(now);
         self.process_events(now);
     }
 
@@ -387,6 +393,7 @@ impl B2bua {
             self.legs.poll_timeout(),
             self.calls.poll_timeout(),
             self.callbacks.poll_timeout(),
+            self.cluster.as_ref().and_then(cluster::Cluster::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -595,7 +602,14 @@ impl B2bua {
     fn drain_queue_events(&mut self, now: Instant) {
         while let Some(event) = self.queues.poll_event() {
             tracing::debug!(?event, "queue event");
-            self.learn_waits(now, &event);
+            self.cluster_queue_event(&event);
+            let id = match event {
+                crate::queue::QueueEvent::Joined { id, .. }
+                | crate::queue::QueueEvent::Left { id, .. } => id,
+            };
+            if !is_remote(id) {
+                self.learn_waits(now, &event);
+            }
         }
     }
 
@@ -603,6 +617,7 @@ impl B2bua {
     fn drain_agent_events(&mut self) {
         while let Some(event) = self.agents.poll_event() {
             tracing::info!(?event, "agent");
+            self.cluster_agent_event(&event);
         }
     }
 

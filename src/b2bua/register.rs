@@ -209,6 +209,7 @@ impl B2bua {
             Ok(binding) => {
                 let mut response = message::response(&request, 200, None);
                 if let Some(binding) = binding {
+                    self.cluster_registered(&binding);
                     // RFC 3327 §5.3: the Path stored is echoed, so the phone knows it.
                     for hop in &binding.path {
                         push_other(&mut response, "Path", hop);
@@ -244,6 +245,9 @@ impl B2bua {
             };
             let _ = if online {
                 self.agents.registered(now, agent)
+            } else if self.cluster_unregistered(user) {
+                // Still bound on another node of the cluster.
+                Ok(())
             } else {
                 self.agents.unregistered(now, agent)
             };

@@ -62,6 +62,9 @@ pub struct WaitingView {
     pub estimate_s: u64,
     /// Whether this entry is a callback that keeps its place.
     pub callback: bool,
+    /// The cluster node holding the caller (docs/cluster.md); absent on a single node.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 /// One agent: `GET /api/agents` item.
@@ -141,9 +144,17 @@ impl B2bua {
                     .map(|(index, entry)| {
                         let position = index + 1;
                         let call = self.calls.get(&CallKey(entry.id.0));
+                        let remote = self.cluster.as_ref().and_then(|c| c.remote(entry.id));
                         WaitingView {
                             call_id: call.map(|c| c.dialog.call_id.clone()).unwrap_or_default(),
-                            caller: call.map(|c| c.caller.clone()).unwrap_or_default(),
+                            caller: call
+                                .map(|c| c.caller.clone())
+                                .or_else(|| remote.map(|r| r.caller.clone()))
+                                .unwrap_or_default(),
+                            node: remote
+                                .map(|r| r.node.clone())
+                                .or_else(|| self.cluster_node().map(str::to_owned))
+                                .unwrap_or_default(),
                             position,
                             priority: self.priority_name(entry.level),
                             waited_s: entry.waited(now).as_secs(),
@@ -185,6 +196,7 @@ impl B2bua {
                     .registration
                     .registrar
                     .binding(agent.user())
+                    .or_else(|| self.cluster.as_ref()?.binding(agent.user()))
                     .map(|b| b.contact.clone()),
                 calls_taken: agent.calls_taken(),
             })
@@ -232,6 +244,7 @@ impl B2bua {
         };
         // `find` returned the id, so the only refusal (unknown id) cannot happen.
         result.map_err(|_| PauseError::UnknownAgent(user.to_owned()))?;
+        self.cluster_paused(user, paused);
         tracing::info!(agent = user, paused, "agent pause changed by the admin API");
         self.process_events(now);
         Ok(())

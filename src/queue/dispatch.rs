@@ -48,6 +48,7 @@
 //! the agent did nothing wrong and keeps its turn.
 
 mod agent;
+mod elsewhere;
 mod strategy;
 #[cfg(test)]
 mod tests;
@@ -188,6 +189,7 @@ impl Agents {
                 registered: false,
                 paused: false,
                 activity: Activity::Idle,
+                elsewhere: None,
                 state: AgentState::Offline,
                 state_since: None,
                 idle: None,
@@ -317,6 +319,12 @@ impl Agents {
             .map(|id| &self.agents[id.0])
             .filter(|a| a.registered && !a.paused)
             .map(|a| match a.activity {
+                // Held by another node: ringing or talking there counts as a call.
+                Activity::Idle if a.elsewhere.is_some() => AgentOutlook::Busy {
+                    elapsed: a.state_since.map_or(std::time::Duration::ZERO, |since| {
+                        now.saturating_duration_since(since)
+                    }),
+                },
                 Activity::Idle => AgentOutlook::Free,
                 Activity::Ringing(_) => AgentOutlook::Busy {
                     elapsed: std::time::Duration::ZERO,
@@ -530,6 +538,18 @@ impl Agents {
         queues: &Queues,
         offered: impl Fn(EntryId) -> bool,
     ) -> Option<Assignment> {
+        self.next_assignment_among(queues, offered, |_| false)
+    }
+
+    /// [`Agents::next_assignment`] among the available agents `skip` does not name: a node
+    /// of a cluster leaves out the agents it has already matched, in its own pass, with
+    /// callers another node holds (docs/cluster.md "Agents and claims").
+    pub fn next_assignment_among(
+        &self,
+        queues: &Queues,
+        offered: impl Fn(EntryId) -> bool,
+        skip: impl Fn(AgentId) -> bool,
+    ) -> Option<Assignment> {
         // What a free agent would take: the first entry nobody is offered, from the first
         // queue in its own order that has one.
         let takes = |agent: AgentId| {
@@ -544,6 +564,7 @@ impl Agents {
         let (first, (queue, entry)) = self
             .available
             .iter()
+            .filter(|&&(_, agent)| !skip(agent))
             .find_map(|&(_, agent)| takes(agent).map(|t| (agent, t)))?;
         let strategy = self.strategies.get(&queue).copied().unwrap_or_default();
         let tiered = self.tiers.keys().any(|&(_, q)| q == queue);
@@ -558,7 +579,7 @@ impl Agents {
         let candidates: Vec<strategy::Candidate<'_>> = self
             .available
             .iter()
-            .filter(|&&(_, agent)| takes(agent).is_some_and(|(q, _)| q == queue))
+            .filter(|&&(_, agent)| !skip(agent) && takes(agent).is_some_and(|(q, _)| q == queue))
             .map(|&(idle, id)| strategy::Candidate {
                 idle,
                 id,
@@ -628,26 +649,24 @@ impl Agents {
     ) {
         self.changes += 1;
         let agent = &mut self.agents[id.0];
-        let (from, before) = (agent.state, agent.activity);
+        let (from, before, offer) = (agent.state, agent.activity, agent.offer());
         change(agent);
         if agent.activity != before {
-            match before {
-                Activity::Ringing(entry) => {
-                    self.offers.remove(&entry);
-                }
-                Activity::Wrapup(until) => {
-                    self.wrapups.remove(&(until, id));
-                }
-                Activity::Idle | Activity::Busy => {}
+            if let Activity::Wrapup(until) = before {
+                self.wrapups.remove(&(until, id));
             }
-            match agent.activity {
-                Activity::Ringing(entry) => {
-                    self.offers.insert(entry, id);
-                }
-                Activity::Wrapup(until) => {
-                    self.wrapups.insert((until, id));
-                }
-                Activity::Idle | Activity::Busy => {}
+            if let Activity::Wrapup(until) = agent.activity {
+                self.wrapups.insert((until, id));
+            }
+        }
+        if agent.offer() != offer {
+            if let Some(entry) = offer
+                && self.offers.get(&entry) == Some(&id)
+            {
+                self.offers.remove(&entry);
+            }
+            if let Some(entry) = agent.offer() {
+                self.offers.insert(entry, id);
             }
         }
         let to = agent.derive();

@@ -64,6 +64,9 @@ enum StoreReply {
     Completed(AttemptToken, Result<(), StoreError>),
     /// The lease renewed, with the callbacks taken over from dead nodes.
     Lease(Result<Vec<crate::store::CallbackRecord>, StoreError>),
+    /// A claim on an agent (docs/cluster.md): back to the controller, which rings the agent
+    /// only after it was won.
+    Claim(super::cluster::ClaimReply),
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = StoreReply> + Send>>;
@@ -93,6 +96,8 @@ pub struct Server {
     tls_addr: Option<SocketAddr>,
     /// This node's sequence slot when it is one of a cluster's (shared store).
     slot: Option<u8>,
+    /// The cluster's log, when this node is one of a cluster's.
+    cluster: Option<super::cluster::Link>,
 }
 
 /// Opens the configured store on its own thread; with the shared PostgreSQL store, also this
@@ -209,10 +214,21 @@ impl Server {
             }
             None => (None, None),
         };
+        let clock = WallClock::new();
+        let cluster = match slot {
+            Some(_) => Some(super::cluster::start(
+                &config.store.url,
+                &config.cluster.node_name(),
+            )?),
+            None => None,
+        };
+        let node = config.cluster.node_name();
         let mut b2bua = B2bua::new(config, music, prompts, Instant::now(), rand::random());
         b2bua.seed_keys(rand::random());
         if let Some(slot) = slot {
             b2bua.set_seq_slot(slot);
+            let now = Instant::now();
+            b2bua.join_cluster(&node, now, clock.unix_ms(now));
         }
         for (queue, history) in histories {
             let count = history.len();
@@ -235,7 +251,6 @@ impl Server {
             );
             tracing::info!(%queue, count, "wait-estimate outcomes restored");
         }
-        let clock = WallClock::new();
         let mut server = Self {
             socket,
             sip,
@@ -255,6 +270,7 @@ impl Server {
             connector,
             tls_addr,
             slot,
+            cluster,
         };
         // The first RTP ports are bound before the first call can arrive.
         server.flush_media();
@@ -332,6 +348,10 @@ impl Server {
                 Some(event) = self.media_events.recv() => {
                     self.b2bua.handle_media_event(Instant::now(), event);
                 }
+                Some(feed) = super::cluster::next_feed(&mut self.cluster) => {
+                    let now = Instant::now();
+                    self.b2bua.apply_cluster(now, self.clock.unix_ms(now), feed);
+                }
                 Some(reply) = replies.next(), if !replies.is_empty() => match reply {
                     StoreReply::Committed(token, result) => {
                         self.b2bua.callback_committed(Instant::now(), token, result);
@@ -355,12 +375,15 @@ impl Server {
                     StoreReply::Lease(Err(error)) => {
                         tracing::error!(%error, "cluster lease not renewed (PostgreSQL unreachable?)");
                     }
+                    StoreReply::Claim((user, result)) => {
+                        self.b2bua.claim_result(Instant::now(), &user, result);
+                    }
                 },
                 _ = lease_tick.tick(), if self.slot.is_some() && stopping_since.is_none() => {
                     let status = crate::store::NodeStatus {
                         sip: self.sip.to_string(),
                         calls: self.b2bua.calls(),
-                        waiting: self.b2bua.queues().waiting(),
+                        waiting: self.b2bua.local_waiting(),
                         agents: self.b2bua.agents().iter().filter(|(_, a)| a.state() != crate::queue::dispatch::AgentState::Offline).count(),
                     };
                     let reply = self.store.renew_lease(status);
@@ -389,6 +412,9 @@ impl Server {
             }
             while let Some(request) = self.b2bua.poll_store_request() {
                 replies.push(self.store_request(request));
+            }
+            for claim in super::cluster::flush(&mut self.b2bua, self.cluster.as_ref()) {
+                replies.push(Box::pin(async move { StoreReply::Claim(claim.await) }));
             }
             self.send_transmits().await;
             if let Some(since) = stopping_since {
@@ -458,6 +484,7 @@ impl Server {
                 tracing::error!(%error, callback = id.0, state = state.as_str(), "callback state not persisted");
             }
         }
+        super::cluster::stop(self.cluster.take());
         drop(self.store);
         self.store_thread.join();
         tracing::info!("holdfast stopped");

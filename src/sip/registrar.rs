@@ -433,6 +433,11 @@ impl Registrar {
         self.bindings.get(user)
     }
 
+    /// Every binding.
+    pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
+        self.bindings.values()
+    }
+
     /// Number of users with a binding.
     pub fn len(&self) -> usize {
         self.bindings.len()

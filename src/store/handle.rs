@@ -88,6 +88,11 @@ enum Request {
 pub struct Reply<T>(oneshot::Receiver<Result<T, StoreError>>);
 
 impl<T> Reply<T> {
+    /// A reply another thread of the store sends on `rx`.
+    pub(crate) fn from_receiver(rx: oneshot::Receiver<Result<T, StoreError>>) -> Self {
+        Self(rx)
+    }
+
     fn ready(result: Result<T, StoreError>) -> Self {
         let (tx, rx) = oneshot::channel();
         // The receiver is alive right here, so this send cannot fail.

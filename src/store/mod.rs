@@ -20,6 +20,7 @@
 //!
 //! Imports: only the queue's value types ([`Seq`], [`Level`]); nothing of SIP or media.
 
+pub mod cluster;
 mod handle;
 mod postgres;
 mod sqlite;

@@ -104,6 +104,8 @@ pub const MIGRATIONS: &[&str] = &[
         waiting        INTEGER     NOT NULL DEFAULT 0,
         agents         INTEGER     NOT NULL DEFAULT 0
     );",
+    // 1 → 2: one queue and one set of agents across the nodes (docs/cluster.md).
+    super::cluster::sql::MIGRATION,
 ];
 
 /// The schema version this build writes.

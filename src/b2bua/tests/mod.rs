@@ -12,6 +12,7 @@ use crate::media::engine::StreamId;
 
 mod agents;
 mod callbacks;
+mod cluster;
 mod hold;
 mod logins;
 mod overflow;

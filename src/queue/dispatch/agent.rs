@@ -53,6 +53,14 @@ pub(super) enum Activity {
     Wrapup(Instant),
 }
 
+/// What another node of a cluster says the agent is doing for it (docs/cluster.md "Agents
+/// and claims"): ringing (for which waiting entry), busy or in wrap-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Elsewhere {
+    pub(super) state: AgentState,
+    pub(super) entry: Option<EntryId>,
+}
+
 /// Place in the idle line: when the agent last became available, then arrival order.
 pub(super) type IdleStamp = (Instant, u64);
 
@@ -64,6 +72,8 @@ pub struct Agent {
     pub(super) registered: bool,
     pub(super) paused: bool,
     pub(super) activity: Activity,
+    /// Held by another node of a cluster; `None` on a single node.
+    pub(super) elsewhere: Option<Elsewhere>,
     /// Cached result of [`Agent::derive`], kept in step by `Agents` only.
     pub(super) state: AgentState,
     pub(super) state_since: Option<Instant>,
@@ -79,13 +89,26 @@ pub struct Agent {
 
 impl Agent {
     pub(super) fn derive(&self) -> AgentState {
+        let away = self.elsewhere.map(|e| e.state);
         match self.activity {
             Activity::Ringing(_) => AgentState::Ringing,
             Activity::Busy => AgentState::Busy,
+            _ if matches!(away, Some(AgentState::Ringing | AgentState::Busy)) => {
+                away.unwrap_or(AgentState::Busy)
+            }
             _ if !self.registered => AgentState::Offline,
             _ if self.paused => AgentState::Paused,
             Activity::Wrapup(_) => AgentState::Wrapup,
+            Activity::Idle if away.is_some() => AgentState::Wrapup,
             Activity::Idle => AgentState::Available,
+        }
+    }
+
+    /// The entry this agent rings for, here or on another node.
+    pub(super) fn offer(&self) -> Option<EntryId> {
+        match self.activity {
+            Activity::Ringing(entry) => Some(entry),
+            _ => self.elsewhere.and_then(|e| e.entry),
         }
     }
 
@@ -137,6 +160,11 @@ impl Agent {
     /// Offers left unanswered since start-up.
     pub fn missed_calls(&self) -> u64 {
         self.missed_calls
+    }
+
+    /// Whether another node of the cluster holds the agent (it rings, talks or rests there).
+    pub fn is_elsewhere(&self) -> bool {
+        self.elsewhere.is_some()
     }
 
     /// The entry this agent's phone is ringing for.
