@@ -299,3 +299,122 @@ fn with_postgresql_down_callers_hold_and_callbacks_are_refused_until_it_is_back(
         .collect();
     assert_eq!(numbers, ["+15551250002"], "only what was promised");
 }
+
+const ONE_LINE: &str = "[[queue]]\nname = \"support\"\nwrapup = 1\ndefault_handle_time = 120\n\n\
+[[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
+[[vip]]\ncaller = \"+15550009999\"\npriority = \"vip\"\n\n\
+[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n";
+
+/// A node of the one-line cluster with its admin API; returns it and the API address.
+fn line_node(name: &str, url: &str, rtp_base: u16) -> (Holdfast, std::net::SocketAddr) {
+    let mut setup = node(name, url, rtp_base, free_udp_port());
+    setup.extra = ONE_LINE.into();
+    let admin = common::phones::free_tcp_port();
+    setup.admin = format!("listen = \"127.0.0.1:{admin}\"\n");
+    let holdfast = Holdfast::start(&format!("line-{name}"), &setup);
+    (holdfast, format!("127.0.0.1:{admin}").parse().unwrap())
+}
+
+/// `support`'s line as a node's API shows it: (caller, position, priority, node).
+fn line(api: std::net::SocketAddr) -> Vec<(String, u64, String, String)> {
+    let queues = common::api::get_json(api, "/api/queues");
+    queues[0]["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["caller"].as_str().unwrap().to_owned(),
+                w["position"].as_u64().unwrap(),
+                w["priority"].as_str().unwrap().to_owned(),
+                w["node"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// One queue across two nodes (docs/cluster.md "One queue, every agent"): callers held on
+/// a and b stand in one line, in arrival order with the VIP first, and both nodes' APIs
+/// show the same line. alice registers on a only; she takes the three in that order, the
+/// last from b (b claims her and rings her), and then talks to a caller held on b with
+/// audio both ways through b's relay.
+#[test]
+fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
+    let pg = Postgres::start();
+    let url = pg.database("one_line");
+    let (a, api_a) = line_node("a", &url, 41_000);
+    let (b, api_b) = line_node("b", &url, 42_000);
+    let (ua_a, ua_b) = (
+        common::RawUa::new("127.0.0.1", a.sip),
+        common::RawUa::new("127.0.0.1", b.sip),
+    );
+    let offer = common::pcmu_offer(9);
+    let first = ua_a.invite("100", "+15550000001", &offer);
+    std::thread::sleep(Duration::from_millis(30));
+    let second = ua_b.invite("100", "+15550000002", &offer);
+    std::thread::sleep(Duration::from_millis(30));
+    let vip = ua_b.invite("100", "+15550009999", &offer);
+    assert_eq!((first.code, second.code, vip.code), (200, 200, 200));
+    let expected: Vec<(String, u64, String, String)> = [
+        ("+15550009999", 1, "vip", "b"),
+        ("+15550000001", 2, "normal", "a"),
+        ("+15550000002", 3, "normal", "b"),
+    ]
+    .iter()
+    .map(|&(c, p, l, n)| (c.into(), p, l.into(), n.into()))
+    .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while line(api_a) != expected || line(api_b) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a: {:?}\nb: {:?}\n{}",
+            line(api_a),
+            line(api_b),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // alice registers on a and takes the line in order: b's VIP, a's caller, b's caller.
+    let phone = free_udp_port();
+    let mut agent = uas("agent_hangup.xml", phone, 3, &["-d", "800"]);
+    common::register_sipp_agent(&a, "alice", "alice-secret", phone);
+    assert!(
+        wait_exit(&mut agent, Duration::from_secs(30)),
+        "alice did not take all three\na:\n{}\nb:\n{}",
+        a.log(),
+        b.log()
+    );
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let claims: Vec<String> = sql
+        .query(
+            "SELECT node FROM cluster_log WHERE change LIKE '%\"kind\":\"agent\"%' \
+             AND change LIKE '%\"state\":\"ringing\"%' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(claims, ["b", "a", "b"], "who rang alice, in order");
+    assert!(line(api_a).is_empty() && line(api_b).is_empty());
+
+    // A caller held on b talks to alice (registered on a): its 1 kHz comes back through
+    // her echo, so both directions of b's relay carry audio.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut agent = uas("agent.xml", phone, 1, &["-rtp_echo"]);
+    let (out, heard) = common::one_talking_call(&b);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        b.log()
+    );
+    assert!(b.log().contains("caller connected to agent"), "{}", b.log());
+    assert!(heard.len() > 8000 * 3, "caller heard {} samples", heard.len());
+    assert!(
+        common::dominant(&heard[1600..], 1000.0, &[300.0, 440.0, 2000.0]),
+        "the caller hears its own tone back from alice"
+    );
+    assert!(wait_exit(&mut agent, Duration::from_secs(10)));
+}
