@@ -342,7 +342,7 @@ fn line(api: std::net::SocketAddr) -> Vec<(String, u64, String, String)> {
 fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
     let pg = Postgres::start();
     let url = pg.database("one_line");
-    let (a, api_a) = line_node("a", &url, 41_000);
+    let (mut a, api_a) = line_node("a", &url, 41_000);
     let (b, api_b) = line_node("b", &url, 42_000);
     let (ua_a, ua_b) = (
         common::RawUa::new("127.0.0.1", a.sip),
@@ -417,4 +417,28 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
         "the caller hears its own tone back from alice"
     );
     assert!(wait_exit(&mut agent, Duration::from_secs(10)));
+
+    // a dies with a caller on hold: within its lease (10 s) and a heartbeat (2 s) the caller
+    // leaves b's line too; b's own caller stays.
+    let held_on_a = ua_a.invite("100", "+15550000003", &offer);
+    let held_on_b = ua_b.invite("100", "+15550000004", &offer);
+    assert_eq!((held_on_a.code, held_on_b.code), (200, 200));
+    let callers = |api| line(api).into_iter().map(|w| w.0).collect::<Vec<_>>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while callers(api_b).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", line(api_b));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    let killed = std::time::Instant::now();
+    while callers(api_b) != ["+15550000004"] {
+        assert!(
+            killed.elapsed() < Duration::from_secs(16),
+            "{:?}\n{}",
+            line(api_b),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(b.log().contains("cluster node's lease ran out"), "{}", b.log());
 }

@@ -193,3 +193,84 @@ fn a_dead_nodes_callbacks_go_to_exactly_one_survivor_and_its_own_writes_are_refu
     // a comes back: it renews its lease, takes nothing, and keeps its slot.
     assert!(a.renew_lease(&Default::default()).unwrap().is_empty());
 }
+
+/// Claims on one agent from three nodes at once, round after round: exactly one wins each
+/// round, the losers are told who holds it, and the log the readers follow has no gap and
+/// one `ringing` row per round, by the winner (docs/cluster.md "Agents and claims").
+#[test]
+fn nodes_racing_to_claim_one_agent_never_both_win_and_the_log_has_no_gap() {
+    use holdfast::store::cluster::{Change, Claim, sql as cluster};
+    let pg = Postgres::start();
+    let url = pg.database("claims");
+    // The schema, and the three nodes' rows.
+    for node in ["a", "b", "c"] {
+        PostgresStore::open(&url, node).expect("open");
+    }
+    const ROUNDS: usize = 40;
+    let barrier = Arc::new(Barrier::new(3));
+    let racers: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|node| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut client = sql(&url);
+                let mut won = Vec::new();
+                for round in 0..ROUNDS {
+                    barrier.wait();
+                    let claim = cluster::claim(&mut client, node, "alice", round as u64)
+                        .expect("claim");
+                    barrier.wait();
+                    match claim {
+                        Claim::Won => {
+                            won.push(round);
+                            // Talks, then lets go, while the others write joins.
+                            let release = [Change::Released {
+                                user: "alice".into(),
+                            }];
+                            cluster::append(&mut client, node, &release).expect("release");
+                        }
+                        Claim::Lost { holder, .. } => {
+                            assert_ne!(holder, node);
+                            let join = [Change::Joined {
+                                queue: "support".into(),
+                                seq: (round * 3) as u64,
+                                level: 1,
+                                callback: false,
+                                joined_ms: 0,
+                                caller: String::new(),
+                            }];
+                            cluster::append(&mut client, node, &join).expect("join");
+                        }
+                    }
+                    barrier.wait();
+                }
+                won
+            })
+        })
+        .collect();
+    let mut winners = vec![0; ROUNDS];
+    for racer in racers {
+        for round in racer.join().unwrap() {
+            winners[round] += 1;
+        }
+    }
+    assert!(winners.iter().all(|&n| n == 1), "{winners:?}");
+    let mut client = sql(&url);
+    let rows = cluster::read_after(&mut client, 0, 100_000).expect("log");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.id, i as i64 + 1, "contiguous ids");
+    }
+    let ringing = rows
+        .iter()
+        .filter(|r| matches!(&r.change, Change::Agent { state, .. } if state == "ringing"))
+        .count();
+    assert_eq!(ringing, ROUNDS);
+    let (head, snapshot) = cluster::snapshot(&mut client).expect("snapshot");
+    assert_eq!(head, rows.len() as i64);
+    assert!(
+        !snapshot
+            .iter()
+            .any(|(_, c)| matches!(c, Change::Agent { .. })),
+        "alice is free at the end"
+    );
+}
