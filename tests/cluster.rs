@@ -411,7 +411,11 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
         b.log()
     );
     assert!(b.log().contains("caller connected to agent"), "{}", b.log());
-    assert!(heard.len() > 8000 * 3, "caller heard {} samples", heard.len());
+    assert!(
+        heard.len() > 8000 * 3,
+        "caller heard {} samples",
+        heard.len()
+    );
     assert!(
         common::dominant(&heard[1600..], 1000.0, &[300.0, 440.0, 2000.0]),
         "the caller hears its own tone back from alice"
@@ -440,5 +444,9 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(b.log().contains("cluster node's lease ran out"), "{}", b.log());
+    assert!(
+        b.log().contains("cluster node's lease ran out"),
+        "{}",
+        b.log()
+    );
 }

@@ -217,8 +217,8 @@ fn nodes_racing_to_claim_one_agent_never_both_win_and_the_log_has_no_gap() {
                 let mut won = Vec::new();
                 for round in 0..ROUNDS {
                     barrier.wait();
-                    let claim = cluster::claim(&mut client, node, "alice", round as u64)
-                        .expect("claim");
+                    let claim =
+                        cluster::claim(&mut client, node, "alice", round as u64).expect("claim");
                     barrier.wait();
                     match claim {
                         Claim::Won => {

@@ -252,7 +252,11 @@ impl B2bua {
                 }
                 // What the ring changed here is the claim's own `ringing`: not told again.
                 self.drain_agent_events();
-                let ringing = self.agents.get(agent).and_then(|a| a.ringing_entry()).is_some();
+                let ringing = self
+                    .agents
+                    .get(agent)
+                    .and_then(|a| a.ringing_entry())
+                    .is_some();
                 if let Some(cluster) = self.cluster.as_mut() {
                     if ringing {
                         cluster.held.insert(agent);
@@ -268,9 +272,9 @@ impl B2bua {
                 tracing::debug!(agent = user, %holder, "agent claimed by another node first");
                 if cluster.seen.get(&agent).is_none_or(|&seen| seen < at) {
                     cluster.holders.insert(agent, (holder, at));
-                    let _ = self
-                        .agents
-                        .set_elsewhere(now, agent, Some((AgentState::Ringing, None)));
+                    let _ =
+                        self.agents
+                            .set_elsewhere(now, agent, Some((AgentState::Ringing, None)));
                 }
             }
             // The store cannot be reached: an agent registered here is rung without a
@@ -377,7 +381,11 @@ impl B2bua {
         };
         match *event {
             QueueEvent::Joined {
-                queue, id, seq, level, ..
+                queue,
+                id,
+                seq,
+                level,
+                ..
             } if !is_remote(id) => {
                 let Some((_, entry)) = self.queues.get(id) else {
                     return;
@@ -427,7 +435,9 @@ impl B2bua {
         let Some(cluster) = self.cluster.as_mut() else {
             return false;
         };
-        cluster.outbox.push(Change::Unregistered { user: user.into() });
+        cluster
+            .outbox
+            .push(Change::Unregistered { user: user.into() });
         cluster.bindings.contains_key(user)
     }
 

@@ -74,9 +74,10 @@ impl B2bua {
                         .callbacks
                         .holds_back(entry, self.calls.contains_key(&CallKey(entry.0)))
             };
-            let Some(assignment) = self.agents.next_assignment_among(&self.queues, offered, |a| {
-                agents_aside.contains(&a)
-            }) else {
+            let Some(assignment) = self
+                .agents
+                .next_assignment_among(&self.queues, offered, |a| agents_aside.contains(&a))
+            else {
                 return;
             };
             if self.cluster_dispatch(now, assignment, &mut aside) {

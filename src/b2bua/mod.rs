@@ -393,7 +393,9 @@ impl B2bua {
             self.legs.poll_timeout(),
             self.calls.poll_timeout(),
             self.callbacks.poll_timeout(),
-            self.cluster.as_ref().and_then(cluster::Cluster::poll_timeout),
+            self.cluster
+                .as_ref()
+                .and_then(cluster::Cluster::poll_timeout),
         ]
         .into_iter()
         .flatten()

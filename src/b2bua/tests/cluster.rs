@@ -122,9 +122,7 @@ impl Node {
             .collect();
         self.read = log.rows.len();
         let now = self.h.now;
-        self.h
-            .b2bua
-            .apply_cluster(now, UNIX_MS, Feed::Rows(rows));
+        self.h.b2bua.apply_cluster(now, UNIX_MS, Feed::Rows(rows));
         self.h.drain();
     }
 
@@ -187,10 +185,19 @@ fn positions_count_the_callers_of_every_node_in_arrival_order() {
     .map(|(n, node)| (n.to_string(), node.to_string()));
     assert_eq!(a.line(), expected);
     assert_eq!(b.line(), expected);
-    assert_eq!((a.h.b2bua.local_waiting(), b.h.b2bua.local_waiting()), (2, 1));
+    assert_eq!(
+        (a.h.b2bua.local_waiting(), b.h.b2bua.local_waiting()),
+        (2, 1)
+    );
 
     // b1 hangs up: a's second caller moves up to 2 on both nodes.
-    let tag = to_tag(&b.h.take().iter().find(|(_, t)| t.starts_with("SIP/2.0 200")).unwrap().1);
+    let tag = to_tag(
+        &b.h.take()
+            .iter()
+            .find(|(_, t)| t.starts_with("SIP/2.0 200"))
+            .unwrap()
+            .1,
+    );
     b.h.deliver(TRUNK, &in_dialog("BYE", "b1", &tag, 2, "z9hG4bK-bye-b1"));
     settle(&mut [&mut a, &mut b], &mut log);
     assert_eq!(a.line().len(), 2);
@@ -210,7 +217,10 @@ fn an_agent_registered_on_one_node_takes_the_head_held_by_the_other() {
     // b claimed alice and rang her at the Contact she registered on a; a rings nobody.
     assert_eq!(b.invites_to_alice(), 1);
     assert_eq!(a.invites_to_alice(), 0);
-    assert_eq!((a.alice(), b.alice()), (AgentState::Ringing, AgentState::Ringing));
+    assert_eq!(
+        (a.alice(), b.alice()),
+        (AgentState::Ringing, AgentState::Ringing)
+    );
     assert_eq!(log.holders.get("alice").map(String::as_str), Some("b"));
 }
 
@@ -234,7 +244,10 @@ fn two_nodes_racing_for_one_agent_never_both_ring_it() {
     // The loser holds its caller; once the log is read, both show alice ringing.
     settle(&mut [&mut a, &mut b], &mut log);
     assert_eq!(a.invites_to_alice() + b.invites_to_alice(), 0);
-    assert_eq!((a.alice(), b.alice()), (AgentState::Ringing, AgentState::Ringing));
+    assert_eq!(
+        (a.alice(), b.alice()),
+        (AgentState::Ringing, AgentState::Ringing)
+    );
     assert_eq!(a.line().len(), 2);
 }
 
@@ -282,7 +295,11 @@ fn a_free_agent_left_to_a_silent_node_takes_a_local_caller_after_the_limit() {
     b.h.take();
     register_alice(&mut b.h);
     let _ = b.write(&mut log);
-    assert_eq!(b.invites_to_alice(), 0, "alice is left to a's caller, ahead");
+    assert_eq!(
+        b.invites_to_alice(),
+        0,
+        "alice is left to a's caller, ahead"
+    );
     let start = b.h.now;
     b.h.run_until(start + crate::b2bua::cluster::ASIDE_LIMIT - Duration::from_millis(1));
     assert!(b.write(&mut log).is_empty());

@@ -78,9 +78,14 @@ mod tests {
                 Some((AgentState::Ringing, Some(EntryId(1)))),
             )
             .expect("agent");
-        assert_eq!(agents.get(AgentId(0)).map(|a| a.state()), Some(AgentState::Ringing));
+        assert_eq!(
+            agents.get(AgentId(0)).map(|a| a.state()),
+            Some(AgentState::Ringing)
+        );
         assert_eq!(agents.offered_to(EntryId(1)), Some(AgentId(0)));
-        let next = agents.next_assignment(&queues, |_| false).expect("bob is free");
+        let next = agents
+            .next_assignment(&queues, |_| false)
+            .expect("bob is free");
         assert_eq!((next.agent, next.entry), (AgentId(1), EntryId(2)));
         // The other node's caller answered; alice talks there, then rests there.
         agents
@@ -90,12 +95,18 @@ mod tests {
         agents
             .set_elsewhere(t0, AgentId(0), Some((AgentState::Wrapup, None)))
             .expect("agent");
-        assert_eq!(agents.get(AgentId(0)).map(|a| a.state()), Some(AgentState::Wrapup));
+        assert_eq!(
+            agents.get(AgentId(0)).map(|a| a.state()),
+            Some(AgentState::Wrapup)
+        );
         assert_eq!(agents.free(q), 1);
         // Released: available again, behind bob in the idle line.
         let t1 = t0 + Duration::from_secs(5);
         agents.set_elsewhere(t1, AgentId(0), None).expect("agent");
-        assert_eq!(agents.get(AgentId(0)).map(|a| a.state()), Some(AgentState::Available));
+        assert_eq!(
+            agents.get(AgentId(0)).map(|a| a.state()),
+            Some(AgentState::Available)
+        );
         let next = agents.next_assignment(&queues, |_| false).expect("someone");
         assert_eq!(next.agent, AgentId(1), "bob has been idle longer");
         let skipping_bob = agents
@@ -113,10 +124,16 @@ mod tests {
         agents
             .set_elsewhere(t0, AgentId(0), Some((AgentState::Busy, None)))
             .expect("agent");
-        assert_eq!(agents.get(AgentId(0)).map(|a| a.state()), Some(AgentState::Ringing));
+        assert_eq!(
+            agents.get(AgentId(0)).map(|a| a.state()),
+            Some(AgentState::Ringing)
+        );
         assert_eq!(agents.offered_to(EntryId(7)), Some(AgentId(0)));
         agents.ring_cancelled(t0, AgentId(0)).expect("ringing");
-        assert_eq!(agents.get(AgentId(0)).map(|a| a.state()), Some(AgentState::Busy));
+        assert_eq!(
+            agents.get(AgentId(0)).map(|a| a.state()),
+            Some(AgentState::Busy)
+        );
         assert!(agents.ringing(t0, AgentId(0), EntryId(8)).is_err());
     }
 }

@@ -106,10 +106,10 @@ impl ClusterLink {
         let (reply, rx) = oneshot::channel();
         match &self.commands {
             Some(commands) => {
-                if let Err(error) = commands.send(Command::Claim { user, seq, reply }) {
-                    if let Command::Claim { reply, .. } = error.0 {
-                        let _ = reply.send(Err(StoreError::Closed));
-                    }
+                if let Err(error) = commands.send(Command::Claim { user, seq, reply })
+                    && let Command::Claim { reply, .. } = error.0
+                {
+                    let _ = reply.send(Err(StoreError::Closed));
                 }
             }
             None => {
@@ -197,7 +197,9 @@ fn write_loop(
                         tracing::warn!(node = %name, "cluster node's lease ran out: its callers left the queues, its agents are free");
                     }
                     if back {
-                        tracing::warn!("this node had been taken for dead: telling the cluster its callers again");
+                        tracing::warn!(
+                            "this node had been taken for dead: telling the cluster its callers again"
+                        );
                         let _ = feed.blocking_send(Feed::Rejoined);
                     }
                 }

@@ -61,11 +61,7 @@ fn lock_head(tx: &mut Transaction<'_>) -> Result<i64, StoreError> {
 
 /// Applies `change` by `node` to the sum tables; returns the changes to log (none when it
 /// changed nothing: e.g. a release of an agent this node no longer holds).
-fn apply(
-    tx: &mut Transaction<'_>,
-    node: &str,
-    change: &Change,
-) -> Result<Vec<Change>, StoreError> {
+fn apply(tx: &mut Transaction<'_>, node: &str, change: &Change) -> Result<Vec<Change>, StoreError> {
     let touched = match change {
         Change::Joined { seq, .. } => tx
             .execute(
@@ -128,7 +124,11 @@ fn apply(
                 )
                 .map_err(pg)?;
             let mut logged = vec![Change::Reset];
-            logged.extend(released.iter().map(|row| Change::Released { user: row.get(0) }));
+            logged.extend(
+                released
+                    .iter()
+                    .map(|row| Change::Released { user: row.get(0) }),
+            );
             return Ok(logged);
         }
     };
@@ -305,8 +305,7 @@ pub fn snapshot(client: &mut Client) -> Result<(i64, Vec<(String, Change)>), Sto
         let user: String = row.get(0);
         let registrar: Option<String> = row.get(1);
         let registration: Option<&str> = row.get(2);
-        if let (Some(node), Some(change)) = (registrar, registration.and_then(Change::from_json))
-        {
+        if let (Some(node), Some(change)) = (registrar, registration.and_then(Change::from_json)) {
             rows.push((node, change));
         }
         if row.get::<_, bool>(3) {
@@ -323,11 +322,7 @@ pub fn snapshot(client: &mut Client) -> Result<(i64, Vec<(String, Change)>), Sto
 }
 
 /// Log rows after `after`, oldest first, at most `limit`.
-pub fn read_after(
-    client: &mut Client,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LogRow>, StoreError> {
+pub fn read_after(client: &mut Client, after: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
     let rows = client
         .query(
             "SELECT id, node, change FROM cluster_log WHERE id > $1 ORDER BY id LIMIT $2",
