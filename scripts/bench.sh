@@ -22,6 +22,7 @@
 #   scripts/bench.sh cluster [R] two nodes on one PostgreSQL behind Kamailio, R calls/s
 #                                through Kamailio: failed calls, INVITE->200, each part's
 #                                CPU, store transactions and rows per call
+#   scripts/bench.sh handoff [N] two nodes, N (60) held callers, one agent: BYE -> next INVITE, other node vs same
 #   SHARDS=k                     [media] shards for holdfast (default: one per core); the
 #                                summary splits holdfast's CPU by thread (signalling = the
 #                                controller's thread, media-N = the shards)
@@ -53,6 +54,7 @@ case "$kind" in
     ;;
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
   cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
+  handoff) exec scripts/bench_handoff.sh "${2:-${CALLS:-60}}" ;;
   *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster [N]" >&2; exit 2 ;;
 esac
 

@@ -433,6 +433,11 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
         assert!(std::time::Instant::now() < deadline, "{:?}", line(api_b));
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (_, metrics) = common::api::http(api_b, "GET", "/metrics", None);
+    for node in ["a", "b"] {
+        let series = format!("holdfast_node_waiting_callers{{node=\"{node}\"}} 1");
+        assert!(metrics.contains(&series), "{series}\n{metrics}");
+    }
     a.kill9();
     let killed = std::time::Instant::now();
     while callers(api_b) != ["+15550000004"] {

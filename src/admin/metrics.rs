@@ -80,6 +80,22 @@ const SERIES: &[Series] = &[
         },
     },
     Series {
+        name: "holdfast_node_waiting_callers",
+        kind: "gauge",
+        help: "Entries waiting per cluster node holding them (absent on a single node).",
+        samples: |src, out| {
+            let mut nodes: std::collections::BTreeMap<&str, u64> = Default::default();
+            for queue in &src.status.snapshot.queues {
+                for w in queue.waiting.iter().filter(|w| !w.node.is_empty()) {
+                    *nodes.entry(w.node.as_str()).or_default() += 1;
+                }
+            }
+            for (node, n) in nodes {
+                out.count(&[("node", node)], n);
+            }
+        },
+    },
+    Series {
         name: "holdfast_longest_wait_seconds",
         kind: "gauge",
         help: "Longest current wait in the queue.",

@@ -175,6 +175,14 @@ impl B2bua {
         self.cluster.as_mut()?.claims.pop_front()
     }
 
+    /// The binding an agent's phone has here, or else on another node of the cluster.
+    pub(super) fn agent_binding(&self, user: &str) -> Option<&Binding> {
+        self.registration
+            .registrar
+            .binding(user)
+            .or_else(|| self.cluster.as_ref()?.binding(user))
+    }
+
     /// This node's name when it is one of a cluster's.
     pub fn cluster_node(&self) -> Option<&str> {
         self.cluster.as_ref().map(|c| c.node.as_str())
@@ -191,6 +199,7 @@ impl B2bua {
             return;
         };
         cluster.anchor = (now, unix_ms);
+        let me = cluster.node.clone();
         match feed {
             Feed::Snapshot { head, rows } => {
                 self.forget_others(now);
@@ -210,7 +219,9 @@ impl B2bua {
                 for (id, pause) in flips {
                     self.set_agent_paused(now, id, pause);
                 }
-                for (node, change) in rows {
+                // This node's own rows describe what it already knows (or, after a
+                // restart, what died with the old process).
+                for (node, change) in rows.into_iter().filter(|(node, _)| *node != me) {
                     self.apply_change(now, head, &node, change);
                 }
             }

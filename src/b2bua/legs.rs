@@ -227,11 +227,7 @@ impl B2bua {
     /// holdfast never looks a name up.
     fn agent_target(&self, user: &str) -> Option<(rsip::Uri, SocketAddr, Vec<String>)> {
         // An agent registered on another node of the cluster is reached as that node would.
-        let binding = self.registration.registrar.binding(user).or_else(|| {
-            self.cluster
-                .as_ref()
-                .and_then(|cluster| cluster.binding(user))
-        })?;
+        let binding = self.agent_binding(user)?;
         let contact: rsip::Uri = binding.contact_uri()?;
         let source = binding.source;
         // Registered through proxies that added Path (RFC 3327 §5.4): the INVITE goes to the

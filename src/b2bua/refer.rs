@@ -55,9 +55,7 @@ impl B2bua {
         }
         let user = agent.map(|a| a.user().to_string()).unwrap_or_default();
         let contact = self
-            .registration
-            .registrar
-            .binding(&user)
+            .agent_binding(&user)
             .map(|b| b.contact.clone())
             .ok_or(DispatchError::NotRegistered)?;
         let call_key = CallKey(assignment.entry.0);

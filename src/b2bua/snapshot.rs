@@ -192,12 +192,7 @@ impl B2bua {
                     .iter()
                     .filter_map(|q| self.config.queues.get(q.0).map(|c| c.name.clone()))
                     .collect(),
-                contact: self
-                    .registration
-                    .registrar
-                    .binding(agent.user())
-                    .or_else(|| self.cluster.as_ref()?.binding(agent.user()))
-                    .map(|b| b.contact.clone()),
+                contact: self.agent_binding(agent.user()).map(|b| b.contact.clone()),
                 calls_taken: agent.calls_taken(),
             })
             .collect();

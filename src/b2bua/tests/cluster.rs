@@ -310,3 +310,53 @@ fn a_free_agent_left_to_a_silent_node_takes_a_local_caller_after_the_limit() {
     assert_eq!(b.invites_to_alice(), 1);
     let _ = find(&b.h.sent, "INVITE");
 }
+
+#[test]
+fn a_snapshot_replaces_what_other_nodes_said_and_skips_the_nodes_own_rows() {
+    let mut b = Node::new("b", 1);
+    let joined = |seq: u64, caller: &str| Change::Joined {
+        queue: "support".into(),
+        seq,
+        level: 1,
+        callback: false,
+        joined_ms: UNIX_MS,
+        caller: caller.into(),
+    };
+    let registered = Change::Registered {
+        user: "alice".into(),
+        contact: format!("sip:alice@{AGENT}"),
+        source: AGENT.into(),
+        path: Vec::new(),
+        expires_ms: UNIX_MS + 60_000,
+    };
+    let now = b.h.now;
+    b.h.b2bua.apply_cluster(
+        now,
+        UNIX_MS,
+        Feed::Snapshot {
+            head: 7,
+            rows: vec![
+                ("a".into(), joined(256, "+15550000001")),
+                // Left over from before b restarted: not b's any more.
+                ("b".into(), joined(257, "+15550000002")),
+                ("b".into(), registered.clone()),
+            ],
+        },
+    );
+    assert_eq!(b.line(), [("+15550000001".into(), "a".into())]);
+    assert_eq!(b.alice(), AgentState::Offline);
+    // A later snapshot (the reader reconnected) without a's caller, with alice on a.
+    b.h.b2bua.apply_cluster(
+        now,
+        UNIX_MS,
+        Feed::Snapshot {
+            head: 9,
+            rows: vec![("a".into(), registered)],
+        },
+    );
+    assert!(b.line().is_empty());
+    assert_eq!(b.alice(), AgentState::Available);
+    // alice's binding on a lapses: offline here too.
+    b.h.run_until(now + Duration::from_secs(61));
+    assert_eq!(b.alice(), AgentState::Offline);
+}
