@@ -3,7 +3,7 @@
 # throwaway PostgreSQL (scripts/postgres.sh), no Kamailio. N (CALLS, default 60) SIPp
 # callers (sipp/caller.xml) go on hold, half on node a and half on node b, their joins
 # interleaved in time (two SIPp at 10 calls/s each, started together), so the one line
-# alternates between the nodes. Then one agent, alice, registers on a
+# mixes the two nodes' callers. Then one agent, alice, registers on a
 # (sipp/agent_register.xml); her phone is a SIPp UAS (sipp/agent_hangup.xml, -d 100) that
 # answers each call, talks 100 ms and hangs up, so she serves the N callers one after
 # another (wrapup = 0: free as soon as a call ends). From her phone's message trace:
@@ -13,12 +13,15 @@
 # a call is its INVITE's top Via. Reports p50/p99/max and counts of both kinds, against
 # the target p99 <= 50 ms, and the store's transactions per call (pg_stat_database
 # xact_commit of `holdfast`, before the callers to after the last call), next to the
-# two idle nodes' background rate. KEEP=1 keeps the run's directory (node logs, traces).
+# two idle nodes' background rate (reads of the change log count too). The store's
+# statements of 20 ms or more during the run are counted and the slowest shown: the tail
+# of the latency is usually there. KEEP=1 keeps the run's directory (node logs, the
+# agent's message trace, postgres.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n=${1:-${CALLS:-60}}
-window=0
+window=0  # bench_lib.sh's CPU window: unused here
 out=target/bench
 mkdir -p "$out"
 echo "# scripts/bench.sh handoff $n"
@@ -41,6 +44,7 @@ cleanup() {
     [ "$alive" = 0 ] && break
     sleep 0.1
   done
+  [ -z "${KEEP:-}" ] || cp "$dir/pg/log" "$dir/postgres.log" 2>/dev/null || true
   scripts/postgres.sh stop "$dir/pg" >/dev/null 2>&1 || true
   if [ -n "${KEEP:-}" ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
@@ -147,7 +151,7 @@ nodes = {f"127.0.0.1:{port_a}": "a", f"127.0.0.1:{port_b}": "b"}
 
 # SIPp's -trace_msg file: each message follows a line of dashes ending in its local time,
 # "YYYY-MM-DD HH:MM:SS.ffffff", and a line "UDP message sent (...)" or "UDP message received [...]".
-from datetime import datetime
+from datetime import datetime, timezone
 stamp = re.compile(r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*$")
 messages = []  # (seconds, "sent"|"received", first line, Call-ID, top Via host:port)
 lines = open(trace, errors="replace").read().split("\n")
@@ -178,7 +182,7 @@ while i < len(lines):
     i = k
 
 node_of = {}        # Call-ID -> node that rang her
-handoff, same = [], []
+handoff, same, gaps = [], [], []  # gaps: (ms, BYE time, BYE's node, next INVITE's node)
 pending_bye = None  # (time, node) of her last BYE not yet followed by an INVITE
 active = set()      # calls she is in (INVITE received, BYE not yet sent)
 overlapping, cancels, byes = 0, 0, 0
@@ -193,6 +197,7 @@ for t, direction, first, call_id, via in messages:
             bye_t, bye_node = pending_bye
             ms = (t - bye_t) * 1000.0
             (handoff if node_of[call_id] != bye_node else same).append(ms)
+            gaps.append((ms, bye_t, bye_node, node_of[call_id]))
             pending_bye = None
     elif direction == "sent" and method == "BYE" and call_id in active:
         active.discard(call_id)
@@ -215,13 +220,15 @@ per_call = lambda a, b, calls: round((b[0] - a[0]) / max(calls, 1), 2)
 # The same, less what the nodes commit when idle over that time.
 net = lambda a, b, calls: round((b[0] - a[0] - idle_rate * (b[1] - a[1])) / max(calls, 1), 2)
 result = {
-    "kind": "handoff", "callers": n, "joined_per_node_log": per_node,
+    "kind": "handoff", "command": f"scripts/bench.sh handoff {n}", "callers": n, "joined_per_node_log": per_node,
     "calls_served": served, "agent_exit_ok": agent_ok,
     "invites_from": rang_by, "connected_per_node_log": connected,
     "overlapping_invites": overlapping, "cancels_received": cancels,
     "bye_to_next_invite_ms": {"handoff": summary(handoff), "same_node": summary(same),
                               "all": summary(handoff + same)},
     "target_p99_ms": 50,
+    "slowest": [{"ms": round(ms, 2), "bye_at": datetime.fromtimestamp(t, timezone.utc).isoformat(),
+                 "from": a, "to": b} for ms, t, a, b in sorted(gaps, reverse=True)[:5]],
     "store_transactions_per_call": per_call(s0, s2, served),
     "store_transactions_per_call_net_of_idle": net(s0, s2, served),
     "store_transactions_per_call_joining": per_call(s0, s1, n),
@@ -242,6 +249,7 @@ for label, key in (("handoff (other node)", "handoff"), ("same node", "same_node
 p99 = r["handoff"]["p99"]
 verdict = "-" if p99 is None else ("met" if p99 <= 50 else "MISSED")
 print(f"target: handoff p99 <= 50 ms: {verdict}")
+print("slowest: " + ", ".join(f"{g['ms']} ms {g['from']}->{g['to']} (BYE at {g['bye_at'][11:23]}Z)" for g in result["slowest"][:3]))
 print(f"handoff: callers={n} joined(a b)={per_node} served={served} agent_ok={agent_ok} "
       f"rung by a={rang_by.get('a', 0)} b={rang_by.get('b', 0)} overlapping={overlapping} cancels={cancels} "
       f"serving={result['serving_seconds']}s run={elapsed}s")

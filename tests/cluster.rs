@@ -335,9 +335,10 @@ fn line(api: std::net::SocketAddr) -> Vec<(String, u64, String, String)> {
 
 /// One queue across two nodes (docs/cluster.md "One queue, every agent"): callers held on
 /// a and b stand in one line, in arrival order with the VIP first, and both nodes' APIs
-/// show the same line. alice registers on a only; she takes the three in that order, the
-/// last from b (b claims her and rings her), and then talks to a caller held on b with
-/// audio both ways through b's relay.
+/// show the same line. alice registers through Kamailio on one node only; she takes the
+/// three in that order, each rung by the node holding the caller after its claim, and then
+/// talks to a caller held on b with audio both ways through b's relay. Then a is killed
+/// with a caller on hold, who leaves b's line within a's lease.
 #[test]
 fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
     let pg = Postgres::start();
@@ -375,15 +376,30 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // alice registers on a and takes the line in order: b's VIP, a's caller, b's caller.
+    // alice registers through Kamailio (with a Path, on the node her name hashes to) and
+    // takes the line in order: b's VIP, a's caller, b's caller.
+    let front = common::kamailio::Kamailio::front("line", &[a.sip, b.sip]);
+    // She registers from the port her phone answers on: Kamailio's Path names the address
+    // the REGISTER came from (RFC 3327 with NAT in mind). The phone starts right after; an
+    // INVITE that came first is retransmitted.
     let phone = free_udp_port();
+    let phone_s = phone.to_string();
+    let registered = common::sipp(
+        "agent_register.xml",
+        front.addr,
+        &[
+            "-m", "1", "-s", "alice", "-au", "alice", "-ap", "alice-secret", "-key",
+            "contact_port", &phone_s, "-key", "expires", "3600", "-p", &phone_s,
+        ],
+    );
+    assert!(registered.status.success(), "{}", front.log());
     let mut agent = uas("agent_hangup.xml", phone, 3, &["-d", "800"]);
-    common::register_sipp_agent(&a, "alice", "alice-secret", phone);
     assert!(
         wait_exit(&mut agent, Duration::from_secs(30)),
-        "alice did not take all three\na:\n{}\nb:\n{}",
+        "alice did not take all three\na:\n{}\nb:\n{}\nKamailio:\n{}",
         a.log(),
-        b.log()
+        b.log(),
+        front.log()
     );
     let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let claims: Vec<String> = sql
