@@ -15,8 +15,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Change, Claim, Feed, sql};
 use crate::store::{HEARTBEAT, Reply, StoreError};
 
-/// Longest the reader sleeps without a notification before it looks at the log anyway.
-const POLL: Duration = Duration::from_millis(250);
+/// Longest the reader sleeps without a notification before it looks at the log anyway (a
+/// safety net: a notification is not lost while the connection lives, and a lost connection
+/// is an error that starts the reader over).
+const POLL: Duration = Duration::from_secs(2);
+
+/// How often a waiting reader looks whether it was told to stop.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 
 /// Rows read per query.
 const READ_BATCH: i64 = 2000;
@@ -290,10 +295,25 @@ fn follow(
         if full {
             continue;
         }
-        // Sleep until a notification (or POLL), then take every one that is queued.
+        // Sleep until another node's notification (or POLL); this node's own appends
+        // notify too, and need no read.
         let mut notifications = client.notifications();
-        notifications.timeout_iter(POLL).next().map_err(pg)?;
-        while notifications.iter().next().map_err(pg)?.is_some() {}
+        let deadline = Instant::now() + POLL;
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(STOP_CHECK);
+            let Some(first) = notifications.timeout_iter(slice).next().map_err(pg)? else {
+                continue;
+            };
+            let mut others = first.payload() != node;
+            while let Some(more) = notifications.iter().next().map_err(pg)? {
+                others |= more.payload() != node;
+            }
+            if others {
+                break;
+            }
+        }
     }
     Ok(())
 }

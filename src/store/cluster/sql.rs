@@ -158,7 +158,9 @@ fn write_log(
     if id != head {
         tx.execute("UPDATE cluster_head SET id = $1", &[&id])
             .map_err(pg)?;
-        tx.batch_execute(&format!("NOTIFY {CHANNEL}")).map_err(pg)?;
+        // The payload names the writer, so its own reader need not read for it.
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &node])
+            .map_err(pg)?;
     }
     Ok(id)
 }
