@@ -20,6 +20,9 @@ use crate::store::{HEARTBEAT, Reply, StoreError};
 /// is an error that starts the reader over).
 const POLL: Duration = Duration::from_secs(2);
 
+/// How long the writer waits for more changes before it commits what it has.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// How often a waiting reader looks whether it was told to stop.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
@@ -167,9 +170,18 @@ fn write_loop(
         };
         match command {
             Some(Command::Append(mut changes)) => {
-                // Whatever else is queued behind it joins the same transaction.
+                // What else comes within LINGER joins the same transaction (one commit and
+                // one read by each other node instead of several). A claim, or a released
+                // agent another node may be waiting for, ends the wait.
                 let mut claims = Vec::new();
-                while let Ok(more) = inbox.try_recv() {
+                let until = Instant::now() + LINGER;
+                let urgent = |changes: &[Change]| {
+                    changes.iter().any(|c| matches!(c, Change::Released { .. }))
+                };
+                while !urgent(&changes)
+                    && let Ok(more) =
+                        inbox.recv_timeout(until.saturating_duration_since(Instant::now()))
+                {
                     match more {
                         Command::Append(more) => changes.extend(more),
                         claim => {
