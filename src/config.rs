@@ -405,6 +405,37 @@ pub struct QueueConfig {
     /// What happens at `max_wait`: another queue's name (the caller keeps its arrival
     /// order there), `"callback"` (offered at once) or `"hangup"` (goodbye, BYE).
     pub overflow: String,
+    /// What happens when no agent of the queue is logged in (registered and unpaused): on
+    /// arrival, and to callers already waiting after `no_agents_grace`.
+    pub when_no_agents: WhenNoAgents,
+    /// Seconds callers already waiting keep waiting after the last agent logged off,
+    /// before `when_no_agents` applies to them.
+    pub no_agents_grace: u64,
+}
+
+/// `[[queue]] when_no_agents` (docs/behaviour.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenNoAgents {
+    /// Callers join and wait anyway (Asterisk `joinempty = yes`).
+    #[default]
+    Join,
+    /// A new caller gets `480` before it is answered; a waiting one hears that every agent
+    /// is busy, goodbye, and a BYE (Asterisk `joinempty`/`leavewhenempty`).
+    Reject,
+    /// The queue's `overflow` applies at once (FreeSWITCH `max-wait-time-with-no-agent`).
+    Overflow,
+}
+
+impl WhenNoAgents {
+    /// The name used in the config and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Reject => "reject",
+            Self::Overflow => "overflow",
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -433,6 +464,8 @@ impl Default for QueueConfig {
             strategy: crate::queue::dispatch::Strategy::LongestIdle,
             max_wait: 0,
             overflow: String::new(),
+            when_no_agents: WhenNoAgents::Join,
+            no_agents_grace: 30,
         }
     }
 }

@@ -178,3 +178,25 @@ fn a_caller_overflows_to_another_queue_and_is_served_there() {
         .unwrap();
     assert!(connect.contains("support"), "{connect}");
 }
+
+/// `when_no_agents = "reject"` over real sockets: `480` while nobody is logged in, a call
+/// put through once alice is registered.
+#[test]
+fn a_queue_nobody_serves_refuses_callers_480() {
+    let holdfast = Holdfast::start(
+        "routing-no-agents",
+        &setup(54_000, "when_no_agents = \"reject\"", &[("alice", "")]),
+    );
+    let ua = common::RawUa::new("127.0.0.1", holdfast.sip);
+    let offer = common::pcmu_offer(9);
+    assert_eq!(ua.invite("100", "+15550000001", &offer).code, 480);
+    let mut alice = phone(&holdfast, "alice", 1);
+    let answered = ua.invite("100", "+15550000002", &offer);
+    assert_eq!(answered.code, 200, "{}", holdfast.log());
+    assert!(
+        holdfast.log().contains("caller connected to agent"),
+        "{}",
+        holdfast.log()
+    );
+    let _ = alice.kill();
+}

@@ -86,7 +86,7 @@ impl Cluster {
         let (at, ms) = self.anchor;
         let delta = Duration::from_millis(unix_ms.abs_diff(ms));
         if unix_ms >= ms {
-            at + delta
+            at.checked_add(delta).unwrap_or(at)
         } else {
             at.checked_sub(delta).unwrap_or(at)
         }
@@ -232,6 +232,7 @@ impl B2bua {
             }
             Feed::Rejoined => self.tell_everything(),
         }
+        self.drain_queue_events(now);
         self.process_events(now);
     }
 
@@ -246,20 +247,21 @@ impl B2bua {
         let Some(assignment) = cluster.pending.remove(&agent) else {
             return;
         };
-        let still_wanted = self
+        // Reserved here for this entry still (a ring timeout or hang-up may have ended it).
+        let reserved = self
             .agents
             .get(agent)
             .and_then(|a| a.ringing_entry())
-            .is_some_and(|e| e == assignment.entry)
-            && self.queues.get(assignment.entry).is_some();
+            .is_some_and(|e| e == assignment.entry);
+        let still_wanted = reserved && self.queues.get(assignment.entry).is_some();
         let local = self.registration.registrar.binding(user).is_some();
         match result {
             Ok(Claim::Won) => {
+                if reserved {
+                    let _ = self.agents.ring_cancelled(now, agent);
+                }
                 if still_wanted {
-                    let _ = self.agents.ring_cancelled(now, agent);
                     self.offer(now, assignment);
-                } else {
-                    let _ = self.agents.ring_cancelled(now, agent);
                 }
                 // What the ring changed here is the claim's own `ringing`: not told again.
                 self.drain_agent_events();
@@ -277,7 +279,7 @@ impl B2bua {
                 }
             }
             Ok(Claim::Lost { holder, at }) => {
-                if still_wanted {
+                if reserved {
                     let _ = self.agents.ring_cancelled(now, agent);
                 }
                 tracing::debug!(agent = user, %holder, "agent claimed by another node first");
@@ -299,7 +301,7 @@ impl B2bua {
                 tracing::warn!(agent = user, %error, "agent claim not made; trying again in a second");
                 if still_wanted {
                     cluster.retry.insert((now + CLAIM_RETRY, agent));
-                } else {
+                } else if reserved {
                     let _ = self.agents.ring_cancelled(now, agent);
                 }
             }

@@ -48,6 +48,7 @@ impl B2bua {
                 } else {
                     self.answer_caller(now, call_key);
                     self.start_music(now, call_key);
+                    self.overflow_on_arrival(now, call_key);
                 }
             }
             Err(code) => {
@@ -109,6 +110,9 @@ impl B2bua {
             .is_none_or(|q| q.is_full())
         {
             return Err(486);
+        }
+        if self.refused_for_no_agents(QueueId(queue_index)) {
+            return Err(480);
         }
         let local_tag = self.sip.ids.tag();
         let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;

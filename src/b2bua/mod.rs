@@ -27,6 +27,7 @@ mod leg;
 mod legs;
 mod log_limit;
 pub mod media;
+mod no_agents;
 mod overflow;
 mod reconcile;
 mod refer;
@@ -194,6 +195,9 @@ pub struct B2bua {
     refreshes: HashMap<crate::sip::transaction::ClientKey, CallKey>,
     /// One node of a cluster: the replica of the other nodes and the outbox to them.
     cluster: Option<cluster::Cluster>,
+    /// Queues with `when_no_agents` that nobody serves: when their grace period ends, and
+    /// whether it has been applied.
+    no_agents: HashMap<QueueId, (Instant, bool)>,
 }
 
 impl B2bua {
@@ -276,6 +280,7 @@ impl B2bua {
             callbacks: callbacks::Callbacks::default(),
             refreshes: HashMap::new(),
             cluster: None,
+            no_agents: HashMap::new(),
         };
         b2bua.pin_trunk_flows();
         b2bua
@@ -355,6 +360,7 @@ impl B2bua {
         self.run_max_waits(now);
         self.run_session_timers(now);
         self.cluster_timeouts(now);
+        self.run_no_agents(now);
         self.process_events(now);
     }
 
@@ -396,6 +402,7 @@ impl B2bua {
             self.cluster
                 .as_ref()
                 .and_then(cluster::Cluster::poll_timeout),
+            self.no_agents_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -465,6 +472,7 @@ impl B2bua {
             self.process_transaction_events(now);
             self.process_registrar_events(now);
             self.drain_agent_events();
+            self.watch_staffing(now);
             self.dispatch(now);
             // Dispatch sends INVITEs, which may already have produced events (a send
             // failure); loop until everything is quiet.

@@ -58,12 +58,21 @@ impl B2bua {
                     .schedule(call_key, CallTimer::MaxWait, Some(now + WHILE_RINGING));
                 continue;
             }
-            self.overflow(now, call_key, queue);
+            let target = self.config.queues[queue.0].overflow.clone();
+            self.overflow(now, call_key, queue, &target, "max_wait");
         }
     }
 
-    fn overflow(&mut self, now: Instant, call_key: CallKey, from: QueueId) {
-        let target = self.config.queues[from.0].overflow.clone();
+    /// Sends the caller at `call_key`, waiting in `from`, to `target` (a queue's name,
+    /// `"callback"` or `"hangup"`); `because` names the rule for the call event.
+    pub(super) fn overflow(
+        &mut self,
+        now: Instant,
+        call_key: CallKey,
+        from: QueueId,
+        target: &str,
+        because: &str,
+    ) {
         let entry = call_key.entry();
         let waited = self
             .calls
@@ -71,9 +80,9 @@ impl B2bua {
             .map(|c| now.saturating_duration_since(c.started));
         let mut facts = self.leg_facts(from, None, call_key);
         facts.waited = waited;
-        facts.detail = Some(serde_json::json!({ "to": target }));
+        facts.detail = Some(serde_json::json!({ "to": target, "because": because }));
         self.call_event(now, CallEventKind::Overflow, facts);
-        match target.as_str() {
+        match target {
             "hangup" => {
                 let Some(call) = self.calls.get_mut(&call_key) else {
                     return;

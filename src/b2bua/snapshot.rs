@@ -43,6 +43,8 @@ pub struct QueueView {
     pub average_handle_time_s: u64,
     /// How it picks among free agents (`[[queue]] strategy`).
     pub strategy: &'static str,
+    /// What happens when nobody serves it (`[[queue]] when_no_agents`).
+    pub when_no_agents: &'static str,
 }
 
 /// One waiting entry: caller on hold or callback keeping its place.
@@ -170,6 +172,7 @@ impl B2bua {
                     agents_free: self.agents.free(id),
                     average_handle_time_s: mean.as_secs_f64().round() as u64,
                     strategy: self.config.queues[id.0].strategy.as_str(),
+                    when_no_agents: self.config.queues[id.0].when_no_agents.as_str(),
                 }
             })
             .collect();

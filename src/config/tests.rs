@@ -424,3 +424,30 @@ fn max_wait_needs_an_overflow_that_exists() {
         "holdfast.toml: queue[0].overflow: a queue cannot overflow into itself"
     );
 }
+
+#[test]
+fn when_no_agents_is_join_reject_or_overflow_and_overflow_needs_a_target() {
+    let config =
+        parse("[[queue]]\nname = \"q\"\nwhen_no_agents = \"reject\"\nno_agents_grace = 5\n");
+    assert_eq!(
+        (
+            config.queues[0].when_no_agents,
+            config.queues[0].no_agents_grace
+        ),
+        (crate::config::WhenNoAgents::Reject, 5)
+    );
+    assert_eq!(
+        parse("[[queue]]\nname = \"q\"\n").queues[0].no_agents_grace,
+        30
+    );
+    assert_eq!(
+        error("[[queue]]\nname = \"q\"\nwhen_no_agents = \"overflow\"\n"),
+        "holdfast.toml: queue[0].overflow: is required with when_no_agents = \"overflow\": \
+         a queue name, \"callback\" or \"hangup\""
+    );
+    let message = error("[[queue]]\nname = \"q\"\nwhen_no_agents = \"leave\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: queue[0].when_no_agents: unknown variant"),
+        "{message}"
+    );
+}

@@ -194,6 +194,11 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 key,
                 "is required with max_wait: a queue name, \"callback\" or \"hangup\"",
             ),
+            "" if q.when_no_agents == crate::config::WhenNoAgents::Overflow => r.add(
+                key,
+                "is required with when_no_agents = \"overflow\": a queue name, \"callback\" \
+                 or \"hangup\"",
+            ),
             "" | "callback" | "hangup" => {}
             name if name == q.name => r.add(key, "a queue cannot overflow into itself"),
             name if !known_queue(name) => r.add(key, format!("unknown queue {name:?}")),

@@ -360,3 +360,71 @@ fn a_snapshot_replaces_what_other_nodes_said_and_skips_the_nodes_own_rows() {
     b.h.run_until(now + Duration::from_secs(61));
     assert_eq!(b.alice(), AgentState::Offline);
 }
+
+#[test]
+fn a_caller_who_hangs_up_while_the_claim_is_out_leaves_the_agent_free_and_released() {
+    let mut log = FakeLog::default();
+    let mut a = Node::new("a", 0);
+    a.caller("a1", "+15550000001");
+    let tag = to_tag(
+        &a.h.take()
+            .iter()
+            .find(|(_, t)| t.starts_with("SIP/2.0 200"))
+            .unwrap()
+            .1,
+    );
+    register_alice(&mut a.h);
+    a.h.take();
+    // a claims alice for a1 ...
+    let claims = a.write(&mut log);
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        a.alice(),
+        AgentState::Ringing,
+        "reserved while the claim is out"
+    );
+    // ... a1 hangs up before the answer comes ...
+    a.h.deliver(TRUNK, &in_dialog("BYE", "a1", &tag, 2, "z9hG4bK-bye-a1"));
+    // ... the claim was won: alice is not rung, and the claim is given back.
+    a.answer(claims);
+    assert_eq!(a.invites_to_alice(), 0);
+    assert_eq!(a.alice(), AgentState::Available);
+    let _ = a.write(&mut log);
+    assert_eq!(log.holders.get("alice"), None);
+    // The same with a lost claim: alice is not left ringing for a caller who is gone.
+    a.caller("a2", "+15550000002");
+    let tag = to_tag(
+        &a.h.take()
+            .iter()
+            .find(|(_, t)| t.starts_with("SIP/2.0 200"))
+            .unwrap()
+            .1,
+    );
+    let claims = a.write(&mut log);
+    assert_eq!(claims.len(), 1);
+    a.h.deliver(TRUNK, &in_dialog("BYE", "a2", &tag, 2, "z9hG4bK-bye-a2"));
+    a.answer(vec![(
+        "alice".into(),
+        Claim::Lost {
+            holder: "b".into(),
+            at: 99,
+        },
+    )]);
+    assert_eq!(
+        a.alice(),
+        AgentState::Ringing,
+        "shown ringing on b until the log says more"
+    );
+    a.h.b2bua.apply_cluster(
+        a.h.now,
+        UNIX_MS,
+        Feed::Rows(vec![LogRow {
+            id: 100,
+            node: "b".into(),
+            change: Change::Released {
+                user: "alice".into(),
+            },
+        }]),
+    );
+    assert_eq!(a.alice(), AgentState::Available);
+}

@@ -15,6 +15,7 @@ mod callbacks;
 mod cluster;
 mod hold;
 mod logins;
+mod no_agents;
 mod overflow;
 mod restart;
 mod screen;

@@ -72,11 +72,17 @@ fn a_caller_overflows_at_max_wait_to_the_place_its_arrival_gives_it() {
         (h.position(1), h.position(2), h.position(3)),
         (Some(1), Some(2), Some(3))
     );
-    assert_eq!(overflows(&mut h), [serde_json::json!({ "to": "support" })]);
+    assert_eq!(
+        overflows(&mut h),
+        [serde_json::json!({ "to": "support", "because": "max_wait" })]
+    );
     // support's own max_wait (20 s) counts from the move, for c2; c1 goes at 20 s.
     h.take();
     h.run_until(t0 + Duration::from_secs(20));
-    assert_eq!(overflows(&mut h), [serde_json::json!({ "to": "hangup" })]);
+    assert_eq!(
+        overflows(&mut h),
+        [serde_json::json!({ "to": "hangup", "because": "max_wait" })]
+    );
     assert!(h.position(2).is_some(), "c2 has until 31 s");
     h.run_until(t0 + Duration::from_secs(23));
     assert_eq!(overflows(&mut h).len(), 1, "c3 at 23 s");
@@ -94,7 +100,10 @@ fn overflow_hangup_says_goodbye_then_hangs_up() {
     let stream = h.media.played[0].0;
     h.take();
     h.run_until(t0 + Duration::from_secs(20));
-    assert_eq!(overflows(&mut h), [serde_json::json!({ "to": "hangup" })]);
+    assert_eq!(
+        overflows(&mut h),
+        [serde_json::json!({ "to": "hangup", "because": "max_wait" })]
+    );
     assert!(
         h.media.prompts_now.iter().any(|(id, _)| *id == stream),
         "goodbye cuts in at once"

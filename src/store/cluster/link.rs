@@ -20,6 +20,10 @@ use crate::store::{HEARTBEAT, Reply, StoreError};
 /// is an error that starts the reader over).
 const POLL: Duration = Duration::from_secs(2);
 
+/// Changes kept for writing again while PostgreSQL is away; beyond, the newest are dropped
+/// (a node that was away longer than its lease tells the others everything again anyway).
+const MAX_UNWRITTEN: usize = 100_000;
+
 /// How long the writer waits for more changes before it commits what it has.
 const LINGER: Duration = Duration::from_millis(5);
 
@@ -59,9 +63,17 @@ fn connect(url: &str, node: &str, role: &str) -> Result<Client, StoreError> {
     let mut config: postgres::Config = url
         .parse()
         .map_err(|e: postgres::Error| StoreError::Postgres(e.to_string()))?;
+    // A server that vanishes without closing the connection must not block a thread for
+    // ever: keepalives and a TCP user timeout end the connection, a statement timeout ends
+    // a statement that waits too long.
     config
         .application_name(&format!("holdfast {node} {role}"))
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10))
+        .options("-c statement_timeout=10000");
     let mut client = config
         .connect(NoTls)
         .map_err(|e| StoreError::Postgres(e.to_string()))?;
@@ -155,12 +167,25 @@ fn write_loop(
     feed: &mpsc::Sender<Feed>,
 ) {
     let mut next_beat = Instant::now() + HEARTBEAT;
+    // Changes whose transaction failed, written again (in order) before anything newer.
+    let mut unwritten: Vec<Change> = Vec::new();
     loop {
         let wait = next_beat.saturating_duration_since(Instant::now());
         let command = match inbox.recv_timeout(wait) {
             Ok(command) => Some(command),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                // Stopping: what this node had waiting and held goes with it.
+                if let Some(client) = client.as_mut() {
+                    if !unwritten.is_empty() {
+                        let _ = sql::append(client, node, &unwritten);
+                    }
+                    if let Err(error) = sql::reset(client, node) {
+                        tracing::warn!(%error, "cluster reset at stop not written");
+                    }
+                }
+                return;
+            }
         };
         let mut conn = |client: &mut Option<Client>| -> Result<(), StoreError> {
             if client.as_ref().is_none_or(Client::is_closed) {
@@ -190,12 +215,18 @@ fn write_loop(
                         }
                     }
                 }
+                if !unwritten.is_empty() {
+                    unwritten.append(&mut changes);
+                    changes = std::mem::take(&mut unwritten);
+                }
                 let written = conn(&mut client).and_then(|()| {
                     sql::append(client.as_mut().expect("connected"), node, &changes)
                 });
                 if let Err(error) = written {
-                    tracing::error!(%error, count = changes.len(), "cluster changes not written");
+                    tracing::error!(%error, count = changes.len(), "cluster changes not written; kept to write again");
                     client = None;
+                    unwritten = changes;
+                    unwritten.truncate(MAX_UNWRITTEN);
                 }
                 for claim in claims {
                     run_claim(&mut client, &mut conn, node, claim);
@@ -206,6 +237,12 @@ fn write_loop(
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
+            if !unwritten.is_empty() && conn(&mut client).is_ok() {
+                match sql::append(client.as_mut().expect("connected"), node, &unwritten) {
+                    Ok(()) => unwritten.clear(),
+                    Err(_) => client = None,
+                }
+            }
             let beat = conn(&mut client)
                 .and_then(|()| sql::heartbeat(client.as_mut().expect("connected"), node));
             match beat {

@@ -165,14 +165,17 @@ fn write_log(
     Ok(id)
 }
 
-/// Appends what changed on `node`, in one transaction committed without waiting for the
-/// disk (`synchronous_commit = off`): a crash of PostgreSQL may lose the last few
-/// milliseconds of joins and states, which only the callers and agents they describe would
-/// notice, and the nodes' next changes repair. Claims and callbacks keep full durability.
+/// Appends what changed on `node`, in one transaction. Joins, leaves and states commit
+/// without waiting for the disk (`synchronous_commit = off`): a crash of PostgreSQL may
+/// lose the last few milliseconds of them, which only the callers and agents they describe
+/// would notice, and the nodes' next changes repair. A release is durable like a claim (an
+/// agent whose release was lost would stay held), and so are callbacks.
 pub fn append(client: &mut Client, node: &str, changes: &[Change]) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(pg)?;
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .map_err(pg)?;
+    if !changes.iter().any(|c| matches!(c, Change::Released { .. })) {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .map_err(pg)?;
+    }
     let head = lock_head(&mut tx)?;
     let mut logged = Vec::with_capacity(changes.len());
     for change in changes {
@@ -182,8 +185,9 @@ pub fn append(client: &mut Client, node: &str, changes: &[Change]) -> Result<(),
     tx.commit().map_err(pg)
 }
 
-/// Claims `user` for `node`, to ring it for the entry `seq`: won only where no node holds
-/// it. Durable before it returns (the session's `synchronous_commit = on`).
+/// Claims `user` for `node`, to ring it for the entry `seq`: won only where no other node
+/// holds it (a node that still holds it, its release lost, wins it again). Durable before
+/// it returns (the session's `synchronous_commit = on`).
 pub fn claim(client: &mut Client, node: &str, user: &str, seq: u64) -> Result<Claim, StoreError> {
     let mut tx = client.transaction().map_err(pg)?;
     let head = lock_head(&mut tx)?;
@@ -200,7 +204,7 @@ pub fn claim(client: &mut Client, node: &str, user: &str, seq: u64) -> Result<Cl
     let won = tx
         .execute(
             "UPDATE cluster_agents SET holder = $2, holder_log = $3, held_state = $4 \
-             WHERE user_name = $1 AND holder IS NULL",
+             WHERE user_name = $1 AND (holder IS NULL OR holder = $2)",
             &[&user, &node, &(head + 1), &change.to_json()],
         )
         .map_err(pg)?;
