@@ -199,4 +199,5 @@ fn a_queue_nobody_serves_refuses_callers_480() {
         holdfast.log()
     );
     let _ = alice.kill();
+    let _ = alice.wait();
 }
