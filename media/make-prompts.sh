@@ -43,6 +43,7 @@ clips=(
   "callback-offer|Would you like us to call you back when an agent is available? You will not lose your place in line. Press 1 for a callback."
   "callback-confirm|We will call you back at"
   "goodbye|Goodbye."
+  "closed|We are closed right now. Please call again during our opening hours."
   "hundred|hundred"
   "and|and"
 )

@@ -411,6 +411,12 @@ pub struct QueueConfig {
     /// Seconds callers already waiting keep waiting after the last agent logged off,
     /// before `when_no_agents` applies to them.
     pub no_agents_grace: u64,
+    /// Opening hours, e.g. `["Mon-Fri 08:00-18:00", "Sat 09:00-13:00"]`; empty: always open.
+    pub hours: Vec<String>,
+    /// The IANA time zone of `hours`.
+    pub timezone: String,
+    /// Outside hours: `"hangup"` (closed message, BYE), a queue's name, or `"callback"`.
+    pub closed: String,
 }
 
 /// `[[queue]] when_no_agents` (docs/behaviour.md §3).
@@ -466,6 +472,9 @@ impl Default for QueueConfig {
             overflow: String::new(),
             when_no_agents: WhenNoAgents::Join,
             no_agents_grace: 30,
+            hours: Vec::new(),
+            timezone: "UTC".into(),
+            closed: "hangup".into(),
         }
     }
 }

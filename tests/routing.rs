@@ -201,3 +201,45 @@ fn a_queue_nobody_serves_refuses_callers_480() {
     let _ = alice.kill();
     let _ = alice.wait();
 }
+
+/// Opening hours over real sockets: a queue closed right now answers, plays the closed
+/// message (about 6 s with its goodbye) and hangs up: speech first, then no RTP at all,
+/// where a caller left holding would hear music on and on.
+#[test]
+fn outside_its_hours_a_queue_plays_the_closed_message_and_hangs_up() {
+    // A one-hour window two hours from now (UTC): closed now, whatever the time.
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+        + 2)
+        % 24;
+    let hours = format!("hours = [\"Mon-Sun {hour:02}:00-{:02}:00\"]", hour + 1);
+    let holdfast = Holdfast::start("routing-closed", &setup(55_000, &hours, &[]));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp = socket.local_addr().unwrap().port();
+    let start = std::time::Instant::now();
+    let listener =
+        std::thread::spawn(move || common::talking_caller(socket, Duration::from_secs(10), 1000.0));
+    let ua = common::RawUa::new("127.0.0.1", holdfast.sip);
+    let call = ua.invite("100", "+15550000001", &common::pcmu_offer(rtp));
+    assert_eq!(call.code, 200, "{}", holdfast.log());
+    let heard = listener.join().unwrap();
+    let loud = |from: f32, to: f32| {
+        heard
+            .iter()
+            .filter(|(at, samples)| {
+                let t = at.duration_since(start).as_secs_f32();
+                let power =
+                    samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32;
+                t >= from && t < to && power > 1e-4
+            })
+            .count()
+    };
+    assert!(loud(0.0, 4.0) > 100, "speech first: {}", loud(0.0, 4.0));
+    assert_eq!(loud(8.0, 10.0), 0, "then nothing: the call is over");
+    let log = holdfast.log();
+    assert!(log.contains("caller overflowed"), "{log}");
+    assert!(log.contains("\"because\":\"closed\""), "{log}");
+}

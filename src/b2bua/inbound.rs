@@ -40,15 +40,24 @@ impl B2bua {
                 // Cannot be refused: admission checked the key and the Call-ID are free.
                 self.calls.insert(call);
                 // docs/behaviour.md §2.3: if an agent is free right now the caller goes straight to it
-                // and hears ringback until the agent answers; otherwise answer and hold.
-                self.dispatch(now);
+                // and hears ringback until the agent answers; otherwise answer and hold. A
+                // closed queue's caller hears the closed message or the callback offer.
+                let closed = self.closed_action(now, call_key);
+                if closed.is_none() {
+                    self.dispatch(now);
+                }
                 let ringing = self.calls.get(&call_key).is_some_and(|c| c.leg.is_some());
                 if ringing {
                     self.send_ringing(now, call_key, &key, &request);
                 } else {
                     self.answer_caller(now, call_key);
                     self.start_music(now, call_key);
-                    self.overflow_on_arrival(now, call_key);
+                    match (closed, self.calls.get(&call_key).and_then(|c| c.queue)) {
+                        (Some(action), Some(queue)) => {
+                            self.overflow(now, call_key, queue, action, "closed");
+                        }
+                        _ => self.overflow_on_arrival(now, call_key),
+                    }
                 }
             }
             Err(code) => {
@@ -91,6 +100,8 @@ impl B2bua {
         let caller = caller_number(request, self.config.trusts_asserted_identity(source.ip()));
         let dialled = message::request_uri_user(request).unwrap_or_default();
         let (queue_index, level) = self.config.route(&dialled, &caller).ok_or(404u16)?;
+        // Outside its hours a queue may send its callers to another (`closed`).
+        let queue_index = self.queue_when_closed(queue_index, now);
         check_media_types(request)?;
         super::timers::negotiate(
             request,

@@ -63,6 +63,8 @@ impl B2bua {
     pub(super) fn dispatch(&mut self, now: Instant) {
         // In a cluster: matches this pass left to other nodes (docs/cluster.md).
         let mut aside = Default::default();
+        // Callbacks of a closed queue wait for its opening (never dialled at night).
+        let closed = self.closed_queues(now);
         loop {
             // Callbacks committing, confirming or waiting out a retry keep their place
             // without being dispatched.
@@ -70,6 +72,7 @@ impl B2bua {
             let offered = |entry: EntryId| {
                 entries_aside.contains(&entry)
                     || self.offered.contains(&entry)
+                    || self.closed_callback(&closed, entry)
                     || self
                         .callbacks
                         .holds_back(entry, self.calls.contains_key(&CallKey(entry.0)))

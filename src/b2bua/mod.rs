@@ -21,6 +21,7 @@ mod dialback_end;
 pub mod events;
 mod flows;
 mod hold;
+mod hours;
 mod ids;
 mod inbound;
 mod leg;
@@ -198,6 +199,12 @@ pub struct B2bua {
     /// Queues with `when_no_agents` that nobody serves: when their grace period ends, and
     /// whether it has been applied.
     no_agents: HashMap<QueueId, (Instant, bool)>,
+    /// Each queue's opening hours (`[[queue]] hours`, `timezone`).
+    schedules: Vec<crate::queue::hours::Schedule>,
+    /// The wall clock (Unix ms) at an instant, set by the driver.
+    wall: (Instant, i64),
+    /// When a queue next opens or closes.
+    hours_change: Option<Instant>,
 }
 
 impl B2bua {
@@ -281,7 +288,11 @@ impl B2bua {
             refreshes: HashMap::new(),
             cluster: None,
             no_agents: HashMap::new(),
+            schedules: Vec::new(),
+            wall: (now, 0),
+            hours_change: None,
         };
+        b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();
         b2bua
     }
@@ -361,6 +372,7 @@ impl B2bua {
         self.run_session_timers(now);
         self.cluster_timeouts(now);
         self.run_no_agents(now);
+        self.run_hours(now);
         self.process_events(now);
     }
 
@@ -403,6 +415,7 @@ impl B2bua {
                 .as_ref()
                 .and_then(cluster::Cluster::poll_timeout),
             self.no_agents_timeout(),
+            self.hours_timeout(),
         ]
         .into_iter()
         .flatten()

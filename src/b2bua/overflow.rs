@@ -84,16 +84,21 @@ impl B2bua {
         self.call_event(now, CallEventKind::Overflow, facts);
         match target {
             "hangup" => {
+                // Out of the line at once: nobody is offered a caller who is being let go.
+                self.queues.leave(entry, LeaveReason::Removed);
+                self.drain_queue_events(now);
                 let Some(call) = self.calls.get_mut(&call_key) else {
                     return;
                 };
                 call.announce = None;
                 let (stream, codec) = (call.stream, call.codec);
                 self.calls.schedule(call_key, CallTimer::Announce, None);
-                let frames = self
-                    .audio
-                    .prompts
-                    .render(&Announcement::Goodbye, law(codec));
+                let message = if because == "closed" {
+                    Announcement::Closed
+                } else {
+                    Announcement::Goodbye
+                };
+                let frames = self.audio.prompts.render(&message, law(codec));
                 self.media.prompt_now(stream, frames);
                 self.callbacks.confirming(stream, call_key);
             }

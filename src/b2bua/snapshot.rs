@@ -45,6 +45,8 @@ pub struct QueueView {
     pub strategy: &'static str,
     /// What happens when nobody serves it (`[[queue]] when_no_agents`).
     pub when_no_agents: &'static str,
+    /// Within its opening hours now (`[[queue]] hours`; always `true` without).
+    pub open: bool,
 }
 
 /// One waiting entry: caller on hold or callback keeping its place.
@@ -173,6 +175,7 @@ impl B2bua {
                     average_handle_time_s: mean.as_secs_f64().round() as u64,
                     strategy: self.config.queues[id.0].strategy.as_str(),
                     when_no_agents: self.config.queues[id.0].when_no_agents.as_str(),
+                    open: !self.is_closed(id, now),
                 }
             })
             .collect();

@@ -451,3 +451,26 @@ fn when_no_agents_is_join_reject_or_overflow_and_overflow_needs_a_target() {
         "{message}"
     );
 }
+
+#[test]
+fn hours_timezone_and_closed_are_checked_with_the_key_named() {
+    let config = parse(
+        "[[queue]]\nname = \"q\"\nhours = [\"Mon-Fri 08:00-18:00\", \"Sat 09:00-13:00\"]\n\
+         timezone = \"America/New_York\"\nclosed = \"callback\"\n",
+    );
+    assert_eq!(config.queues[0].hours.len(), 2);
+    let q = &parse("[[queue]]\nname = \"q\"\n").queues[0];
+    assert_eq!((q.timezone.as_str(), q.closed.as_str()), ("UTC", "hangup"));
+    assert_eq!(
+        error("[[queue]]\nname = \"q\"\nhours = [\"Mon-Fri 8-18\"]\n"),
+        "holdfast.toml: queue[0].hours: \"Mon-Fri 8-18\" is not like \"Mon-Fri 08:00-18:00\""
+    );
+    assert!(
+        error("[[queue]]\nname = \"q\"\ntimezone = \"Europe/Atlantis\"\n")
+            .starts_with("holdfast.toml: queue[0].timezone: unknown time zone")
+    );
+    assert_eq!(
+        error("[[queue]]\nname = \"q\"\nclosed = \"sales\"\n"),
+        "holdfast.toml: queue[0].closed: \"sales\" is not \"hangup\", \"callback\" or a queue's name"
+    );
+}

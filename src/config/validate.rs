@@ -188,6 +188,24 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     }
     let known_queue = |name: &str| config.queues.iter().any(|q| q.name == name);
     for (i, q) in config.queues.iter().enumerate() {
+        if let Err(reason) = crate::queue::hours::Schedule::parse(&q.hours, &q.timezone) {
+            let key = if reason.starts_with("unknown time zone") {
+                "timezone"
+            } else {
+                "hours"
+            };
+            r.add(format!("queue[{i}].{key}"), reason);
+        }
+        let key = format!("queue[{i}].closed");
+        match q.closed.as_str() {
+            "hangup" | "callback" => {}
+            name if name == q.name => r.add(key, "a closed queue cannot send callers to itself"),
+            name if !known_queue(name) => r.add(
+                key,
+                format!("{name:?} is not \"hangup\", \"callback\" or a queue's name"),
+            ),
+            _ => {}
+        }
         let key = format!("queue[{i}].overflow");
         match q.overflow.as_str() {
             "" if q.max_wait > 0 => r.add(

@@ -11,6 +11,7 @@ pub mod calibration;
 pub mod dispatch;
 pub mod estimate;
 pub mod forecast;
+pub mod hours;
 #[allow(clippy::module_inception)]
 // ARCHITECTURE.md "Layout": the queue itself lives in queue/queue.rs.
 mod queue;

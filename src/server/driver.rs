@@ -225,6 +225,8 @@ impl Server {
         let node = config.cluster.node_name();
         let mut b2bua = B2bua::new(config, music, prompts, Instant::now(), rand::random());
         b2bua.seed_keys(rand::random());
+        let now = Instant::now();
+        b2bua.set_wall_clock(now, clock.unix_ms(now));
         if let Some(slot) = slot {
             b2bua.set_seq_slot(slot);
             let now = Instant::now();

@@ -14,6 +14,7 @@ mod agents;
 mod callbacks;
 mod cluster;
 mod hold;
+mod hours;
 mod logins;
 mod no_agents;
 mod overflow;

@@ -31,6 +31,7 @@ pub(super) const EMBEDDED: &[(&str, &[u8])] = pack![
     "callback-offer",
     "callback-confirm",
     "goodbye",
+    "closed",
     "hundred",
     "and",
     "one",

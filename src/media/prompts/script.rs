@@ -51,6 +51,8 @@ pub enum Announcement {
     },
     /// "Goodbye."
     Goodbye,
+    /// "We are closed right now. Please call again during our opening hours. Goodbye."
+    Closed,
 }
 
 /// Highest number the clip pack can say.
@@ -139,6 +141,11 @@ impl Announcement {
                 s.word("goodbye");
             }
             Self::Goodbye => s.word("goodbye"),
+            Self::Closed => {
+                s.word("closed");
+                s.pause(SENTENCE_GAP);
+                s.word("goodbye");
+            }
         }
         s.pause(TAIL);
         s.parts

@@ -27,6 +27,7 @@ fn all_announcements() -> Vec<Announcement> {
         Announcement::AllAgentsBusy,
         Announcement::CallbackOffer,
         Announcement::Goodbye,
+        Announcement::Closed,
         Announcement::CallbackConfirm {
             digits: "+0123456789".into(),
         },
