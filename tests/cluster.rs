@@ -25,6 +25,39 @@ fn node(name: &str, url: &str, rtp_base: u16, trunk_port: u16) -> Setup {
     setup
 }
 
+/// Registers alice through Kamailio at `front`, her REGISTER sent from `from` (whose
+/// address Kamailio's Path records) and naming `contact_port` in its Contact.
+fn register_through(front: &common::kamailio::Kamailio, from: u16, contact_port: u16) {
+    let (from, contact_port) = (from.to_string(), contact_port.to_string());
+    let out = common::sipp(
+        "agent_register.xml",
+        front.addr,
+        &[
+            "-m",
+            "1",
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-secret",
+            "-key",
+            "contact_port",
+            &contact_port,
+            "-key",
+            "expires",
+            "3600",
+            "-p",
+            &from,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "registration through Kamailio failed:\n{}",
+        front.log()
+    );
+}
+
 /// Node a commits three callbacks and is killed (`kill -9`) before any agent frees up. Node
 /// b sees a's lease run out, takes the three over and dials each exactly once, in the
 /// order the callers pressed 1, to an agent registered at b. When a comes back it has
@@ -144,34 +177,8 @@ fn kamailio_spreads_calls_over_the_nodes_and_reaches_an_agent_by_its_path() {
 
     // alice registers from `phone` (where her SIPp will answer), naming a dead Contact port.
     let phone = free_udp_port();
-    let dead = free_udp_port().to_string();
-    let out = common::sipp(
-        "agent_register.xml",
-        front.addr,
-        &[
-            "-m",
-            "1",
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-key",
-            "contact_port",
-            &dead,
-            "-key",
-            "expires",
-            "3600",
-            "-p",
-            &phone.to_string(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "registration through Kamailio failed:\n{}",
-        front.log()
-    );
+    let dead = free_udp_port();
+    register_through(&front, phone, dead);
     let (home, other) = if a.log().contains("Registered { user: \"alice\" }") {
         (&a, &b)
     } else {
@@ -383,30 +390,7 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
     // the REGISTER came from (RFC 3327 with NAT in mind). The phone starts right after; an
     // INVITE that came first is retransmitted.
     let phone = free_udp_port();
-    let phone_s = phone.to_string();
-    let registered = common::sipp(
-        "agent_register.xml",
-        front.addr,
-        &[
-            "-m",
-            "1",
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "alice-secret",
-            "-key",
-            "contact_port",
-            &phone_s,
-            "-key",
-            "expires",
-            "3600",
-            "-p",
-            &phone_s,
-        ],
-    );
-    assert!(registered.status.success(), "{}", front.log());
+    register_through(&front, phone, phone);
     let mut agent = uas("agent_hangup.xml", phone, 3, &["-d", "800"]);
     assert!(
         wait_exit(&mut agent, Duration::from_secs(30)),

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::agents::register_alice;
+use super::overflow::overflows;
 use super::*;
-use crate::store::{CallEventKind, Record};
 
 const QUEUES: &str = r#"
 [sip]
@@ -39,15 +39,6 @@ fn dial(h: &mut Harness, call: &str, number: &str) -> Vec<u16> {
     let text = invite(call, "+15551230000").replace("sip:100@", &format!("sip:{number}@"));
     h.deliver(TRUNK, &text);
     h.take().iter().filter_map(|(_, t)| status(t)).collect()
-}
-
-fn overflows(h: &mut Harness) -> Vec<serde_json::Value> {
-    std::iter::from_fn(|| h.b2bua.poll_record())
-        .filter_map(|(_, record)| match record {
-            Record::Event(e) if e.kind == CallEventKind::Overflow => e.detail,
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn dial(h: &mut Harness, call: &str, number: &str) {
     h.deliver(TRUNK, &text);
 }
 
-fn overflows(h: &mut Harness) -> Vec<serde_json::Value> {
+pub(super) fn overflows(h: &mut Harness) -> Vec<serde_json::Value> {
     std::iter::from_fn(|| h.b2bua.poll_record())
         .filter_map(|(_, record)| match record {
             Record::Event(e) if e.kind == CallEventKind::Overflow => e.detail,
