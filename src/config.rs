@@ -417,6 +417,9 @@ pub struct QueueConfig {
     pub timezone: String,
     /// Outside hours: `"hangup"` (closed message, BYE), a queue's name, or `"callback"`.
     pub closed: String,
+    /// Seconds during which a caller who hung up while waiting gets its place back by
+    /// calling again from the same number; 0 = off.
+    pub resume_within: u64,
 }
 
 /// `[[queue]] when_no_agents` (docs/behaviour.md §3).
@@ -475,6 +478,7 @@ impl Default for QueueConfig {
             hours: Vec::new(),
             timezone: "UTC".into(),
             closed: "hangup".into(),
+            resume_within: 0,
         }
     }
 }

@@ -162,6 +162,7 @@ fn message(kind: CallEventKind) -> &'static str {
         CallEventKind::CallbackFailed => "callback failed",
         CallEventKind::Complete => "call complete",
         CallEventKind::Overflow => "caller overflowed",
+        CallEventKind::Resume => "caller resumed its place",
     }
 }
 

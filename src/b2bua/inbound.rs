@@ -147,10 +147,35 @@ impl B2bua {
         let answer_sdp = local.first_answer(public_ip, answer);
         let call_key = CallKey(self.next_key);
         self.next_key += 1;
-        if let Err(error) =
-            self.queues
+        // A caller who hung up a moment ago gets its old place back (`resume_within`).
+        let joined = match self.take_place(now, queue_id, &caller) {
+            Some(place) => {
+                self.call_event(
+                    now,
+                    CallEventKind::Resume,
+                    EventFacts {
+                        call_id: Some(dialog.call_id.clone()),
+                        queue: Some(self.config.queues[queue_id.0].name.clone()),
+                        caller: Some(caller.clone()),
+                        waited: Some(now.saturating_duration_since(place.joined_at)),
+                        ..EventFacts::default()
+                    },
+                );
+                self.queues.join_with_seq(
+                    place.joined_at,
+                    queue_id,
+                    call_key.entry(),
+                    place.level.min(level),
+                    place.seq,
+                    EntryKind::Caller,
+                )
+            }
+            None => self
+                .queues
                 .join(now, queue_id, call_key.entry(), level, EntryKind::Caller)
-        {
+                .map(|_| ()),
+        };
+        if let Err(error) = joined {
             // Checked above; a failure here is a broken invariant, but the caller must
             // still hear something honest rather than music for a queue it is not in.
             tracing::error!(%error, "queue join failed after admission");

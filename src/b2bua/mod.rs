@@ -34,6 +34,7 @@ mod reconcile;
 mod refer;
 mod register;
 mod requests;
+mod resume;
 pub mod screen;
 mod session;
 pub mod snapshot;
@@ -205,6 +206,8 @@ pub struct B2bua {
     wall: (Instant, i64),
     /// When a queue next opens or closes.
     hours_change: Option<Instant>,
+    /// Places kept for callers who hung up (`[[queue]] resume_within`).
+    resumes: resume::Resumes,
 }
 
 impl B2bua {
@@ -291,6 +294,7 @@ impl B2bua {
             schedules: Vec::new(),
             wall: (now, 0),
             hours_change: None,
+            resumes: resume::Resumes::default(),
         };
         b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();
@@ -584,7 +588,10 @@ impl B2bua {
         self.media.close(call.stream);
         self.forget_call_streams(call.stream);
         if call.queue.is_some() && self.queues.position(call.entry()).is_some() {
-            self.queues.leave(call.entry(), reason);
+            let left = self.queues.leave(call.entry(), reason);
+            if let (Some((queue, entry)), LeaveReason::Abandoned) = (&left, reason) {
+                self.keep_place(now, *queue, &call.caller, entry);
+            }
             self.drain_queue_events(now);
         }
         // A caller who talked to an agent completed; only one who hung up waiting abandoned.

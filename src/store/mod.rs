@@ -152,11 +152,13 @@ pub enum CallEventKind {
     Complete,
     /// A caller reached the queue's `max_wait` and overflowed (`detail`: to what).
     Overflow,
+    /// A caller who had hung up called again in time and got its old place back.
+    Resume,
 }
 
 impl CallEventKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Join,
         Self::Announce,
         Self::Connect,
@@ -168,6 +170,7 @@ impl CallEventKind {
         Self::CallbackFailed,
         Self::Complete,
         Self::Overflow,
+        Self::Resume,
     ];
 
     /// Parses [`CallEventKind::as_str`] back.
@@ -189,6 +192,7 @@ impl CallEventKind {
             Self::CallbackFailed => "callback_failed",
             Self::Complete => "complete",
             Self::Overflow => "overflow",
+            Self::Resume => "resume",
         }
     }
 }

@@ -19,6 +19,7 @@ mod logins;
 mod no_agents;
 mod overflow;
 mod restart;
+mod resume;
 mod screen;
 mod waits;
 
