@@ -55,7 +55,7 @@ case "$kind" in
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
   cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
   handoff) exec scripts/bench_handoff.sh "${2:-${CALLS:-60}}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster [N]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster|handoff [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)
