@@ -358,7 +358,8 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
     );
     let offer = common::pcmu_offer(9);
     let first = ua_a.invite("100", "+15550000001", &offer);
-    std::thread::sleep(Duration::from_millis(30));
+    // Long enough for a's join to reach b's replica (a few ms on a quiet machine).
+    std::thread::sleep(Duration::from_millis(300));
     let second = ua_b.invite("100", "+15550000002", &offer);
     std::thread::sleep(Duration::from_millis(30));
     let vip = ua_b.invite("100", "+15550009999", &offer);
@@ -382,6 +383,15 @@ fn callers_on_two_nodes_share_one_line_and_an_agent_on_one_serves_the_other() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // The second caller heard "number 2" on joining b: a's caller counted.
+    assert!(
+        b.log().lines().any(|l| l.contains("announcement")
+            && l.contains("+15550000002")
+            && l.contains("\"position\":2")),
+        "{}",
+        b.log()
+    );
 
     // alice registers through Kamailio (with a Path, on the node her name hashes to) and
     // takes the line in order: b's VIP, a's caller, b's caller.
