@@ -53,6 +53,15 @@ pub struct RemoteEntry {
     pub caller: String,
 }
 
+/// What a snapshot still says: its waiting entries, bound agents and held agents (with
+/// their holder).
+#[derive(Debug, Default)]
+struct Kept {
+    seqs: HashSet<u64>,
+    bound: HashSet<String>,
+    held: HashSet<(String, String)>,
+}
+
 /// The replica's bookkeeping and this node's outbox.
 #[derive(Debug)]
 pub(super) struct Cluster {
@@ -202,7 +211,25 @@ impl B2bua {
         let me = cluster.node.clone();
         match feed {
             Feed::Snapshot { head, rows } => {
-                self.forget_others(now);
+                // What the snapshot still says is applied again over what is there; only
+                // the rest is forgotten (a wrap-up here must not end because a reader
+                // reconnected).
+                let mut kept = Kept::default();
+                for (node, change) in rows.iter().filter(|(node, _)| *node != me) {
+                    match change {
+                        Change::Joined { seq, .. } => {
+                            kept.seqs.insert(*seq);
+                        }
+                        Change::Registered { user, .. } => {
+                            kept.bound.insert(user.clone());
+                        }
+                        Change::Agent { user, .. } => {
+                            kept.held.insert((user.clone(), node.clone()));
+                        }
+                        _ => {}
+                    }
+                }
+                self.forget_others(now, &kept);
                 let paused: HashSet<String> = rows
                     .iter()
                     .filter_map(|(_, c)| match c {
@@ -547,13 +574,40 @@ impl B2bua {
     }
 
     /// Forgets what other nodes said (before a snapshot replaces it).
-    fn forget_others(&mut self, now: Instant) {
+    fn forget_others(&mut self, now: Instant, kept: &Kept) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        let seqs: Vec<u64> = cluster.remote.drain().map(|(seq, _)| seq).collect();
-        let holders: Vec<AgentId> = cluster.holders.drain().map(|(a, _)| a).collect();
-        let users: Vec<String> = cluster.bindings.drain().map(|(u, _)| u).collect();
+        let seqs: Vec<u64> = cluster
+            .remote
+            .keys()
+            .copied()
+            .filter(|seq| !kept.seqs.contains(seq))
+            .collect();
+        for seq in &seqs {
+            cluster.remote.remove(seq);
+        }
+        let holders: Vec<AgentId> = cluster
+            .holders
+            .iter()
+            .filter(|&(&agent, (node, _))| {
+                let user = self.agents.get(agent).map(|a| a.user().to_owned());
+                !user.is_some_and(|u| kept.held.contains(&(u, node.clone())))
+            })
+            .map(|(&agent, _)| agent)
+            .collect();
+        for agent in &holders {
+            cluster.holders.remove(agent);
+        }
+        let users: Vec<String> = cluster
+            .bindings
+            .keys()
+            .filter(|user| !kept.bound.contains(*user))
+            .cloned()
+            .collect();
+        for user in &users {
+            cluster.bindings.remove(user);
+        }
         for seq in seqs {
             self.queues.leave(remote_entry(seq), LeaveReason::Removed);
         }

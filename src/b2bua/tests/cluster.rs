@@ -351,11 +351,31 @@ fn a_snapshot_replaces_what_other_nodes_said_and_skips_the_nodes_own_rows() {
         UNIX_MS,
         Feed::Snapshot {
             head: 9,
-            rows: vec![("a".into(), registered)],
+            rows: vec![("a".into(), registered.clone())],
         },
     );
     assert!(b.line().is_empty());
     assert_eq!(b.alice(), AgentState::Available);
+    // The same state read again (the reader reconnected) changes nothing: alice keeps her
+    // place in the idle line.
+    let idle = |b: &Node| {
+        let agents = b.h.b2bua.agents();
+        agents
+            .get(agents.find("alice").unwrap())
+            .unwrap()
+            .idle_since()
+    };
+    let before = idle(&b);
+    let later = now + Duration::from_secs(5);
+    b.h.b2bua.apply_cluster(
+        later,
+        UNIX_MS + 5_000,
+        Feed::Snapshot {
+            head: 11,
+            rows: vec![("a".into(), registered.clone())],
+        },
+    );
+    assert_eq!(idle(&b), before);
     // alice's binding on a lapses: offline here too.
     b.h.run_until(now + Duration::from_secs(61));
     assert_eq!(b.alice(), AgentState::Offline);
