@@ -80,6 +80,8 @@ pub(super) struct Cluster {
     remote: HashMap<u64, RemoteEntry>,
     /// This node's entries' sequence numbers.
     local_seqs: HashMap<EntryId, u64>,
+    /// The same, by sequence number.
+    local_entries: HashMap<u64, EntryId>,
     /// Bindings made on other nodes, by user.
     bindings: HashMap<String, (String, Binding)>,
     /// Agents other nodes hold: the node and the log id that said so.
@@ -152,6 +154,7 @@ impl B2bua {
             held: HashSet::new(),
             remote: HashMap::new(),
             local_seqs: HashMap::new(),
+            local_entries: HashMap::new(),
             bindings: HashMap::new(),
             holders: HashMap::new(),
             seen: HashMap::new(),
@@ -170,7 +173,7 @@ impl B2bua {
         for change in &mut changes {
             if let Change::Joined { seq, caller, .. } = change
                 && caller.is_empty()
-                && let Some((&entry, _)) = cluster.local_seqs.iter().find(|(_, s)| **s == *seq)
+                && let Some(&entry) = cluster.local_entries.get(seq)
                 && let Some(call) = self.calls.get(&CallKey(entry.0))
             {
                 caller.clone_from(&call.caller);
@@ -431,6 +434,7 @@ impl B2bua {
                     return;
                 };
                 cluster.local_seqs.insert(id, seq.0);
+                cluster.local_entries.insert(seq.0, id);
                 let caller = self
                     .calls
                     .get(&CallKey(id.0))
@@ -448,6 +452,7 @@ impl B2bua {
             }
             QueueEvent::Left { id, .. } if !is_remote(id) => {
                 if let Some(seq) = cluster.local_seqs.remove(&id) {
+                    cluster.local_entries.remove(&seq);
                     cluster.outbox.push(Change::Left { seq });
                 }
             }
@@ -663,7 +668,7 @@ impl B2bua {
                     return;
                 };
                 let entry = remote_entry(seq);
-                if cluster.local_seqs.values().any(|&s| s == seq) {
+                if cluster.local_entries.contains_key(&seq) {
                     return;
                 }
                 if cluster.remote.remove(&seq).is_some() {

@@ -213,7 +213,8 @@ impl PostgresStore {
     }
 }
 
-fn pg(error: postgres::Error) -> StoreError {
+/// A client error as the store's error.
+pub(super) fn pg(error: postgres::Error) -> StoreError {
     StoreError::Postgres(error.to_string())
 }
 

@@ -13,6 +13,7 @@ use postgres::{Client, NoTls};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Change, Claim, Feed, sql};
+use crate::store::postgres::pg;
 use crate::store::{HEARTBEAT, Reply, StoreError};
 
 /// Longest the reader sleeps without a notification before it looks at the log anyway (a
@@ -60,9 +61,7 @@ impl std::fmt::Debug for ClusterLink {
 }
 
 fn connect(url: &str, node: &str, role: &str) -> Result<Client, StoreError> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| StoreError::Postgres(e.to_string()))?;
+    let mut config: postgres::Config = url.parse().map_err(pg)?;
     // A server that vanishes without closing the connection must not block a thread for
     // ever: keepalives and a TCP user timeout end the connection, a statement timeout ends
     // a statement that waits too long.
@@ -74,12 +73,10 @@ fn connect(url: &str, node: &str, role: &str) -> Result<Client, StoreError> {
         .keepalives_retries(3)
         .tcp_user_timeout(Duration::from_secs(10))
         .options("-c statement_timeout=10000");
-    let mut client = config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Postgres(e.to_string()))?;
+    let mut client = config.connect(NoTls).map_err(pg)?;
     client
         .batch_execute("SET synchronous_commit = on")
-        .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        .map_err(pg)?;
     Ok(client)
 }
 
@@ -314,7 +311,6 @@ fn follow(
     feed: &mpsc::Sender<Feed>,
     stop: &AtomicBool,
 ) -> Result<(), StoreError> {
-    let pg = |e: postgres::Error| StoreError::Postgres(e.to_string());
     client
         .batch_execute(&format!("LISTEN {}", sql::CHANNEL))
         .map_err(pg)?;

@@ -8,6 +8,7 @@ use postgres::{Client, Transaction};
 
 use super::{Change, Claim, LogRow};
 use crate::store::StoreError;
+use crate::store::postgres::pg;
 
 /// Schema migration 1 → 2 of the PostgreSQL store: the log, its sums, the dead-node flag.
 pub const MIGRATION: &str = "
@@ -42,10 +43,6 @@ pub const MIGRATION: &str = "
 
 /// The channel every append notifies.
 pub const CHANNEL: &str = "holdfast_log";
-
-fn pg(error: postgres::Error) -> StoreError {
-    StoreError::Postgres(error.to_string())
-}
 
 fn seq_sql(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
