@@ -47,6 +47,7 @@ fn main() {
         port_max: 59999,
         shards,
         pin: false,
+        ledger: None,
     })
     .expect("start engine");
     // Three minutes of "music": 9 000 distinct frames, shared by every stream.

@@ -151,6 +151,7 @@ fn main() {
         port_max: 59999,
         shards,
         pin: false,
+        ledger: None,
     })
     .expect("start engine");
     let music = Bytes::from(vec![0x55u8; 160 * 50]);

@@ -15,7 +15,7 @@ use crate::media::audio;
 use crate::media::engine::MediaEngine;
 use crate::media::g711::Law;
 use crate::media::prompts::Prompts;
-use crate::store::{CallbackState, Record, StoreHandle};
+use crate::store::{CallbackState, KeptKind, Record, StoreHandle};
 
 mod cluster;
 mod driver;
@@ -285,7 +285,7 @@ pub(crate) fn write_record(store: &StoreHandle, unix_ms: i64, record: Record) {
         Record::HandleTime(handle) => {
             store.record_handle_time(&handle.queue, handle.seconds, unix_ms);
         }
-        record @ Record::EstimateOutcome(_) => store.record(record),
+        record @ (Record::EstimateOutcome(_) | Record::Keep(_)) => store.record(record),
     }
 }
 
@@ -331,6 +331,54 @@ pub(crate) async fn restore_records(
             }
         }
     }
+}
+
+/// docs/behaviour.md §14: what the process before kept is taken back: registrations,
+/// agents' pauses and wrap-ups, then the calls on the line (held and bridged), each probed
+/// with an OPTIONS. A row that cannot be taken back is logged and deleted. Returns how many
+/// calls came back.
+pub(crate) async fn restore_kept(b2bua: &mut B2bua, store: &StoreHandle) -> usize {
+    let read = |kind: KeptKind| {
+        let reply = store.kept(kind);
+        async move {
+            reply.wait().await.unwrap_or_else(|error| {
+                tracing::error!(%error, kind = kind.as_str(), "kept rows could not be read");
+                Vec::new()
+            })
+        }
+    };
+    let forget = |kind: KeptKind, key: String| {
+        store.record(Record::Keep(crate::store::Kept {
+            kind,
+            key,
+            state: None,
+        }));
+    };
+    for (user, state) in read(KeptKind::Registration).await {
+        if !b2bua.restore_registration(Instant::now(), &user, &state) {
+            forget(KeptKind::Registration, user);
+        }
+    }
+    for (user, state) in read(KeptKind::Agent).await {
+        if !b2bua.restore_agent(Instant::now(), &user, &state) {
+            forget(KeptKind::Agent, user);
+        }
+    }
+    let mut restored = 0;
+    for (call_id, state) in read(KeptKind::Call).await {
+        match b2bua.restore_call(Instant::now(), &state) {
+            Ok(()) => restored += 1,
+            Err(error) => {
+                tracing::warn!(%call_id, %error, "kept call not restored");
+                forget(KeptKind::Call, call_id);
+            }
+        }
+    }
+    b2bua.restore_done(Instant::now());
+    if restored > 0 {
+        tracing::info!(restored, "held calls restored");
+    }
+    restored
 }
 
 /// Gives freed heap back to the operating system after a surge of SIP state (a flood, a

@@ -53,6 +53,28 @@ impl AnnounceSchedule {
         }
     }
 
+    /// The schedule of a caller restored after a restart, who started holding at `from`:
+    /// the next announcement falls where the period counted from `from` puts it after
+    /// `now` (the entry announcement was made before).
+    pub fn resumed(
+        from: Instant,
+        now: Instant,
+        announce_every_secs: u64,
+        position_only_down: bool,
+    ) -> Self {
+        let every = (announce_every_secs > 0).then(|| Duration::from_secs(announce_every_secs));
+        let next_at = every.map(|every| {
+            let periods = now.saturating_duration_since(from).as_nanos() / every.as_nanos() + 1;
+            from + every * u32::try_from(periods).unwrap_or(u32::MAX)
+        });
+        Self {
+            every,
+            only_down: position_only_down,
+            next_at,
+            last_position: None,
+        }
+    }
+
     /// When the next announcement is due, for the controller's timer.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -90,6 +112,20 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(30)));
         assert_eq!(s.on_timeout(t0 + Duration::from_secs(29), 4), None);
         assert_eq!(s.on_timeout(t0 + Duration::from_secs(30), 4), Some(4));
+    }
+
+    #[test]
+    fn a_resumed_schedule_keeps_its_rhythm() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(75);
+        let s = AnnounceSchedule::resumed(t0, now, 30, false);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        let exact = AnnounceSchedule::resumed(t0, t0 + Duration::from_secs(60), 30, false);
+        assert_eq!(exact.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        assert_eq!(
+            AnnounceSchedule::resumed(t0, now, 0, false).poll_timeout(),
+            None
+        );
     }
 
     #[test]

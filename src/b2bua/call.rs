@@ -114,6 +114,8 @@ pub struct Call {
     /// From when the caller has heard the callback offer start (docs/behaviour.md §6: `1` counts from
     /// then on, for as long as the caller waits).
     pub offer_from: Option<Instant>,
+    /// Its state is written to the store for a restart (`survive`).
+    pub kept: bool,
 }
 
 /// What a new call is made of (everything else starts empty).
@@ -173,6 +175,7 @@ impl Call {
             transfer: None,
             refer_refused: false,
             offer_from: None,
+            kept: false,
         }
     }
 

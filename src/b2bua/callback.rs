@@ -176,6 +176,7 @@ impl B2bua {
         frames.append(&offer);
         call.offer_from = Some(call.offer_from.map_or(starts, |at| at.min(starts)));
         self.callbacks.offer_heard(call.stream, call_key);
+        self.survival.mark(call_key);
         frames
     }
 
@@ -285,6 +286,8 @@ impl B2bua {
     fn on_committed(&mut self, now: Instant, token: CallKey, queue: QueueId, id: CallbackId) {
         let entry = token.entry();
         self.queues.set_kind(entry, EntryKind::Callback);
+        // The caller's place is the callback's now: not a held call to take back.
+        self.keep(token);
         let number = self
             .calls
             .get(&token)

@@ -31,7 +31,7 @@ impl B2bua {
         self.hours_change = self.next_hours_change(now);
     }
 
-    fn unix_ms_at(&self, now: Instant) -> i64 {
+    pub(super) fn unix_ms_at(&self, now: Instant) -> i64 {
         let (at, ms) = self.wall;
         let since = i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(0);
         ms + since

@@ -455,6 +455,7 @@ impl B2bua {
         self.drain_queue_events(now);
         let _ = self.agents.answered(now, agent);
         self.drain_agent_events();
+        self.keep(call_key);
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.state = CallState::Bridged;
             let waited = now.saturating_duration_since(call.started);

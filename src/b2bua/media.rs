@@ -13,7 +13,7 @@
 //! other candidate, so a port is not re-bound while its old socket may still be closing.
 //! An SDP answer therefore never names a port that cannot be bound.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -31,12 +31,16 @@ pub enum MediaCommand {
         /// An even port of the range.
         port: u16,
     },
-    /// Create the stream `id` on its shard with the socket reserved for `port`.
+    /// Create the stream `id` on its shard with the socket reserved for `port` (or bound
+    /// now, when none is).
     Open {
         /// The new stream.
         id: StreamId,
         /// Its even RTP port.
         port: u16,
+        /// A call restored after a restart: continue the RTP stream the port carried
+        /// (the media ledger, docs/behaviour.md §14).
+        resume: bool,
     },
     /// Send the looped `music` frames to `remote` with payload type `pt` (ends a bridge).
     Play {
@@ -131,6 +135,9 @@ pub struct MediaPlane {
     /// Where the search for the least loaded starts, turning, so ties go round-robin.
     next_shard: usize,
     next_serial: u64,
+    /// Ports taken back for restored calls while their reserve was in flight: its answer
+    /// must not hand them out again.
+    reopening: HashSet<u16>,
 }
 
 impl MediaPlane {
@@ -148,6 +155,7 @@ impl MediaPlane {
             load: vec![0; shards.max(1)],
             next_shard: 0,
             next_serial: 1,
+            reopening: HashSet::new(),
         };
         plane.top_up();
         plane
@@ -168,6 +176,10 @@ impl MediaPlane {
     /// busy (another process holds it: asked for again after every other candidate).
     pub fn reserved(&mut self, port: u16, bound: bool) {
         self.asked = self.asked.saturating_sub(1);
+        if self.reopening.remove(&port) {
+            // A restored call's: its `Open` takes the socket.
+            return;
+        }
         if bound {
             self.misses = 0;
             self.reserved.push_back(port);
@@ -191,13 +203,17 @@ impl MediaPlane {
         self.next_serial += 1;
         self.ports.insert(id, port);
         self.load[shard] += 1;
-        self.out.push_back(MediaCommand::Open { id, port });
+        self.out.push_back(MediaCommand::Open {
+            id,
+            port,
+            resume: false,
+        });
         self.top_up();
         Ok((id, port))
     }
 
-    /// A new stream on the least loaded shard (ties in turn), and its port.
-    pub fn open(&mut self) -> Result<(StreamId, u16), NoFreePort> {
+    /// The least loaded shard (ties in turn).
+    fn least_loaded(&mut self) -> usize {
         let shards = self.load.len();
         let start = self.next_shard % shards;
         let shard = (0..shards)
@@ -205,7 +221,41 @@ impl MediaPlane {
             .min_by_key(|&s| self.load[s])
             .unwrap_or(0);
         self.next_shard = shard + 1;
+        shard
+    }
+
+    /// A new stream on the least loaded shard (ties in turn), and its port.
+    pub fn open(&mut self) -> Result<(StreamId, u16), NoFreePort> {
+        let shard = self.least_loaded();
         self.open_on(shard)
+    }
+
+    /// A stream for a call restored after a restart, on the port it had (`beside`: the
+    /// other leg of its bridge); it continues the RTP stream that port carried. The port
+    /// leaves the free lists; if it cannot be bound, the open fails as any other would.
+    pub fn reopen(&mut self, port: u16, beside: Option<StreamId>) -> StreamId {
+        let shard = match beside {
+            Some(other) => other.shard() % self.load.len(),
+            None => self.least_loaded(),
+        };
+        if let Some(i) = self.reserved.iter().position(|&p| p == port) {
+            self.reserved.remove(i);
+        } else if let Some(i) = self.candidates.iter().position(|&p| p == port) {
+            self.candidates.remove(i);
+        } else {
+            self.reopening.insert(port);
+        }
+        let id = StreamId::new(shard, self.next_serial);
+        self.next_serial += 1;
+        self.ports.insert(id, port);
+        self.load[shard] += 1;
+        self.out.push_back(MediaCommand::Open {
+            id,
+            port,
+            resume: true,
+        });
+        self.top_up();
+        id
     }
 
     /// A new stream on the same shard as `other` (the other leg of a bridge).

@@ -24,6 +24,7 @@ mod hold;
 mod hours;
 mod ids;
 mod inbound;
+mod kept_agents;
 mod leg;
 mod legs;
 mod log_limit;
@@ -38,8 +39,10 @@ mod resume;
 pub mod screen;
 mod session;
 pub mod snapshot;
+mod survive;
 mod timers;
 mod waits;
+pub use survive::RestoreCallError;
 pub use waits::estimate_outcome;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -208,6 +211,8 @@ pub struct B2bua {
     hours_change: Option<Instant>,
     /// Places kept for callers who hung up (`[[queue]] resume_within`).
     resumes: resume::Resumes,
+    /// Calls kept for a restart: those to write, the liveness probes of restored ones.
+    survival: survive::Survival,
 }
 
 impl B2bua {
@@ -295,6 +300,7 @@ impl B2bua {
             wall: (now, 0),
             hours_change: None,
             resumes: resume::Resumes::default(),
+            survival: survive::Survival::default(),
         };
         b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();
@@ -497,6 +503,7 @@ impl B2bua {
                 break;
             }
         }
+        self.write_kept(now);
         // Every input ends here: debug builds (tests, end-to-end runs) check that the
         // tables' indexes still agree with what they index.
         #[cfg(debug_assertions)]
@@ -535,7 +542,9 @@ impl B2bua {
                 // our BYEs need no action (the call was released when the BYE was sent).
                 Event::Response { key, response } => {
                     let code = response.status_code.code();
-                    if self.on_refresh_response(now, &key, Some(&response)) {
+                    if self.on_refresh_response(now, &key, Some(&response))
+                        || self.on_probe_response(now, &key, Some(code))
+                    {
                         continue;
                     }
                     if !self.on_refer_response(now, &key, Some(code)) {
@@ -543,7 +552,9 @@ impl B2bua {
                     }
                 }
                 Event::Timeout { key } => {
-                    if self.on_refresh_response(now, &key, None) {
+                    if self.on_refresh_response(now, &key, None)
+                        || self.on_probe_response(now, &key, None)
+                    {
                         continue;
                     }
                     if !self.on_refer_response(now, &key, None) {
@@ -579,6 +590,7 @@ impl B2bua {
         let Some(call) = self.calls.remove(key) else {
             return;
         };
+        self.forget_kept(now, &call);
         self.offered.remove(&call.entry());
         if let Some(transfer) = &call.transfer {
             // The caller left mid-transfer: the agent was never really offered the call.
@@ -648,6 +660,7 @@ impl B2bua {
         while let Some(event) = self.agents.poll_event() {
             tracing::info!(?event, "agent");
             self.cluster_agent_event(&event);
+            self.note_agent_event(&event);
         }
     }
 

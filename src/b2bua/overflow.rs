@@ -74,6 +74,7 @@ impl B2bua {
         because: &str,
     ) {
         let entry = call_key.entry();
+        self.keep(call_key);
         let waited = self
             .calls
             .get(&call_key)

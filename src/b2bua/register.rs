@@ -207,6 +207,9 @@ impl B2bua {
             .apply(now, &user, &register, source)
         {
             Ok(binding) => {
+                if !matches!(register.contact, registrar::ContactRequest::Query) {
+                    self.keep_registration(now, &user, binding.as_ref());
+                }
                 let mut response = message::response(&request, 200, None);
                 if let Some(binding) = binding {
                     self.cluster_registered(&binding);
@@ -240,6 +243,10 @@ impl B2bua {
                 }
             };
             tracing::info!(?event, "registration");
+            if !online {
+                let user = user.clone();
+                self.keep_registration(now, &user, None);
+            }
             let Some(agent) = self.agents.find(user) else {
                 continue;
             };

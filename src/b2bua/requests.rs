@@ -90,6 +90,7 @@ impl B2bua {
             && call.state == CallState::Answered
         {
             call.state = CallState::Confirmed;
+            self.keep(key);
         }
     }
 

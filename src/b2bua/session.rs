@@ -33,8 +33,9 @@ use crate::sip::sdp::{self, Answer, Codec, Direction, Offer};
 use crate::sip::transaction::ServerKey;
 
 /// Our side of one dialog's session description: what re-INVITEs and UPDATEs are answered
-/// with. The codec never changes within a call (the relay is set up for it).
-#[derive(Debug, Clone)]
+/// with. The codec never changes within a call (the relay is set up for it). Kept across a
+/// restart without SRTP keys (docs/behaviour.md §14).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LocalSdp {
     /// Our RTP port for this leg.
     pub port: u16,
@@ -49,8 +50,10 @@ pub struct LocalSdp {
     /// The last description we sent, to tell whether a new one changed (RFC 3264 §8).
     last_sent: String,
     /// The SRTP keys we offer (an agent's leg with SRTP); empty: RTP.
+    #[serde(skip)]
     pub offered_keys: Vec<CryptoAttr>,
     /// The SRTP keys the media was given, kept for every later answer in the dialog.
+    #[serde(skip)]
     pub keys: Option<sdp::SrtpKeys>,
 }
 
@@ -228,6 +231,16 @@ impl B2bua {
         self.respond(now, &key, response);
         if let Some(offer) = offer {
             self.apply_offer(dialog, &offer);
+        }
+        // The dialog and the session changed: what is kept for a restart follows.
+        match dialog {
+            DialogRef::Call(call) => self.keep(call),
+            DialogRef::Leg(leg) => {
+                if let Some(call) = self.legs.get(&leg).map(|l| l.call) {
+                    self.keep(call);
+                }
+            }
+            DialogRef::Trunk(_) => {}
         }
     }
 

@@ -246,6 +246,7 @@ impl B2bua {
         // `find` returned the id, so the only refusal (unknown id) cannot happen.
         result.map_err(|_| PauseError::UnknownAgent(user.to_owned()))?;
         self.cluster_paused(user, paused);
+        self.survival.mark_agent(id);
         tracing::info!(agent = user, paused, "agent pause changed by the admin API");
         self.process_events(now);
         Ok(())

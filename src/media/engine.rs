@@ -32,6 +32,7 @@
 //! arrives on a stream's socket fixes the address its packets go to, and is reported once as
 //! [`MediaEvent::Latched`]; until then packets go to the address from SDP.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -42,6 +43,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use tokio::sync::mpsc::{Receiver, Sender};
 
+use super::ledger::{Ledger, Resume};
 use super::player::{FramesError, Prompt, frame_count};
 use super::poller::Waker;
 use super::shard::{Command, Shard};
@@ -61,6 +63,9 @@ pub struct EngineConfig {
     pub shards: usize,
     /// Pin each shard thread to one core ([`super::affinity::core_for`]).
     pub pin: bool,
+    /// The file where each port's last RTP packet is kept for the next process
+    /// ([`super::ledger`]); `None`: nothing is kept.
+    pub ledger: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             port_max: 29999,
             shards: 2,
             pin: false,
+            ledger: None,
         }
     }
 }
@@ -209,6 +215,8 @@ struct Inner {
     /// Next candidate port (as an offset into the even ports of the range).
     next_port: AtomicU32,
     shut: AtomicBool,
+    /// What the process before sent on each port, taken by [`MediaEngine::reopen`].
+    previous: Mutex<HashMap<u16, Resume>>,
 }
 
 impl Drop for Inner {
@@ -248,6 +256,13 @@ impl MediaEngine {
         if even_ports(&config) == 0 {
             return Err(invalid("RTP port range holds no even port"));
         }
+        let (ledger, previous) = match &config.ledger {
+            Some(path) => {
+                let (ledger, previous) = Ledger::replace(path, config.port_min, config.port_max)?;
+                (Some(Arc::new(ledger)), previous)
+            }
+            None => (None, HashMap::new()),
+        };
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
@@ -264,7 +279,14 @@ impl MediaEngine {
             let (tx, rx) = mpsc::sync_channel(COMMAND_CAPACITY);
             let waker = Arc::new(Waker::new()?);
             let stats = Arc::new(ShardStats::default());
-            let shard = Shard::new(index, rx, waker.clone(), events_tx.clone(), stats.clone())?;
+            let shard = Shard::new(
+                index,
+                rx,
+                waker.clone(),
+                events_tx.clone(),
+                stats.clone(),
+                ledger.clone(),
+            )?;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
                 .spawn(move || {
@@ -294,6 +316,7 @@ impl MediaEngine {
                 next_serial: AtomicU64::new(1),
                 next_port: AtomicU32::new(0),
                 shut: AtomicBool::new(false),
+                previous: Mutex::new(previous),
             }),
         };
         Ok((engine, events_rx))
@@ -322,8 +345,15 @@ impl MediaEngine {
             shard,
             self.inner.next_serial.fetch_add(1, Ordering::Relaxed),
         );
-        self.send(id, Command::Open { id, socket })
-            .map_err(|_| io::Error::other("media engine is shut down"))?;
+        self.send(
+            id,
+            Command::Open {
+                id,
+                socket,
+                resume: None,
+            },
+        )
+        .map_err(|_| io::Error::other("media engine is shut down"))?;
         Ok((id, port))
     }
 
@@ -341,8 +371,34 @@ impl MediaEngine {
         if id.shard() >= self.inner.shards.len() {
             return Err(invalid("stream id names no shard of this engine"));
         }
-        self.send(id, Command::Open { id, socket })
-            .map_err(|_| io::Error::other("media engine is shut down"))
+        self.send(
+            id,
+            Command::Open {
+                id,
+                socket,
+                resume: None,
+            },
+        )
+        .map_err(|_| io::Error::other("media engine is shut down"))
+    }
+
+    /// Like [`MediaEngine::open_with`] for a stream restored after a restart: it continues
+    /// the RTP stream the previous process sent from this port, as its ledger last saw it
+    /// (each port's record is used once). Returns whether there was one to continue.
+    pub fn reopen(&self, id: StreamId, socket: UdpSocket) -> io::Result<bool> {
+        if id.shard() >= self.inner.shards.len() {
+            return Err(invalid("stream id names no shard of this engine"));
+        }
+        let port = socket.local_addr()?.port();
+        let resume = self
+            .inner
+            .previous
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&port);
+        self.send(id, Command::Open { id, socket, resume })
+            .map_err(|_| io::Error::other("media engine is shut down"))?;
+        Ok(resume.is_some())
     }
 
     fn bind_even_port(&self) -> io::Result<UdpSocket> {

@@ -15,6 +15,7 @@ pub mod dtmf;
 pub mod engine;
 pub mod g711;
 mod inbound;
+pub mod ledger;
 pub mod player;
 mod poller;
 pub mod prompts;

@@ -51,6 +51,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::engine::{MediaEvent, StreamId};
 use super::inbound::{Inbound, Peer};
+use super::ledger::{Ledger, Resume};
 use super::player::{PACKET_LEN, Player, PlayerEvent, Prompt};
 use super::poller::{Poller, Token, Waker};
 use super::rewrite::Rewriter;
@@ -81,6 +82,8 @@ pub(crate) enum Command {
     Open {
         id: StreamId,
         socket: UdpSocket,
+        /// The RTP stream this port carried before a restart, to continue.
+        resume: Option<Resume>,
     },
     Play {
         id: StreamId,
@@ -163,6 +166,15 @@ struct Stream {
     wheel_pos: (usize, usize),
     /// SRTP: what leaves is encrypted last thing before `sendto`.
     srtp: Option<Box<secure::Outbound>>,
+    /// Its record in the ledger (what it last sent, for a restart).
+    record: Option<usize>,
+}
+
+/// The wall clock in Unix milliseconds.
+pub(crate) fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Sends `packet` (RTP) from `socket` to `remote`, encrypted first when the leg is SRTP.
@@ -203,6 +215,11 @@ pub(crate) struct Shard {
     tick: u64,
     packet: [u8; PACKET_LEN],
     recv_buf: Box<[u8; 2048]>,
+    /// Where each stream's last packet is kept across a restart (`None` in tests and
+    /// tools that run no server).
+    ledger: Option<Arc<Ledger>>,
+    /// `epoch` in Unix milliseconds, for the ledger's timestamps without a clock read.
+    epoch_ms: i64,
 }
 
 impl Shard {
@@ -212,6 +229,7 @@ impl Shard {
         waker: Arc<Waker>,
         events: Sender<MediaEvent>,
         stats: Arc<ShardStats>,
+        ledger: Option<Arc<Ledger>>,
     ) -> io::Result<Shard> {
         let poller = Poller::new(EVENTS_PER_WAIT)?;
         poller.add(&*waker, WAKER_TOKEN)?;
@@ -232,6 +250,8 @@ impl Shard {
             tick: 0,
             packet: [0; PACKET_LEN],
             recv_buf: Box::new([0; 2048]),
+            ledger,
+            epoch_ms: unix_ms_now(),
         })
     }
 
@@ -327,12 +347,16 @@ impl Shard {
             stats,
             events,
             recv_buf,
+            ledger,
+            epoch,
+            epoch_ms,
             ..
         } = self;
         let slot = &wheel[(tick % SLOTS as u64) as usize];
         if slot.is_empty() {
             return;
         }
+        let due_ms = *epoch_ms + due.saturating_duration_since(*epoch).as_millis() as i64;
         let period = tick / SLOTS as u64;
         let mut inbound = Inbound {
             buf: recv_buf,
@@ -361,6 +385,9 @@ impl Shard {
                     remote,
                 ) {
                     sent += 1;
+                    if let (Some(ledger), Some(record)) = (ledger.as_deref(), stream.record) {
+                        ledger.sent(record, &packet[..], remote, stream.peer.latched, due_ms);
+                    }
                 } else {
                     errors += 1;
                 }
@@ -439,7 +466,7 @@ impl Shard {
 
     fn apply(&mut self, cmd: Command) {
         match cmd {
-            Command::Open { id, socket } => self.open(id, socket),
+            Command::Open { id, socket, resume } => self.open(id, socket, resume),
             Command::Play {
                 id,
                 remote,

@@ -49,6 +49,7 @@
 
 mod agent;
 mod elsewhere;
+mod restored;
 mod strategy;
 #[cfg(test)]
 mod tests;

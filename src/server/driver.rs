@@ -102,6 +102,17 @@ pub struct Server {
 
 /// Opens the configured store on its own thread; with the shared PostgreSQL store, also this
 /// node's sequence slot.
+/// Where the media ledger lives (`media::ledger`): in the data directory, which a single
+/// process owns.
+fn ledger_path(config: &Config) -> Result<std::path::PathBuf, ServeError> {
+    let dir = &config.store.data_dir;
+    std::fs::create_dir_all(dir).map_err(ServeError::Media)?;
+    Ok(dir.join(LEDGER_FILE))
+}
+
+/// The media ledger's file name in `[store] data_dir`.
+pub const LEDGER_FILE: &str = "rtp.ledger";
+
 fn open_store(config: &Config) -> Result<(StoreHandle, StoreThread, Option<u8>), ServeError> {
     match config.store.backend {
         crate::config::StoreBackend::Sqlite => {
@@ -165,14 +176,6 @@ impl Server {
                     .unwrap_or_default(),
             );
         }
-        let (engine, media_events) = MediaEngine::start(EngineConfig {
-            bind_ip: config.sip.public_address,
-            port_min: config.sip.rtp_ports.start(),
-            port_max: config.sip.rtp_ports.end(),
-            shards: config.media.shard_count(),
-            pin: config.media.pin_shards,
-        })
-        .map_err(ServeError::Media)?;
         let listen = config.sip.listen;
         let socket = UdpSocket::bind(listen)
             .await
@@ -183,6 +186,17 @@ impl Server {
         let sip = socket.local_addr().unwrap_or(listen);
         let rcvbuf = enlarge_receive_buffer(&socket, SIP_RECEIVE_BUFFER);
         tracing::info!(listen = %sip, receive_buffer = rcvbuf, "holdfast listening (SIP/UDP)");
+        // After the SIP socket: a second process on the same config stops at its bind
+        // before it replaces the running one's media ledger.
+        let (engine, media_events) = MediaEngine::start(EngineConfig {
+            bind_ip: config.sip.public_address,
+            port_min: config.sip.rtp_ports.start(),
+            port_max: config.sip.rtp_ports.end(),
+            shards: config.media.shard_count(),
+            pin: config.media.pin_shards,
+            ledger: Some(ledger_path(&config)?),
+        })
+        .map_err(ServeError::Media)?;
         let (stop, stopped) = watch::channel(false);
         let tls = match config.sip.listen_tls {
             Some(addr) => Some((addr, super::tls::server_config(&config)?)),
@@ -277,6 +291,8 @@ impl Server {
         // The first RTP ports are bound before the first call can arrive.
         server.flush_media();
         restore_callbacks(&mut server.b2bua, &server.store, &server.clock).await;
+        server.flush_media();
+        super::restore_kept(&mut server.b2bua, &server.store).await;
         server.flush_media();
         Ok(server)
     }
@@ -579,12 +595,20 @@ fn carry_out(
             };
             return Some(MediaEvent::Reserved { port, bound });
         }
-        MediaCommand::Open { id, port } => {
+        MediaCommand::Open { id, port, resume } => {
             let socket = match reserve.remove(&port) {
                 Some(socket) => Ok(socket),
                 None => engine.bind_port(port),
             };
-            if let Err(error) = socket.and_then(|socket| engine.open_with(id, socket)) {
+            let opened = socket.and_then(|socket| match resume {
+                true => engine.reopen(id, socket).map(|continued| {
+                    if !continued {
+                        tracing::info!(port, "no RTP stream to continue on this port: a new one");
+                    }
+                }),
+                false => engine.open_with(id, socket),
+            });
+            if let Err(error) = opened {
                 tracing::error!(%error, port, "RTP stream could not be opened");
                 return Some(MediaEvent::OpenFailed { id });
             }

@@ -26,8 +26,9 @@ pub enum DialogError {
     BadHeader(&'static str),
 }
 
-/// One dialog in which holdfast is the UAS.
-#[derive(Debug, Clone)]
+/// One dialog in which holdfast is the UAS (or the UAC, [`Dialog::from_uac`]). It is
+/// plain data, kept across a restart as JSON (docs/behaviour.md §14).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dialog {
     /// Call-ID shared by both sides.
     pub call_id: String,
@@ -40,6 +41,7 @@ pub struct Dialog {
     /// The INVITE's To header value plus our tag: becomes From in our requests.
     local_party: String,
     /// Where our in-dialog requests are addressed (the caller's Contact URI).
+    #[serde(with = "uri_text")]
     pub remote_target: rsip::Uri,
     /// Record-Route values, copied in order into Route of our requests (§12.1.1).
     route_set: Vec<String>,
@@ -51,7 +53,28 @@ pub struct Dialog {
     invite_cseq: u32,
 }
 
+/// A URI kept as its text.
+mod uri_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(uri: &rsip::Uri, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&uri.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<rsip::Uri, D::Error> {
+        let text = String::deserialize(d)?;
+        rsip::Uri::try_from(text.as_str()).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Dialog {
+    /// A dialog restored after a restart: our CSeq moves on by `by`, past any request the
+    /// process before may have sent after its state was last written (§12.2.1.1 asks only
+    /// that it grows).
+    pub fn skip_local_cseq(&mut self, by: u32) {
+        self.local_cseq = self.local_cseq.saturating_add(by);
+    }
+
     /// Builds the UAS side of a dialog from the INVITE holdfast answers with `local_tag`.
     pub fn from_invite(invite: &rsip::Request, local_tag: &str) -> Result<Self, DialogError> {
         let from = invite

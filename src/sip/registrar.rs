@@ -387,6 +387,21 @@ impl Registrar {
         Ok(Some(binding))
     }
 
+    /// Puts back a binding a restarted process kept (docs/behaviour.md §14), reported as a
+    /// registration; one whose time is up at `now` is not put back.
+    pub fn restore(&mut self, now: Instant, binding: Binding) -> bool {
+        if binding.expires_at <= now || self.bindings.contains_key(&binding.user) {
+            return false;
+        }
+        self.deadlines
+            .insert((binding.expires_at, binding.user.clone()));
+        self.events.push_back(RegistrarEvent::Registered {
+            user: binding.user.clone(),
+        });
+        self.bindings.insert(binding.user.clone(), binding);
+        true
+    }
+
     /// Removes `user`'s binding, if any, reporting `event`.
     fn remove(&mut self, user: &str, event: RegistrarEvent) {
         if let Some(old) = self.bindings.remove(user) {

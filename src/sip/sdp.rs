@@ -84,7 +84,7 @@ impl SdpError {
 }
 
 /// The G.711 codecs holdfast sends and receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Codec {
     /// G.711 µ-law, static payload type 0.
     Pcmu,
@@ -111,7 +111,7 @@ impl Codec {
 }
 
 /// Media direction attribute (RFC 4566 §6, RFC 3264 §5.1); `sendrecv` when absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// Both ways.
     #[default]
@@ -190,7 +190,8 @@ pub struct Offer {
 }
 
 /// The negotiated audio session, ready for the media engine and for [`render_answer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Kept across a restart without its SRTP keys (docs/behaviour.md §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     /// The codec both sides use.
     pub codec: Codec,
@@ -203,6 +204,7 @@ pub struct Answer {
     /// The direction we answer with.
     pub direction: Direction,
     /// SRTP keys, when the stream is SRTP.
+    #[serde(skip)]
     pub srtp: Option<SrtpKeys>,
 }
 

@@ -76,6 +76,7 @@ enum Request {
     RecentEstimateOutcomes(String, usize, Tx<Vec<EstimateOutcome>>),
     RecentEvents(usize, Tx<Vec<CallEvent>>),
     SeqHighWater(Tx<Seq>),
+    Kept(super::KeptKind, Tx<Vec<(String, String)>>),
     SetSeqHighWater(Seq, Tx<()>),
     RenewLease(NodeStatus, Tx<Vec<CallbackRecord>>),
     ClusterNodes(Tx<Vec<NodeRecord>>),
@@ -243,6 +244,11 @@ impl StoreHandle {
         self.request(|tx| Request::RecentEvents(limit, tx))
     }
 
+    /// Every kept row of `kind`: `(key, state)` (docs/behaviour.md §14).
+    pub fn kept(&self, kind: super::KeptKind) -> Reply<Vec<(String, String)>> {
+        self.request(|tx| Request::Kept(kind, tx))
+    }
+
     /// The stored sequence high-water mark.
     pub fn seq_high_water(&self) -> Reply<Seq> {
         self.request(Request::SeqHighWater)
@@ -357,6 +363,9 @@ fn execute(store: &mut impl Store, request: Request) {
         }
         Request::RecentCallbacks(limit, tx) => {
             let _ = tx.send(store.recent_callbacks(limit));
+        }
+        Request::Kept(kind, tx) => {
+            let _ = tx.send(store.kept(kind));
         }
         Request::RecentHandleTimes(queue, limit, tx) => {
             let _ = tx.send(store.recent_handle_times(&queue, limit));

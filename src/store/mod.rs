@@ -255,6 +255,43 @@ pub enum Record {
     /// Append to a queue's estimate outcomes (older ones beyond [`ESTIMATE_OUTCOMES_KEPT`]
     /// are pruned).
     EstimateOutcome(EstimateOutcome),
+    /// Keep (or, with `state: None`, forget) what a restarted process picks up again.
+    Keep(Kept),
+}
+
+/// What a restarted holdfast picks up again (docs/behaviour.md §14): calls on the line,
+/// agents' registrations and states. One row per `(kind, key)`, its state an opaque JSON
+/// text the controller writes and reads; on a shared store, rows are the node's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// What the row is.
+    pub kind: KeptKind,
+    /// Which one (a Call-ID, an agent's user).
+    pub key: String,
+    /// Its state; `None` deletes the row.
+    pub state: Option<String>,
+}
+
+/// The kinds of [`Kept`] rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeptKind {
+    /// A caller on the line: held or bridged.
+    Call,
+    /// An agent's registration.
+    Registration,
+    /// An agent's pause and wrap-up.
+    Agent,
+}
+
+impl KeptKind {
+    /// The word stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::Registration => "registration",
+            Self::Agent => "agent",
+        }
+    }
 }
 
 /// One answered caller's wait forecast and real wait, which the wait estimate learns its
@@ -447,6 +484,9 @@ pub trait Store {
 
     /// The lowest sequence number no entry has had yet (0 on a fresh database).
     fn seq_high_water(&mut self) -> Result<Seq, StoreError>;
+
+    /// Every kept row of `kind` (this node's, on a shared store): `(key, state)`.
+    fn kept(&mut self, kind: KeptKind) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Raises the high-water mark to `seq`; a lower value is ignored (it never goes back).
     fn set_seq_high_water(&mut self, seq: Seq) -> Result<(), StoreError>;

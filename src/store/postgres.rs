@@ -28,8 +28,8 @@ use postgres::{Client, NoTls, Row, Transaction};
 use super::sqlite::{corrupt, outcome_from_row, quantiles_to_text, seq_to_sql, wait_ms_to_sql};
 use super::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
-    ESTIMATE_OUTCOMES_KEPT, EstimateOutcome, HANDLE_TIMES_KEPT, NodeRecord, NodeStatus, Record,
-    Store, StoreError,
+    ESTIMATE_OUTCOMES_KEPT, EstimateOutcome, HANDLE_TIMES_KEPT, KeptKind, NodeRecord, NodeStatus,
+    Record, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -106,6 +106,14 @@ pub const MIGRATIONS: &[&str] = &[
     );",
     // 1 → 2: one queue and one set of agents across the nodes (docs/cluster.md).
     super::cluster::sql::MIGRATION,
+    // 2 → 3: what a restarted node picks up again (docs/behaviour.md §14), per node.
+    "CREATE TABLE kept (
+        node  TEXT NOT NULL,
+        kind  TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (node, kind, key)
+    );",
 ];
 
 /// The schema version this build writes.
@@ -408,6 +416,17 @@ fn insert_record(tx: &mut Transaction<'_>, node: &str, record: &Record) -> Resul
                 &i64::try_from(o.waited_ms).unwrap_or(i64::MAX),
             ],
         ),
+        Record::Keep(k) => match &k.state {
+            Some(state) => tx.execute(
+                "INSERT INTO kept (node, kind, key, state) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (node, kind, key) DO UPDATE SET state = excluded.state",
+                &[&node, &k.kind.as_str(), &k.key, state],
+            ),
+            None => tx.execute(
+                "DELETE FROM kept WHERE node = $1 AND kind = $2 AND key = $3",
+                &[&node, &k.kind.as_str(), &k.key],
+            ),
+        },
     }
     .map_err(pg)?;
     Ok(())
@@ -560,7 +579,7 @@ impl Store for PostgresStore {
                 Record::EstimateOutcome(o) => {
                     pruned_outcomes.insert(o.queue.as_str());
                 }
-                Record::Event(_) => {}
+                Record::Event(_) | Record::Keep(_) => {}
             }
         }
         for (table, queues, kept) in [
@@ -628,6 +647,18 @@ impl Store for PostgresStore {
             )
             .map_err(pg)?;
         rows.iter().map(read_event).collect()
+    }
+
+    fn kept(&mut self, kind: KeptKind) -> Result<Vec<(String, String)>, StoreError> {
+        let node = self.node.clone();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT key, state FROM kept WHERE node = $1 AND kind = $2 ORDER BY key",
+                &[&node, &kind.as_str()],
+            )
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn seq_high_water(&mut self) -> Result<Seq, StoreError> {

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
-    EstimateOutcome, Record, Store, StoreError,
+    EstimateOutcome, KeptKind, Record, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -94,6 +94,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         waited_ms INTEGER NOT NULL
     );
     CREATE INDEX estimate_outcomes_queue ON estimate_outcomes (queue, id);",
+    // 3 → 4: what a restarted process picks up again (docs/behaviour.md §14): calls on the
+    // line, registrations, agent states, each an opaque JSON state.
+    "CREATE TABLE kept (
+        kind  TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -415,6 +423,23 @@ impl Store for SqliteStore {
                     ])?;
                     pruned_outcomes.insert(o.queue.as_str());
                 }
+                Record::Keep(k) => match &k.state {
+                    Some(state) => {
+                        tx.prepare_cached(
+                            "INSERT INTO kept (kind, key, state) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT (kind, key) DO UPDATE SET state = excluded.state",
+                        )?
+                        .execute(params![
+                            k.kind.as_str(),
+                            k.key,
+                            state
+                        ])?;
+                    }
+                    None => {
+                        tx.prepare_cached("DELETE FROM kept WHERE kind = ?1 AND key = ?2")?
+                            .execute(params![k.kind.as_str(), k.key])?;
+                    }
+                },
             }
         }
         for queue in pruned_outcomes {
@@ -483,6 +508,14 @@ impl Store for SqliteStore {
             out.push(read_event(row)?);
         }
         Ok(out)
+    }
+
+    fn kept(&mut self, kind: KeptKind) -> Result<Vec<(String, String)>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT key, state FROM kept WHERE kind = ?1 ORDER BY key")?;
+        let rows = statement.query_map([kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn seq_high_water(&mut self) -> Result<Seq, StoreError> {

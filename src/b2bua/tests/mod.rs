@@ -21,12 +21,15 @@ mod overflow;
 mod restart;
 mod resume;
 mod screen;
+mod survive;
 mod waits;
 
 /// What the controller asked of the media plane, recorded from its outbox.
 #[derive(Default)]
 struct FakeMedia {
     open: Vec<StreamId>,
+    /// Streams opened on their old port for restored calls, and the port.
+    reopened: Vec<(StreamId, u16)>,
     played: Vec<(StreamId, SocketAddr, u8, usize)>,
     closed: Vec<StreamId>,
     connected: Vec<(StreamId, SocketAddr, u8)>,
@@ -46,6 +49,11 @@ impl FakeMedia {
             frames.frames() * crate::media::player::FRAME_LEN
         };
         match command {
+            MediaCommand::Open {
+                id,
+                port,
+                resume: true,
+            } => self.reopened.push((id, port)),
             MediaCommand::Open { id, .. } => self.open.push(id),
             MediaCommand::Play {
                 id,
@@ -94,6 +102,15 @@ struct Harness {
     sent: Vec<(SocketAddr, String)>,
     /// Store requests a test has answered (or looked at), in order.
     stored: Vec<StoreRequest>,
+}
+
+impl B2bua {
+    /// Every record the controller wrote so far, drained.
+    fn records_for_tests(&mut self) -> Vec<Record> {
+        std::iter::from_fn(|| self.poll_record())
+            .map(|(_, r)| r)
+            .collect()
+    }
 }
 
 impl Harness {

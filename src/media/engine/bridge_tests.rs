@@ -14,6 +14,7 @@ fn engine(port_min: u16) -> (MediaEngine, MediaEvents) {
         port_max: port_min + 1999,
         shards: 2,
         pin: false,
+        ledger: None,
     })
     .unwrap()
 }

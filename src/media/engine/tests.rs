@@ -13,6 +13,7 @@ fn engine(port_min: u16) -> (MediaEngine, MediaEvents) {
         port_max: port_min + 1999,
         shards: 2,
         pin: false,
+        ledger: None,
     })
     .unwrap()
 }
@@ -291,6 +292,7 @@ fn rejects_bad_config() {
             port_max,
             shards,
             pin: false,
+            ledger: None,
         })
         .is_err()
     };

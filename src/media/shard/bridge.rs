@@ -33,6 +33,7 @@
 use super::{Shard, Stream, StreamMode};
 use crate::media::engine::StreamId;
 use crate::media::inbound::Inbound;
+use crate::media::ledger::Ledger;
 use crate::media::poller::Token;
 use crate::media::rewrite::{Forward, LegCodecs, Rewriter, map_payload};
 use crate::media::rtp::{RTP_HEADER_LEN, RtpHeader};
@@ -117,8 +118,12 @@ impl Shard {
             recv_buf,
             stats,
             events,
+            ledger,
+            epoch,
+            epoch_ms,
             ..
         } = self;
+        let sent_ms = *epoch_ms + now.saturating_duration_since(*epoch).as_millis() as i64;
         let Ok(idx) = usize::try_from(token) else {
             return;
         };
@@ -144,7 +149,8 @@ impl Shard {
             && let Some((header, payload)) = inbound.accept(src.id, &mut src.peer, len, from)
         {
             let codecs = src.peer.codecs;
-            match forward(inbound.buf, &header, payload, &codecs, dst, now) {
+            let ledger = ledger.as_deref().map(|l| (l, sent_ms));
+            match forward(inbound.buf, &header, payload, &codecs, dst, now, ledger) {
                 Outcome::Sent => relayed += 1,
                 Outcome::Dropped => dropped += 1,
                 Outcome::SendFailed => errors += 1,
@@ -184,7 +190,8 @@ fn start_relay(stream: &mut Stream, partner: usize, now: Instant) {
 }
 
 /// Rewrites the packet in `buf` (header `header`, payload at `payload`, received on a leg
-/// with `from` codecs) onto `dst`'s stream and sends it to `dst`'s far end.
+/// with `from` codecs) onto `dst`'s stream and sends it to `dst`'s far end, noting it in
+/// the ledger (at the given Unix milliseconds) when there is one.
 fn forward(
     buf: &mut [u8; 2048],
     header: &RtpHeader,
@@ -192,6 +199,7 @@ fn forward(
     from: &LegCodecs,
     dst: &mut Stream,
     now: Instant,
+    ledger: Option<(&Ledger, i64)>,
 ) -> Outcome {
     let (Some(remote), Some(rewriter)) = (dst.peer.remote, dst.rewriter.as_mut()) else {
         return Outcome::Dropped;
@@ -227,6 +235,9 @@ fn forward(
         &buf[start..payload.end],
         remote,
     ) {
+        if let (Some((ledger, at_ms)), Some(record)) = (ledger, dst.record) {
+            ledger.sent(record, &buf[start..], remote, dst.peer.latched, at_ms);
+        }
         Outcome::Sent
     } else {
         Outcome::SendFailed

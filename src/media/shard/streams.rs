@@ -2,17 +2,23 @@
 //! and close (the port freed). Bridging is in `bridge`.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::{PERIOD, SLOTS, Shard, Stream, StreamMode};
 use crate::media::engine::StreamId;
 use crate::media::inbound::Peer;
+use crate::media::ledger::Resume;
 use crate::media::player::Player;
+use crate::media::rewrite::Rewriter;
 
 impl Shard {
-    pub(super) fn open(&mut self, id: StreamId, socket: UdpSocket) {
+    /// Opens stream `id` on `socket`; with `resume`, it continues the RTP stream the port
+    /// carried before a restart: same SSRC, the next sequence number, the timestamp on
+    /// from the last one by the time that passed, the marker bit on its first packet
+    /// (RFC 3550 §5.1), sent to the same peer until RTP arrives from elsewhere.
+    pub(super) fn open(&mut self, id: StreamId, socket: UdpSocket, resume: Option<Resume>) {
         let idx = self.free.pop().unwrap_or(self.streams.len());
         // Least loaded slot, scanning from the current one so equal slots fill in clock order.
         let start = (self.tick % SLOTS as u64) as usize;
@@ -20,16 +26,39 @@ impl Shard {
             .map(|i| (start + i) % SLOTS)
             .min_by_key(|&s| self.wheel[s].len())
             .unwrap_or(0);
+        let record = match (&self.ledger, socket.local_addr()) {
+            (Some(ledger), Ok(local)) => ledger.record(local.port()),
+            _ => None,
+        };
+        if let (Some(ledger), Some(record)) = (&self.ledger, record) {
+            ledger.clear(record);
+        }
+        let mut peer = Peer::default();
+        let rewriter = resume.map(|r| {
+            if let Some(latched) = r.latched {
+                peer.remote = Some(latched);
+                peer.latched = true;
+            }
+            // The last packet's timestamp, at the instant it was sent: the timeline runs
+            // on from there through the gap.
+            let now = Instant::now();
+            let ago = Duration::from_millis(
+                u64::try_from(super::unix_ms_now().saturating_sub(r.sent_at_ms)).unwrap_or(0),
+            );
+            let sent_at = now.checked_sub(ago).unwrap_or(now);
+            Rewriter::new(r.ssrc, r.sequence.wrapping_add(1), r.timestamp, sent_at)
+        });
         let stream = Stream {
             id,
             socket,
-            peer: Peer::default(),
+            peer,
             mode: StreamMode::Idle,
             player: None,
-            rewriter: None,
+            rewriter,
             stopped_at: None,
             wheel_pos: (slot, self.wheel[slot].len()),
             srtp: None,
+            record,
         };
         self.wheel[slot].push(idx);
         if idx == self.streams.len() {

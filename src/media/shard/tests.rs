@@ -16,7 +16,7 @@ fn rig() -> Rig {
     let (_tx, commands) = mpsc::channel();
     let (events, _events) = tokio::sync::mpsc::channel(64);
     let waker = Arc::new(Waker::new().unwrap());
-    let mut shard = Shard::new(0, commands, waker, events, Arc::default()).unwrap();
+    let mut shard = Shard::new(0, commands, waker, events, Arc::default(), None).unwrap();
     // Leave room to wind the clock back in tests.
     shard.epoch -= Duration::from_secs(10);
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -28,7 +28,11 @@ fn add_playing(rig: &mut Rig, serial: u64) -> StreamId {
     let id = StreamId::for_tests(serial);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_nonblocking(true).unwrap();
-    rig.shard.apply(Command::Open { id, socket });
+    rig.shard.apply(Command::Open {
+        id,
+        socket,
+        resume: None,
+    });
     rig.shard.apply(Command::Play {
         id,
         remote: rig.rx.local_addr().unwrap(),

@@ -48,6 +48,16 @@ enum ServerKeyInner {
 }
 
 impl ServerKey {
+    /// The key a call restored after a restart files its INVITE under: no request from the
+    /// network has an empty sent-by, so it matches nothing but itself.
+    pub fn restored(call_id: &str) -> Self {
+        Self(ServerKeyInner::Rfc3261 {
+            branch: format!("restored:{call_id}"),
+            sent_by: String::new(),
+            method: MethodKey(Method::Invite),
+        })
+    }
+
     /// The key of the server transaction `request` belongs to (ACK maps to its INVITE).
     pub fn of(request: &rsip::Request) -> Result<Self, MessageError> {
         let method = MethodKey(match request.method {
@@ -102,6 +112,15 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
+    /// The key a leg restored after a restart files its INVITE under: no branch we send
+    /// looks like it, so it matches no response.
+    pub fn restored(call_id: &str) -> Self {
+        Self {
+            branch: format!("restored:{call_id}"),
+            method: MethodKey(Method::Invite),
+        }
+    }
+
     /// The key of the client transaction that sent `request`; the top Via needs a branch.
     pub fn of_request(request: &rsip::Request) -> Result<Self, MessageError> {
         top_via(request)?;
