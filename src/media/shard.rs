@@ -377,6 +377,11 @@ impl Shard {
                 && let (Some(player), Some(remote)) = (stream.player.as_mut(), stream.peer.remote)
             {
                 let event = player.write_next(packet);
+                // Noted before it leaves: a process killed in between costs the next one a
+                // sequence number, never a number used twice.
+                if let (Some(ledger), Some(record)) = (ledger.as_deref(), stream.record) {
+                    ledger.sent(record, &packet[..], remote, stream.peer.latched, due_ms);
+                }
                 let at = Instant::now();
                 if send_rtp(
                     &stream.socket,
@@ -385,9 +390,6 @@ impl Shard {
                     remote,
                 ) {
                     sent += 1;
-                    if let (Some(ledger), Some(record)) = (ledger.as_deref(), stream.record) {
-                        ledger.sent(record, &packet[..], remote, stream.peer.latched, due_ms);
-                    }
                 } else {
                     errors += 1;
                 }

@@ -229,15 +229,16 @@ fn forward(
         .try_into()
         .expect("a range of RTP_HEADER_LEN bytes");
     out.write_fixed(head);
+    // Noted before it leaves (see `service_slot`).
+    if let (Some((ledger, at_ms)), Some(record)) = (ledger, dst.record) {
+        ledger.sent(record, &buf[start..], remote, dst.peer.latched, at_ms);
+    }
     if super::send_rtp(
         &dst.socket,
         dst.srtp.as_deref_mut(),
         &buf[start..payload.end],
         remote,
     ) {
-        if let (Some((ledger, at_ms)), Some(record)) = (ledger, dst.record) {
-            ledger.sent(record, &buf[start..], remote, dst.peer.latched, at_ms);
-        }
         Outcome::Sent
     } else {
         Outcome::SendFailed
