@@ -23,6 +23,8 @@
 #                                through Kamailio: failed calls, INVITE->200, each part's
 #                                CPU, store transactions and rows per call
 #   scripts/bench.sh handoff [N] two nodes, N (60) held callers, one agent: BYE -> next INVITE, other node vs same
+#   scripts/bench.sh keep [R]    setup at R (1000) calls/s without and with [store] keep_calls:
+#                                CPU and bytes written per call, the ratio
 #   SHARDS=k                     [media] shards for holdfast (default: one per core); the
 #                                summary splits holdfast's CPU by thread (signalling = the
 #                                controller's thread, media-N = the shards)
@@ -55,7 +57,8 @@ case "$kind" in
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
   cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
   handoff) exec scripts/bench_handoff.sh "${2:-${CALLS:-60}}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster|handoff [N]" >&2; exit 2 ;;
+  keep) exec scripts/bench_keep.sh "${2:-1000}" ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster|handoff|keep [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)

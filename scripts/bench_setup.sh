@@ -68,9 +68,12 @@ sleep 0.5
 sipp_pid=$(pgrep -n -P "$sipp_sh" sipp || pgrep -n -f "sipp $target" || echo "$sipp_sh")
 start=$(date +%s.%N)
 sleep 5
+written() { awk '/^write_bytes/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 t0=$(cpu_ticks "$hf"); s0=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0); th0=$(thread_ticks "$hf")
+w0=$(written "$hf")
 sleep "$window"
 t1=$(cpu_ticks "$hf"); s1=$(cpu_ticks "$sipp_pid" 2>/dev/null || echo 0); th1=$(thread_ticks "$hf")
+w1=$(written "$hf")
 threads=$(thread_cpu_json "$th0" "$th1" "$window")
 wait "$sipp_sh" && sipp_ok=1 || sipp_ok=0
 elapsed=$(python3 -c "import time; print(round(time.time() - $start + 0.5, 1))")
@@ -81,12 +84,14 @@ kill "$sink" 2>/dev/null || true
 run_floor "$n"
 
 python3 - "$rate" "$duration" "$calls" "$t0" "$t1" "$s0" "$s1" "$hz" "$window" "$floor_cpu" \
-  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate-$transport.json" "$transport" "$threads" <<'PY'
+  "$sipp_ok" "$elapsed" "$dir" "$out/setup-$rate-$transport${LABEL:+-$LABEL}.json" "$transport" "$threads" \
+  "$w0" "$w1" <<'PY'
 import json, sys
 rate, duration, calls, t0, t1, s0, s1, hz, window = (int(x) for x in sys.argv[1:10])
 floor, sipp_ok, elapsed, d, path = float(sys.argv[10]), sys.argv[11] == "1", float(sys.argv[12]), sys.argv[13], sys.argv[14]
 transport = sys.argv[15]
 threads = json.loads(sys.argv[16])
+bytes_written = int(sys.argv[18]) - int(sys.argv[17])
 signalling = threads.get("signalling", 0.0)
 cpu = 100.0 * (t1 - t0) / hz / window
 sipp_cpu = 100.0 * (s1 - s0) / hz / window
@@ -109,6 +114,10 @@ result = {
     # busy all the time if its cost per call stayed the same (a projection).
     "signalling_us_per_call": round(signalling / 100 * 1e6 / rate, 1),
     "signalling_saturates_at_calls_per_s": round(rate * 100 / signalling) if signalling else None,
+    # Bytes the process caused to be written to storage (/proc/PID/io write_bytes: the
+    # store's database and WAL) per call placed in the window.
+    "store_bytes_per_call": round(bytes_written / (rate * window)),
+    "holdfast_cpu_us_per_call": round(cpu / 100 * 1e6 / rate, 1),
 }
 json.dump(result, open(path, "w"), indent=1)
 r = result
@@ -116,5 +125,6 @@ print(f"setup: transport={transport} rate={rate}/s calls={r['calls_successful']}
       f"retrans={r['retransmissions']} invite->200 p50={pct(50)}ms p99={pct(99)}ms "
       f"holdfast_cpu={cpu:.1f}% floor({2*rate} streams)={floor:.1f}% minus_floor={cpu-floor:.1f}% "
       f"sipp_cpu={sipp_cpu:.1f}% sipp_elapsed={elapsed}s threads={threads} "
-      f"signalling_us/call={r['signalling_us_per_call']} saturates_at~{r['signalling_saturates_at_calls_per_s']}/s")
+      f"signalling_us/call={r['signalling_us_per_call']} saturates_at~{r['signalling_saturates_at_calls_per_s']}/s "
+      f"store_bytes/call={r['store_bytes_per_call']}")
 PY

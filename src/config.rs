@@ -200,6 +200,10 @@ pub struct Store {
     /// The PostgreSQL server (`backend = "postgres"`), a libpq-style URL such as
     /// `postgres://holdfast@127.0.0.1:5432/holdfast`.
     pub url: String,
+    /// Keep each call on the line in the store so a restarted process takes it back
+    /// (docs/behaviour.md §13); `false` saves two row writes per call and loses the calls
+    /// on a crash.
+    pub keep_calls: bool,
 }
 
 /// `[store] backend`.
@@ -242,6 +246,7 @@ impl Default for Store {
             data_dir: PathBuf::from("./data"),
             backend: StoreBackend::Sqlite,
             url: String::new(),
+            keep_calls: true,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::store::{CallbackState, KeptKind, Record, StoreHandle};
 
 mod cluster;
 mod driver;
+pub mod handover;
 mod streams;
 mod tls;
 pub use driver::Server;
@@ -69,6 +70,9 @@ pub enum ServeError {
         /// Why.
         source: crate::store::StoreError,
     },
+    /// Taking over from the process running on the data directory failed.
+    #[error("graceful upgrade: {0}")]
+    Handover(std::io::Error),
     /// The admin HTTP listener could not be bound.
     #[error("{0}")]
     Admin(#[from] admin::BindError),
@@ -333,7 +337,7 @@ pub(crate) async fn restore_records(
     }
 }
 
-/// docs/behaviour.md §14: what the process before kept is taken back: registrations,
+/// docs/behaviour.md §13: what the process before kept is taken back: registrations,
 /// agents' pauses and wrap-ups, then the calls on the line (held and bridged), each probed
 /// with an OPTIONS. A row that cannot be taken back is logged and deleted. Returns how many
 /// calls came back.

@@ -1,4 +1,4 @@
-//! Agents across a restart (docs/behaviour.md §14): each registration is kept as it is
+//! Agents across a restart (docs/behaviour.md §13): each registration is kept as it is
 //! made, refreshed or dropped, and each pause and wrap-up as it starts or ends, so a
 //! restarted holdfast reaches every phone without waiting for it to register again and
 //! offers no caller to an agent who was paused or resting.

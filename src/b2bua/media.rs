@@ -39,7 +39,7 @@ pub enum MediaCommand {
         /// Its even RTP port.
         port: u16,
         /// A call restored after a restart: continue the RTP stream the port carried
-        /// (the media ledger, docs/behaviour.md §14).
+        /// (the media ledger, docs/behaviour.md §13).
         resume: bool,
     },
     /// Send the looped `music` frames to `remote` with payload type `pt` (ends a bridge).

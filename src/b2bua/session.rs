@@ -34,7 +34,7 @@ use crate::sip::transaction::ServerKey;
 
 /// Our side of one dialog's session description: what re-INVITEs and UPDATEs are answered
 /// with. The codec never changes within a call (the relay is set up for it). Kept across a
-/// restart without SRTP keys (docs/behaviour.md §14).
+/// restart without SRTP keys (docs/behaviour.md §13).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LocalSdp {
     /// Our RTP port for this leg.

@@ -1,4 +1,4 @@
-//! Calls that outlive the process (docs/behaviour.md §14): what is kept of a caller on the
+//! Calls that outlive the process (docs/behaviour.md §13): what is kept of a caller on the
 //! line, and how a restarted holdfast takes it back.
 //!
 //! ```text
@@ -180,6 +180,9 @@ impl B2bua {
 
     /// The JSON state of a call worth keeping; `None` for one that cannot be taken back.
     fn kept_state(&self, key: CallKey) -> Option<String> {
+        if !self.config.store.keep_calls {
+            return None;
+        }
         let call = self.calls.get(&key)?;
         if call.media.srtp.is_some()
             || call.transfer.is_some()

@@ -1,5 +1,5 @@
 //! What each RTP port last sent, in a file mapped into memory, so that a holdfast started
-//! after a crash continues the same RTP streams (docs/behaviour.md §14).
+//! after a crash continues the same RTP streams (docs/behaviour.md §13).
 //!
 //! A held caller's receiver knows holdfast's stream by its SSRC and expects the sequence
 //! number to go on by one per packet (RFC 3550 §5.1). The counters change 50 times a second

@@ -98,6 +98,8 @@ pub struct Server {
     slot: Option<u8>,
     /// The cluster's log, when this node is one of a cluster's.
     cluster: Option<super::cluster::Link>,
+    /// Where a new process asks to take over (`handover`).
+    control: Option<super::handover::Control>,
 }
 
 /// Opens the configured store on its own thread; with the shared PostgreSQL store, also this
@@ -158,6 +160,11 @@ impl Server {
         raise_nofile_limit();
         let music = load_music(&config)?;
         let prompts = load_prompts(&config)?;
+        // A process already running on this data directory hands over (a graceful upgrade):
+        // from here on, what it kept is final.
+        let data_dir = config.store.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(ServeError::Handover)?;
+        let handed = super::handover::take_over(&data_dir).map_err(ServeError::Handover)?;
         let (store, store_thread, slot) = open_store(&config)?;
         let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
         let mut outcomes = Vec::new();
@@ -177,12 +184,14 @@ impl Server {
             );
         }
         let listen = config.sip.listen;
-        let socket = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let socket = match handed {
+            Some(handed) => UdpSocket::from_std(handed.sip),
+            None => UdpSocket::bind(listen).await,
+        }
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
         let sip = socket.local_addr().unwrap_or(listen);
         let rcvbuf = enlarge_receive_buffer(&socket, SIP_RECEIVE_BUFFER);
         tracing::info!(listen = %sip, receive_buffer = rcvbuf, "holdfast listening (SIP/UDP)");
@@ -287,6 +296,7 @@ impl Server {
             tls_addr,
             slot,
             cluster,
+            control: None,
         };
         // The first RTP ports are bound before the first call can arrive.
         server.flush_media();
@@ -294,6 +304,13 @@ impl Server {
         server.flush_media();
         super::restore_kept(&mut server.b2bua, &server.store).await;
         server.flush_media();
+        server.control = match super::handover::Control::bind(&data_dir) {
+            Ok(control) => Some(control),
+            Err(error) => {
+                tracing::warn!(%error, "no control socket: a new process cannot take over from this one");
+                None
+            }
+        };
         Ok(server)
     }
 
@@ -328,6 +345,7 @@ impl Server {
         let mut replies: FuturesUnordered<PendingReply> = FuturesUnordered::new();
         // What start-up queued leaves at once: the CANCELs of INVITEs from before a restart.
         self.send_transmits().await;
+        let mut successor = None;
         loop {
             if self.slot.is_some() {
                 self.b2bua.advance_seq(crate::queue::seq_floor_at(
@@ -418,6 +436,10 @@ impl Server {
                 Some(request) = self.admin_requests.recv() => {
                     answer_admin(&mut self.b2bua, &self.engine, &self.store, request);
                 }
+                stream = next_successor(self.control.as_ref()), if stopping_since.is_none() => {
+                    successor = Some(stream);
+                    break;
+                }
                 _ = &mut shutdown, if stopping_since.is_none() => {
                     tracing::info!("shutting down: hanging up held callers");
                     stopping_since = Some(Instant::now());
@@ -452,8 +474,44 @@ impl Server {
                 }
             }
         }
-        self.stop_tasks(replies).await;
+        match successor {
+            Some(stream) => self.hand_over(stream, replies).await,
+            None => self.stop_tasks(replies).await,
+        }
         Ok(())
+    }
+
+    /// A new process takes over (docs/behaviour.md §13): nothing is hung up. Listeners
+    /// close, what the controller queued is written and the store flushed, the media
+    /// shards stop (the ledger is final), and the SIP socket goes to the new process.
+    async fn hand_over(mut self, stream: std::os::unix::net::UnixStream, mut replies: FuturesUnordered<PendingReply>) {
+        tracing::info!("a new process takes over: handing over the calls on the line");
+        self.admin_requests.close();
+        let _ = self.stop.send(true);
+        if let Some(admin) = self.admin.take()
+            && tokio::time::timeout(ADMIN_STOP_BOUND, admin).await.is_err()
+        {
+            tracing::warn!("admin listener did not stop in time");
+        }
+        while let Some((at, record)) = self.b2bua.poll_record() {
+            write_record(&self.store, self.clock.unix_ms(at), record);
+        }
+        while let Some(reply) = replies.next().await {
+            if let StoreReply::Persisted(id, state, Err(error)) = reply {
+                tracing::error!(%error, callback = id.0, state = state.as_str(), "callback state not persisted");
+            }
+        }
+        if let Err(error) = self.store.flush().wait().await {
+            tracing::error!(%error, "store not flushed before the handover");
+        }
+        self.engine.shutdown();
+        if let Err(error) = super::handover::hand_over(&stream, std::os::fd::AsRawFd::as_raw_fd(&self.socket)) {
+            tracing::error!(%error, "SIP socket not handed over");
+        }
+        super::cluster::stop(self.cluster.take());
+        drop(self.store);
+        self.store_thread.join();
+        tracing::info!("handed over; holdfast stopped");
     }
 
     /// Sends every datagram the controller has queued.
@@ -567,6 +625,16 @@ impl Server {
                 self.b2bua.handle_media_event(Instant::now(), event);
             }
         }
+    }
+}
+
+/// The next process asking to take over, or never when there is no control socket.
+async fn next_successor(
+    control: Option<&super::handover::Control>,
+) -> std::os::unix::net::UnixStream {
+    match control {
+        Some(control) => control.next().await,
+        None => std::future::pending().await,
     }
 }
 

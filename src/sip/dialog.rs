@@ -27,7 +27,7 @@ pub enum DialogError {
 }
 
 /// One dialog in which holdfast is the UAS (or the UAC, [`Dialog::from_uac`]). It is
-/// plain data, kept across a restart as JSON (docs/behaviour.md §14).
+/// plain data, kept across a restart as JSON (docs/behaviour.md §13).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dialog {
     /// Call-ID shared by both sides.

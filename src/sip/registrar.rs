@@ -387,7 +387,7 @@ impl Registrar {
         Ok(Some(binding))
     }
 
-    /// Puts back a binding a restarted process kept (docs/behaviour.md §14), reported as a
+    /// Puts back a binding a restarted process kept (docs/behaviour.md §13), reported as a
     /// registration; one whose time is up at `now` is not put back.
     pub fn restore(&mut self, now: Instant, binding: Binding) -> bool {
         if binding.expires_at <= now || self.bindings.contains_key(&binding.user) {

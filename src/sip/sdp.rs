@@ -190,7 +190,7 @@ pub struct Offer {
 }
 
 /// The negotiated audio session, ready for the media engine and for [`render_answer`].
-/// Kept across a restart without its SRTP keys (docs/behaviour.md §14).
+/// Kept across a restart without its SRTP keys (docs/behaviour.md §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     /// The codec both sides use.

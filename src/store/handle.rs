@@ -244,7 +244,7 @@ impl StoreHandle {
         self.request(|tx| Request::RecentEvents(limit, tx))
     }
 
-    /// Every kept row of `kind`: `(key, state)` (docs/behaviour.md §14).
+    /// Every kept row of `kind`: `(key, state)` (docs/behaviour.md §13).
     pub fn kept(&self, kind: super::KeptKind) -> Reply<Vec<(String, String)>> {
         self.request(|tx| Request::Kept(kind, tx))
     }

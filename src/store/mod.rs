@@ -259,7 +259,7 @@ pub enum Record {
     Keep(Kept),
 }
 
-/// What a restarted holdfast picks up again (docs/behaviour.md §14): calls on the line,
+/// What a restarted holdfast picks up again (docs/behaviour.md §13): calls on the line,
 /// agents' registrations and states. One row per `(kind, key)`, its state an opaque JSON
 /// text the controller writes and reads; on a shared store, rows are the node's own.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,7 +106,7 @@ pub const MIGRATIONS: &[&str] = &[
     );",
     // 1 → 2: one queue and one set of agents across the nodes (docs/cluster.md).
     super::cluster::sql::MIGRATION,
-    // 2 → 3: what a restarted node picks up again (docs/behaviour.md §14), per node.
+    // 2 → 3: what a restarted node picks up again (docs/behaviour.md §13), per node.
     "CREATE TABLE kept (
         node  TEXT NOT NULL,
         kind  TEXT NOT NULL,

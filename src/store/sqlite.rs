@@ -94,7 +94,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         waited_ms INTEGER NOT NULL
     );
     CREATE INDEX estimate_outcomes_queue ON estimate_outcomes (queue, id);",
-    // 3 → 4: what a restarted process picks up again (docs/behaviour.md §14): calls on the
+    // 3 → 4: what a restarted process picks up again (docs/behaviour.md §13): calls on the
     // line, registrations, agent states, each an opaque JSON state.
     "CREATE TABLE kept (
         kind  TEXT NOT NULL,

@@ -1,4 +1,4 @@
-//! Calls on the line across a restart (docs/behaviour.md §14), in-process: what one
+//! Calls on the line across a restart (docs/behaviour.md §13), in-process: what one
 //! controller keeps is what the next one takes back (place, dialog, RTP port), and the
 //! in-dialog OPTIONS after the restart keeps or ends each call.
 

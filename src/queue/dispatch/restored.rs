@@ -1,4 +1,4 @@
-//! Agents as a restarted holdfast takes them back (docs/behaviour.md §14): a pause and a
+//! Agents as a restarted holdfast takes them back (docs/behaviour.md §13): a pause and a
 //! wrap-up outlive the process, so an agent who stepped away, or is finishing the notes of
 //! the last call, is not offered a caller the moment the new process starts.
 

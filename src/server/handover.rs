@@ -1,0 +1,257 @@
+//! A graceful upgrade (docs/behaviour.md §13): a new `holdfast serve` started on the same
+//! data directory as a running one takes over from it, and the callers on the line hear a
+//! gap of a few tens of milliseconds.
+//!
+//! ```text
+//!  running process                         new process
+//!  listens on <data_dir>/holdfast.sock     loads music and clips (the slow part)
+//!                          ◀── "take over" connects to holdfast.sock
+//!  stops reading SIP; closes its TCP, TLS
+//!  and admin listeners; writes what is
+//!  kept (store flushed); stops its media
+//!  shards (RTP stops, the ledger is final)
+//!  sends its SIP UDP socket (SCM_RIGHTS) ──▶ takes the socket: datagrams queued in it
+//!  and exits                                 meanwhile are not lost
+//!                                          waits for the old process to be gone, binds
+//!                                          TCP, TLS and admin, opens the store, restores
+//!                                          every kept call: RTP goes on from the ledger
+//! ```
+//!
+//! RTP ports are not handed over: the old process closes them when its shards stop and the
+//! new one binds them again (UDP has no lingering state), so a caller's packets that arrive
+//! in the gap are lost, as they would be in any gap.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// The control socket's file name in `[store] data_dir`.
+pub const SOCKET_FILE: &str = "holdfast.sock";
+
+/// What a new process asks.
+const REQUEST: &[u8] = b"take over\n";
+
+/// How long a new process waits for the old one to hand over and to exit.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What the running process handed over.
+#[derive(Debug)]
+pub struct Handed {
+    /// Its SIP UDP socket, bound to the configured address.
+    pub sip: std::net::UdpSocket,
+}
+
+/// A new process: takes over from the process running on `dir`, if there is one (`None`:
+/// nobody listens on the control socket). Returns once the old process has handed its
+/// SIP socket over and exited.
+pub fn take_over(dir: &Path) -> io::Result<Option<Handed>> {
+    let path = dir.join(SOCKET_FILE);
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(socket = %path.display(), "a holdfast runs on this data directory: taking over");
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.write_all(REQUEST)?;
+    let (fds, _) = receive_fds(&stream)?;
+    let Some(sip) = fds.into_iter().next() else {
+        return Err(io::Error::other("the running process handed over no SIP socket"));
+    };
+    // Its exit closes the stream: its listeners and ports are free from then on.
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let sip = std::net::UdpSocket::from(sip);
+    sip.set_nonblocking(true)?;
+    Ok(Some(Handed { sip }))
+}
+
+/// The running process's end: the control socket.
+#[derive(Debug)]
+pub struct Control {
+    listener: tokio::net::UnixListener,
+}
+
+impl Control {
+    /// Listens on `<dir>/holdfast.sock`, replacing a file left by a process before.
+    pub fn bind(dir: &Path) -> io::Result<Control> {
+        let path = dir.join(SOCKET_FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        Ok(Control { listener })
+    }
+
+    /// The next request to take over (a connection that said so).
+    pub async fn next(&self) -> UnixStream {
+        loop {
+            let Ok((stream, _)) = self.listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(mut stream) = stream.into_std() else {
+                continue;
+            };
+            let mut request = [0u8; REQUEST.len()];
+            let read = stream
+                .set_nonblocking(false)
+                .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(1))))
+                .and_then(|()| stream.read_exact(&mut request));
+            if read.is_ok() && request == REQUEST {
+                return stream;
+            }
+        }
+    }
+}
+
+/// Hands `sip` over to the new process on `stream`.
+pub fn hand_over(stream: &UnixStream, sip: RawFd) -> io::Result<()> {
+    send_fds(stream, b"sip", &[sip])
+}
+
+/// Room for this many descriptors in one message.
+const MAX_FDS: usize = 4;
+
+/// `sendmsg` with the descriptors `fds` as `SCM_RIGHTS` (unix(7)) and `payload` as data.
+fn send_fds(stream: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_FDS || payload.is_empty() {
+        return Err(io::Error::other("bad descriptor message"));
+    }
+    let data_len = std::mem::size_of_val(fds);
+    // u64 words: the control buffer must be aligned for `cmsghdr`.
+    let mut control = [0u64; 8];
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
+    assert!(space <= std::mem::size_of_val(&control));
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` describes `control`, which has room for one header and `data_len`
+    // bytes (checked above), so CMSG_FIRSTHDR is non-null and CMSG_DATA points inside
+    // `control`; the descriptors are copied byte-wise (no alignment assumed).
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(data_len as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            fds.as_ptr().cast::<u8>(),
+            libc::CMSG_DATA(header),
+            data_len,
+        );
+    }
+    // SAFETY: every pointer in `msg` is valid for the call (the payload, `iov`, `control`).
+    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `recvmsg` of one message sent by [`send_fds`]: its descriptors (close-on-exec) and data.
+fn receive_fds(stream: &UnixStream) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
+    let mut payload = [0u8; 64];
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `payload` and `control`, both live and writable.
+    let received = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if received == 0 {
+        return Err(io::Error::other("the running process closed the control socket"));
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `control` and set `msg_controllen`; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR walk only inside it. Each SCM_RIGHTS descriptor is new in this process's
+    // table and owned by nothing else, so wrapping it in an `OwnedFd` is sound.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS
+            {
+                let data = libc::CMSG_DATA(header);
+                let len = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    let mut fd: RawFd = 0;
+                    std::ptr::copy_nonoverlapping(
+                        data.add(i * std::mem::size_of::<RawFd>()),
+                        (&mut fd as *mut RawFd).cast::<u8>(),
+                        std::mem::size_of::<RawFd>(),
+                    );
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other("descriptors truncated"));
+    }
+    Ok((fds, payload[..received as usize].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_handed_over_receives_what_was_sent_to_the_original() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let original = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = original.local_addr().unwrap();
+        hand_over(&a, original.as_raw_fd()).unwrap();
+        drop(original);
+        let (fds, payload) = receive_fds(&b).unwrap();
+        assert_eq!(payload, b"sip");
+        let taken = std::net::UdpSocket::from(fds.into_iter().next().unwrap());
+        assert_eq!(taken.local_addr().unwrap(), addr);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"INVITE", addr).unwrap();
+        let mut buf = [0u8; 16];
+        taken
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let (n, _) = taken.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"INVITE");
+    }
+
+    #[test]
+    fn nobody_to_take_over_from_is_no_error() {
+        let dir = std::env::temp_dir().join(format!("holdfast-handover-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(take_over(&dir).unwrap().is_none());
+        // A stale socket file (its process gone) is not a process either.
+        let stale = std::os::unix::net::UnixListener::bind(dir.join(SOCKET_FILE)).unwrap();
+        drop(stale);
+        assert!(take_over(&dir).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
