@@ -1,30 +1,37 @@
-//! Held callers survive `kill -9` (docs/behaviour.md §3, §4, §9): holdfast is killed with
-//! callers on hold and started again with the same config, data directory and SIP port.
-//! Every caller that was waiting is back on hold at its place: the music comes from the same
-//! RTP port with the same SSRC, the sequence number going on and the timestamp jumped by the
-//! outage (RFC 3550 §5.1), the marker bit on the first packet after the gap; each is asked
-//! with an in-dialog OPTIONS whether its phone still knows the call, and one that answers
-//! `481` (or never answers) leaves the line. SIPp plays most callers; a few raw UDP callers
-//! of the test's own record every RTP packet and answer the OPTIONS as a UAS does.
+//! Calls on the line survive holdfast itself (docs/behaviour.md §3, §4, §5, §9, §13).
+//!
+//! After `kill -9`, holdfast is started again with the same config, data directory and SIP
+//! port. Every caller that was waiting is back on hold at its place: the music comes from
+//! the same RTP port with the same SSRC, the sequence number going on and the timestamp
+//! jumped by the outage (RFC 3550 §5.1), the marker bit on the first packet after the gap;
+//! each is asked with an in-dialog OPTIONS whether its phone still knows the call, and one
+//! that answers `481` (or never answers) leaves the line. Bridged calls come back talking
+//! both ways, their agents still registered. A graceful upgrade (a second process started
+//! on the same config takes over from the running one) hands every caller over with a gap
+//! in the music under 100 ms. SIPp plays most callers; raw UDP callers and agents' phones
+//! of the test's own (`common::held`) record every RTP packet and answer holdfast's
+//! requests as a UA does.
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::api::get_json;
-use common::phones::free_tcp_port;
-use common::{Holdfast, RawCall, RawUa, Setup, free_sip_port, header, pcmu_offer, scratch_dir};
+use common::Holdfast;
+use common::held::{
+    AgentPhone, Probe, RESUME_WITHIN, Recorder, Request, Responder, Restart, TONE_WINDOW, branch,
+    by_ssrc, check_handover, check_handovers, check_resumed, check_step, check_tone, difference,
+    exit_status, line, log_tail, plain, resumed, setup, sipp_callers, sleep_until, wait_admin,
+    wait_until, without,
+};
 
 /// RTP ranges above the ephemeral ports (32768–60999): no other socket can take a restored
-/// call's port while holdfast is down.
+/// call's port while holdfast is down (or between two processes).
 const RTP_BASE: u16 = 61_000;
 const RTP_BASE_TIMER_F: u16 = 62_000;
+const RTP_BASE_UPGRADE: u16 = 63_000;
+const RTP_BASE_BRIDGED: u16 = 64_000;
 /// SIPp runs, each with its own RTP sink, and the callers each places.
 const SIPP_RUNS: usize = 4;
 const SIPP_CALLS: usize = 48;
@@ -34,483 +41,16 @@ const PROBES: usize = 8;
 const HOLD: Duration = Duration::from_secs(20);
 /// How long holdfast stays dead.
 const OUTAGE: Duration = Duration::from_secs(1);
-/// The music comes back this soon after the restarted holdfast answers OPTIONS.
-const RESUME_WITHIN: Duration = Duration::from_secs(2);
-/// How far the RTP timestamp's jump may be from the real gap: 200 ms at 8 kHz.
-const TIMESTAMP_SLACK: f64 = 1600.0;
 /// Timer F (64 × T1): a non-INVITE transaction without an answer gives up after it.
 const TIMER_F: Duration = Duration::from_secs(32);
-
-/// One RTP packet as a caller received it.
-#[derive(Debug, Clone, Copy)]
-struct Rtp {
-    /// When the test read it.
-    at: Instant,
-    /// The address it came from (holdfast's RTP port for the call).
-    from: SocketAddr,
-    ssrc: u32,
-    seq: u16,
-    ts: u32,
-    marker: bool,
-}
-
-impl Rtp {
-    fn parse(packet: &[u8], at: Instant, from: SocketAddr) -> Option<Self> {
-        if packet.len() < 12 || packet[0] >> 6 != 2 {
-            return None;
-        }
-        Some(Self {
-            at,
-            from,
-            ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
-            seq: u16::from_be_bytes([packet[2], packet[3]]),
-            ts: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
-            marker: packet[1] & 0x80 != 0,
-        })
-    }
-}
-
-/// An RTP socket on loopback recording every packet that arrives, until dropped.
-struct Recorder {
-    /// Its port, for an SDP offer or SIPp's `rtp_port`.
-    port: u16,
-    packets: Arc<Mutex<Vec<Rtp>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Recorder {
-    fn start() -> Self {
-        let (socket, port) = common::rtp_sink();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("RTP read timeout");
-        let packets = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (packets, stop) = (Arc::clone(&packets), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 2048];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok((len, from)) = socket.recv_from(&mut buf)
-                        && let Some(packet) = Rtp::parse(&buf[..len], Instant::now(), from)
-                    {
-                        packets.lock().unwrap().push(packet);
-                    }
-                }
-            })
-        };
-        Self {
-            port,
-            packets,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Everything received so far, in arrival order.
-    fn packets(&self) -> Vec<Rtp> {
-        self.packets.lock().unwrap().clone()
-    }
-
-    /// How many streams (SSRCs) have brought at least `min` packets so far.
-    fn streams_heard(&self, min: usize) -> usize {
-        let packets = self.packets.lock().unwrap();
-        let mut counts: HashMap<u32, usize> = HashMap::new();
-        for p in packets.iter() {
-            *counts.entry(p.ssrc).or_default() += 1;
-        }
-        counts.values().filter(|&&n| n >= min).count()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The packets of each stream (SSRC), in arrival order.
-fn by_ssrc(packets: &[Rtp]) -> HashMap<u32, Vec<Rtp>> {
-    let mut streams: HashMap<u32, Vec<Rtp>> = HashMap::new();
-    for p in packets {
-        streams.entry(p.ssrc).or_default().push(*p);
-    }
-    streams
-}
-
-/// When the second holdfast was started, and when it answered OPTIONS.
-struct Restart {
-    began: Instant,
-    ready: Instant,
-}
-
-/// Checks one caller's stream across the outage: the packets before `restart.began` came
-/// from the killed process, the rest from the new one. The first packet after the gap comes
-/// within [`RESUME_WITHIN`] of the restart, from the same address (`answer_port`, when
-/// known: the port of holdfast's SDP answer) with the same SSRC, its sequence number 1 to 3
-/// past the last one heard, the marker bit set, and its timestamp jumped by the real gap.
-fn check_resumed(
-    packets: &[Rtp],
-    restart: &Restart,
-    answer_port: Option<u16>,
-) -> Result<(), String> {
-    let split = packets.partition_point(|p| p.at < restart.began);
-    let (before, after) = packets.split_at(split);
-    let last = before.last().ok_or("no RTP before the kill")?;
-    let first = after.first().ok_or("no RTP after the restart")?;
-    let mut wrong = Vec::new();
-    if let Some(port) = answer_port
-        && last.from.port() != port
-    {
-        wrong.push(format!(
-            "music came from {} before the kill, the SDP answer said port {port}",
-            last.from
-        ));
-    }
-    if first.from != last.from {
-        wrong.push(format!(
-            "music came from {} before the kill and from {} after",
-            last.from, first.from
-        ));
-    }
-    if let Some(other) = packets.iter().find(|p| p.ssrc != last.ssrc) {
-        wrong.push(format!(
-            "SSRC {:08x} before the kill, {:08x} seen too",
-            last.ssrc, other.ssrc
-        ));
-    }
-    let step = first.seq.wrapping_sub(last.seq);
-    if !(1..=3).contains(&step) {
-        wrong.push(format!(
-            "sequence number {} before the gap, {} after it (+1 to +3 expected)",
-            last.seq, first.seq
-        ));
-    }
-    if !first.marker {
-        wrong.push("no marker bit on the first packet after the gap".to_string());
-    }
-    let gap = first.at.duration_since(last.at);
-    let expected = gap.as_secs_f64() * 8000.0;
-    let jump = f64::from(first.ts.wrapping_sub(last.ts));
-    if (jump - expected).abs() > TIMESTAMP_SLACK {
-        wrong.push(format!(
-            "timestamp jumped {jump} samples over a {gap:?} gap ({expected:.0} expected)"
-        ));
-    }
-    let resumed = first.at.saturating_duration_since(restart.ready);
-    if resumed > RESUME_WITHIN {
-        wrong.push(format!(
-            "music came back {resumed:?} after the restart answered OPTIONS"
-        ));
-    }
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(wrong.join("; "))
-    }
-}
-
-/// A request holdfast sent to a probe, with when it arrived.
-struct Request {
-    at: Instant,
-    text: String,
-}
-
-/// Plays a probe's phone on its SIP socket until stopped: answers every in-dialog OPTIONS
-/// with `code` (`None`: never answers, like a phone that is gone) and records every request.
-struct Responder {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<Request>>,
-}
-
-impl Responder {
-    fn start(socket: UdpSocket, code: Option<u16>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            socket
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .expect("SIP read timeout");
-            let mut requests = Vec::new();
-            let mut buf = [0u8; 65_536];
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((len, from)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let at = Instant::now();
-                if common::status_code(&buf[..len]).is_some() {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-                if let Some(code) = code
-                    && text.starts_with("OPTIONS ")
-                {
-                    let _ = socket.send_to(response_to(&text, code).as_bytes(), from);
-                }
-                requests.push(Request { at, text });
-            }
-            requests
-        });
-        Self { stop, thread }
-    }
-
-    /// Stops answering; the requests that came.
-    fn stop(self) -> Vec<Request> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("SIP responder")
-    }
-}
-
-/// A UAS's response to `request` (RFC 3261 §8.2.6.2): its Via values, From, To (it carries
-/// our tag already: the request is in a dialog), Call-ID and CSeq copied.
-fn response_to(request: &str, code: u16) -> String {
-    let reason = match code {
-        200 => "OK",
-        481 => "Call/Transaction Does Not Exist",
-        _ => "Unknown",
-    };
-    let mut response = format!("SIP/2.0 {code} {reason}\r\n");
-    for line in request
-        .split("\r\n")
-        .skip(1)
-        .take_while(|line| !line.is_empty())
-    {
-        let name = line
-            .split_once(':')
-            .map(|(name, _)| name.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        if matches!(
-            name.as_str(),
-            "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq"
-        ) {
-            response.push_str(line);
-            response.push_str("\r\n");
-        }
-    }
-    response.push_str("Content-Length: 0\r\n\r\n");
-    response
-}
-
-/// The first of the headers `names` (long and compact forms) in a message's text.
-fn field<'a>(text: &'a str, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|name| header(text, name))
-}
-
-/// The `tag` parameter of a From or To value.
-fn tag(value: &str) -> Option<&str> {
-    value
-        .split(';')
-        .find_map(|param| param.trim().strip_prefix("tag="))
-}
-
-/// The `branch` of a request's top Via.
-fn branch(text: &str) -> Option<&str> {
-    field(text, &["Via", "v"])?
-        .split(';')
-        .find_map(|param| param.trim().strip_prefix("branch="))
-}
-
-/// A raw UDP caller of the test's own: its SIP socket, its call, and every RTP packet it
-/// heard on a socket of its own.
-struct Probe {
-    ua: RawUa,
-    call: RawCall,
-    /// holdfast's RTP port for this call, from its SDP answer.
-    answer_port: u16,
-    rtp: Recorder,
-}
-
-impl Probe {
-    /// Calls holdfast as caller `+1555010nnnn`; it is answered and holds.
-    fn dial(holdfast: &Holdfast, n: usize) -> Self {
-        let rtp = Recorder::start();
-        let ua = RawUa::new("127.0.0.1", holdfast.sip);
-        let call = ua.invite("100", &format!("+1555010{n:04}"), &pcmu_offer(rtp.port));
-        assert_eq!(
-            call.code,
-            200,
-            "probe {n}: {}\n{}",
-            call.response,
-            holdfast.log()
-        );
-        let answer_port: u16 = common::body(&call.response)
-            .lines()
-            .find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("probe {n}: no m=audio in the answer:\n{}", call.response));
-        Self {
-            ua,
-            call,
-            answer_port,
-            rtp,
-        }
-    }
-
-    /// From now on its phone answers holdfast's OPTIONS with `code` (`None`: never).
-    fn answer_options(&self, code: Option<u16>) -> Responder {
-        let socket = self.ua.socket.try_clone().expect("clone the SIP socket");
-        Responder::start(socket, code)
-    }
-
-    /// Whether `request` is an OPTIONS within this probe's dialog, sent by holdfast: its
-    /// Call-ID, From tagged with holdfast's tag, To with ours.
-    fn check_options(&self, request: &str) -> Result<(), String> {
-        let call_id = field(request, &["Call-ID", "i"]);
-        let from_tag = field(request, &["From", "f"]).and_then(tag);
-        let to_tag = field(request, &["To", "t"]).and_then(tag);
-        let cseq = field(request, &["CSeq"]);
-        let ok = request.starts_with("OPTIONS ")
-            && call_id == Some(self.call.call_id.as_str())
-            && from_tag == Some(self.call.to_tag.as_str())
-            && to_tag == Some(self.call.from_tag.as_str())
-            && cseq.is_some_and(|c| c.ends_with("OPTIONS"));
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "not an OPTIONS in the dialog (Call-ID {}, holdfast's tag {}, ours {}):\n{request}",
-                self.call.call_id, self.call.to_tag, self.call.from_tag
-            ))
-        }
-    }
-
-    /// The OPTIONS among `requests`, each checked: problems go to `wrong`.
-    fn options<'a>(
-        &self,
-        name: &str,
-        requests: &'a [Request],
-        wrong: &mut Vec<String>,
-    ) -> Vec<&'a Request> {
-        let options: Vec<&Request> = requests
-            .iter()
-            .filter(|r| r.text.starts_with("OPTIONS "))
-            .collect();
-        if options.is_empty() {
-            wrong.push(format!("{name}: no in-dialog OPTIONS after the restart"));
-        }
-        for request in &options {
-            if let Err(e) = self.check_options(&request.text) {
-                wrong.push(format!("{name}: {e}"));
-            }
-        }
-        options
-    }
-}
-
-/// SIPp callers in the background: `SIPP_CALLS` callers who hold for [`HOLD`], their music
-/// sent to `rtp_port`. `-aa` answers holdfast's in-dialog OPTIONS with `200`.
-fn sipp_callers(target: SocketAddr, rtp_port: u16) -> JoinHandle<Output> {
-    std::thread::spawn(move || {
-        let calls = SIPP_CALLS.to_string();
-        let hold = HOLD.as_millis().to_string();
-        let rtp_port = rtp_port.to_string();
-        common::sipp(
-            "caller.xml",
-            target,
-            &[
-                "-s", "100", "-m", &calls, "-l", &calls, "-r", "25", "-d", &hold, "-aa", "-key",
-                "rtp_port", &rtp_port,
-            ],
-        )
-    })
-}
-
-/// A setup with the admin API on, on a SIP port, admin port and data directory of its own:
-/// starting holdfast twice with it writes the same config both times. Returns it with the
-/// admin API's address.
-fn setup(name: &str, rtp_base: u16) -> (Setup, SocketAddr) {
-    let admin = free_tcp_port();
-    let mut setup = Setup::new(rtp_base);
-    setup.admin = format!("listen = \"127.0.0.1:{admin}\"\n");
-    setup.sip_port = Some(free_sip_port());
-    setup.data_dir = Some(scratch_dir(&format!("{name}-data")));
-    (setup, SocketAddr::from(([127, 0, 0, 1], admin)))
-}
-
-/// Waits until the admin API accepts connections (it may come up just after SIP).
-fn wait_admin(api: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(api).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the admin API at {api} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Polls `check` every 100 ms until it holds or `wait` passes; whether it held.
-fn wait_until(wait: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sleeps until `at` (at once if it has passed).
-fn sleep_until(at: Instant) {
-    if let Some(left) = at.checked_duration_since(Instant::now()) {
-        std::thread::sleep(left);
-    }
-}
-
-/// The callers waiting in `support` as the admin API lists them, in dispatch order:
-/// (Call-ID, position).
-fn line(api: SocketAddr) -> Vec<(String, u64)> {
-    let queues = get_json(api, "/api/queues");
-    queues[0]["waiting"]
-        .as_array()
-        .expect("a waiting list")
-        .iter()
-        .map(|w| {
-            (
-                w["call_id"].as_str().expect("a call_id").to_owned(),
-                w["position"].as_u64().expect("a position"),
-            )
-        })
-        .collect()
-}
-
-/// `line` without the call `gone`, positions counted again from 1.
-fn without(line: &[(String, u64)], gone: &str) -> Vec<(String, u64)> {
-    line.iter()
-        .filter(|w| w.0 != gone)
-        .enumerate()
-        .map(|(i, w)| (w.0.clone(), i as u64 + 1))
-        .collect()
-}
-
-/// Where two lines first differ, for a failure message (a line of 200 is long).
-fn difference(expected: &[(String, u64)], actual: &[(String, u64)]) -> String {
-    let lengths = format!("{} expected, {} listed", expected.len(), actual.len());
-    match expected.iter().zip(actual).position(|(e, a)| e != a) {
-        Some(i) => format!(
-            "{lengths}; first difference at {i}: expected {:?}, listed {:?}",
-            expected[i], actual[i]
-        ),
-        None => lengths,
-    }
-}
-
-/// The end of holdfast's log and where the whole of it is, for failure messages.
-fn log_tail(holdfast: &Holdfast) -> String {
-    let log = holdfast.log();
-    let lines: Vec<&str> = log.lines().collect();
-    format!(
-        "holdfast log {} (last 200 lines):\n{}",
-        holdfast.dir.join("holdfast.log").display(),
-        lines[lines.len().saturating_sub(200)..].join("\n")
-    )
-}
+/// The SIPp callers of the upgrade test (with the probes, 50 callers).
+const UPGRADE_SIPP_CALLS: usize = 42;
+/// The longest gap in the music a caller may hear when a new process takes over.
+const HANDOVER_GAP: Duration = Duration::from_millis(100);
+/// Bridged calls, one per agent, and the tones each side talks.
+const AGENTS: usize = 5;
+const CALLER_TONE: f32 = 400.0;
+const AGENT_TONE: f32 = 1000.0;
 
 /// 200 callers hold (192 from SIPp, 8 probes of the test's own), with no agent, when
 /// holdfast is killed with SIGKILL; a second holdfast starts a second later with the same
@@ -537,7 +77,7 @@ fn held_callers_survive_kill_9_with_their_rtp_stream_and_place() {
     let sipp_started = Instant::now();
     let runs: Vec<JoinHandle<Output>> = sinks
         .iter()
-        .map(|sink| sipp_callers(first.sip, sink.port))
+        .map(|sink| sipp_callers(first.sip, sink.port, SIPP_CALLS, HOLD))
         .collect();
     let sipp_in = PROBES / 2 + SIPP_RUNS * SIPP_CALLS;
     assert!(
@@ -843,4 +383,260 @@ fn a_caller_who_never_answers_the_probe_is_removed_after_timer_f() {
         Some(200)
     );
     assert!(line(api).is_empty());
+}
+
+/// 50 callers hold (42 from SIPp, 8 probes) when a second holdfast is started with the same
+/// config: it asks the running one to take over (`data_dir/holdfast.sock`), which hands its
+/// SIP socket over and exits 0 (`a new process takes over`, `handed over; holdfast
+/// stopped`); the new one (`taking over`) restores every call (one `held call restored`
+/// each) and asks each caller with an in-dialog OPTIONS, as after a crash. What a caller
+/// hears of the handover is the longest silence between two consecutive RTP packets around
+/// it: under 100 ms for every probe, whose stream stays one SSRC from one port with the
+/// sequence number going on (+1 to +3 at each step, none received twice). The line is the
+/// same, the probes' BYEs get `200` from the new process, and every SIPp call succeeds.
+#[test]
+fn a_graceful_upgrade_hands_the_callers_over_with_a_gap_under_100_ms() {
+    let (setup, api) = setup("upgrade", RTP_BASE_UPGRADE);
+    let mut first = Holdfast::start("upgrade-1", &setup);
+    wait_admin(api);
+    let mut probes: Vec<Probe> = (0..PROBES / 2).map(|n| Probe::dial(&first, n)).collect();
+    let sink = Recorder::start();
+    let sipp_started = Instant::now();
+    let run = sipp_callers(first.sip, sink.port, UPGRADE_SIPP_CALLS, HOLD);
+    let (all, sipp_in) = (PROBES + UPGRADE_SIPP_CALLS, PROBES / 2 + UPGRADE_SIPP_CALLS);
+    assert!(
+        wait_until(Duration::from_secs(20), || line(api).len() == sipp_in),
+        "SIPp's callers did not all get in\n{}",
+        log_tail(&first)
+    );
+    probes.extend((PROBES / 2..PROBES).map(|n| Probe::dial(&first, n)));
+    let hearing = wait_until(Duration::from_secs(10), || {
+        probes.iter().all(|p| p.rtp.streams_heard(25) == 1)
+            && sink.streams_heard(25) == UPGRADE_SIPP_CALLS
+    });
+    assert!(
+        hearing,
+        "not every caller hears music\n{}",
+        log_tail(&first)
+    );
+    let before = line(api);
+    assert_eq!(before.len(), all, "{}", log_tail(&first));
+
+    let responders: Vec<Responder> = probes.iter().map(|p| p.answer_options(Some(200))).collect();
+    let began = Instant::now();
+    let second = Holdfast::start("upgrade-2", &setup);
+    // Its readiness check may have been answered by the old process before the handover:
+    // the handover is over once the old one has exited and the new one restored the calls.
+    let status = exit_status(first.pid(), Duration::from_secs(10));
+    assert!(
+        status == Some(0) && !first.alive(),
+        "the old process: exit status {status:?}\n{}",
+        log_tail(&first)
+    );
+    assert!(
+        second.wait_log("held calls restored", Duration::from_secs(10)),
+        "{}",
+        log_tail(&second)
+    );
+    let handed = Instant::now();
+    wait_admin(api);
+    assert!(
+        wait_until(Duration::from_secs(5), || line(api) == before),
+        "the line after the handover: {}\n{}",
+        difference(&before, &line(api)),
+        log_tail(&second)
+    );
+
+    // Two seconds of music after the handover, then the recordings are judged.
+    let until = handed + Duration::from_secs(2);
+    sleep_until(until + Duration::from_millis(300));
+    let requests: Vec<Vec<Request>> = responders.into_iter().map(Responder::stop).collect();
+    let mut wrong = Vec::new();
+    // The gap: the longest time between two consecutive RTP packets a probe received from
+    // the second start until two seconds after the handover, i.e. the silence its caller
+    // heard while one process handed over to the other.
+    for (i, (probe, requests)) in probes.iter().zip(&requests).enumerate() {
+        let name = format!("probe {i}");
+        probe.options(&name, requests, &mut wrong);
+        match check_handover(&probe.rtp.packets(), began, until) {
+            Ok(gap) => {
+                println!("{name}: longest gap {gap:?}");
+                if gap > HANDOVER_GAP {
+                    wrong.push(format!("{name}: a gap of {gap:?} in the music"));
+                }
+            }
+            Err(e) => wrong.push(format!("{name}: {e}")),
+        }
+    }
+    // SIPp's streams go on as well; their gaps are shown, the probes' are the measure.
+    let sipp = check_handovers(
+        &sink.packets(),
+        UPGRADE_SIPP_CALLS,
+        began,
+        until,
+        &mut wrong,
+    );
+    println!("SIPp's streams: longest gap {sipp:?}");
+    assert!(
+        wrong.is_empty(),
+        "{} problems across the handover:\n{}\n{}",
+        wrong.len(),
+        wrong.join("\n"),
+        log_tail(&second)
+    );
+    assert!(
+        sipp_started.elapsed() < HOLD,
+        "the checks ended {:?} after SIPp started: its callers may have hung up already",
+        sipp_started.elapsed()
+    );
+    let (old_log, log) = (first.log(), second.log());
+    let logged = old_log.contains("a new process takes over")
+        && old_log.contains("handed over; holdfast stopped")
+        && log.contains("taking over")
+        && log.matches("held call restored").count() == all
+        && !log.contains("restored call gone");
+    assert!(logged, "{}\n{}", log_tail(&first), log_tail(&second));
+
+    for (i, probe) in probes.iter().enumerate() {
+        let code = probe.ua.request(&probe.call, "BYE", 2, "").map(|r| r.0);
+        assert_eq!(code, Some(200), "probe {i}'s BYE\n{}", log_tail(&second));
+    }
+    let out = run.join().expect("SIPp thread");
+    assert!(
+        out.status.success(),
+        "SIPp reported failed calls:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        log_tail(&second)
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || line(api).is_empty()),
+        "{:?}",
+        line(api)
+    );
+}
+
+/// Five callers each talk to an agent through holdfast's relay (the callers' 400 Hz tone
+/// heard by the agents, the agents' 1000 Hz by the callers) when holdfast is killed with
+/// SIGKILL and started again a second later. The agents' registrations come back from the
+/// store (`registration restored`: no phone registers again) and so do the calls (`held
+/// call restored`, `bridged=true`); both sides are asked with an in-dialog OPTIONS, and
+/// within 2 s each side hears the other's tone again, the callers' stream going on with its
+/// SSRC and sequence number. The callers then hang up (`200`) and holdfast sends each agent
+/// a BYE.
+#[test]
+fn bridged_calls_survive_kill_9_and_talk_again_both_ways() {
+    let (mut setup, _) = setup("bridged", RTP_BASE_BRIDGED);
+    // SIPp registers the agents with MD5 only.
+    setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
+    setup.extra = (1..=AGENTS)
+        .map(|n| format!("[[agent]]\nuser = \"a{n}\"\npassword = \"a{n}-secret\"\n\n"))
+        .collect::<String>()
+        + "[[queue]]\nname = \"support\"\n\n[[route]]\nnumber = \"*\"\nqueue = \"support\"\n";
+    let mut first = Holdfast::start("bridged-1", &setup);
+    let agents: Vec<AgentPhone> = (1..=AGENTS)
+        .map(|n| AgentPhone::register(&first, &format!("a{n}"), AGENT_TONE))
+        .collect();
+    // Every agent is free: each caller goes straight to one, which answers at once.
+    let callers: Vec<Probe> = (0..AGENTS)
+        .map(|n| Probe::dial_talking(&first, n, CALLER_TONE))
+        .collect();
+    let one_call_each = || agents.iter().all(|a| a.calls().len() == 1);
+    assert!(
+        wait_until(Duration::from_secs(5), one_call_each),
+        "each agent answers one call\n{}",
+        log_tail(&first)
+    );
+    let talking = Instant::now() + Duration::from_millis(300);
+    sleep_until(talking + TONE_WINDOW);
+    let mut wrong = Vec::new();
+    for (i, caller) in callers.iter().enumerate() {
+        if let Err(e) = check_tone(&caller.rtp, talking, AGENT_TONE, CALLER_TONE) {
+            wrong.push(format!("caller {i} before the kill: {e}"));
+        }
+    }
+    for agent in &agents {
+        if let Err(e) = check_tone(&agent.rtp, talking, CALLER_TONE, AGENT_TONE) {
+            wrong.push(format!("agent {} before the kill: {e}", agent.user));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}\n{}",
+        wrong.join("\n"),
+        log_tail(&first)
+    );
+
+    first.kill9();
+    let responders: Vec<Responder> = callers
+        .iter()
+        .map(|c| c.answer_options(Some(200)))
+        .collect();
+    std::thread::sleep(OUTAGE);
+    let began = Instant::now();
+    let second = Holdfast::start("bridged-2", &setup);
+    let restart = Restart {
+        began,
+        ready: Instant::now(),
+    };
+    // Each side's first packet back comes within RESUME_WITHIN; a TONE_WINDOW from it is
+    // judged.
+    sleep_until(restart.ready + RESUME_WITHIN + TONE_WINDOW + Duration::from_millis(200));
+    let requests: Vec<Vec<Request>> = responders.into_iter().map(Responder::stop).collect();
+    for (i, (caller, requests)) in callers.iter().zip(&requests).enumerate() {
+        let name = format!("caller {i}");
+        caller.options(&name, requests, &mut wrong);
+        let back = resumed(&caller.rtp.packets(), &restart).and_then(|(last, next)| {
+            check_step(&last, &next)?;
+            check_tone(&caller.rtp, next.at, AGENT_TONE, CALLER_TONE)
+        });
+        if let Err(e) = back {
+            wrong.push(format!("{name} after the restart: {e}"));
+        }
+    }
+    for agent in &agents {
+        if agent.in_dialog("OPTIONS", began) == 0 {
+            wrong.push(format!("agent {}: no in-dialog OPTIONS", agent.user));
+        }
+        let back = resumed(&agent.rtp.packets(), &restart)
+            .and_then(|(_, next)| check_tone(&agent.rtp, next.at, CALLER_TONE, AGENT_TONE));
+        if let Err(e) = back {
+            wrong.push(format!("agent {} after the restart: {e}", agent.user));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} problems after the restart:\n{}\n{}",
+        wrong.len(),
+        wrong.join("\n"),
+        log_tail(&second)
+    );
+
+    for (i, caller) in callers.iter().enumerate() {
+        let code = caller.ua.request(&caller.call, "BYE", 2, "").map(|r| r.0);
+        assert_eq!(code, Some(200), "caller {i}'s BYE\n{}", log_tail(&second));
+    }
+    let hung_up = || agents.iter().all(|a| a.in_dialog("BYE", began) > 0);
+    assert!(
+        wait_until(Duration::from_secs(3), hung_up) && one_call_each(),
+        "holdfast hangs up each agent, and calls none again\n{}",
+        log_tail(&second)
+    );
+    let log = plain(&second.log());
+    let restored: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("held call restored"))
+        .collect();
+    assert!(
+        restored.len() == AGENTS && restored.iter().all(|l| l.contains("bridged=true")),
+        "{AGENTS} bridged calls restored:\n{}",
+        restored.join("\n")
+    );
+    assert_eq!(
+        log.matches("registration restored").count(),
+        AGENTS,
+        "{}",
+        log_tail(&second)
+    );
+    assert!(!log.contains("restored call gone"), "{}", log_tail(&second));
 }

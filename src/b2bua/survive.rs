@@ -63,7 +63,6 @@ struct KeptCall {
     started_ms: i64,
     media: Answer,
     local: LocalSdp,
-    answer_sdp: String,
     caller_holds: bool,
     session: Option<KeptSession>,
     offer_from_ms: Option<i64>,
@@ -237,7 +236,6 @@ impl B2bua {
             started_ms: self.unix_ms_at(call.started),
             media: call.media,
             local: call.local.clone(),
-            answer_sdp: call.answer_sdp.clone(),
             caller_holds: call.caller_holds,
             session: call.session.as_ref().map(|s| KeptSession {
                 interval_secs: s.interval.as_secs(),
@@ -317,7 +315,8 @@ impl B2bua {
             stream,
             media: kept.media,
             local: kept.local,
-            answer_sdp: kept.answer_sdp,
+            // Only an unanswered call needs its first answer.
+            answer_sdp: String::new(),
             started: self.instant_of(now, kept.started_ms),
         });
         call.state = CallState::Confirmed;

@@ -100,6 +100,8 @@ pub struct Server {
     cluster: Option<super::cluster::Link>,
     /// Where a new process asks to take over (`handover`).
     control: Option<super::handover::Control>,
+    /// `[sip] listen` as configured: a new process must be configured the same to take over.
+    listen: SocketAddr,
 }
 
 /// Opens the configured store on its own thread; with the shared PostgreSQL store, also this
@@ -160,11 +162,27 @@ impl Server {
         raise_nofile_limit();
         let music = load_music(&config)?;
         let prompts = load_prompts(&config)?;
+        // Everything that may fail on the configuration fails before a running process is
+        // asked to hand over.
+        let tls = match config.sip.listen_tls {
+            Some(addr) => Some((addr, super::tls::server_config(&config)?)),
+            None => None,
+        };
+        let limits = Limits {
+            idle: Duration::from_secs(config.sip.connection_idle.into()),
+            per_source: config.sip.max_connections_per_source,
+        };
+        let admin_config = (
+            config.admin.listen,
+            config.admin.token.clone(),
+            config.priorities.clone(),
+        );
         // A process already running on this data directory hands over (a graceful upgrade):
         // from here on, what it kept is final.
         let data_dir = config.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ServeError::Handover)?;
-        let handed = super::handover::take_over(&data_dir).map_err(ServeError::Handover)?;
+        let handed = super::handover::take_over(&data_dir, config.sip.listen)
+            .map_err(ServeError::Handover)?;
         let (store, store_thread, slot) = open_store(&config)?;
         let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
         let mut outcomes = Vec::new();
@@ -184,11 +202,11 @@ impl Server {
             );
         }
         let listen = config.sip.listen;
-        let socket = match handed {
-            Some(handed) => UdpSocket::from_std(handed.sip),
-            None => UdpSocket::bind(listen).await,
-        }
-        .map_err(|source| ServeError::Bind {
+        let (socket, predecessor) = match handed {
+            Some(handed) => (UdpSocket::from_std(handed.sip), Some(handed.predecessor)),
+            None => (UdpSocket::bind(listen).await, None),
+        };
+        let socket = socket.map_err(|source| ServeError::Bind {
             addr: listen,
             source,
         })?;
@@ -206,37 +224,6 @@ impl Server {
             ledger: Some(ledger_path(&config)?),
         })
         .map_err(ServeError::Media)?;
-        let (stop, stopped) = watch::channel(false);
-        let tls = match config.sip.listen_tls {
-            Some(addr) => Some((addr, super::tls::server_config(&config)?)),
-            None => None,
-        };
-        let limits = Limits {
-            idle: Duration::from_secs(config.sip.connection_idle.into()),
-            per_source: config.sip.max_connections_per_source,
-        };
-        let (stream_events, tls_addr, connector) =
-            streams::listen(sip, tls, limits, stopped.clone())
-                .await
-                .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
-        let (admin_tx, admin_requests) = mpsc::channel::<AdminRequest>(ADMIN_CAPACITY);
-        let (admin, admin_addr) = match config.admin.listen {
-            Some(addr) => {
-                let mut stopped = stopped.clone();
-                let (handle, bound) = admin::spawn(
-                    addr,
-                    &config.admin.token,
-                    config.priorities.clone(),
-                    admin_tx,
-                    async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    },
-                )
-                .await?;
-                (Some(handle), Some(bound))
-            }
-            None => (None, None),
-        };
         let clock = WallClock::new();
         let cluster = match slot {
             Some(_) => Some(super::cluster::start(
@@ -276,12 +263,50 @@ impl Server {
             );
             tracing::info!(%queue, count, "wait-estimate outcomes restored");
         }
-        let mut server = Self {
+        // The first RTP ports are bound before the first call can arrive; then what the
+        // process before left: callbacks, and the calls on the line, whose RTP resumes here.
+        let mut reserve = Reserve::new();
+        flush_media(&engine, &mut reserve, &mut b2bua);
+        restore_callbacks(&mut b2bua, &store, &clock).await;
+        flush_media(&engine, &mut reserve, &mut b2bua);
+        super::restore_kept(&mut b2bua, &store).await;
+        flush_media(&engine, &mut reserve, &mut b2bua);
+        // The process taken over from frees its listeners as it exits.
+        if let Some(predecessor) = predecessor {
+            super::handover::wait_gone(predecessor);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let (stream_events, tls_addr, connector) =
+            streams::listen(sip, tls, limits, stopped.clone())
+                .await
+                .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
+        let (admin_tx, admin_requests) = mpsc::channel::<AdminRequest>(ADMIN_CAPACITY);
+        let (admin_listen, token, priorities) = admin_config;
+        let (admin, admin_addr) = match admin_listen {
+            Some(addr) => {
+                let mut stopped = stopped.clone();
+                let (handle, bound) =
+                    admin::spawn(addr, &token, priorities, admin_tx, async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await?;
+                (Some(handle), Some(bound))
+            }
+            None => (None, None),
+        };
+        let control = match super::handover::Control::bind(&data_dir) {
+            Ok(control) => Some(control),
+            Err(error) => {
+                tracing::warn!(%error, "no control socket: a new process cannot take over from this one");
+                None
+            }
+        };
+        Ok(Self {
             socket,
             sip,
             engine,
             media_events,
-            reserve: Reserve::new(),
+            reserve,
             store,
             store_thread,
             clock,
@@ -296,22 +321,9 @@ impl Server {
             tls_addr,
             slot,
             cluster,
-            control: None,
-        };
-        // The first RTP ports are bound before the first call can arrive.
-        server.flush_media();
-        restore_callbacks(&mut server.b2bua, &server.store, &server.clock).await;
-        server.flush_media();
-        super::restore_kept(&mut server.b2bua, &server.store).await;
-        server.flush_media();
-        server.control = match super::handover::Control::bind(&data_dir) {
-            Ok(control) => Some(control),
-            Err(error) => {
-                tracing::warn!(%error, "no control socket: a new process cannot take over from this one");
-                None
-            }
-        };
-        Ok(server)
+            control,
+            listen,
+        })
     }
 
     /// The bound SIP address.
@@ -436,9 +448,14 @@ impl Server {
                 Some(request) = self.admin_requests.recv() => {
                     answer_admin(&mut self.b2bua, &self.engine, &self.store, request);
                 }
-                stream = next_successor(self.control.as_ref()), if stopping_since.is_none() => {
-                    successor = Some(stream);
-                    break;
+                (stream, wants) = next_successor(self.control.as_ref()), if stopping_since.is_none() => {
+                    let ours = self.listen.to_string();
+                    if wants == ours {
+                        successor = Some(stream);
+                        break;
+                    }
+                    tracing::warn!(%wants, %ours, "a process for another SIP address asked to take over: refused");
+                    super::handover::refuse(&stream, &format!("this process listens on {ours}, not {wants}"));
                 }
                 _ = &mut shutdown, if stopping_since.is_none() => {
                     tracing::info!("shutting down: hanging up held callers");
@@ -484,7 +501,11 @@ impl Server {
     /// A new process takes over (docs/behaviour.md §13): nothing is hung up. Listeners
     /// close, what the controller queued is written and the store flushed, the media
     /// shards stop (the ledger is final), and the SIP socket goes to the new process.
-    async fn hand_over(mut self, stream: std::os::unix::net::UnixStream, mut replies: FuturesUnordered<PendingReply>) {
+    async fn hand_over(
+        mut self,
+        stream: std::os::unix::net::UnixStream,
+        mut replies: FuturesUnordered<PendingReply>,
+    ) {
         tracing::info!("a new process takes over: handing over the calls on the line");
         self.admin_requests.close();
         let _ = self.stop.send(true);
@@ -504,13 +525,16 @@ impl Server {
         if let Err(error) = self.store.flush().wait().await {
             tracing::error!(%error, "store not flushed before the handover");
         }
-        self.engine.shutdown();
-        if let Err(error) = super::handover::hand_over(&stream, std::os::fd::AsRawFd::as_raw_fd(&self.socket)) {
-            tracing::error!(%error, "SIP socket not handed over");
-        }
         super::cluster::stop(self.cluster.take());
         drop(self.store);
         self.store_thread.join();
+        // The callers' gap starts here: RTP stops, the ledger is final.
+        self.engine.shutdown();
+        if let Err(error) =
+            super::handover::hand_over(&stream, std::os::fd::AsRawFd::as_raw_fd(&self.socket))
+        {
+            tracing::error!(%error, "SIP socket not handed over");
+        }
         tracing::info!("handed over; holdfast stopped");
     }
 
@@ -620,10 +644,15 @@ impl Server {
 
     /// Carries out every media command the controller has queued, feeding results back.
     fn flush_media(&mut self) {
-        while let Some(command) = self.b2bua.poll_media() {
-            if let Some(event) = carry_out(&self.engine, &mut self.reserve, command) {
-                self.b2bua.handle_media_event(Instant::now(), event);
-            }
+        flush_media(&self.engine, &mut self.reserve, &mut self.b2bua);
+    }
+}
+
+/// Carries out every media command the controller has queued.
+fn flush_media(engine: &MediaEngine, reserve: &mut Reserve, b2bua: &mut B2bua) {
+    while let Some(command) = b2bua.poll_media() {
+        if let Some(event) = carry_out(engine, reserve, command) {
+            b2bua.handle_media_event(Instant::now(), event);
         }
     }
 }
@@ -631,7 +660,7 @@ impl Server {
 /// The next process asking to take over, or never when there is no control socket.
 async fn next_successor(
     control: Option<&super::handover::Control>,
-) -> std::os::unix::net::UnixStream {
+) -> (std::os::unix::net::UnixStream, String) {
     match control {
         Some(control) => control.next().await,
         None => std::future::pending().await,

@@ -8,20 +8,22 @@
 //!                          ◀── "take over" connects to holdfast.sock
 //!  stops reading SIP; closes its TCP, TLS
 //!  and admin listeners; writes what is
-//!  kept (store flushed); stops its media
-//!  shards (RTP stops, the ledger is final)
+//!  kept (store flushed and closed); stops
+//!  its media shards (RTP stops, the ledger
+//!  is final)
 //!  sends its SIP UDP socket (SCM_RIGHTS) ──▶ takes the socket: datagrams queued in it
-//!  and exits                                 meanwhile are not lost
-//!                                          waits for the old process to be gone, binds
-//!                                          TCP, TLS and admin, opens the store, restores
-//!                                          every kept call: RTP goes on from the ledger
+//!  and exits                                 meanwhile are not lost; opens the store,
+//!                                            restores every kept call: RTP goes on from
+//!                                            the ledger; once the old process is gone,
+//!                                            binds TCP, TLS and admin
 //! ```
 //!
 //! RTP ports are not handed over: the old process closes them when its shards stop and the
 //! new one binds them again (UDP has no lingering state), so a caller's packets that arrive
 //! in the gap are lost, as they would be in any gap.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -30,8 +32,8 @@ use std::time::Duration;
 /// The control socket's file name in `[store] data_dir`.
 pub const SOCKET_FILE: &str = "holdfast.sock";
 
-/// What a new process asks.
-const REQUEST: &[u8] = b"take over\n";
+/// What a new process asks, followed by the SIP address it is configured for and a newline.
+const REQUEST: &str = "take over ";
 
 /// How long a new process waits for the old one to hand over and to exit.
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,12 +43,22 @@ const WAIT: Duration = Duration::from_secs(10);
 pub struct Handed {
     /// Its SIP UDP socket, bound to the configured address.
     pub sip: std::net::UdpSocket,
+    /// The connection to it, which closes when it has exited ([`wait_gone`]).
+    pub predecessor: UnixStream,
 }
 
-/// A new process: takes over from the process running on `dir`, if there is one (`None`:
-/// nobody listens on the control socket). Returns once the old process has handed its
-/// SIP socket over and exited.
-pub fn take_over(dir: &Path) -> io::Result<Option<Handed>> {
+/// Returns once the process taken over from has exited (its end of the control connection
+/// closed), or after [`WAIT`].
+pub fn wait_gone(mut predecessor: UnixStream) {
+    let mut rest = Vec::new();
+    let _ = predecessor.read_to_end(&mut rest);
+}
+
+/// A new process configured for SIP on `sip`: takes over from the process running on
+/// `dir`, if there is one (`None`: nobody listens on the control socket). Returns once the
+/// old process has handed its SIP socket over; its listeners are free once it has exited
+/// ([`wait_gone`]). A process listening elsewhere refuses, and keeps running.
+pub fn take_over(dir: &Path, sip: SocketAddr) -> io::Result<Option<Handed>> {
     let path = dir.join(SOCKET_FILE);
     let mut stream = match UnixStream::connect(&path) {
         Ok(stream) => stream,
@@ -62,17 +74,20 @@ pub fn take_over(dir: &Path) -> io::Result<Option<Handed>> {
     };
     tracing::info!(socket = %path.display(), "a holdfast runs on this data directory: taking over");
     stream.set_read_timeout(Some(WAIT))?;
-    stream.write_all(REQUEST)?;
-    let (fds, _) = receive_fds(&stream)?;
+    stream.write_all(format!("{REQUEST}{sip}\n").as_bytes())?;
+    let (fds, said) = receive_fds(&stream)?;
     let Some(sip) = fds.into_iter().next() else {
-        return Err(io::Error::other("the running process handed over no SIP socket"));
+        return Err(io::Error::other(format!(
+            "the running process did not hand over: {}",
+            String::from_utf8_lossy(&said).trim()
+        )));
     };
-    // Its exit closes the stream: its listeners and ports are free from then on.
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
     let sip = std::net::UdpSocket::from(sip);
     sip.set_nonblocking(true)?;
-    Ok(Some(Handed { sip }))
+    Ok(Some(Handed {
+        sip,
+        predecessor: stream,
+    }))
 }
 
 /// The running process's end: the control socket.
@@ -93,23 +108,30 @@ impl Control {
         Ok(Control { listener })
     }
 
-    /// The next request to take over (a connection that said so).
-    pub async fn next(&self) -> UnixStream {
+    /// The next request to take over: the connection and the SIP address the new process
+    /// is configured for.
+    pub async fn next(&self) -> (UnixStream, String) {
         loop {
             let Ok((stream, _)) = self.listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let Ok(mut stream) = stream.into_std() else {
+            let Ok(stream) = stream.into_std() else {
                 continue;
             };
-            let mut request = [0u8; REQUEST.len()];
+            let mut line = String::new();
             let read = stream
                 .set_nonblocking(false)
                 .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(1))))
-                .and_then(|()| stream.read_exact(&mut request));
-            if read.is_ok() && request == REQUEST {
-                return stream;
+                .and_then(|()| {
+                    std::io::BufReader::new(&stream)
+                        .take(256)
+                        .read_line(&mut line)
+                });
+            if read.is_ok()
+                && let Some(sip) = line.strip_prefix(REQUEST)
+            {
+                return (stream, sip.trim().to_owned());
             }
         }
     }
@@ -118,6 +140,11 @@ impl Control {
 /// Hands `sip` over to the new process on `stream`.
 pub fn hand_over(stream: &UnixStream, sip: RawFd) -> io::Result<()> {
     send_fds(stream, b"sip", &[sip])
+}
+
+/// Tells the new process on `stream` why it may not take over.
+pub fn refuse(mut stream: &UnixStream, why: &str) {
+    let _ = stream.write_all(why.as_bytes());
 }
 
 /// Room for this many descriptors in one message.
@@ -152,11 +179,7 @@ fn send_fds(stream: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()
         (*header).cmsg_level = libc::SOL_SOCKET;
         (*header).cmsg_type = libc::SCM_RIGHTS;
         (*header).cmsg_len = libc::CMSG_LEN(data_len as u32) as _;
-        std::ptr::copy_nonoverlapping(
-            fds.as_ptr().cast::<u8>(),
-            libc::CMSG_DATA(header),
-            data_len,
-        );
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(header), data_len);
     }
     // SAFETY: every pointer in `msg` is valid for the call (the payload, `iov`, `control`).
     let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
@@ -186,7 +209,9 @@ fn receive_fds(stream: &UnixStream) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
         return Err(io::Error::last_os_error());
     }
     if received == 0 {
-        return Err(io::Error::other("the running process closed the control socket"));
+        return Err(io::Error::other(
+            "the running process closed the control socket",
+        ));
     }
     let mut fds = Vec::new();
     // SAFETY: the kernel filled `control` and set `msg_controllen`; CMSG_FIRSTHDR and
@@ -195,8 +220,7 @@ fn receive_fds(stream: &UnixStream) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
     unsafe {
         let mut header = libc::CMSG_FIRSTHDR(&msg);
         while !header.is_null() {
-            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS
-            {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(header);
                 let len = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
                 for i in 0..len / std::mem::size_of::<RawFd>() {
@@ -247,11 +271,12 @@ mod tests {
     fn nobody_to_take_over_from_is_no_error() {
         let dir = std::env::temp_dir().join(format!("holdfast-handover-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(take_over(&dir).unwrap().is_none());
+        let sip: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        assert!(take_over(&dir, sip).unwrap().is_none());
         // A stale socket file (its process gone) is not a process either.
         let stale = std::os::unix::net::UnixListener::bind(dir.join(SOCKET_FILE)).unwrap();
         drop(stale);
-        assert!(take_over(&dir).unwrap().is_none());
+        assert!(take_over(&dir, sip).unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

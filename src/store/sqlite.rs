@@ -96,12 +96,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX estimate_outcomes_queue ON estimate_outcomes (queue, id);",
     // 3 → 4: what a restarted process picks up again (docs/behaviour.md §13): calls on the
     // line, registrations, agent states, each an opaque JSON state.
+    // Rows of a kilobyte or more: a rowid table (WITHOUT ROWID suits small rows).
     "CREATE TABLE kept (
+        id    INTEGER PRIMARY KEY,
         kind  TEXT NOT NULL,
         key   TEXT NOT NULL,
         state TEXT NOT NULL,
-        PRIMARY KEY (kind, key)
-    ) WITHOUT ROWID;",
+        UNIQUE (kind, key)
+    );",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

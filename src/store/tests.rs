@@ -212,7 +212,7 @@ fn a_version_1_file_upgrades_and_keeps_its_callbacks() {
     }
     let mut s = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let pending = s.pending_callbacks().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].state, CallbackState::Dialling);

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod dialback;
+pub mod held;
 pub mod kamailio;
 pub mod phones;
 pub mod postgres;
