@@ -25,6 +25,9 @@
 #   scripts/bench.sh handoff [N] two nodes, N (60) held callers, one agent: BYE -> next INVITE, other node vs same
 #   scripts/bench.sh keep [R]    setup at R (1000) calls/s without and with [store] keep_calls:
 #                                CPU and bytes written per call, the ratio
+#   scripts/bench.sh upgrade [N] N (2000) held callers across a graceful upgrade (MODE=crash:
+#                                kill -9 and restart): longest silence per caller, sequence
+#                                continuity
 #   SHARDS=k                     [media] shards for holdfast (default: one per core); the
 #                                summary splits holdfast's CPU by thread (signalling = the
 #                                controller's thread, media-N = the shards)
@@ -58,7 +61,8 @@ case "$kind" in
   cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
   handoff) exec scripts/bench_handoff.sh "${2:-${CALLS:-60}}" ;;
   keep) exec scripts/bench_keep.sh "${2:-1000}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster|handoff|keep [N]" >&2; exit 2 ;;
+  upgrade) exec scripts/bench_upgrade.sh "${2:-2000}" ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster|handoff|keep|upgrade [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)

@@ -568,6 +568,10 @@ impl Store for PostgresStore {
         }
         let node = self.node.clone();
         let mut tx = self.client()?.transaction().map_err(pg)?;
+        // Fire-and-forget records need no flush to disk before the commit returns (a
+        // server crash may lose the last of them, never a callback, docs/behaviour.md §13).
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .map_err(pg)?;
         let mut pruned = BTreeSet::new();
         let mut pruned_outcomes = BTreeSet::new();
         for record in records {

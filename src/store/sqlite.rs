@@ -4,7 +4,11 @@
 //! appends to the write-ahead log and fsyncs it before `COMMIT` returns. A method of
 //! [`SqliteStore`] that returned `Ok` has therefore put its rows on stable storage: they
 //! survive the process being killed (`kill -9`) and, as far as the disk honours fsync, a power
-//! cut. Readers never block the writer in WAL mode, and `busy_timeout` makes a second
+//! cut. Fire-and-forget records ([`Record`]: call events, handle times, estimate outcomes,
+//! kept calls and agents) are written with `synchronous=NORMAL` instead: their commit is in
+//! the log when it returns, safe from a process crash, and reaches stable storage at the next
+//! checkpoint; a power cut may lose the last of them, never a callback promise. Readers never
+//! block the writer in WAL mode, and `busy_timeout` makes a second
 //! process (e.g. an operator's `sqlite3` shell) wait instead of failing at once.
 //!
 //! Schema changes are numbered migrations recorded in `PRAGMA user_version`; each runs in
@@ -377,90 +381,11 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut pruned = BTreeSet::new();
-        let mut pruned_outcomes = BTreeSet::new();
-        for record in records {
-            match record {
-                Record::Event(e) => {
-                    let wait_ms = wait_ms_to_sql(e)?;
-                    tx.prepare_cached(
-                        "INSERT INTO call_events \
-                         (ts, event, call_id, queue, caller, agent, wait_ms, detail) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![
-                        e.ts_ms,
-                        e.kind.as_str(),
-                        e.call_id,
-                        e.queue,
-                        e.caller,
-                        e.agent,
-                        wait_ms,
-                        e.detail.as_ref().map(|d| d.to_string()),
-                    ])?;
-                }
-                Record::HandleTime(h) => {
-                    tx.prepare_cached(
-                        "INSERT INTO handle_times (queue, seconds, ended_at) VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![
-                        h.queue,
-                        i64::from(h.seconds),
-                        h.ended_at_ms
-                    ])?;
-                    pruned.insert(h.queue.as_str());
-                }
-                Record::EstimateOutcome(o) => {
-                    tx.prepare_cached(
-                        "INSERT INTO estimate_outcomes (queue, quantiles, waited_ms) \
-                         VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![
-                        o.queue,
-                        quantiles_to_text(&o.quantiles),
-                        i64::try_from(o.waited_ms).unwrap_or(i64::MAX)
-                    ])?;
-                    pruned_outcomes.insert(o.queue.as_str());
-                }
-                Record::Keep(k) => match &k.state {
-                    Some(state) => {
-                        tx.prepare_cached(
-                            "INSERT INTO kept (kind, key, state) VALUES (?1, ?2, ?3) \
-                             ON CONFLICT (kind, key) DO UPDATE SET state = excluded.state",
-                        )?
-                        .execute(params![
-                            k.kind.as_str(),
-                            k.key,
-                            state
-                        ])?;
-                    }
-                    None => {
-                        tx.prepare_cached("DELETE FROM kept WHERE kind = ?1 AND key = ?2")?
-                            .execute(params![k.kind.as_str(), k.key])?;
-                    }
-                },
-            }
-        }
-        for queue in pruned_outcomes {
-            tx.prepare_cached(
-                "DELETE FROM estimate_outcomes WHERE queue = ?1 AND id NOT IN \
-                 (SELECT id FROM estimate_outcomes WHERE queue = ?1 ORDER BY id DESC LIMIT ?2)",
-            )?
-            .execute(params![queue, ESTIMATE_OUTCOMES_KEPT as i64])?;
-        }
-        // Prune once per queue per batch, keeping the newest HANDLE_TIMES_KEPT rows.
-        for queue in pruned {
-            tx.prepare_cached(
-                "DELETE FROM handle_times WHERE queue = ?1 AND id NOT IN \
-                 (SELECT id FROM handle_times WHERE queue = ?1 ORDER BY id DESC LIMIT ?2)",
-            )?
-            .execute(params![queue, HANDLE_TIMES_KEPT as i64])?;
-        }
-        tx.commit()?;
-        Ok(())
+        // No fsync for records (module docs); back to FULL for whatever comes next.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let written = write_records(&mut self.conn, records);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        written
     }
 
     fn recent_estimate_outcomes(
@@ -542,6 +467,84 @@ impl Store for SqliteStore {
 }
 
 /// `meta.seq_high_water = max(current, value)`: the mark never moves back.
+/// One transaction of fire-and-forget records (see [`Store::record_batch`]).
+fn write_records(conn: &mut Connection, records: &[Record]) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut pruned = BTreeSet::new();
+    let mut pruned_outcomes = BTreeSet::new();
+    for record in records {
+        match record {
+            Record::Event(e) => {
+                let wait_ms = wait_ms_to_sql(e)?;
+                tx.prepare_cached(
+                    "INSERT INTO call_events \
+                     (ts, event, call_id, queue, caller, agent, wait_ms, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    e.ts_ms,
+                    e.kind.as_str(),
+                    e.call_id,
+                    e.queue,
+                    e.caller,
+                    e.agent,
+                    wait_ms,
+                    e.detail.as_ref().map(|d| d.to_string()),
+                ])?;
+            }
+            Record::HandleTime(h) => {
+                tx.prepare_cached(
+                    "INSERT INTO handle_times (queue, seconds, ended_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![h.queue, i64::from(h.seconds), h.ended_at_ms])?;
+                pruned.insert(h.queue.as_str());
+            }
+            Record::EstimateOutcome(o) => {
+                tx.prepare_cached(
+                    "INSERT INTO estimate_outcomes (queue, quantiles, waited_ms) \
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    o.queue,
+                    quantiles_to_text(&o.quantiles),
+                    i64::try_from(o.waited_ms).unwrap_or(i64::MAX)
+                ])?;
+                pruned_outcomes.insert(o.queue.as_str());
+            }
+            Record::Keep(k) => match &k.state {
+                Some(state) => {
+                    tx.prepare_cached(
+                        "INSERT INTO kept (kind, key, state) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (kind, key) DO UPDATE SET state = excluded.state",
+                    )?
+                    .execute(params![k.kind.as_str(), k.key, state])?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM kept WHERE kind = ?1 AND key = ?2")?
+                        .execute(params![k.kind.as_str(), k.key])?;
+                }
+            },
+        }
+    }
+    for queue in pruned_outcomes {
+        tx.prepare_cached(
+            "DELETE FROM estimate_outcomes WHERE queue = ?1 AND id NOT IN \
+             (SELECT id FROM estimate_outcomes WHERE queue = ?1 ORDER BY id DESC LIMIT ?2)",
+        )?
+        .execute(params![queue, ESTIMATE_OUTCOMES_KEPT as i64])?;
+    }
+    // Prune once per queue per batch, keeping the newest HANDLE_TIMES_KEPT rows.
+    for queue in pruned {
+        tx.prepare_cached(
+            "DELETE FROM handle_times WHERE queue = ?1 AND id NOT IN \
+             (SELECT id FROM handle_times WHERE queue = ?1 ORDER BY id DESC LIMIT ?2)",
+        )?
+        .execute(params![queue, HANDLE_TIMES_KEPT as i64])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 fn raise_high_water(conn: &Connection, value: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
