@@ -181,7 +181,7 @@ impl Server {
         // from here on, what it kept is final.
         let data_dir = config.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ServeError::Handover)?;
-        let handed = super::handover::take_over(&data_dir, config.sip.listen)
+        let predecessor = super::handover::take_over(&data_dir, config.sip.listen)
             .map_err(ServeError::Handover)?;
         let (store, store_thread, slot) = open_store(&config)?;
         let mut histories: Vec<(String, Vec<u32>)> = Vec::new();
@@ -202,28 +202,14 @@ impl Server {
             );
         }
         let listen = config.sip.listen;
-        let (socket, predecessor) = match handed {
-            Some(handed) => (UdpSocket::from_std(handed.sip), Some(handed.predecessor)),
-            None => (UdpSocket::bind(listen).await, None),
-        };
-        let socket = socket.map_err(|source| ServeError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let sip = socket.local_addr().unwrap_or(listen);
-        let rcvbuf = enlarge_receive_buffer(&socket, SIP_RECEIVE_BUFFER);
-        tracing::info!(listen = %sip, receive_buffer = rcvbuf, "holdfast listening (SIP/UDP)");
-        // After the SIP socket: a second process on the same config stops at its bind
-        // before it replaces the running one's media ledger.
-        let (engine, media_events) = MediaEngine::start(EngineConfig {
+        let rtp = EngineConfig {
             bind_ip: config.sip.public_address,
             port_min: config.sip.rtp_ports.start(),
             port_max: config.sip.rtp_ports.end(),
             shards: config.media.shard_count(),
             pin: config.media.pin_shards,
             ledger: Some(ledger_path(&config)?),
-        })
-        .map_err(ServeError::Media)?;
+        };
         let clock = WallClock::new();
         let cluster = match slot {
             Some(_) => Some(super::cluster::start(
@@ -263,17 +249,35 @@ impl Server {
             );
             tracing::info!(%queue, count, "wait-estimate outcomes restored");
         }
-        // The first RTP ports are bound before the first call can arrive; then what the
-        // process before left: callbacks, and the calls on the line, whose RTP resumes here.
+        // What the process before left: callbacks, and the calls on the line. All of it is
+        // the controller's work; the media commands wait for the engine.
+        restore_callbacks(&mut b2bua, &store, &clock).await;
+        super::restore_kept(&mut b2bua, &store).await;
+        // The SIP socket: the running process's, once it has stopped its media (only now do
+        // its callers hear a gap), or bound here.
+        let (socket, gone) = match predecessor {
+            Some(predecessor) => match predecessor.finish() {
+                Ok((socket, gone)) => (UdpSocket::from_std(socket), Some(gone)),
+                Err(error) => return Err(ServeError::Handover(error)),
+            },
+            None => (UdpSocket::bind(listen).await, None),
+        };
+        let socket = socket.map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let sip = socket.local_addr().unwrap_or(listen);
+        let rcvbuf = enlarge_receive_buffer(&socket, SIP_RECEIVE_BUFFER);
+        tracing::info!(listen = %sip, receive_buffer = rcvbuf, "holdfast listening (SIP/UDP)");
+        // After the SIP socket: a second process on the same config stops at its bind
+        // before it replaces the running one's media ledger. The first RTP ports are bound
+        // and the restored calls' streams go on.
+        let (engine, media_events) = MediaEngine::start(rtp).map_err(ServeError::Media)?;
         let mut reserve = Reserve::new();
         flush_media(&engine, &mut reserve, &mut b2bua);
-        restore_callbacks(&mut b2bua, &store, &clock).await;
-        flush_media(&engine, &mut reserve, &mut b2bua);
-        super::restore_kept(&mut b2bua, &store).await;
-        flush_media(&engine, &mut reserve, &mut b2bua);
         // The process taken over from frees its listeners as it exits.
-        if let Some(predecessor) = predecessor {
-            super::handover::wait_gone(predecessor);
+        if let Some(gone) = gone {
+            gone.wait();
         }
         let (stop, stopped) = watch::channel(false);
         let (stream_events, tls_addr, connector) =
@@ -528,6 +532,14 @@ impl Server {
         super::cluster::stop(self.cluster.take());
         drop(self.store);
         self.store_thread.join();
+        // The new process reads the store and takes the calls back while RTP still plays.
+        if let Err(error) = super::handover::ready(&stream) {
+            tracing::error!(%error, "the new process is gone: stopping (the calls are kept)");
+        } else if !super::handover::await_go(&stream) {
+            tracing::error!(
+                "the new process did not finish taking over: stopping (the calls are kept)"
+            );
+        }
         // The callers' gap starts here: RTP stops, the ledger is final.
         self.engine.shutdown();
         if let Err(error) =

@@ -5,18 +5,25 @@
 //! ```text
 //!  running process                         new process
 //!  listens on <data_dir>/holdfast.sock     loads music and clips (the slow part)
-//!                          ◀── "take over" connects to holdfast.sock
+//!                     ◀── "take over <sip>" connects to holdfast.sock
 //!  stops reading SIP; closes its TCP, TLS
 //!  and admin listeners; writes what is
-//!  kept (store flushed and closed); stops
-//!  its media shards (RTP stops, the ledger
-//!  is final)
-//!  sends its SIP UDP socket (SCM_RIGHTS) ──▶ takes the socket: datagrams queued in it
-//!  and exits                                 meanwhile are not lost; opens the store,
-//!                                            restores every kept call: RTP goes on from
-//!                                            the ledger; once the old process is gone,
-//!                                            binds TCP, TLS and admin
+//!  kept; closes its store; RTP still plays
+//!                             "ready" ──▶  opens the store, takes back every kept call
+//!                                          (all the controller's work, no media yet)
+//!                               ◀── "go"
+//!  stops its media shards (RTP stops, the
+//!  ledger is final); sends its SIP UDP
+//!  socket (SCM_RIGHTS) and exits       ──▶ takes the socket (datagrams queued in it
+//!                                          meanwhile are not lost), reads the ledger,
+//!                                          binds the RTP ports: RTP goes on; once the old
+//!                                          process is gone, binds TCP, TLS and admin
 //! ```
+//!
+//! The callers' gap is only the second step: stopping one engine, starting the other and
+//! binding the ports. If the new process dies before its "go", the old one stops its media
+//! and exits after [`WAIT`]: its calls are kept, and the next start takes them back as
+//! after a crash.
 //!
 //! RTP ports are not handed over: the old process closes them when its shards stop and the
 //! new one binds them again (UDP has no lingering state), so a caller's packets that arrive
@@ -34,31 +41,58 @@ pub const SOCKET_FILE: &str = "holdfast.sock";
 
 /// What a new process asks, followed by the SIP address it is configured for and a newline.
 const REQUEST: &str = "take over ";
+/// The old process has stopped SIP and closed its store.
+const READY: &[u8] = b"ready\n";
+/// The new process is ready to send: the old one stops its media and hands over.
+const GO: &[u8] = b"go\n";
 
 /// How long a new process waits for the old one to hand over and to exit.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// What the running process handed over.
+/// The running process being taken over from, between the two steps of the handover: it
+/// has stopped reading SIP and written everything kept (its store is closed), and its media
+/// still plays. [`Predecessor::finish`] stops its media and takes its SIP socket.
 #[derive(Debug)]
-pub struct Handed {
-    /// Its SIP UDP socket, bound to the configured address.
-    pub sip: std::net::UdpSocket,
-    /// The connection to it, which closes when it has exited ([`wait_gone`]).
-    pub predecessor: UnixStream,
+pub struct Predecessor {
+    stream: UnixStream,
 }
 
-/// Returns once the process taken over from has exited (its end of the control connection
-/// closed), or after [`WAIT`].
-pub fn wait_gone(mut predecessor: UnixStream) {
-    let mut rest = Vec::new();
-    let _ = predecessor.read_to_end(&mut rest);
+impl Predecessor {
+    /// The second step: the old process stops its media (the ledger is final) and hands
+    /// over its SIP UDP socket, which is returned, bound to the configured address.
+    pub fn finish(mut self) -> io::Result<(std::net::UdpSocket, Gone)> {
+        self.stream.write_all(GO)?;
+        let (fds, said) = receive_fds(&self.stream)?;
+        let Some(sip) = fds.into_iter().next() else {
+            return Err(io::Error::other(format!(
+                "the running process handed over no SIP socket: {}",
+                String::from_utf8_lossy(&said).trim()
+            )));
+        };
+        let sip = std::net::UdpSocket::from(sip);
+        sip.set_nonblocking(true)?;
+        Ok((sip, Gone(self.stream)))
+    }
 }
 
-/// A new process configured for SIP on `sip`: takes over from the process running on
-/// `dir`, if there is one (`None`: nobody listens on the control socket). Returns once the
-/// old process has handed its SIP socket over; its listeners are free once it has exited
-/// ([`wait_gone`]). A process listening elsewhere refuses, and keeps running.
-pub fn take_over(dir: &Path, sip: SocketAddr) -> io::Result<Option<Handed>> {
+/// The connection to the process taken over from, which closes when it has exited.
+#[derive(Debug)]
+pub struct Gone(UnixStream);
+
+impl Gone {
+    /// Returns once the process taken over from has exited (its listeners are free), or
+    /// after [`WAIT`].
+    pub fn wait(mut self) {
+        let mut rest = Vec::new();
+        let _ = self.0.read_to_end(&mut rest);
+    }
+}
+
+/// A new process configured for SIP on `sip`: the first step of taking over from the
+/// process running on `dir`, if there is one (`None`: nobody listens on the control
+/// socket). Returns once the old process is ready: SIP stopped, store written and closed.
+/// A process listening elsewhere refuses, and keeps running.
+pub fn take_over(dir: &Path, sip: SocketAddr) -> io::Result<Option<Predecessor>> {
     let path = dir.join(SOCKET_FILE);
     let mut stream = match UnixStream::connect(&path) {
         Ok(stream) => stream,
@@ -75,19 +109,17 @@ pub fn take_over(dir: &Path, sip: SocketAddr) -> io::Result<Option<Handed>> {
     tracing::info!(socket = %path.display(), "a holdfast runs on this data directory: taking over");
     stream.set_read_timeout(Some(WAIT))?;
     stream.write_all(format!("{REQUEST}{sip}\n").as_bytes())?;
-    let (fds, said) = receive_fds(&stream)?;
-    let Some(sip) = fds.into_iter().next() else {
+    let mut answer = String::new();
+    io::BufReader::new(&stream)
+        .take(512)
+        .read_line(&mut answer)?;
+    if answer.as_bytes() != READY {
         return Err(io::Error::other(format!(
             "the running process did not hand over: {}",
-            String::from_utf8_lossy(&said).trim()
+            answer.trim()
         )));
-    };
-    let sip = std::net::UdpSocket::from(sip);
-    sip.set_nonblocking(true)?;
-    Ok(Some(Handed {
-        sip,
-        predecessor: stream,
-    }))
+    }
+    Ok(Some(Predecessor { stream }))
 }
 
 /// The running process's end: the control socket.
@@ -135,6 +167,23 @@ impl Control {
             }
         }
     }
+}
+
+/// The old process's first step is done: the new one may read the store.
+pub fn ready(mut stream: &UnixStream) -> io::Result<()> {
+    stream.write_all(READY)
+}
+
+/// Waits (at most [`WAIT`]) for the new process to ask for the second step; `false` when it
+/// did not.
+pub fn await_go(stream: &UnixStream) -> bool {
+    let mut line = String::new();
+    let _ = stream.set_read_timeout(Some(WAIT));
+    io::BufReader::new(stream)
+        .take(16)
+        .read_line(&mut line)
+        .is_ok()
+        && line.as_bytes() == GO
 }
 
 /// Hands `sip` over to the new process on `stream`.
@@ -265,6 +314,31 @@ mod tests {
             .unwrap();
         let (n, _) = taken.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"INVITE");
+    }
+
+    #[test]
+    fn the_two_steps_hand_the_socket_over_once_the_new_process_says_go() {
+        let dir = std::env::temp_dir().join(format!("holdfast-steps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.join(SOCKET_FILE)).unwrap();
+        let original = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = original.local_addr().unwrap();
+        let old = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            io::BufReader::new(&stream).read_line(&mut line).unwrap();
+            assert_eq!(line, "take over 127.0.0.1:5060\n");
+            ready(&stream).unwrap();
+            assert!(await_go(&stream));
+            hand_over(&stream, original.as_raw_fd()).unwrap();
+        });
+        let sip: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let predecessor = take_over(&dir, sip).unwrap().expect("a running process");
+        let (socket, gone) = predecessor.finish().unwrap();
+        assert_eq!(socket.local_addr().unwrap(), addr);
+        old.join().unwrap();
+        gone.wait();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
