@@ -556,6 +556,24 @@ impl MediaEngine {
         EngineStats::sum(self.inner.shards.iter().map(|s| &*s.stats))
     }
 
+    /// Stops the shards like [`MediaEngine::shutdown`] and returns every open stream's
+    /// socket, still bound: a graceful upgrade hands them to the next process, which goes
+    /// on without closing and binding them again (docs/behaviour.md §13).
+    pub fn surrender(&self) -> Vec<UdpSocket> {
+        let mut sockets = Vec::new();
+        if !self.inner.shut.swap(true, Ordering::AcqRel) {
+            let (tx, rx) = mpsc::channel();
+            for shard in &self.inner.shards {
+                let _ = shard.commands.send(Command::Surrender(tx.clone()));
+                shard.waker.wake();
+            }
+            drop(tx);
+            sockets.extend(rx.iter().flatten());
+        }
+        self.shutdown();
+        sockets
+    }
+
     /// Stops every shard (closing all sockets) and waits for the threads. Idempotent; later
     /// commands are refused or ignored.
     pub fn shutdown(&self) {

@@ -126,6 +126,9 @@ pub(crate) enum Command {
         send: MasterKey,
     },
     Shutdown,
+    /// Stop, giving every stream's socket back (a graceful upgrade hands them to the next
+    /// process, docs/behaviour.md §13).
+    Surrender(std::sync::mpsc::Sender<Vec<UdpSocket>>),
 }
 
 /// What a stream does on its clock slot.
@@ -460,6 +463,11 @@ impl Shard {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Command::Surrender(to)) => {
+                    let sockets = self.streams.drain(..).flatten().map(|s| s.socket).collect();
+                    let _ = to.send(sockets);
+                    return false;
+                }
                 Ok(cmd) => self.apply(cmd),
                 Err(TryRecvError::Empty) => return true,
             }
@@ -524,7 +532,7 @@ impl Shard {
             }
             Command::Stop { id } => self.stop(id),
             Command::Close { id } => self.close(id),
-            Command::Shutdown => {}
+            Command::Shutdown | Command::Surrender(_) => {}
         }
     }
 

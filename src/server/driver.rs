@@ -255,9 +255,18 @@ impl Server {
         super::restore_kept(&mut b2bua, &store).await;
         // The SIP socket: the running process's, once it has stopped its media (only now do
         // its callers hear a gap), or bound here.
+        let mut reserve = Reserve::new();
         let (socket, gone) = match predecessor {
             Some(predecessor) => match predecessor.finish() {
-                Ok((socket, gone)) => (UdpSocket::from_std(socket), Some(gone)),
+                Ok(taken) => {
+                    // Its RTP sockets stay bound: the streams reopen on them.
+                    for rtp in taken.rtp {
+                        if let Ok(local) = rtp.local_addr() {
+                            reserve.insert(local.port(), rtp);
+                        }
+                    }
+                    (UdpSocket::from_std(taken.sip), Some(taken.gone))
+                }
                 Err(error) => return Err(ServeError::Handover(error)),
             },
             None => (UdpSocket::bind(listen).await, None),
@@ -273,7 +282,6 @@ impl Server {
         // before it replaces the running one's media ledger. The first RTP ports are bound
         // and the restored calls' streams go on.
         let (engine, media_events) = MediaEngine::start(rtp).map_err(ServeError::Media)?;
-        let mut reserve = Reserve::new();
         flush_media(&engine, &mut reserve, &mut b2bua);
         // The process taken over from frees its listeners as it exits.
         if let Some(gone) = gone {
@@ -540,12 +548,15 @@ impl Server {
                 "the new process did not finish taking over: stopping (the calls are kept)"
             );
         }
-        // The callers' gap starts here: RTP stops, the ledger is final.
-        self.engine.shutdown();
-        if let Err(error) =
-            super::handover::hand_over(&stream, std::os::fd::AsRawFd::as_raw_fd(&self.socket))
-        {
-            tracing::error!(%error, "SIP socket not handed over");
+        // The callers' gap starts here: RTP stops, the ledger is final. The sockets, open
+        // streams' and reserved ones, go to the new process still bound.
+        let mut rtp = self.engine.surrender();
+        rtp.extend(self.reserve.drain().map(|(_, socket)| socket));
+        let fds: Vec<std::os::fd::RawFd> =
+            rtp.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let sip = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
+        if let Err(error) = super::handover::hand_over(&stream, sip, &fds) {
+            tracing::error!(%error, "sockets not handed over");
         }
         tracing::info!("handed over; holdfast stopped");
     }
@@ -692,11 +703,15 @@ fn carry_out(
     };
     match command {
         MediaCommand::Reserve { port } => {
-            let bound = match engine.bind_port(port) {
-                Ok(socket) => {
+            // A socket handed over by the process before is bound already.
+            let bound = match reserve.contains_key(&port) {
+                true => Ok(()),
+                false => engine.bind_port(port).map(|socket| {
                     reserve.insert(port, socket);
-                    true
-                }
+                }),
+            };
+            let bound = match bound {
+                Ok(()) => true,
                 Err(error) => {
                     tracing::debug!(%error, port, "RTP port busy: skipped for now");
                     false
@@ -715,7 +730,13 @@ fn carry_out(
                         tracing::info!(port, "no RTP stream to continue on this port: a new one");
                     }
                 }),
-                false => engine.open_with(id, socket),
+                false => {
+                    // A socket handed over by the process before may hold datagrams of a
+                    // call it did not keep: a new stream must not latch to them.
+                    let mut junk = [0u8; 64];
+                    while socket.recv_from(&mut junk).is_ok() {}
+                    engine.open_with(id, socket)
+                }
             });
             if let Err(error) = opened {
                 tracing::error!(%error, port, "RTP stream could not be opened");

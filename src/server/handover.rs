@@ -59,8 +59,9 @@ pub struct Predecessor {
 
 impl Predecessor {
     /// The second step: the old process stops its media (the ledger is final) and hands
-    /// over its SIP UDP socket, which is returned, bound to the configured address.
-    pub fn finish(mut self) -> io::Result<(std::net::UdpSocket, Gone)> {
+    /// over its SIP UDP socket, bound to the configured address, and its RTP sockets, still
+    /// bound to their ports (nothing to close and bind again).
+    pub fn finish(mut self) -> io::Result<Taken> {
         self.stream.write_all(GO)?;
         let (fds, said) = receive_fds(&self.stream)?;
         let Some(sip) = fds.into_iter().next() else {
@@ -71,8 +72,31 @@ impl Predecessor {
         };
         let sip = std::net::UdpSocket::from(sip);
         sip.set_nonblocking(true)?;
-        Ok((sip, Gone(self.stream)))
+        let mut rtp = Vec::new();
+        loop {
+            let (fds, said) = receive_fds(&self.stream)?;
+            rtp.extend(fds.into_iter().map(std::net::UdpSocket::from));
+            if said == LAST {
+                break;
+            }
+        }
+        Ok(Taken {
+            sip,
+            rtp,
+            gone: Gone(self.stream),
+        })
     }
+}
+
+/// What the second step hands over.
+#[derive(Debug)]
+pub struct Taken {
+    /// The SIP UDP socket.
+    pub sip: std::net::UdpSocket,
+    /// The RTP sockets, bound to their ports.
+    pub rtp: Vec<std::net::UdpSocket>,
+    /// The connection to the old process, which closes when it has exited.
+    pub gone: Gone,
 }
 
 /// The connection to the process taken over from, which closes when it has exited.
@@ -186,18 +210,37 @@ pub fn await_go(stream: &UnixStream) -> bool {
         && line.as_bytes() == GO
 }
 
-/// Hands `sip` over to the new process on `stream`.
-pub fn hand_over(stream: &UnixStream, sip: RawFd) -> io::Result<()> {
-    send_fds(stream, b"sip", &[sip])
+/// Hands `sip` over to the new process on `stream`, then the `rtp` sockets.
+pub fn hand_over(stream: &UnixStream, sip: RawFd, rtp: &[RawFd]) -> io::Result<()> {
+    send_fds(stream, b"sip", &[sip])?;
+    let mut batches = rtp.chunks(MAX_FDS).peekable();
+    if batches.peek().is_none() {
+        return send_fds(stream, LAST, &[]);
+    }
+    while let Some(batch) = batches.next() {
+        let tag = if batches.peek().is_none() {
+            LAST
+        } else {
+            b"rtp"
+        };
+        send_fds(stream, tag, batch)?;
+    }
+    Ok(())
 }
+
+/// The payload of the last message of a handover.
+const LAST: &[u8] = b"last";
 
 /// Tells the new process on `stream` why it may not take over.
 pub fn refuse(mut stream: &UnixStream, why: &str) {
     let _ = stream.write_all(why.as_bytes());
 }
 
-/// Room for this many descriptors in one message.
-const MAX_FDS: usize = 4;
+/// Descriptors in one message (the kernel takes at most 253, `SCM_MAX_FD`).
+const MAX_FDS: usize = 250;
+
+/// The control buffer, in 8-byte words: room for [`MAX_FDS`] descriptors and the header.
+const CONTROL_WORDS: usize = (MAX_FDS * 4 + 64) / 8;
 
 /// `sendmsg` with the descriptors `fds` as `SCM_RIGHTS` (unix(7)) and `payload` as data.
 fn send_fds(stream: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
@@ -206,7 +249,7 @@ fn send_fds(stream: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()
     }
     let data_len = std::mem::size_of_val(fds);
     // u64 words: the control buffer must be aligned for `cmsghdr`.
-    let mut control = [0u64; 8];
+    let mut control = [0u64; CONTROL_WORDS];
     // SAFETY: CMSG_SPACE only computes a size.
     let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
     assert!(space <= std::mem::size_of_val(&control));
@@ -218,6 +261,15 @@ fn send_fds(stream: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
+    if fds.is_empty() {
+        // SAFETY: every pointer in `msg` is valid for the call (the payload and `iov`).
+        let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        return if sent < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        };
+    }
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
     // SAFETY: `msg` describes `control`, which has room for one header and `data_len`
@@ -241,7 +293,7 @@ fn send_fds(stream: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()
 /// `recvmsg` of one message sent by [`send_fds`]: its descriptors (close-on-exec) and data.
 fn receive_fds(stream: &UnixStream) -> io::Result<(Vec<OwnedFd>, Vec<u8>)> {
     let mut payload = [0u8; 64];
-    let mut control = [0u64; 8];
+    let mut control = [0u64; CONTROL_WORDS];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
@@ -300,10 +352,13 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let original = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = original.local_addr().unwrap();
-        hand_over(&a, original.as_raw_fd()).unwrap();
+        hand_over(&a, original.as_raw_fd(), &[]).unwrap();
         drop(original);
         let (fds, payload) = receive_fds(&b).unwrap();
         assert_eq!(payload, b"sip");
+        let (none, last) = receive_fds(&b).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(last, LAST);
         let taken = std::net::UdpSocket::from(fds.into_iter().next().unwrap());
         assert_eq!(taken.local_addr().unwrap(), addr);
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -323,6 +378,11 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(dir.join(SOCKET_FILE)).unwrap();
         let original = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = original.local_addr().unwrap();
+        // More RTP sockets than one message carries.
+        let rtp: Vec<std::net::UdpSocket> = (0..260)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: Vec<u16> = rtp.iter().map(|s| s.local_addr().unwrap().port()).collect();
         let old = std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut line = String::new();
@@ -330,14 +390,21 @@ mod tests {
             assert_eq!(line, "take over 127.0.0.1:5060\n");
             ready(&stream).unwrap();
             assert!(await_go(&stream));
-            hand_over(&stream, original.as_raw_fd()).unwrap();
+            let fds: Vec<RawFd> = rtp.iter().map(AsRawFd::as_raw_fd).collect();
+            hand_over(&stream, original.as_raw_fd(), &fds).unwrap();
         });
         let sip: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let predecessor = take_over(&dir, sip).unwrap().expect("a running process");
-        let (socket, gone) = predecessor.finish().unwrap();
-        assert_eq!(socket.local_addr().unwrap(), addr);
+        let taken = predecessor.finish().unwrap();
+        assert_eq!(taken.sip.local_addr().unwrap(), addr);
+        let got: Vec<u16> = taken
+            .rtp
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(got, ports, "every RTP socket, in order");
         old.join().unwrap();
-        gone.wait();
+        taken.gone.wait();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
