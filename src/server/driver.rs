@@ -257,18 +257,22 @@ impl Server {
         // its callers hear a gap), or bound here.
         let mut reserve = Reserve::new();
         let (socket, gone) = match predecessor {
-            Some(predecessor) => match predecessor.finish() {
-                Ok(taken) => {
-                    // Its RTP sockets stay bound: the streams reopen on them.
-                    for rtp in taken.rtp {
-                        if let Ok(local) = rtp.local_addr() {
-                            reserve.insert(local.port(), rtp);
+            Some(predecessor) => {
+                let ports = usize::from(rtp.port_max.saturating_sub(rtp.port_min)) / 2;
+                predecessor.make_room(ports + 1024);
+                match predecessor.finish() {
+                    Ok(taken) => {
+                        // Its RTP sockets stay bound: the streams reopen on them.
+                        for rtp in taken.rtp {
+                            if let Ok(local) = rtp.local_addr() {
+                                reserve.insert(local.port(), rtp);
+                            }
                         }
+                        (UdpSocket::from_std(taken.sip), Some(taken.gone))
                     }
-                    (UdpSocket::from_std(taken.sip), Some(taken.gone))
+                    Err(error) => return Err(ServeError::Handover(error)),
                 }
-                Err(error) => return Err(ServeError::Handover(error)),
-            },
+            }
             None => (UdpSocket::bind(listen).await, None),
         };
         let socket = socket.map_err(|source| ServeError::Bind {

