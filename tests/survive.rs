@@ -22,8 +22,8 @@ use common::Holdfast;
 use common::held::{
     AgentPhone, Probe, RESUME_WITHIN, Recorder, Request, Responder, Restart, TONE_WINDOW, branch,
     by_ssrc, check_handover, check_handovers, check_resumed, check_step, check_tone, difference,
-    exit_status, line, log_tail, plain, resumed, setup, sipp_callers, sleep_until, wait_admin,
-    wait_until, without,
+    exit_status, line, line_empties, log_tail, plain, resumed, setup, sipp_callers, sipp_succeeded,
+    sleep_until, wait_admin, wait_until, without,
 };
 
 /// RTP ranges above the ephemeral ports (32768–60999): no other socket can take a restored
@@ -43,8 +43,8 @@ const HOLD: Duration = Duration::from_secs(20);
 const OUTAGE: Duration = Duration::from_secs(1);
 /// Timer F (64 × T1): a non-INVITE transaction without an answer gives up after it.
 const TIMER_F: Duration = Duration::from_secs(32);
-/// The SIPp callers of the upgrade test (with the probes, 50 callers).
-const UPGRADE_SIPP_CALLS: usize = 42;
+/// The SIPp callers of the upgrade test (with the probes, 200 callers).
+const UPGRADE_SIPP_CALLS: usize = 192;
 /// The longest gap in the music a caller may hear when a new process takes over.
 const HANDOVER_GAP: Duration = Duration::from_millis(100);
 /// Bridged calls, one per agent, and the tones each side talks.
@@ -254,20 +254,9 @@ fn held_callers_survive_kill_9_with_their_rtp_stream_and_place() {
     // SIPp's callers hang up at the end of their hold: every BYE answered 200 and every
     // OPTIONS answered by SIPp, so every call is a success.
     for run in runs {
-        let out = run.join().expect("SIPp thread");
-        assert!(
-            out.status.success(),
-            "SIPp reported failed calls:\n{}\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            log_tail(&second)
-        );
+        sipp_succeeded(run, &second);
     }
-    assert!(
-        wait_until(Duration::from_secs(2), || line(api).is_empty()),
-        "{:?}",
-        line(api)
-    );
+    line_empties(api);
 }
 
 /// A restored caller whose phone never answers the OPTIONS after the restart (it is gone
@@ -276,7 +265,6 @@ fn held_callers_survive_kill_9_with_their_rtp_stream_and_place() {
 /// the line (`restored call gone`), its music stops, and its BYE gets `481`. The caller
 /// behind it, whose phone answered, moves up and hangs up with a `200`.
 #[test]
-#[ignore = "waits out Timer F (32 s); run with --ignored"]
 fn a_caller_who_never_answers_the_probe_is_removed_after_timer_f() {
     let (setup, api) = setup("timer-f", RTP_BASE_TIMER_F);
     let mut first = Holdfast::start("timer-f-1", &setup);
@@ -501,19 +489,8 @@ fn a_graceful_upgrade_hands_the_callers_over_with_a_gap_under_100_ms() {
         let code = probe.ua.request(&probe.call, "BYE", 2, "").map(|r| r.0);
         assert_eq!(code, Some(200), "probe {i}'s BYE\n{}", log_tail(&second));
     }
-    let out = run.join().expect("SIPp thread");
-    assert!(
-        out.status.success(),
-        "SIPp reported failed calls:\n{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        log_tail(&second)
-    );
-    assert!(
-        wait_until(Duration::from_secs(2), || line(api).is_empty()),
-        "{:?}",
-        line(api)
-    );
+    sipp_succeeded(run, &second);
+    line_empties(api);
 }
 
 /// Five callers each talk to an agent through holdfast's relay (the callers' 400 Hz tone

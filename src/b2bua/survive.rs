@@ -473,15 +473,17 @@ impl B2bua {
             &self.sip.sent_by,
             &self.sip.ids.branch(),
         );
-        match self
-            .sip
-            .transactions
-            .send_request(now, call.signalling, request)
-        {
+        let to = call.signalling;
+        self.send_probe(now, to, request, key);
+    }
+
+    /// Sends a liveness probe whose answer decides about call `key`.
+    fn send_probe(&mut self, now: Instant, to: SocketAddr, request: rsip::Request, key: CallKey) {
+        match self.sip.transactions.send_request(now, to, request) {
             Ok(client) => {
                 self.survival.probes.insert(client, key);
             }
-            Err(error) => tracing::warn!(%error, "probe of a restored call not sent"),
+            Err(error) => tracing::warn!(%error, "probe of a restored dialog not sent"),
         }
     }
 
@@ -500,16 +502,7 @@ impl B2bua {
             &self.sip.sent_by,
             &self.sip.ids.branch(),
         );
-        match self
-            .sip
-            .transactions
-            .send_request(now, destination, request)
-        {
-            Ok(client) => {
-                self.survival.probes.insert(client, call);
-            }
-            Err(error) => tracing::warn!(%error, "probe of a restored agent leg not sent"),
-        }
+        self.send_probe(now, destination, request, call);
     }
 
     /// The answer to (or the timeout of, `None`) a liveness probe; `false` when `client`

@@ -936,6 +936,27 @@ pub fn sleep_until(at: Instant) {
     }
 }
 
+/// Asserts that the line empties within 2 s.
+pub fn line_empties(api: SocketAddr) {
+    assert!(
+        wait_until(Duration::from_secs(2), || line(api).is_empty()),
+        "{:?}",
+        line(api)
+    );
+}
+
+/// Waits for a SIPp run to end and asserts it reported every call successful.
+pub fn sipp_succeeded(run: std::thread::JoinHandle<std::process::Output>, holdfast: &Holdfast) {
+    let out = run.join().expect("SIPp thread");
+    assert!(
+        out.status.success(),
+        "SIPp reported failed calls:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        log_tail(holdfast)
+    );
+}
+
 /// The callers waiting in `support` as the admin API lists them, in dispatch order:
 /// (Call-ID, position).
 pub fn line(api: SocketAddr) -> Vec<(String, u64)> {

@@ -9,15 +9,19 @@ use crate::store::{Kept, KeptKind, Record};
 
 /// The kept rows of `kind` the controller wrote, in order: `(key, state)`.
 fn kept_rows(h: &mut Harness, kind: KeptKind) -> Vec<(String, Option<String>)> {
-    h.b2bua
-        .records_for_tests()
-        .into_iter()
-        .filter_map(|record| match record {
+    rows_of(&h.b2bua.records_for_tests(), kind)
+}
+
+/// The kept rows of `kind` among `records`, in order: `(key, state)`.
+fn rows_of(records: &[Record], kind: KeptKind) -> Vec<(String, Option<String>)> {
+    records
+        .iter()
+        .filter_map(|r| match r {
             Record::Keep(Kept {
                 kind: k,
                 key,
                 state,
-            }) if k == kind => Some((key, state)),
+            }) if *k == kind => Some((key.clone(), state.clone())),
             _ => None,
         })
         .collect()
@@ -190,19 +194,7 @@ fn a_bridged_call_comes_back_bridged_with_its_agent_busy() {
     first.deliver(AGENT, &agent_reply(&agent_invite, 200, true));
     assert_eq!(first.media.bridged.len(), 1);
     let records = first.b2bua.records_for_tests();
-    let rows = |kind| {
-        records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Keep(Kept {
-                    kind: k,
-                    key,
-                    state,
-                }) if *k == kind => Some((key.clone(), state.clone())),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
+    let rows = |kind| rows_of(&records, kind);
     let states = last_states(&rows(KeptKind::Call));
     assert_eq!(states.len(), 1);
     assert!(states[0].contains("\"user\":\"alice\""), "{}", states[0]);
@@ -252,22 +244,9 @@ fn a_paused_agent_stays_paused_across_a_restart() {
     register_alice(&mut first);
     first.b2bua.set_paused(first.now, "alice", true).unwrap();
     let records = first.b2bua.records_for_tests();
-    let kept_of = |records: &[Record], kind| {
-        records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Keep(Kept {
-                    kind: k,
-                    key,
-                    state,
-                }) if *k == kind => Some((key.clone(), state.clone())),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
-    let agent = kept_of(&records, KeptKind::Agent);
+    let agent = rows_of(&records, KeptKind::Agent);
     assert_eq!(agent.len(), 1, "{agent:?}");
-    let registration = kept_of(&records, KeptKind::Registration);
+    let registration = rows_of(&records, KeptKind::Registration);
     let mut second = Harness::with_seed(CONFIG_AGENTS, 2);
     let (user, state) = &registration[0];
     assert!(
@@ -293,6 +272,6 @@ fn a_paused_agent_stays_paused_across_a_restart() {
     second.b2bua.set_paused(second.now, "alice", false).unwrap();
     second.drain();
     assert!(find(&second.take(), "INVITE ").is_some());
-    let rows = kept_of(&second.b2bua.records_for_tests(), KeptKind::Agent);
+    let rows = rows_of(&second.b2bua.records_for_tests(), KeptKind::Agent);
     assert_eq!(rows.last(), Some(&("alice".to_string(), None)));
 }
