@@ -146,7 +146,7 @@ impl Gone {
 /// socket). Returns once the old process is ready: SIP stopped, store written and closed.
 /// A process listening elsewhere refuses, and keeps running.
 pub fn take_over(dir: &Path, sip: SocketAddr) -> io::Result<Option<Predecessor>> {
-    let path = dir.join(SOCKET_FILE);
+    let (path, _dir) = socket_path(dir)?;
     let mut stream = match UnixStream::connect(&path) {
         Ok(stream) => stream,
         Err(e)
@@ -175,6 +175,24 @@ pub fn take_over(dir: &Path, sip: SocketAddr) -> io::Result<Option<Predecessor>>
     Ok(Some(Predecessor { stream }))
 }
 
+/// Longest socket path the kernel takes (`sun_path` is 108 bytes with its terminating NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// The path to name the control socket by: `<dir>/holdfast.sock`, or, when that is too long
+/// for a socket address (unix(7)), the same file through `/proc/self/fd/<dir>/`, with the
+/// directory kept open as long as the path is used.
+fn socket_path(dir: &Path) -> io::Result<(std::path::PathBuf, Option<std::fs::File>)> {
+    let path = dir.join(SOCKET_FILE);
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((path, None));
+    }
+    let opened = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(opened.as_raw_fd().to_string())
+        .join(SOCKET_FILE);
+    Ok((short, Some(opened)))
+}
+
 /// The running process's end: the control socket.
 #[derive(Debug)]
 pub struct Control {
@@ -184,7 +202,7 @@ pub struct Control {
 impl Control {
     /// Listens on `<dir>/holdfast.sock`, replacing a file left by a process before.
     pub fn bind(dir: &Path) -> io::Result<Control> {
-        let path = dir.join(SOCKET_FILE);
+        let (path, _dir) = socket_path(dir)?;
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -435,6 +453,30 @@ mod tests {
         old.join().unwrap();
         taken.gone.wait();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_data_directory_too_long_for_a_socket_address_still_has_a_control_socket() {
+        let dir = std::env::temp_dir()
+            .join(format!("holdfast-long-{}", std::process::id()))
+            .join("a-directory-name-long-enough-to-push-the-socket-path-past-what-sun-path-holds");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(dir.join(SOCKET_FILE).as_os_str().len() > SUN_PATH_MAX);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let control = Control::bind(&dir).unwrap();
+        assert!(
+            dir.join(SOCKET_FILE).exists(),
+            "the socket file is in the directory"
+        );
+        drop(control);
+        let sip: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        // Nobody listens any more: no process to take over from, and no error.
+        assert!(take_over(&dir, sip).unwrap().is_none());
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]
