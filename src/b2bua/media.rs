@@ -199,17 +199,18 @@ impl MediaPlane {
             self.top_up();
             return Err(NoFreePort);
         };
+        Ok((self.file_stream(shard, port, false), port))
+    }
+
+    /// A new stream id on `shard` with `port`, counted and opened.
+    fn file_stream(&mut self, shard: usize, port: u16, resume: bool) -> StreamId {
         let id = StreamId::new(shard, self.next_serial);
         self.next_serial += 1;
         self.ports.insert(id, port);
         self.load[shard] += 1;
-        self.out.push_back(MediaCommand::Open {
-            id,
-            port,
-            resume: false,
-        });
+        self.out.push_back(MediaCommand::Open { id, port, resume });
         self.top_up();
-        Ok((id, port))
+        id
     }
 
     /// The least loaded shard (ties in turn).
@@ -245,17 +246,7 @@ impl MediaPlane {
         } else {
             self.reopening.insert(port);
         }
-        let id = StreamId::new(shard, self.next_serial);
-        self.next_serial += 1;
-        self.ports.insert(id, port);
-        self.load[shard] += 1;
-        self.out.push_back(MediaCommand::Open {
-            id,
-            port,
-            resume: true,
-        });
-        self.top_up();
-        id
+        self.file_stream(shard, port, true)
     }
 
     /// A new stream on the same shard as `other` (the other leg of a bridge).

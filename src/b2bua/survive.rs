@@ -115,6 +115,18 @@ pub enum RestoreCallError {
     Place(#[from] crate::queue::JoinError),
 }
 
+/// What stands for the INVITE of a restored dialog, which is long answered: only its
+/// method and target, never sent or answered again.
+fn placeholder_invite(dialog: &Dialog) -> rsip::Request {
+    rsip::Request {
+        method: rsip::Method::Invite,
+        uri: dialog.remote_target.clone(),
+        version: rsip::Version::V2,
+        headers: Default::default(),
+        body: Vec::new(),
+    }
+}
+
 impl Survival {
     /// The kept state of `key` may have changed: it is written at the end of this input.
     pub(super) fn mark(&mut self, key: CallKey) {
@@ -297,18 +309,12 @@ impl B2bua {
         let stream = self.media.reopen(kept.local.port, None);
         kept.dialog.skip_local_cseq(CSEQ_SKIP);
         let call_id = kept.dialog.call_id.clone();
-        let placeholder = rsip::Request {
-            method: rsip::Method::Invite,
-            uri: kept.dialog.remote_target.clone(),
-            version: rsip::Version::V2,
-            headers: Default::default(),
-            body: Vec::new(),
-        };
+        let invite = placeholder_invite(&kept.dialog);
         let mut call = Call::new(NewCall {
             key,
             dialog: kept.dialog,
             invite_key: ServerKey::restored(&call_id),
-            invite: placeholder,
+            invite,
             signalling: kept.signalling,
             caller: kept.caller.clone(),
             queue,
@@ -424,13 +430,7 @@ impl B2bua {
             purpose: LegFor::Caller(key),
             call: key,
             queue,
-            invite: rsip::Request {
-                method: rsip::Method::Invite,
-                uri: kept.dialog.remote_target.clone(),
-                version: rsip::Version::V2,
-                headers: Default::default(),
-                body: Vec::new(),
-            },
+            invite: placeholder_invite(&kept.dialog),
             client: ClientKey::restored(&call_id),
             destination: kept.destination,
             stream: agent_stream,

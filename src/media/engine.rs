@@ -368,27 +368,27 @@ impl MediaEngine {
     /// Registers `socket` as stream `id` on the shard `id` names: for a caller that
     /// allocates ids itself.
     pub fn open_with(&self, id: StreamId, socket: UdpSocket) -> io::Result<()> {
+        self.open_resuming(id, socket, None)
+    }
+
+    /// Registers `socket` as stream `id`, continuing `resume` when there is one.
+    fn open_resuming(
+        &self,
+        id: StreamId,
+        socket: UdpSocket,
+        resume: Option<Resume>,
+    ) -> io::Result<()> {
         if id.shard() >= self.inner.shards.len() {
             return Err(invalid("stream id names no shard of this engine"));
         }
-        self.send(
-            id,
-            Command::Open {
-                id,
-                socket,
-                resume: None,
-            },
-        )
-        .map_err(|_| io::Error::other("media engine is shut down"))
+        self.send(id, Command::Open { id, socket, resume })
+            .map_err(|_| io::Error::other("media engine is shut down"))
     }
 
     /// Like [`MediaEngine::open_with`] for a stream restored after a restart: it continues
     /// the RTP stream the previous process sent from this port, as its ledger last saw it
     /// (each port's record is used once). Returns whether there was one to continue.
     pub fn reopen(&self, id: StreamId, socket: UdpSocket) -> io::Result<bool> {
-        if id.shard() >= self.inner.shards.len() {
-            return Err(invalid("stream id names no shard of this engine"));
-        }
         let port = socket.local_addr()?.port();
         let resume = self
             .inner
@@ -396,8 +396,7 @@ impl MediaEngine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&port);
-        self.send(id, Command::Open { id, socket, resume })
-            .map_err(|_| io::Error::other("media engine is shut down"))?;
+        self.open_resuming(id, socket, resume)?;
         Ok(resume.is_some())
     }
 
