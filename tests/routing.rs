@@ -243,3 +243,46 @@ fn outside_its_hours_a_queue_plays_the_closed_message_and_hangs_up() {
     assert!(log.contains("caller overflowed"), "{log}");
     assert!(log.contains("\"because\":\"closed\""), "{log}");
 }
+
+/// `ring-all`: three phones ring for one caller; the one that answers takes it and the two
+/// others are CANCELled (each SIPp phone's scenario fails unless it got what it expects:
+/// the answering one the caller's BYE, the two others a CANCEL).
+#[test]
+fn ring_all_rings_three_phones_and_cancels_the_two_that_did_not_answer() {
+    let holdfast = Holdfast::start(
+        "routing-ring-all",
+        &setup(
+            56_000,
+            "strategy = \"ring-all\"\nring_timeout = 20",
+            &[("alice", ""), ("bob", ""), ("carol", "")],
+        ),
+    );
+    let ringer = |user: &str| {
+        let port = free_udp_port();
+        let child = uas("agent_noanswer.xml", port, 1, &[]);
+        register_sipp_agent(&holdfast, user, &format!("{user}-secret"), port);
+        child
+    };
+    let mut alice = ringer("alice");
+    let mut bob = phone(&holdfast, "bob", 1);
+    let mut carol = ringer("carol");
+    call(&holdfast, 1000);
+    for (name, child) in [
+        ("alice", &mut alice),
+        ("bob", &mut bob),
+        ("carol", &mut carol),
+    ] {
+        assert!(
+            wait_exit(child, Duration::from_secs(10)),
+            "{name}'s phone did not end its scenario well:\n{}",
+            holdfast.log()
+        );
+    }
+    assert_eq!(connected_agents(&holdfast), ["bob"], "{}", holdfast.log());
+    let log = holdfast.log();
+    assert_eq!(
+        log.matches("another agent answered: cancelling").count(),
+        2,
+        "{log}"
+    );
+}

@@ -88,6 +88,9 @@ pub struct Call {
     pub media: Answer,
     /// The agent leg ringing for or talking to this caller.
     pub leg: Option<super::LegKey>,
+    /// Ring-all (`strategy = "ring-all"`): the other agent legs ringing for this caller at
+    /// the same time as `leg`; the first to answer becomes `leg`, the rest are CANCELled.
+    pub ring_too: Vec<super::LegKey>,
     /// Our side of the session: the answer in our 200 OK, and the answers to re-offers
     /// (RFC 3264 §8: the version grows only when the SDP changes).
     pub local: super::session::LocalSdp,
@@ -163,6 +166,7 @@ impl Call {
             codec: new.media.codec,
             media: new.media,
             leg: None,
+            ring_too: Vec::new(),
             local: new.local,
             answer_sdp: new.answer_sdp,
             caller_holds: false,

@@ -83,10 +83,22 @@ impl B2bua {
             else {
                 return;
             };
+            // Ring-all: the others to ring with the chosen agent, asked before it rings.
+            // A cluster rings one agent per caller (each ring needs its own claim), and a
+            // callback's dial-back one agent.
+            let others = if self.cluster.is_none()
+                && self.calls.contains_key(&CallKey(assignment.entry.0))
+            {
+                self.agents
+                    .ring_all_too(&self.queues, assignment, offered, |_| false)
+            } else {
+                Vec::new()
+            };
             if self.cluster_dispatch(now, assignment, &mut aside) {
                 continue;
             }
             self.offer(now, assignment);
+            self.ring_others(now, assignment, others);
         }
     }
 
@@ -96,11 +108,11 @@ impl B2bua {
         let started = if self.wants_refer(&assignment) {
             self.start_transfer(now, assignment)
         } else {
-            self.start_leg(now, assignment)
+            self.start_leg(now, assignment, false)
         };
         if let Err(error) = started {
             tracing::warn!(
-                agent = %self.agent_user(assignment.agent),
+                agent = %self.agent_name(assignment.agent),
                 %error,
                 "cannot call agent"
             );
@@ -138,23 +150,29 @@ impl B2bua {
         }
     }
 
-    fn agent_user(&self, agent: AgentId) -> String {
+    pub(super) fn agent_name(&self, agent: AgentId) -> String {
         self.agents
             .get(agent)
             .map(|a| a.user().to_string())
             .unwrap_or_default()
     }
 
-    /// Send the INVITE that rings `assignment.agent` for the caller at `assignment.entry`.
-    /// Every check comes first; once the INVITE is sent, nothing can fail.
-    fn start_leg(&mut self, now: Instant, assignment: Assignment) -> Result<(), DispatchError> {
+    /// Send the INVITE that rings `assignment.agent` for the caller at `assignment.entry`
+    /// (`too`: beside the legs already ringing for that caller, ring-all). Every check comes
+    /// first; once the INVITE is sent, nothing can fail.
+    pub(super) fn start_leg(
+        &mut self,
+        now: Instant,
+        assignment: Assignment,
+        too: bool,
+    ) -> Result<(), DispatchError> {
         let Assignment {
             agent,
             queue,
             entry,
         } = assignment;
         let call_key = CallKey(entry.0);
-        let user = self.agent_user(agent);
+        let user = self.agent_name(agent);
         if self.agents.get(agent).map(|a| a.state()) != Some(AgentState::Available) {
             return Err(DispatchError::NotAvailable);
         }
@@ -197,7 +215,11 @@ impl B2bua {
             }
         };
         // Checked above: the agent is available.
-        let _ = self.agents.ringing(now, agent, entry);
+        let _ = if too {
+            self.agents.ringing_too(now, agent, entry)
+        } else {
+            self.agents.ringing(now, agent, entry)
+        };
         tracing::info!(
             event = "ring",
             agent = %user,
@@ -207,7 +229,11 @@ impl B2bua {
         );
         self.offered.insert(entry);
         if let Some(call) = self.calls.get_mut(&call_key) {
-            call.leg = Some(leg_key);
+            if too {
+                call.ring_too.push(leg_key);
+            } else {
+                call.leg = Some(leg_key);
+            }
         }
         self.legs.insert(NewLeg {
             key: leg_key,
@@ -434,6 +460,7 @@ impl B2bua {
         };
         let (caller_stream, caller_media, was_early) =
             (call.stream, call.media, call.state.is_early());
+        self.answered_in_ring(now, call_key, leg_key);
         self.media
             .connect(agent_stream, agent_remote, caller_media.payload_type);
         if was_early {
@@ -485,6 +512,10 @@ impl B2bua {
         self.drain_agent_events();
         let facts = self.leg_facts(queue, Some(agent), call_key);
         self.call_event(now, CallEventKind::RingNoAnswer, facts);
+        if self.leave_ring(call_key, leg_key) {
+            // Ring-all: other phones still ring for this caller.
+            return;
+        }
         self.offered.remove(&call_key.entry());
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.leg = None;
@@ -502,7 +533,7 @@ impl B2bua {
                 continue;
             };
             let client = leg.client().clone();
-            tracing::info!(agent = %self.agent_user(leg.agent), "ring timeout: cancelling");
+            tracing::info!(agent = %self.agent_name(leg.agent), "ring timeout: cancelling");
             let _ = self.sip.transactions.cancel(now, &client);
             // Leaves Ringing, so the deadline is gone and the loop moves on.
             self.leg_failed(now, leg_key);

@@ -377,6 +377,9 @@ impl super::B2bua {
             .map(|l| (l.key, l.call));
         if let Some((leg, call)) = leg {
             self.cancel_leg_for_caller(now, leg);
+            if self.leave_ring(call, leg) {
+                return;
+            }
             self.offered.remove(&call.entry());
             if let Some(c) = self.calls.get_mut(&call)
                 && c.leg == Some(leg)

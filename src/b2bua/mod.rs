@@ -36,6 +36,7 @@ mod refer;
 mod register;
 mod requests;
 mod resume;
+mod ring_all;
 pub mod screen;
 mod session;
 pub mod snapshot;
@@ -583,8 +584,16 @@ impl B2bua {
     fn release(&mut self, now: Instant, key: CallKey, reason: LeaveReason) {
         // End the agent leg first, while the call is still known, so its `complete` event
         // names the caller.
-        if let Some(leg) = self.calls.get_mut(&key).and_then(|c| c.leg.take()) {
-            self.cancel_leg_for_caller(now, leg);
+        if let Some(call) = self.calls.get_mut(&key) {
+            let legs: Vec<LegKey> = call
+                .leg
+                .take()
+                .into_iter()
+                .chain(call.ring_too.drain(..))
+                .collect();
+            for leg in legs {
+                self.cancel_leg_for_caller(now, leg);
+            }
         }
         self.stop_session_timer(key);
         let Some(call) = self.calls.remove(key) else {

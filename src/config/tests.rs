@@ -386,10 +386,10 @@ fn strategies_and_tiers_are_read_and_checked() {
         crate::queue::dispatch::Strategy::RoundRobin
     );
     assert_eq!(config.agents[0].tiers["support"], 2);
-    let message = error("[[queue]]\nname = \"q\"\nstrategy = \"ring-all\"\n");
-    assert!(
-        message.starts_with("holdfast.toml: queue[0].strategy: \"ring-all\" is not built yet"),
-        "{message}"
+    let config = parse("[[queue]]\nname = \"q\"\nstrategy = \"ring-all\"\n");
+    assert_eq!(
+        config.queues[0].strategy,
+        crate::queue::dispatch::Strategy::RingAll
     );
     let message = error("[[queue]]\nname = \"q\"\nstrategy = \"fastest\"\n");
     assert!(

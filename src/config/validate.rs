@@ -178,13 +178,6 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             format!("queue[{i}].default_handle_time"),
             q.default_handle_time,
         );
-        if q.strategy == crate::queue::dispatch::Strategy::RingAll {
-            r.add(
-                format!("queue[{i}].strategy"),
-                "\"ring-all\" is not built yet; use longest-idle, round-robin, fewest-calls, \
-                 least-talk-time, linear or random",
-            );
-        }
     }
     let known_queue = |name: &str| config.queues.iter().any(|q| q.name == name);
     for (i, q) in config.queues.iter().enumerate() {

@@ -135,6 +135,9 @@ pub enum AgentError {
         /// The agent it is ringing.
         agent: AgentId,
     },
+    /// Ring-all: the entry is not being offered to anyone yet, so there is no ring to join.
+    #[error("entry {0:?} is not ringing any agent")]
+    NotOffered(EntryId),
 }
 
 /// Every configured agent, the idle line and the wrap-up timers.
@@ -147,8 +150,9 @@ pub struct Agents {
     available: BTreeSet<(IdleStamp, AgentId)>,
     /// Wrap-up deadlines, earliest first.
     wrapups: BTreeSet<(Instant, AgentId)>,
-    /// Entries being offered, and to whom (the agents in state Ringing).
-    offers: HashMap<EntryId, AgentId>,
+    /// Entries being offered, and to whom (the agents in state Ringing): one agent, or
+    /// several at once for a `ring-all` queue's caller, first rung first.
+    offers: HashMap<EntryId, Vec<AgentId>>,
     next_stamp: u64,
     /// Bumped on every change of any agent's facts, so a reader can tell whether what it
     /// derived from them (the wait forecast) still holds.
@@ -290,7 +294,10 @@ impl Agents {
 
     /// The agent whose phone rings for `entry` (to CANCEL it when the caller hangs up).
     pub fn offered_to(&self, entry: EntryId) -> Option<AgentId> {
-        self.offers.get(&entry).copied()
+        self.offers
+            .get(&entry)
+            .and_then(|agents| agents.first())
+            .copied()
     }
 
     /// Agents serving `queue` that are registered and not paused, whatever they are doing:
@@ -401,12 +408,75 @@ impl Agents {
     /// queue). From now on dispatch skips both the agent and the entry.
     pub fn ringing(&mut self, now: Instant, id: AgentId, entry: EntryId) -> Result<(), AgentError> {
         self.expect(id, AgentState::Available)?;
-        if let Some(&agent) = self.offers.get(&entry) {
+        if let Some(agent) = self.offered_to(entry) {
             return Err(AgentError::AlreadyOffered { entry, agent });
         }
         let now = self.clock(now);
         self.update(now, id, true, |a| a.activity = Activity::Ringing(entry));
         Ok(())
+    }
+
+    /// Ring-all: one more available agent rings for `entry`, which is already being offered
+    /// to another agent of its queue ([`Agents::ringing`] first, then this for the others).
+    /// The first to answer takes the caller; the controller CANCELs the rest
+    /// ([`Agents::ring_cancelled`], no mark).
+    pub fn ringing_too(
+        &mut self,
+        now: Instant,
+        id: AgentId,
+        entry: EntryId,
+    ) -> Result<(), AgentError> {
+        self.expect(id, AgentState::Available)?;
+        if self.offered_to(entry).is_none() {
+            return Err(AgentError::NotOffered(entry));
+        }
+        let now = self.clock(now);
+        self.update(now, id, true, |a| a.activity = Activity::Ringing(entry));
+        Ok(())
+    }
+
+    /// Ring-all (`strategy = "ring-all"`): the other free agents to ring with
+    /// `assignment`'s agent for its caller: every available agent `skip` does not name that
+    /// would take that queue now, at the chosen agent's tier, in idle order. Empty for any
+    /// other strategy. Ask before ringing the chosen agent.
+    pub fn ring_all_too(
+        &self,
+        queues: &Queues,
+        assignment: Assignment,
+        offered: impl Fn(EntryId) -> bool,
+        skip: impl Fn(AgentId) -> bool,
+    ) -> Vec<AgentId> {
+        let queue = assignment.queue;
+        if self.strategies.get(&queue) != Some(&Strategy::RingAll) {
+            return Vec::new();
+        }
+        let tier = self.tier(assignment.agent, queue);
+        self.available
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|&id| id != assignment.agent && !skip(id) && self.tier(id, queue) == tier)
+            .filter(|&id| {
+                self.takes(id, queues, &offered)
+                    .is_some_and(|(q, _)| q == queue)
+            })
+            .collect()
+    }
+
+    /// What a free agent would take: the first entry nobody is offered, from the first
+    /// queue in its own order that has one.
+    fn takes(
+        &self,
+        agent: AgentId,
+        queues: &Queues,
+        offered: &impl Fn(EntryId) -> bool,
+    ) -> Option<(QueueId, EntryId)> {
+        self.agents[agent.0].queues.iter().find_map(|&queue| {
+            let entry = queues
+                .queue(queue)?
+                .iter()
+                .find(|e| !self.offers.contains_key(&e.id) && !offered(e.id))?;
+            Some((queue, entry.id))
+        })
     }
 
     /// The agent answered: it is busy and its no-answer marks are cleared. The controller
@@ -551,17 +621,7 @@ impl Agents {
         offered: impl Fn(EntryId) -> bool,
         skip: impl Fn(AgentId) -> bool,
     ) -> Option<Assignment> {
-        // What a free agent would take: the first entry nobody is offered, from the first
-        // queue in its own order that has one.
-        let takes = |agent: AgentId| {
-            self.agents[agent.0].queues.iter().find_map(|&queue| {
-                let entry = queues
-                    .queue(queue)?
-                    .iter()
-                    .find(|e| !self.offers.contains_key(&e.id) && !offered(e.id))?;
-                Some((queue, entry.id))
-            })
-        };
+        let takes = |agent: AgentId| self.takes(agent, queues, &offered);
         let (first, (queue, entry)) = self
             .available
             .iter()
@@ -662,12 +722,15 @@ impl Agents {
         }
         if agent.offer() != offer {
             if let Some(entry) = offer
-                && self.offers.get(&entry) == Some(&id)
+                && let Some(agents) = self.offers.get_mut(&entry)
             {
-                self.offers.remove(&entry);
+                agents.retain(|&a| a != id);
+                if agents.is_empty() {
+                    self.offers.remove(&entry);
+                }
             }
             if let Some(entry) = agent.offer() {
-                self.offers.insert(entry, id);
+                self.offers.entry(entry).or_default().push(id);
             }
         }
         let to = agent.derive();

@@ -20,6 +20,7 @@ mod no_agents;
 mod overflow;
 mod restart;
 mod resume;
+mod ring_all;
 mod screen;
 mod survive;
 mod waits;
