@@ -15,11 +15,12 @@ use crate::media::audio;
 use crate::media::engine::MediaEngine;
 use crate::media::g711::Law;
 use crate::media::prompts::Prompts;
-use crate::store::{CallbackState, KeptKind, Record, StoreHandle};
+use crate::store::{CallbackId, CallbackState, KeptKind, Record, StoreHandle};
 
 mod cluster;
 mod driver;
 pub mod handover;
+mod scheduling;
 mod streams;
 mod tls;
 pub use driver::Server;
@@ -191,13 +192,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Server::start(config).await?.run(shutdown).await
 }
 
-/// Answers one admin request from the controller's own state (see [`crate::admin`]).
-pub(crate) fn answer_admin(
+/// Answers one admin request from the controller's own state (see [`crate::admin`]); a
+/// request that waits for a durable write returns it, for the driver to await.
+fn answer_admin(
     b2bua: &mut B2bua,
     engine: &MediaEngine,
     store: &StoreHandle,
+    clock: &WallClock,
     request: AdminRequest,
-) {
+) -> Option<scheduling::Pending> {
     // A requester that went away (client disconnected) is no error: drop the answer.
     match request {
         AdminRequest::Status(reply) => {
@@ -220,7 +223,14 @@ pub(crate) fn answer_admin(
         AdminRequest::Cluster(reply) => {
             let _ = reply.send(store.cluster_nodes());
         }
+        AdminRequest::ScheduleCallback(ask) => {
+            return scheduling::schedule(b2bua, store, clock, ask);
+        }
+        AdminRequest::CancelCallback { id, reply } => {
+            return scheduling::cancel(b2bua, store, CallbackId(id), reply);
+        }
     }
+    None
 }
 
 /// Callbacks the admin API lists (newest first).

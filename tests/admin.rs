@@ -56,6 +56,17 @@ fn register_alice(holdfast: &Holdfast) -> std::process::Child {
 fn api_and_metrics_follow_callers_agents_and_pause() {
     let (holdfast, api) = start("admin-api", 50_000, "");
     assert_eq!(http(api, "GET", "/healthz", None).0, 200);
+    // Without a token nobody may schedule or cancel a callback.
+    let (code, body) = common::api::http_body(
+        api,
+        "POST",
+        "/api/callbacks",
+        None,
+        r#"{"number": "+15550000001", "queue": "support"}"#,
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("[admin] token"), "{body}");
+    assert_eq!(http(api, "DELETE", "/api/callbacks/1", None).0, 403);
 
     // Nobody registered: alice is offline, the queue is empty.
     let agents = get_json(api, "/api/agents");

@@ -370,3 +370,116 @@ fn callbacks_are_still_pending_after_a_graceful_stop() {
         second.log()
     );
 }
+
+/// `POST /api/callbacks` (docs/behaviour.md §6): the token is required; a bad time, an
+/// unknown queue, a number the queue may not call and a second request for the same number
+/// are refused with their reason; a scheduled callback is not dialled before `not_before`
+/// and is dialled then; `DELETE` cancels another one before its time.
+#[test]
+fn a_callback_scheduled_through_the_api_is_dialled_at_its_time_and_one_is_cancelled() {
+    use common::api::{get_json_with, http_body};
+    let trunk_port = free_udp_port();
+    let api_port = common::phones::free_tcp_port();
+    let mut config = setup(47_000, trunk_port, None);
+    config.admin = format!("listen = \"127.0.0.1:{api_port}\"\ntoken = \"sekret\"\n");
+    let holdfast = Holdfast::start("callback-scheduled", &config);
+    let api: std::net::SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
+    let trunk_log = holdfast.dir.join("trunk.log");
+    let mut trunk = trunk(trunk_port, 1, &trunk_log);
+    let agent_port = free_udp_port();
+    let mut agent = uas("agent.xml", agent_port, 1, &[]);
+    register_agent(&holdfast, agent_port);
+
+    let at = |secs: i64| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap()
+            .to_string()
+    };
+    let post =
+        |token: Option<&str>, body: String| http_body(api, "POST", "/api/callbacks", token, &body);
+    let body = |number: &str, queue: &str, when: &str| {
+        format!(r#"{{"number": "{number}", "queue": "{queue}", "not_before": "{when}"}}"#)
+    };
+    let soon = at(4);
+    let (code, _) = post(None, body("+15551239999", "support", &soon));
+    assert_eq!(code, 401, "the token is required");
+    let (code, text) = post(Some("sekret"), body("+15551239999", "support", &soon));
+    assert_eq!(code, 201, "{text}");
+    let created: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = created["id"].as_i64().expect("an id");
+    let posted = std::time::Instant::now();
+    for (why, want, request) in [
+        (
+            "same number, same queue",
+            409,
+            body("+15551239999", "support", &at(60)),
+        ),
+        ("premium rate", 403, body("+19005550000", "support", &soon)),
+        ("no such queue", 404, body("+15551237777", "sales", &soon)),
+        (
+            "not a time",
+            400,
+            body("+15551237777", "support", "tomorrow"),
+        ),
+        (
+            "too far ahead",
+            400,
+            body("+15551237777", "support", &at(30 * 86_400)),
+        ),
+        ("not JSON", 400, "number=+15551237777".to_owned()),
+    ] {
+        let (code, text) = post(Some("sekret"), request);
+        assert_eq!(code, want, "{why}: {text}");
+        assert!(text.contains("\"error\""), "{why}: a reason: {text}");
+    }
+    // Another one an hour ahead, cancelled: never dialled, `failed` with the reason.
+    let (code, text) = post(Some("sekret"), body("+15551238888", "support", &at(3600)));
+    assert_eq!(code, 201, "{text}");
+    let later: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let later = later["id"].as_i64().unwrap();
+    let path = format!("/api/callbacks/{later}");
+    assert_eq!(http_body(api, "DELETE", &path, None, "").0, 401);
+    let (code, text) = http_body(api, "DELETE", &path, Some("sekret"), "");
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(
+        http_body(api, "DELETE", &path, Some("sekret"), "").0,
+        404,
+        "once"
+    );
+    let listed = get_json_with(api, "/api/callbacks", "sekret");
+    let cancelled = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == later)
+        .expect("listed");
+    assert_eq!(cancelled["state"], "failed");
+    assert!(
+        cancelled["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled")
+    );
+
+    // Not before its time (checked a second before it), then dialled.
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(posted.elapsed()));
+    assert!(dialled(&trunk_log).is_empty(), "dialled before not_before");
+    assert!(
+        wait_exit(&mut trunk, Duration::from_secs(60)),
+        "trunk scenario failed; holdfast:\n{}",
+        holdfast.log()
+    );
+    assert!(wait_exit(&mut agent, Duration::from_secs(10)));
+    assert_eq!(dialled(&trunk_log), ["+15551239999"]);
+    let log = holdfast.log();
+    assert!(log.contains("scheduled callback joined its queue"), "{log}");
+    let done = get_json_with(api, "/api/callbacks", "sekret");
+    let done = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap();
+    assert_eq!(done["state"], "completed", "{done}");
+}

@@ -8,7 +8,9 @@ use std::sync::{Arc, Barrier};
 
 use common::postgres::Postgres;
 use holdfast::queue::Seq;
-use holdfast::store::{CallbackRequest, CallbackState, PostgresStore, Store, StoreError};
+use holdfast::store::{
+    CallbackRequest, CallbackState, PostgresStore, ScheduledRequest, Store, StoreError,
+};
 
 fn request(seq: u64) -> CallbackRequest {
     CallbackRequest {
@@ -273,4 +275,39 @@ fn nodes_racing_to_claim_one_agent_never_both_win_and_the_log_has_no_gap() {
             .any(|(_, c)| matches!(c, Change::Agent { .. })),
         "alice is free at the end"
     );
+}
+
+/// Scheduled callbacks (admin API) in the shared store: a placeholder place unique across
+/// nodes, duplicates refused whichever node asks, the real place set by the owner only.
+#[test]
+fn scheduled_callbacks_are_refused_twice_and_placed_by_their_node() {
+    let pg = Postgres::start();
+    let url = pg.database("scheduled");
+    let mut a = PostgresStore::open(&url, "a").unwrap();
+    let mut b = PostgresStore::open(&url, "b").unwrap();
+    let ask = |number: &str| ScheduledRequest {
+        queue: "support".into(),
+        level: 5,
+        number: number.into(),
+        requested_at_ms: 1_764_583_200_000,
+        not_before_ms: 1_764_590_000_000,
+    };
+    let first = a.schedule_callback(&ask("+15550002222")).unwrap();
+    let second = b.schedule_callback(&ask("+15550003333")).unwrap();
+    assert_ne!(first, second);
+    assert!(matches!(
+        b.schedule_callback(&ask("+15550002222")),
+        Err(StoreError::AlreadyPending(id)) if id == first.0
+    ));
+    assert_eq!(a.seq_high_water().unwrap(), Seq(0), "no place taken yet");
+    let mine = a.pending_callbacks().unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].scheduled);
+    assert_eq!(mine[0].next_attempt_at_ms, Some(1_764_590_000_000));
+    assert!(b.set_callback_seq(first, Seq(4)).is_err(), "a's callback");
+    a.set_callback_seq(first, Seq(4)).unwrap();
+    let mine = a.pending_callbacks().unwrap();
+    assert!(!mine[0].scheduled);
+    assert_eq!(mine[0].request.seq, Seq(4));
+    assert_eq!(a.seq_high_water().unwrap(), Seq(5));
 }

@@ -25,11 +25,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::b2bua::scheduled::ScheduleError;
 use crate::b2bua::snapshot::{PauseError, Snapshot};
 use crate::media::stats::EngineStats;
 use crate::store::{CallbackRecord, NodeRecord, Reply, StoreError};
@@ -59,6 +60,37 @@ pub enum AdminRequest {
     Callbacks(oneshot::Sender<Reply<Vec<CallbackRecord>>>),
     /// The cluster's nodes from a shared store (none with SQLite).
     Cluster(oneshot::Sender<Reply<Vec<NodeRecord>>>),
+    /// `POST /api/callbacks`: check, commit durably, then schedule.
+    ScheduleCallback(ScheduleAsk),
+    /// `DELETE /api/callbacks/{id}`: take an open callback out; answered once durable.
+    CancelCallback {
+        /// The callback's id.
+        id: i64,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), ScheduleError>>,
+    },
+}
+
+/// A callback asked for through the admin API.
+#[derive(Debug)]
+pub struct ScheduleAsk {
+    /// The queue it joins.
+    pub queue: String,
+    /// The number to call.
+    pub number: String,
+    /// When it joins its queue, Unix ms (`None`: at once).
+    pub not_before_ms: Option<i64>,
+    /// Its id once durable, or why not.
+    pub reply: oneshot::Sender<Result<CallbackScheduled, ScheduleError>>,
+}
+
+/// A scheduled callback, committed.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackScheduled {
+    /// Its id (for `DELETE /api/callbacks/{id}`).
+    pub id: i64,
+    /// When it joins its queue, Unix ms.
+    pub not_before_ms: i64,
 }
 
 /// What the SIP task reports for `/metrics`, the API and the wallboard.
@@ -128,7 +160,8 @@ fn router(state: AppState) -> Router {
         .route("/api/agents", get(agents))
         .route("/api/agents/{user}/pause", post(pause))
         .route("/api/agents/{user}/unpause", post(unpause))
-        .route("/api/callbacks", get(callbacks))
+        .route("/api/callbacks", get(callbacks).post(schedule_callback))
+        .route("/api/callbacks/{id}", delete(cancel_callback))
         .route("/api/blocks", get(blocks))
         .route("/api/cluster", get(cluster))
         .route("/api/events", get(events))
@@ -182,13 +215,34 @@ enum ApiError {
     /// The store could not answer.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A scheduled callback or a cancellation refused.
+    #[error("{0}")]
+    Schedule(#[from] ScheduleError),
+    /// A request the API cannot take as written.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Scheduling and cancelling callbacks want `[admin] token` set.
+    #[error("set [admin] token to schedule or cancel callbacks through the API")]
+    NoToken,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = match self {
+        let code = match &self {
             Self::Stopping | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Pause(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NoToken => StatusCode::FORBIDDEN,
+            Self::Schedule(error) => match error {
+                ScheduleError::UnknownQueue(_) | ScheduleError::NotFound(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                ScheduleError::NumberRefused { .. } => StatusCode::FORBIDDEN,
+                ScheduleError::AlreadyPending(_) | ScheduleError::Dialling(_) => {
+                    StatusCode::CONFLICT
+                }
+                ScheduleError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
         };
         (code, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
@@ -267,6 +321,9 @@ struct CallbackView {
     number: String,
     priority: String,
     seq: u64,
+    /// Scheduled through the API and not in its queue yet (`seq` 0 until it joins at
+    /// `next_attempt_at_ms`).
+    scheduled: bool,
     state: &'static str,
     attempts: u32,
     requested_at_ms: i64,
@@ -293,6 +350,7 @@ async fn callback_views(state: &AppState) -> Result<Vec<CallbackView>, ApiError>
             queue: r.request.queue,
             number: r.request.number,
             seq: r.request.seq.0,
+            scheduled: r.scheduled,
             state: r.state.as_str(),
             attempts: r.attempts,
             requested_at_ms: r.request.requested_at_ms,
@@ -305,6 +363,91 @@ async fn callback_views(state: &AppState) -> Result<Vec<CallbackView>, ApiError>
 
 async fn callbacks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(callback_views(&state).await?))
+}
+
+/// How far ahead a callback may be scheduled.
+const SCHEDULE_AHEAD_MAX: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The body of `POST /api/callbacks`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    number: String,
+    queue: String,
+    /// RFC 3339; absent or past: at once.
+    #[serde(default)]
+    not_before: Option<String>,
+}
+
+/// `POST /api/callbacks` `{"number", "queue", "not_before"}`: a callback committed durably,
+/// joining its queue at `not_before` (RFC 3339) or at once; `201` with its `id`.
+async fn schedule_callback(
+    State(state): State<AppState>,
+    body: String,
+) -> Result<Response, ApiError> {
+    if state.token.is_empty() {
+        return Err(ApiError::NoToken);
+    }
+    let body: ScheduleBody = serde_json::from_str(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body must be JSON {{\"number\", \"queue\", \"not_before\"}}: {e}"
+        ))
+    })?;
+    let not_before_ms = match body.not_before.as_deref() {
+        None | Some("") => None,
+        Some(text) => {
+            let at: jiff::Timestamp = text.parse().map_err(|e| {
+                ApiError::BadRequest(format!("not_before {text:?} is not an RFC 3339 time: {e}"))
+            })?;
+            let ahead = jiff::SignedDuration::try_from(SCHEDULE_AHEAD_MAX).unwrap_or_default();
+            if at.duration_since(jiff::Timestamp::now()) > ahead {
+                return Err(ApiError::BadRequest(format!(
+                    "not_before {text:?} is more than {} days ahead",
+                    SCHEDULE_AHEAD_MAX.as_secs() / 86_400
+                )));
+            }
+            Some(at.as_millisecond())
+        }
+    };
+    let (queue, number) = (body.queue.clone(), body.number.clone());
+    let scheduled = ask(&state, |reply| {
+        AdminRequest::ScheduleCallback(ScheduleAsk {
+            queue: body.queue,
+            number: body.number,
+            not_before_ms,
+            reply,
+        })
+    })
+    .await??;
+    let not_before = jiff::Timestamp::from_millisecond(scheduled.not_before_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "id": scheduled.id,
+            "queue": queue,
+            "number": number,
+            "not_before": not_before,
+        })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/callbacks/{id}`: an open callback of this node taken out before an agent is
+/// rung for it; `200` once its `failed` state ("cancelled") is durable.
+async fn cancel_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if state.token.is_empty() {
+        return Err(ApiError::NoToken);
+    }
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("callback id {id:?} is not a number")))?;
+    ask(&state, |reply| AdminRequest::CancelCallback { id, reply }).await??;
+    Ok(Json(serde_json::json!({ "id": id, "state": "failed", "cancelled": true })).into_response())
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -55,6 +55,13 @@ pub enum StoreRequest {
         /// What to commit.
         request: CallbackRequest,
     },
+    /// A scheduled callback joined its queue with `seq` (`scheduled.rs`): persist its place.
+    Joined {
+        /// The callback.
+        id: CallbackId,
+        /// Its place in arrival order from now on.
+        seq: crate::queue::Seq,
+    },
     /// Persist a callback's new state (docs/behaviour.md §6: every step is persisted).
     SetState {
         /// The callback.
@@ -347,6 +354,13 @@ impl B2bua {
             return Err(RestoreError::NumberRefused);
         }
         let queue = QueueId(index);
+        if record.scheduled {
+            // Scheduled and not in its queue yet: it joins at its time (or now).
+            let at = retry_at.unwrap_or(now);
+            let number = request.number.clone();
+            self.callback_scheduled(now, record.id, queue, request.level, number, at);
+            return Ok(());
+        }
         let entry = EntryId(self.next_key);
         self.next_key += 1;
         // Taken over from a dead node: its entry in the replica becomes this one.

@@ -203,6 +203,14 @@ pub struct Callbacks {
 }
 
 impl Callbacks {
+    /// The entry of callback `id` (a scan: for the admin API, not for the hot path).
+    pub fn entry_of(&self, id: CallbackId) -> Option<EntryId> {
+        self.waiting
+            .iter()
+            .find(|(_, c)| c.id == id)
+            .map(|(entry, _)| *entry)
+    }
+
     /// Queues a durable write for the driver.
     pub fn push(&mut self, request: StoreRequest) {
         self.requests.push_back(request);

@@ -37,6 +37,7 @@ mod register;
 mod requests;
 mod resume;
 mod ring_all;
+pub mod scheduled;
 pub mod screen;
 mod session;
 pub mod snapshot;
@@ -214,6 +215,8 @@ pub struct B2bua {
     resumes: resume::Resumes,
     /// Calls kept for a restart: those to write, the liveness probes of restored ones.
     survival: survive::Survival,
+    /// Callbacks scheduled through the admin API, waiting for their time.
+    scheduled: scheduled::Scheduled,
 }
 
 impl B2bua {
@@ -302,6 +305,7 @@ impl B2bua {
             hours_change: None,
             resumes: resume::Resumes::default(),
             survival: survive::Survival::default(),
+            scheduled: scheduled::Scheduled::default(),
         };
         b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();
@@ -384,6 +388,7 @@ impl B2bua {
         self.cluster_timeouts(now);
         self.run_no_agents(now);
         self.run_hours(now);
+        self.run_scheduled(now);
         self.process_events(now);
     }
 
@@ -427,6 +432,7 @@ impl B2bua {
                 .and_then(cluster::Cluster::poll_timeout),
             self.no_agents_timeout(),
             self.hours_timeout(),
+            self.scheduled.poll_timeout(),
         ]
         .into_iter()
         .flatten()

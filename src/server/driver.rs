@@ -67,6 +67,11 @@ enum StoreReply {
     /// A claim on an agent (docs/cluster.md): back to the controller, which rings the agent
     /// only after it was won.
     Claim(super::cluster::ClaimReply),
+    /// A scheduled callback's place persisted (a failure is logged: a restart then puts it
+    /// at the back of its queue again).
+    SeqSet(CallbackId, Result<(), StoreError>),
+    /// The admin API's callback commit or cancellation.
+    Admin(super::scheduling::Done),
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = StoreReply> + Send>>;
@@ -442,6 +447,13 @@ impl Server {
                     StoreReply::Claim((user, result)) => {
                         self.b2bua.claim_result(Instant::now(), &user, result);
                     }
+                    StoreReply::SeqSet(id, Err(error)) => tracing::error!(
+                        %error, callback = id.0, "scheduled callback's place not persisted"
+                    ),
+                    StoreReply::SeqSet(_, Ok(())) => {}
+                    StoreReply::Admin(done) => {
+                        super::scheduling::finish(&mut self.b2bua, &self.clock, done);
+                    }
                 },
                 _ = lease_tick.tick(), if self.slot.is_some() && stopping_since.is_none() => {
                     let status = crate::store::NodeStatus {
@@ -462,7 +474,11 @@ impl Server {
                     trim.check(self.b2bua.transactions_in_flight());
                 }
                 Some(request) = self.admin_requests.recv() => {
-                    answer_admin(&mut self.b2bua, &self.engine, &self.store, request);
+                    let pending =
+                        answer_admin(&mut self.b2bua, &self.engine, &self.store, &self.clock, request);
+                    if let Some(pending) = pending {
+                        replies.push(Box::pin(async move { StoreReply::Admin(pending.await) }));
+                    }
                 }
                 (stream, wants) = next_successor(self.control.as_ref()), if stopping_since.is_none() => {
                     let ours = self.listen.to_string();
@@ -629,6 +645,10 @@ impl Server {
                 request.requested_at_ms = self.clock.unix_ms(at);
                 let reply = self.store.commit_callback(request);
                 Box::pin(async move { StoreReply::Committed(token, reply.wait().await) })
+            }
+            StoreRequest::Joined { id, seq } => {
+                let reply = self.store.set_callback_seq(id, seq);
+                Box::pin(async move { StoreReply::SeqSet(id, reply.wait().await) })
             }
             StoreRequest::SetState {
                 id,

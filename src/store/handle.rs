@@ -56,6 +56,8 @@ enum Op {
 
 enum Request {
     CommitCallback(CallbackRequest, Tx<CallbackId>),
+    ScheduleCallback(super::ScheduledRequest, Tx<CallbackId>),
+    SetCallbackSeq(CallbackId, Seq, Tx<()>),
     SetCallbackState {
         id: CallbackId,
         state: CallbackState,
@@ -181,6 +183,16 @@ impl StoreHandle {
     /// Commits a callback request; the reply is `Ok` only once it is durable.
     pub fn commit_callback(&self, request: CallbackRequest) -> Reply<CallbackId> {
         self.request(|tx| Request::CommitCallback(request, tx))
+    }
+
+    /// Commits a scheduled callback (admin API); the reply is `Ok` only once it is durable.
+    pub fn schedule_callback(&self, request: super::ScheduledRequest) -> Reply<CallbackId> {
+        self.request(|tx| Request::ScheduleCallback(request, tx))
+    }
+
+    /// A scheduled callback joined its queue with `seq`; the reply is `Ok` once durable.
+    pub fn set_callback_seq(&self, id: CallbackId, seq: Seq) -> Reply<()> {
+        self.request(|tx| Request::SetCallbackSeq(id, seq, tx))
     }
 
     /// Persists a callback's state change; the reply is `Ok` once durable.
@@ -333,6 +345,12 @@ fn execute(store: &mut impl Store, request: Request) {
     match request {
         Request::CommitCallback(req, tx) => {
             let _ = tx.send(store.commit_callback(&req));
+        }
+        Request::ScheduleCallback(req, tx) => {
+            let _ = tx.send(store.schedule_callback(&req));
+        }
+        Request::SetCallbackSeq(id, seq, tx) => {
+            let _ = tx.send(store.set_callback_seq(id, seq));
         }
         Request::SetCallbackState {
             id,

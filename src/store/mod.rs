@@ -105,6 +105,24 @@ pub struct CallbackRequest {
     pub requested_at_ms: i64,
 }
 
+/// A callback scheduled through the admin API (`POST /api/callbacks`, docs/behaviour.md §6):
+/// committed now, it joins its queue at `not_before_ms` and takes its place then. Until it
+/// joined, its stored `seq` is a negative placeholder (so it raises no high-water mark), and
+/// `next_attempt_at` holds `not_before_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledRequest {
+    /// Queue name from the config.
+    pub queue: String,
+    /// Priority level it joins with.
+    pub level: Level,
+    /// The number to call, already checked against `callback_number_pattern`.
+    pub number: String,
+    /// When the API was asked, Unix ms.
+    pub requested_at_ms: i64,
+    /// When it joins its queue, Unix ms.
+    pub not_before_ms: i64,
+}
+
 /// A stored callback with its current state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackRecord {
@@ -125,6 +143,9 @@ pub struct CallbackRecord {
     /// The wire bytes of the trunk INVITE of the attempt in progress: set with `dialling`
     /// before the INVITE is sent ([`Store::begin_attempt`]), cleared by every other state.
     pub attempt_invite: Option<Vec<u8>>,
+    /// Scheduled and not yet in its queue ([`ScheduledRequest`]): it joins at
+    /// `next_attempt_at_ms`, and `request.seq` means nothing yet (0).
+    pub scheduled: bool,
 }
 
 /// The kinds of call event written to the log table (docs/behaviour.md §8), like `queue_log` verbs.
@@ -410,6 +431,10 @@ pub enum StoreError {
     /// Every node slot is taken.
     #[error("the cluster already has {0} nodes")]
     ClusterFull(i16),
+    /// A scheduled callback was refused: the number already has an open callback (pending
+    /// or dialling) for that queue.
+    #[error("callback {0} for this number and queue is still open")]
+    AlreadyPending(i64),
 }
 
 /// A durable backend. Every method returns only after its transaction is committed with the
@@ -419,6 +444,15 @@ pub trait Store {
     /// content (a retried commit returns the first id). Also raises the sequence high-water
     /// mark past `seq` in the same transaction.
     fn commit_callback(&mut self, request: &CallbackRequest) -> Result<CallbackId, StoreError>;
+
+    /// Commits a scheduled callback ([`ScheduledRequest`]) as `pending`, not yet in its
+    /// queue; refused with [`StoreError::AlreadyPending`] while the number has an open
+    /// callback for that queue (no double callbacks).
+    fn schedule_callback(&mut self, request: &ScheduledRequest) -> Result<CallbackId, StoreError>;
+
+    /// A scheduled callback joined its queue with `seq`: its place from now on. Raises the
+    /// sequence high-water mark past `seq` in the same transaction.
+    fn set_callback_seq(&mut self, id: CallbackId, seq: Seq) -> Result<(), StoreError>;
 
     /// Moves a callback to `state` with its attempt count, next retry time and last error,
     /// clearing any recorded attempt INVITE.

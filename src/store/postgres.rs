@@ -29,7 +29,7 @@ use super::sqlite::{corrupt, outcome_from_row, quantiles_to_text, seq_to_sql, wa
 use super::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
     ESTIMATE_OUTCOMES_KEPT, EstimateOutcome, HANDLE_TIMES_KEPT, KeptKind, NodeRecord, NodeStatus,
-    Record, Store, StoreError,
+    Record, ScheduledRequest, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -330,10 +330,12 @@ fn read_callback(row: &Row) -> Result<CallbackRecord, StoreError> {
     let attempts: i32 = row.get(7);
     Ok(CallbackRecord {
         id: CallbackId(row.get(0)),
+        // A negative seq is a scheduled callback's placeholder (not in its queue yet).
+        scheduled: seq < 0,
         request: CallbackRequest {
             queue: row.get(1),
             level: u32::try_from(level).map_err(|_| corrupt("level", level))?,
-            seq: Seq(u64::try_from(seq).map_err(|_| corrupt("seq", seq))?),
+            seq: Seq(u64::try_from(seq.max(0)).map_err(|_| corrupt("seq", seq))?),
             number: row.get(4),
             requested_at_ms: row.get(5),
         },
@@ -478,6 +480,65 @@ impl Store for PostgresStore {
         raise_high_water(&mut tx, &node, next)?;
         tx.commit().map_err(pg)?;
         Ok(CallbackId(id))
+    }
+
+    fn schedule_callback(&mut self, request: &ScheduledRequest) -> Result<CallbackId, StoreError> {
+        let node = self.node.clone();
+        let mut tx = self.client()?.transaction().map_err(pg)?;
+        let open = tx
+            .query_opt(
+                "SELECT id FROM callbacks WHERE queue = $1 AND number = $2 \
+                 AND state IN ('pending', 'dialling') LIMIT 1",
+                &[&request.queue, &request.number],
+            )
+            .map_err(pg)?;
+        if let Some(row) = open {
+            return Err(StoreError::AlreadyPending(row.get(0)));
+        }
+        // The placeholder seq is minus the row's own id: unique across nodes, never a place.
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO callbacks (id, node, queue, level, seq, number, requested_at, \
+                     state, attempts, next_attempt_at, updated_at) \
+                     SELECT n, $1, $2, $3, -n, $4, $5, 'pending', 0, $6, {NOW_MS} \
+                     FROM (SELECT nextval(pg_get_serial_sequence('callbacks', 'id')) AS n) s \
+                     RETURNING id"
+                ),
+                &[
+                    &node,
+                    &request.queue,
+                    &i64::from(request.level),
+                    &request.number,
+                    &request.requested_at_ms,
+                    &request.not_before_ms,
+                ],
+            )
+            .map_err(pg)?;
+        tx.commit().map_err(pg)?;
+        Ok(CallbackId(row.get(0)))
+    }
+
+    fn set_callback_seq(&mut self, id: CallbackId, seq: Seq) -> Result<(), StoreError> {
+        let node = self.node.clone();
+        let value = seq_to_sql(seq)?;
+        let next = seq_to_sql(Seq(seq.0.saturating_add(1)))?;
+        let mut tx = self.client()?.transaction().map_err(pg)?;
+        let changed = tx
+            .execute(
+                &format!(
+                    "UPDATE callbacks SET seq = $3, next_attempt_at = NULL, updated_at = {NOW_MS} \
+                     WHERE id = $1 AND node = $2 AND seq < 0"
+                ),
+                &[&id.0, &node, &value],
+            )
+            .map_err(pg)?;
+        if changed == 0 {
+            drop(tx);
+            return Err(self.not_ours(id));
+        }
+        raise_high_water(&mut tx, &node, next)?;
+        tx.commit().map_err(pg)
     }
 
     fn set_callback_state(

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
     CallEvent, CallEventKind, CallbackId, CallbackRecord, CallbackRequest, CallbackState,
-    EstimateOutcome, KeptKind, Record, Store, StoreError,
+    EstimateOutcome, KeptKind, Record, ScheduledRequest, Store, StoreError,
 };
 use crate::queue::Seq;
 
@@ -213,10 +213,12 @@ fn read_callback(row: &Row<'_>) -> Result<CallbackRecord, StoreError> {
     let attempts: i64 = row.get(7)?;
     Ok(CallbackRecord {
         id: CallbackId(row.get(0)?),
+        // A negative seq is a scheduled callback's placeholder (not in its queue yet).
+        scheduled: seq < 0,
         request: CallbackRequest {
             queue: row.get(1)?,
             level: u32::try_from(level).map_err(|_| corrupt("level", level))?,
-            seq: Seq(u64::try_from(seq).map_err(|_| corrupt("seq", seq))?),
+            seq: Seq(u64::try_from(seq.max(0)).map_err(|_| corrupt("seq", seq))?),
             number: row.get(4)?,
             requested_at_ms: row.get(5)?,
         },
@@ -310,6 +312,64 @@ impl Store for SqliteStore {
         raise_high_water(&tx, next)?;
         tx.commit()?;
         Ok(CallbackId(id))
+    }
+
+    fn schedule_callback(&mut self, request: &ScheduledRequest) -> Result<CallbackId, StoreError> {
+        // IMMEDIATE takes the write lock up front, so the check-then-insert cannot race.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let open: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM callbacks WHERE queue = ?1 AND number = ?2 \
+                 AND state IN ('pending', 'dialling') LIMIT 1",
+                params![request.queue, request.number],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = open {
+            return Err(StoreError::AlreadyPending(id));
+        }
+        // The placeholder seq: below every seq in the table, so unique and never a place.
+        tx.execute(
+            &format!(
+                "INSERT INTO callbacks (queue, level, seq, number, requested_at, state, \
+                 attempts, next_attempt_at, updated_at) \
+                 VALUES (?1, ?2, (SELECT MIN(0, COALESCE(MIN(seq), 0)) - 1 FROM callbacks), \
+                 ?3, ?4, 'pending', 0, ?5, {NOW_MS})"
+            ),
+            params![
+                request.queue,
+                i64::from(request.level),
+                request.number,
+                request.requested_at_ms,
+                request.not_before_ms
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(CallbackId(id))
+    }
+
+    fn set_callback_seq(&mut self, id: CallbackId, seq: Seq) -> Result<(), StoreError> {
+        let value = seq_to_sql(seq)?;
+        let next = seq_to_sql(Seq(seq.0.saturating_add(1)))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            &format!(
+                "UPDATE callbacks SET seq = ?2, next_attempt_at = NULL, updated_at = {NOW_MS} \
+                 WHERE id = ?1 AND seq < 0"
+            ),
+            params![id.0, value],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::UnknownCallback(id.0));
+        }
+        raise_high_water(&tx, next)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn set_callback_state(

@@ -475,3 +475,78 @@ fn estimate_outcomes_round_trip_and_keep_the_newest_per_queue() {
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].queue, "other");
 }
+
+fn scheduled(number: &str, not_before_ms: i64) -> ScheduledRequest {
+    ScheduledRequest {
+        queue: "support".into(),
+        level: 5,
+        number: number.into(),
+        requested_at_ms: 1_764_583_200_000,
+        not_before_ms,
+    }
+}
+
+#[test]
+fn a_scheduled_callback_waits_outside_the_line_then_takes_its_place() {
+    let dir = TempDir::new();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store
+        .commit_callback(&request("support", 3, "+15550001111"))
+        .unwrap();
+    let high = store.seq_high_water().unwrap();
+    let a = store
+        .schedule_callback(&scheduled("+15550002222", 1_764_590_000_000))
+        .unwrap();
+    let b = store
+        .schedule_callback(&scheduled("+15550003333", 1_764_590_000_000))
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(store.seq_high_water().unwrap(), high, "no place taken yet");
+    // Open callbacks, scheduled ones first (they have no place yet), with their time.
+    let open = store.pending_callbacks().unwrap();
+    assert_eq!(open.len(), 3);
+    let of = |id: CallbackId| open.iter().find(|r| r.id == id).unwrap().clone();
+    assert!(of(a).scheduled && of(b).scheduled);
+    assert_eq!(of(a).next_attempt_at_ms, Some(1_764_590_000_000));
+    assert_eq!(of(a).state, CallbackState::Pending);
+    // The same number for the same queue while one is open: refused with the open one's id.
+    assert!(matches!(
+        store.schedule_callback(&scheduled("+15550002222", 0)),
+        Err(StoreError::AlreadyPending(id)) if id == a.0
+    ));
+    assert!(
+        matches!(
+            store.schedule_callback(&scheduled("+15550001111", 0)),
+            Err(StoreError::AlreadyPending(_))
+        ),
+        "a caller's own pending callback counts too"
+    );
+    // Its time comes: it joins with seq 9 and the high-water mark moves past it.
+    store.set_callback_seq(a, Seq(9)).unwrap();
+    let joined = store
+        .pending_callbacks()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == a)
+        .unwrap();
+    assert!(!joined.scheduled);
+    assert_eq!(
+        (joined.request.seq, joined.next_attempt_at_ms),
+        (Seq(9), None)
+    );
+    assert_eq!(store.seq_high_water().unwrap(), Seq(10));
+    assert!(
+        matches!(
+            store.set_callback_seq(a, Seq(11)),
+            Err(StoreError::UnknownCallback(_))
+        ),
+        "a place is given once"
+    );
+    // Cancelled (failed): the number may be scheduled again.
+    store
+        .set_callback_state(b, CallbackState::Failed, 0, None, Some("cancelled"))
+        .unwrap();
+    store
+        .schedule_callback(&scheduled("+15550003333", 0))
+        .unwrap();
+}

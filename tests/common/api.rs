@@ -8,6 +8,17 @@ use serde_json::Value;
 
 /// One HTTP/1.1 request; returns (status, body).
 pub fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_body(api, method, path, token, "")
+}
+
+/// [`http`] with a JSON request body.
+pub fn http_body(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(api).expect("connect to the admin API");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -15,7 +26,9 @@ pub fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: holdfast\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: holdfast\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -34,6 +47,13 @@ pub fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (
 
 pub fn get_json(api: SocketAddr, path: &str) -> Value {
     let (status, body) = http(api, "GET", path, None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// [`get_json`] with the admin token.
+pub fn get_json_with(api: SocketAddr, path: &str, token: &str) -> Value {
+    let (status, body) = http(api, "GET", path, Some(token));
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }

@@ -64,7 +64,9 @@ pub(super) fn store_answers(h: &mut Harness) {
                 StoreRequest::Complete { token, .. } => {
                     h.b2bua.completion_recorded(h.now, *token, Ok(()));
                 }
-                StoreRequest::Commit { .. } | StoreRequest::SetState { .. } => {}
+                StoreRequest::Commit { .. }
+                | StoreRequest::SetState { .. }
+                | StoreRequest::Joined { .. } => {}
             }
             h.stored.push(request);
             h.drain();
@@ -323,7 +325,7 @@ pub(super) fn states(h: &mut Harness) -> Vec<(CallbackState, u32)> {
                 Some((CallbackState::Dialling, attempts))
             }
             StoreRequest::Complete { attempts, .. } => Some((CallbackState::Completed, attempts)),
-            StoreRequest::Commit { .. } => None,
+            StoreRequest::Commit { .. } | StoreRequest::Joined { .. } => None,
         })
         .collect()
 }
@@ -452,6 +454,7 @@ fn restored_callbacks_are_dialled_in_their_original_order() {
         last_error: None,
         updated_at_ms: 0,
         attempt_invite: None,
+        scheduled: false,
     };
     // As the store returns them (seq order), one of them cut short mid-dial.
     for r in [

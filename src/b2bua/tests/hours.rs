@@ -119,6 +119,7 @@ fn a_callback_waits_for_the_opening_and_is_dialled_then() {
         last_error: None,
         updated_at_ms: 0,
         attempt_invite: None,
+        scheduled: false,
     };
     let now = h.now;
     h.b2bua.restore_callback(now, &record, None).unwrap();

@@ -21,6 +21,7 @@ mod overflow;
 mod restart;
 mod resume;
 mod ring_all;
+mod scheduled;
 mod screen;
 mod survive;
 mod waits;

@@ -232,6 +232,7 @@ fn restart_while_ringing(attempts: u32) -> (Harness, String) {
         last_error: None,
         updated_at_ms: 0,
         attempt_invite: Some(recorded),
+        scheduled: false,
     };
     let mut after = Harness::with_seed(CONFIG_CALLBACKS, 2);
     after
