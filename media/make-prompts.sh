@@ -44,6 +44,8 @@ clips=(
   "callback-confirm|We will call you back at"
   "goodbye|Goodbye."
   "closed|We are closed right now. Please call again during our opening hours."
+  "agent-paused|You are paused. No calls will be offered to you."
+  "agent-available|You are available. Calls will be offered to you again."
   "hundred|hundred"
   "and|and"
 )

@@ -10,6 +10,7 @@
 //! [`demo`] is the built-in configuration used when no file is given; it is the example
 //! file `holdfast.toml` shipped at the repository root, embedded, so the two cannot drift.
 
+mod codes;
 mod load;
 mod net;
 mod validate;
@@ -21,6 +22,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use codes::Codes;
 
 pub use net::{Cidr, Pattern, PortRange, ValueError};
 
@@ -44,6 +47,8 @@ pub struct Config {
     pub cluster: Cluster,
     /// Hold music and prompt clips.
     pub media: Media,
+    /// What agents' phones dial to act on holdfast (`*46` pause, `*47` unpause).
+    pub codes: Codes,
     /// Priority names and their levels; lower is served first. When the table is present it
     /// replaces the defaults (`vip = 0`, `normal = 5`, `low = 10`) entirely.
     pub priorities: BTreeMap<String, u32>,
@@ -72,6 +77,7 @@ impl Default for Config {
             store: Store::default(),
             cluster: Cluster::default(),
             media: Media::default(),
+            codes: Codes::default(),
             priorities: [("vip", 0), ("normal", 5), ("low", 10)]
                 .into_iter()
                 .map(|(name, level)| (name.to_owned(), level))

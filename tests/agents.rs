@@ -234,3 +234,70 @@ fn refer_refused_by_the_trunk_falls_back_to_the_relay() {
     assert!(log.contains("bridging through the relay instead"), "{log}");
     assert!(log.contains("caller connected to agent"), "{log}");
 }
+
+/// `*46` and `*47` from a baresip agent (docs/behaviour.md §5): holdfast challenges the
+/// INVITE, baresip answers with alice's credentials, holdfast pauses alice, plays the
+/// confirmation (baresip hears speech, not silence) and hangs up; `*47` unpauses her.
+#[test]
+fn an_agent_pauses_and_unpauses_from_its_phone() {
+    let holdfast = Holdfast::start(
+        "agent-pause-code",
+        &setup(
+            37_000,
+            ONE_QUEUE.to_string() + "\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
+        ),
+    );
+    let mut phone = Baresip::start("baresip-pause", holdfast.sip, "alice", "alice-secret", 440);
+    assert!(
+        holdfast.wait_log("Registered { user: \"alice\" }", Duration::from_secs(20)),
+        "{}",
+        holdfast.log()
+    );
+    let plain = |text: String| {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                chars.by_ref().find(|&c| c == 'm');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    for (code, paused, call) in [("*46", "paused=true", 1), ("*47", "paused=false", 2)] {
+        let target = format!("sip:{code}@{}", holdfast.sip);
+        assert!(
+            matches!(phone.command("dial", &target), Some((true, _))),
+            "{}",
+            phone.log()
+        );
+        // holdfast hangs up once the confirmation has played.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while phone.events("CALL_CLOSED") < call && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            phone.events("CALL_CLOSED"),
+            call,
+            "{code}: the call ended\n{}\n{}",
+            phone.log(),
+            holdfast.log()
+        );
+        let log = plain(holdfast.log());
+        let changes: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("agent pause changed"))
+            .collect();
+        assert_eq!(changes.len(), call, "{log}\n{}", phone.log());
+        assert!(changes[call - 1].contains(paused), "{}", changes[call - 1]);
+        assert!(changes[call - 1].contains("phone"), "{}", changes[call - 1]);
+    }
+    // What baresip heard: the two confirmations, each some seconds of speech.
+    let heard = phone.heard();
+    let loud = heard
+        .chunks(160)
+        .filter(|frame| frame.iter().map(|s| s * s).sum::<f32>() / 160.0 > 1e-4)
+        .count();
+    assert!(loud > 100, "{loud} loud frames of {}", heard.len() / 160);
+}

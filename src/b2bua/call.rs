@@ -91,6 +91,8 @@ pub struct Call {
     /// Ring-all (`strategy = "ring-all"`): the other agent legs ringing for this caller at
     /// the same time as `leg`; the first to answer becomes `leg`, the rest are CANCELled.
     pub ring_too: Vec<super::LegKey>,
+    /// An agent's own call to a feature code (`[codes]`): no caller, so no call events.
+    pub service: bool,
     /// Our side of the session: the answer in our 200 OK, and the answers to re-offers
     /// (RFC 3264 §8: the version grows only when the SDP changes).
     pub local: super::session::LocalSdp,
@@ -167,6 +169,7 @@ impl Call {
             media: new.media,
             leg: None,
             ring_too: Vec::new(),
+            service: false,
             local: new.local,
             answer_sdp: new.answer_sdp,
             caller_holds: false,

@@ -15,6 +15,46 @@ use crate::store::CallEventKind;
 
 use super::screen::RETRY_AFTER_S;
 
+/// What [`B2bua::open_dialog`] made for a new INVITE, before it becomes a [`Call`].
+pub(super) struct OpenedDialog {
+    pub key: CallKey,
+    pub dialog: Dialog,
+    pub stream: crate::media::engine::StreamId,
+    pub answer: sdp::Answer,
+    pub local: super::session::LocalSdp,
+    pub answer_sdp: String,
+}
+
+impl OpenedDialog {
+    /// The call, waiting in `queue` (`None`: not a caller of any queue).
+    pub fn into_call(
+        self,
+        now: Instant,
+        key: &ServerKey,
+        request: &rsip::Request,
+        source: SocketAddr,
+        caller: String,
+        queue: Option<QueueId>,
+    ) -> Call {
+        let mut call = Call::new(NewCall {
+            key: self.key,
+            dialog: self.dialog,
+            invite_key: key.clone(),
+            invite: request.clone(),
+            signalling: source,
+            caller,
+            queue: queue.unwrap_or(QueueId(0)),
+            stream: self.stream,
+            media: self.answer,
+            local: self.local,
+            answer_sdp: self.answer_sdp,
+            started: now,
+        });
+        call.queue = queue;
+        call
+    }
+}
+
 impl B2bua {
     pub(super) fn on_new_invite(
         &mut self,
@@ -23,6 +63,9 @@ impl B2bua {
         request: rsip::Request,
         source: SocketAddr,
     ) {
+        if self.on_code_invite(now, &key, &request, source) {
+            return;
+        }
         match self.admit(now, &key, &request, source) {
             Ok(call) => {
                 let call_key = call.key;
@@ -102,16 +145,13 @@ impl B2bua {
         let (queue_index, level) = self.config.route(&dialled, &caller).ok_or(404u16)?;
         // Outside its hours a queue may send its callers to another (`closed`).
         let queue_index = self.queue_when_closed(queue_index, now);
-        check_media_types(request)?;
         super::timers::negotiate(
             request,
             self.config.sip.session_expires,
             self.config.sip.min_se,
         )
         .map_err(|_| 422u16)?;
-        let offer = sdp::parse_offer(&request.body).map_err(|_| 488u16)?;
-        let mut answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
-        answer.srtp = sdp::answer_keys(&offer, self.sip.ids.key_material()).map_err(|_| 488u16)?;
+        let answer = self.answer_offer(request)?;
         if answer.srtp.is_none() && self.config.queues[queue_index].require_srtp {
             return Err(488);
         }
@@ -125,28 +165,9 @@ impl B2bua {
         if self.refused_for_no_agents(QueueId(queue_index)) {
             return Err(480);
         }
-        let local_tag = self.sip.ids.tag();
-        let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
-        if self.calls.by_call_id(&dialog.call_id).is_some() {
-            // A second dialog-creating INVITE with a Call-ID in use: a fork or a loop
-            // reaching us twice (RFC 3261 §8.2.2.2).
-            return Err(482);
-        }
         let queue_id = QueueId(queue_index);
-        let (stream, rtp_port) = self.media.open().map_err(|error| {
-            tracing::error!(%error, "no RTP port for a new call");
-            503u16
-        })?;
-        if let Some(keys) = &answer.srtp {
-            self.media.secure(stream, keys);
-        }
-
-        let public_ip: IpAddr = self.config.sip.public_address;
-        let session_id = self.next_key;
-        let mut local = super::session::LocalSdp::new(rtp_port, session_id, answer.codec);
-        let answer_sdp = local.first_answer(public_ip, answer);
-        let call_key = CallKey(self.next_key);
-        self.next_key += 1;
+        let opened = self.open_dialog(request, answer)?;
+        let call_key = opened.key;
         // A caller who hung up a moment ago gets its old place back (`resume_within`).
         let joined = match self.take_place(now, queue_id, &caller) {
             Some(place) => {
@@ -154,7 +175,7 @@ impl B2bua {
                     now,
                     CallEventKind::Resume,
                     EventFacts {
-                        call_id: Some(dialog.call_id.clone()),
+                        call_id: Some(opened.dialog.call_id.clone()),
                         queue: Some(self.config.queues[queue_id.0].name.clone()),
                         caller: Some(caller.clone()),
                         waited: Some(now.saturating_duration_since(place.joined_at)),
@@ -181,20 +202,54 @@ impl B2bua {
             tracing::error!(%error, "queue join failed after admission");
         }
         self.drain_queue_events(now);
-        Ok(Call::new(NewCall {
-            key: call_key,
+        Ok(opened.into_call(now, key, request, source, caller, Some(queue_id)))
+    }
+
+    /// The SDP answer to an INVITE's offer: a codec both sides have, SRTP keys when the
+    /// offer is secure (docs/behaviour.md §2.2); `Err` the status to refuse with.
+    pub(super) fn answer_offer(&mut self, request: &rsip::Request) -> Result<sdp::Answer, u16> {
+        check_media_types(request)?;
+        let offer = sdp::parse_offer(&request.body).map_err(|_| 488u16)?;
+        let mut answer = sdp::negotiate(&offer).map_err(|_| 488u16)?;
+        answer.srtp = sdp::answer_keys(&offer, self.sip.ids.key_material()).map_err(|_| 488u16)?;
+        Ok(answer)
+    }
+
+    /// Our side of a new dialog with the INVITE's sender: the dialog, a new call key, an RTP
+    /// stream (secured when the answer has keys) and our SDP answer.
+    pub(super) fn open_dialog(
+        &mut self,
+        request: &rsip::Request,
+        answer: sdp::Answer,
+    ) -> Result<OpenedDialog, u16> {
+        let local_tag = self.sip.ids.tag();
+        let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
+        if self.calls.by_call_id(&dialog.call_id).is_some() {
+            // A second dialog-creating INVITE with a Call-ID in use: a fork or a loop
+            // reaching us twice (RFC 3261 §8.2.2.2).
+            return Err(482);
+        }
+        let (stream, rtp_port) = self.media.open().map_err(|error| {
+            tracing::error!(%error, "no RTP port for a new call");
+            503u16
+        })?;
+        if let Some(keys) = &answer.srtp {
+            self.media.secure(stream, keys);
+        }
+        let public_ip: IpAddr = self.config.sip.public_address;
+        let session_id = self.next_key;
+        let mut local = super::session::LocalSdp::new(rtp_port, session_id, answer.codec);
+        let answer_sdp = local.first_answer(public_ip, answer);
+        let key = CallKey(self.next_key);
+        self.next_key += 1;
+        Ok(OpenedDialog {
+            key,
             dialog,
-            invite_key: key.clone(),
-            invite: request.clone(),
-            signalling: source,
-            caller,
-            queue: queue_id,
             stream,
-            media: answer,
+            answer,
             local,
             answer_sdp,
-            started: now,
-        }))
+        })
     }
 
     /// `180 Ringing` with our tag: the caller hears ringback while an agent's phone rings.

@@ -16,6 +16,7 @@ mod call;
 mod callback;
 mod callbacks;
 mod cluster;
+mod codes;
 mod dialback;
 mod dialback_end;
 pub mod events;
@@ -628,7 +629,7 @@ impl B2bua {
             reason
         };
         let waited = now.saturating_duration_since(call.started);
-        if reason == LeaveReason::Abandoned {
+        if reason == LeaveReason::Abandoned && !call.service {
             self.counters.stats.calls_abandoned += 1;
             let queue = call.queue.map(|q| self.config.queues[q.0].name.clone());
             self.call_event(

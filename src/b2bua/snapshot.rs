@@ -234,6 +234,17 @@ impl B2bua {
     /// Pauses (`paused = true`) or unpauses an agent by user name (admin API), then
     /// dispatches at once: an unpaused agent may take the head of its queue right away.
     pub fn set_paused(&mut self, now: Instant, user: &str, paused: bool) -> Result<(), PauseError> {
+        self.set_paused_by(now, user, paused, "the admin API")
+    }
+
+    /// [`Self::set_paused`], logged as done `by` whom.
+    pub(super) fn set_paused_by(
+        &mut self,
+        now: Instant,
+        user: &str,
+        paused: bool,
+        by: &str,
+    ) -> Result<(), PauseError> {
         let id = self
             .agents
             .find(user)
@@ -247,7 +258,7 @@ impl B2bua {
         result.map_err(|_| PauseError::UnknownAgent(user.to_owned()))?;
         self.cluster_paused(user, paused);
         self.survival.mark_agent(id);
-        tracing::info!(agent = user, paused, "agent pause changed by the admin API");
+        tracing::info!(agent = user, paused, by, "agent pause changed");
         self.process_events(now);
         Ok(())
     }

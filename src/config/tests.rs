@@ -474,3 +474,24 @@ fn hours_timezone_and_closed_are_checked_with_the_key_named() {
         "holdfast.toml: queue[0].closed: \"sales\" is not \"hangup\", \"callback\" or a queue's name"
     );
 }
+
+#[test]
+fn feature_codes_must_be_dialable_distinct_and_not_routes() {
+    assert_eq!(parse("").codes.pause, "*46");
+    assert_eq!(parse("[codes]\nunpause = \"\"\n").codes.unpause, "");
+    let message = error("[codes]\npause = \"*4 6\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: codes.pause: must be digits"),
+        "{message}"
+    );
+    let message = error("[codes]\npause = \"*47\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: codes.unpause: \"*47\" is already another code"),
+        "{message}"
+    );
+    let message = error("[[queue]]\nname = \"q\"\n[[route]]\nnumber = \"*46\"\nqueue = \"q\"\n");
+    assert!(
+        message.starts_with("holdfast.toml: codes.pause: \"*46\" is also route[0].number"),
+        "{message}"
+    );
+}

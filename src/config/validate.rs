@@ -217,6 +217,25 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
 
+    let codes = config.codes.all();
+    for (i, (key, code)) in codes.iter().enumerate() {
+        if let Some(reason) = crate::config::Codes::problem(code) {
+            r.add(format!("codes.{key}"), reason);
+        }
+        if !code.is_empty() && codes[..i].iter().any(|(_, other)| other == code) {
+            r.add(
+                format!("codes.{key}"),
+                format!("{code:?} is already another code"),
+            );
+        }
+        if let Some(j) = config.routes.iter().position(|route| route.number == *code) {
+            r.add(
+                format!("codes.{key}"),
+                format!("{code:?} is also route[{j}].number: one of them would never be reached"),
+            );
+        }
+    }
+
     let mut seen = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
         r.unique(

@@ -7,8 +7,11 @@
 //! `qop` (RFC 2069 style, still allowed by RFC 3261 §22.4) is accepted too.
 //!
 //! # Signed nonces bound to the source, counted once used
-//! A nonce is `hex(t ‖ mac)`: `t` is the issue time in whole seconds since the
-//! authenticator was created (8 bytes, big-endian) and `mac` the first 16 bytes of
+//! A nonce is `hex(t ‖ mac)`: `t` (8 bytes, big-endian) is the issue time in whole seconds
+//! since the authenticator was created, shifted left by 20 bits, with a count of challenges
+//! issued in the low 20 bits, so two challenges to one address in the same second carry two
+//! nonces (a phone whose REGISTER and INVITE are challenged within a second starts each at
+//! `nc=1`, and must not be told its second answer is a replay). `mac` is the first 16 bytes of
 //! `HMAC-SHA256(secret, "holdfast-digest-nonce" ‖ t ‖ realm ‖ source)`, where `source` is the
 //! address and port the challenge was sent to. Nothing is stored per challenge, so a flood of
 //! unauthenticated REGISTERs costs no memory. The secret is random per process, so nonces die
@@ -209,6 +212,8 @@ impl AuthError {
 const NONCE_DOMAIN: &[u8] = b"holdfast-digest-nonce";
 /// Bytes of the issue time in a nonce.
 const NONCE_TIME_LEN: usize = 8;
+/// Low bits of a nonce's time field that count challenges (see the module docs).
+const NONCE_SEQ_BITS: u32 = 20;
 /// Bytes of the truncated MAC in a nonce: 128 bits is far beyond guessing range.
 const NONCE_MAC_LEN: usize = 16;
 /// Used nonces remembered at most (about 60 bytes each): far more than the agents that can
@@ -238,6 +243,8 @@ pub struct DigestAuthenticator {
     epoch: Instant,
     algorithms: Vec<Algorithm>,
     used: UsedNonces,
+    /// Challenges issued so far (the low bits of each nonce's time field).
+    issued: std::cell::Cell<u64>,
 }
 
 /// The highest `nc` seen per verified nonce, by its MAC, with eviction by issue time.
@@ -293,6 +300,7 @@ impl DigestAuthenticator {
             epoch: now,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             used: UsedNonces::default(),
+            issued: std::cell::Cell::new(0),
         }
     }
 
@@ -518,7 +526,9 @@ impl DigestAuthenticator {
 
     /// A nonce for `now`, bound to `source`.
     fn nonce(&self, now: Instant, source: Option<SocketAddr>) -> String {
-        let t = self.seconds(now);
+        let count = self.issued.get().wrapping_add(1);
+        self.issued.set(count);
+        let t = (self.seconds(now) << NONCE_SEQ_BITS) | (count & ((1 << NONCE_SEQ_BITS) - 1));
         let mut bytes = t.to_be_bytes().to_vec();
         bytes.extend_from_slice(&self.nonce_mac(t, source)[..NONCE_MAC_LEN]);
         hex(&bytes)
@@ -555,8 +565,9 @@ impl DigestAuthenticator {
             return NonceState::Foreign;
         }
         let (time, mac) = bytes.split_at(NONCE_TIME_LEN);
-        let t = u64::from_be_bytes(time.try_into().expect("split at NONCE_TIME_LEN"));
-        let expected = self.nonce_mac(t, source);
+        let stamp = u64::from_be_bytes(time.try_into().expect("split at NONCE_TIME_LEN"));
+        let expected = self.nonce_mac(stamp, source);
+        let t = stamp >> NONCE_SEQ_BITS;
         if !bool::from(expected[..NONCE_MAC_LEN].ct_eq(mac)) {
             return NonceState::Foreign;
         }

@@ -13,6 +13,7 @@ use crate::media::engine::StreamId;
 mod agents;
 mod callbacks;
 mod cluster;
+mod codes;
 mod hold;
 mod hours;
 mod logins;

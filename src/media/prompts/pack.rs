@@ -32,6 +32,8 @@ pub(super) const EMBEDDED: &[(&str, &[u8])] = pack![
     "callback-confirm",
     "goodbye",
     "closed",
+    "agent-paused",
+    "agent-available",
     "hundred",
     "and",
     "one",

@@ -53,6 +53,12 @@ pub enum Announcement {
     Goodbye,
     /// "We are closed right now. Please call again during our opening hours. Goodbye."
     Closed,
+    /// To an agent who dialled the pause code: "You are paused. No calls will be offered
+    /// to you."
+    AgentPaused,
+    /// To an agent who dialled the unpause code: "You are available. Calls will be offered
+    /// to you again."
+    AgentAvailable,
 }
 
 /// Highest number the clip pack can say.
@@ -146,6 +152,8 @@ impl Announcement {
                 s.pause(SENTENCE_GAP);
                 s.word("goodbye");
             }
+            Self::AgentPaused => s.word("agent-paused"),
+            Self::AgentAvailable => s.word("agent-available"),
         }
         s.pause(TAIL);
         s.parts

@@ -28,6 +28,8 @@ fn all_announcements() -> Vec<Announcement> {
         Announcement::CallbackOffer,
         Announcement::Goodbye,
         Announcement::Closed,
+        Announcement::AgentPaused,
+        Announcement::AgentAvailable,
         Announcement::CallbackConfirm {
             digits: "+0123456789".into(),
         },
