@@ -74,6 +74,23 @@ struct SimulateArgs {
     /// Random seed; the same flags and seed give the same report.
     #[arg(long, default_value_t = simulate::Params::default().seed)]
     seed: u64,
+    /// Which free agent takes a caller: longest-idle, round-robin, fewest-calls,
+    /// least-talk-time, ring-all, linear or random (`[[queue]] strategy`).
+    #[arg(long, default_value = "longest-idle")]
+    strategy: holdfast::queue::dispatch::Strategy,
+    /// How many of the agents are tier 2 (callers only while no tier-1 agent is free).
+    #[arg(long, default_value_t = 0)]
+    tier2_agents: usize,
+    /// Seconds a caller waits before overflowing (`[[queue]] max_wait`); 0: never.
+    #[arg(long, default_value_t = 0.0)]
+    max_wait: f64,
+    /// Where it overflows: hangup, or queue (a second queue, see --overflow-agents).
+    #[arg(long, default_value = "hangup")]
+    overflow: simulate::OverflowTo,
+    /// Agents of the overflow queue only (with --overflow queue); the main agents serve it
+    /// after their own.
+    #[arg(long, default_value_t = 0)]
+    overflow_agents: usize,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -91,6 +108,11 @@ fn run_simulate(args: SimulateArgs) -> ExitCode {
         patience: args.patience,
         default_handle_time: args.default_handle_time,
         seed: args.seed,
+        strategy: args.strategy,
+        tier2_agents: args.tier2_agents,
+        max_wait: args.max_wait,
+        overflow: args.overflow,
+        overflow_agents: args.overflow_agents,
     };
     // The clock is read only to give virtual time an origin; the report does not depend on it.
     let report = match simulate::run(&params, std::time::Instant::now()) {

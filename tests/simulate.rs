@@ -196,3 +196,46 @@ fn bad_distribution_or_profile_names_the_flag() {
         assert!(stderr.contains(args[1]), "{stderr}");
     }
 }
+
+/// Routing rules on a synthetic day (docs/behaviour.md §8): a strategy, tier-2 agents and a
+/// max wait with an overflow queue, reported with how the work was spread.
+#[test]
+fn routing_rules_are_simulated_and_reported() {
+    let out = holdfast(&[
+        "simulate",
+        "--hours",
+        "8",
+        "--arrivals-per-hour",
+        "70",
+        "--strategy",
+        "linear",
+        "--tier2-agents",
+        "1",
+        "--max-wait",
+        "60",
+        "--overflow",
+        "queue",
+        "--overflow-agents",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["params"]["strategy"], "linear");
+    assert_eq!(report["params"]["overflow"], "queue");
+    assert!(count(&report["total"], "moved") > 0, "{}", report["total"]);
+    let agents = &report["agents"];
+    assert!(count(agents, "calls_max") >= count(agents, "calls_min"));
+    assert!(agents["tier2_occupancy"].as_f64().is_some());
+    let text = holdfast(&["simulate", "--hours", "2", "--strategy", "round-robin"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("routing: strategy round-robin"), "{text}");
+    assert!(text.contains("calls each"), "{text}");
+    let out = holdfast(&["simulate", "--strategy", "cheapest"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--strategy"));
+}

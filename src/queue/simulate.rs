@@ -17,7 +17,12 @@
 //! - each caller's patience is exponential with mean `patience`: a caller still waiting when
 //!   it runs out hangs up (abandons);
 //! - `agents` agents are staffed all day; a free agent takes the head of the queue (VIP
-//!   level first, FIFO inside a level), longest-idle agent first.
+//!   level first, FIFO inside a level), and which free agent takes it is the production
+//!   dispatcher's ([`Agents`]) with the queue's `--strategy` and `--tier2-agents` (the last
+//!   agents are tier 2: offered callers only while no tier-1 agent is free);
+//! - with `--max-wait`, a caller still waiting then overflows: released (`hangup`), or moved
+//!   to a second queue at the place its arrival gives it there (`queue`), served by
+//!   `--overflow-agents` agents of its own and by the main agents after their own queue.
 //!
 //! Each caller who has to wait hears an estimate when joining: holdfast's, the production
 //! [`forecast`](super::forecast) of its wait told at the quantile its queue's
@@ -33,21 +38,25 @@
 //! Arrivals stop after `hours`; the simulation then runs until every caller is answered or
 //! has abandoned, so the counts always add up.
 
+mod params;
 mod report;
+mod routing;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use report::{ErrorStats, EstimateReport, PriorityReport, Report};
+pub use routing::{AgentRecord, AgentsReport, OverflowTo};
 
 use super::calibration::{self, Calibration};
+use super::dispatch::{AgentId, AgentSpec, AgentState, Agents};
 use super::estimate::{HandleTimes, WaitBucket, seed_estimate};
 use super::forecast::{AgentOutlook, Forecast, HandleModel, Outlook, forecast};
-use super::{EntryId, EntryKind, Level, QueueEvent, Queues};
+use super::{EntryId, EntryKind, Level, QueueEvent, QueueId, Queues};
 
 /// Priority level of VIP callers (the `[priorities]` default `vip = 0`).
 pub const VIP_LEVEL: Level = 0;
@@ -60,199 +69,7 @@ pub const MAX_EXPECTED_CALLS: f64 = 10_000_000.0;
 /// Shape of the lognormal handle times.
 pub const LOGNORMAL_SIGMA: f64 = 0.75;
 
-/// How handle times are distributed (`--handle-distribution`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HandleDistribution {
-    /// Exponential with mean `aht`.
-    Exponential,
-    /// Lognormal with mean `aht` and σ = [`LOGNORMAL_SIGMA`].
-    Lognormal,
-}
-
-impl std::str::FromStr for HandleDistribution {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "exponential" => Ok(Self::Exponential),
-            "lognormal" => Ok(Self::Lognormal),
-            other => Err(format!("{other:?} is not exponential or lognormal")),
-        }
-    }
-}
-
-/// How the arrival rate varies over the day (`--profile`): 24 hourly weights, repeated every
-/// day, scaled so their mean is 1.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Profile {
-    /// `flat`, `office`, or `custom` for weights given on the command line.
-    pub name: String,
-    /// The weight of each hour from midnight, mean 1.
-    pub hourly: Vec<f64>,
-}
-
-/// An office day: quiet at night, a morning peak from 9 to 12, a second one after lunch.
-const OFFICE_DAY: [f64; 24] = [
-    0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.4, 2.0, 2.3, 2.2, 1.6, 1.8, 2.1, 2.0, 1.7, 1.3, 0.9,
-    0.6, 0.4, 0.3, 0.2, 0.1,
-];
-
-impl Profile {
-    /// The same rate all day.
-    pub fn flat() -> Self {
-        Self {
-            name: "flat".into(),
-            hourly: vec![1.0; 24],
-        }
-    }
-
-    /// Builds a profile from weights, scaled to mean 1; `None` unless there are 24 of them,
-    /// none negative and not all zero.
-    pub fn from_weights(name: &str, weights: &[f64]) -> Option<Self> {
-        let sum: f64 = weights.iter().sum();
-        let valid =
-            weights.len() == 24 && weights.iter().all(|w| w.is_finite() && *w >= 0.0) && sum > 0.0;
-        valid.then(|| Self {
-            name: name.into(),
-            hourly: weights.iter().map(|w| w * 24.0 / sum).collect(),
-        })
-    }
-
-    fn peak(&self) -> f64 {
-        self.hourly.iter().copied().fold(0.0, f64::max)
-    }
-
-    fn weight_at(&self, seconds: f64) -> f64 {
-        self.hourly[((seconds / 3600.0) as usize) % 24]
-    }
-}
-
-impl std::str::FromStr for Profile {
-    type Err = String;
-    /// `flat`, `office`, or 24 comma-separated hourly weights.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "flat" => Ok(Self::flat()),
-            "office" => Ok(Self::from_weights("office", &OFFICE_DAY).expect("24 weights")),
-            custom => {
-                let weights: Result<Vec<f64>, _> =
-                    custom.split(',').map(|w| w.trim().parse::<f64>()).collect();
-                weights
-                    .ok()
-                    .and_then(|w| Self::from_weights("custom", &w))
-                    .ok_or_else(|| {
-                        format!(
-                            "{custom:?} is not flat, office or 24 comma-separated hourly weights"
-                        )
-                    })
-            }
-        }
-    }
-}
-
-/// What to simulate. Times are in seconds.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Params {
-    /// Agents staffed for the whole simulation (at least 1).
-    pub agents: usize,
-    /// Mean arrival rate of the Poisson process.
-    pub arrivals_per_hour: f64,
-    /// Mean handle time.
-    pub aht: f64,
-    /// How handle times are distributed around `aht`.
-    pub handle_distribution: HandleDistribution,
-    /// How arrivals vary over the day.
-    pub profile: Profile,
-    /// Share of callers with VIP priority, 0 to 1.
-    pub vip_share: f64,
-    /// Length of the arrival window.
-    pub hours: f64,
-    /// Mean of the exponential patience after which a waiting caller hangs up.
-    pub patience: f64,
-    /// The estimator's `H` before any call has completed (`default_handle_time`).
-    pub default_handle_time: f64,
-    /// Seed of the random generator: the same parameters and seed give the same report.
-    pub seed: u64,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Self {
-            agents: 5,
-            arrivals_per_hour: 60.0,
-            aht: 240.0,
-            handle_distribution: HandleDistribution::Exponential,
-            profile: Profile::flat(),
-            vip_share: 0.1,
-            hours: 24.0,
-            patience: 180.0,
-            default_handle_time: 300.0,
-            seed: 1,
-        }
-    }
-}
-
-/// Why the parameters cannot be simulated.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ParamError {
-    /// A parameter is out of its range.
-    #[error("--{name} {value}: {reason}")]
-    OutOfRange {
-        /// The flag name, as on the command line.
-        name: &'static str,
-        /// The value given.
-        value: String,
-        /// The range it must be in.
-        reason: &'static str,
-    },
-    /// The parameters ask for more calls than [`MAX_EXPECTED_CALLS`].
-    #[error("{expected:.0} expected calls is more than the limit of {MAX_EXPECTED_CALLS:.0}")]
-    TooManyCalls {
-        /// `arrivals_per_hour × hours`.
-        expected: f64,
-    },
-}
-
-impl Params {
-    /// Checks every parameter, naming the first bad one.
-    pub fn validate(&self) -> Result<(), ParamError> {
-        let positive = |name, value: f64| {
-            if value.is_finite() && value > 0.0 {
-                Ok(())
-            } else {
-                Err(ParamError::OutOfRange {
-                    name,
-                    value: value.to_string(),
-                    reason: "must be a positive number",
-                })
-            }
-        };
-        if self.agents == 0 {
-            return Err(ParamError::OutOfRange {
-                name: "agents",
-                value: "0".into(),
-                reason: "at least one agent is needed",
-            });
-        }
-        positive("arrivals-per-hour", self.arrivals_per_hour)?;
-        positive("aht", self.aht)?;
-        positive("hours", self.hours)?;
-        positive("patience", self.patience)?;
-        positive("default-handle-time", self.default_handle_time)?;
-        if !(0.0..=1.0).contains(&self.vip_share) {
-            return Err(ParamError::OutOfRange {
-                name: "vip-share",
-                value: self.vip_share.to_string(),
-                reason: "must be between 0 and 1",
-            });
-        }
-        let expected = self.arrivals_per_hour * self.hours;
-        if expected > MAX_EXPECTED_CALLS {
-            return Err(ParamError::TooManyCalls { expected });
-        }
-        Ok(())
-    }
-}
+pub use params::{HandleDistribution, ParamError, Params, Profile};
 
 /// What one simulated caller went through; the report is computed from these.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +83,8 @@ pub struct CallerRecord {
     pub announced: Option<Announced>,
     /// How the call ended.
     pub outcome: Outcome,
+    /// Moved to the overflow queue at `max_wait` (`--overflow queue`).
+    pub moved: bool,
 }
 
 /// The entry announcement of a simulated caller who had to wait.
@@ -294,6 +113,11 @@ pub enum Outcome {
         /// Seconds from arrival to hang-up.
         wait: f64,
     },
+    /// Released at `max_wait` (`--overflow hangup`).
+    Overflowed {
+        /// Seconds from arrival to the release.
+        wait: f64,
+    },
 }
 
 /// Something that happens at a point of virtual time.
@@ -305,6 +129,8 @@ enum Event {
     Patience(u64),
     /// This agent finishes its call.
     Complete(usize),
+    /// This caller reaches `max_wait` (ignored if it is not waiting in the main queue).
+    MaxWait(u64),
 }
 
 /// Virtual time in whole microseconds, so event order is exact and total.
@@ -323,8 +149,11 @@ fn seconds(t: Micros) -> f64 {
 /// `origin` is the `Instant` virtual time 0 maps to (the queue engine takes `Instant`s);
 /// any value gives the same report.
 pub fn run(params: &Params, origin: Instant) -> Result<Report, ParamError> {
-    let callers = simulate(params, origin)?;
-    Ok(Report::new(params.clone(), &callers))
+    params.validate()?;
+    let mut sim = Sim::new(params, origin);
+    sim.run();
+    let duration = sim.last_event as f64 / 1e6;
+    Ok(Report::new(params.clone(), &sim.callers).with_agents(&sim.agent_records(), duration))
 }
 
 /// Runs the simulation and returns every caller's record, in arrival order.
@@ -355,10 +184,16 @@ struct Sim<'a> {
     waited_total: f64,
     /// VIP callers so far: the rate at which callers overtake normal ones.
     vip_arrivals: u64,
-    /// Free agents, longest idle first.
-    free: VecDeque<usize>,
+    /// The production dispatcher: who is free, and who takes which caller.
+    agents: Agents,
+    /// The second queue callers overflow to (`--overflow queue`).
+    overflow_queue: Option<QueueId>,
     /// When each agent's current call was answered.
     answered_at: Vec<Micros>,
+    /// Per agent: its tier (0: overflow queue only), calls answered, seconds on calls.
+    records: Vec<AgentRecord>,
+    /// Time of the last event processed.
+    last_event: Micros,
     callers: Vec<CallerRecord>,
     /// The instant virtual time 0 maps to.
     origin: Instant,
@@ -369,6 +204,44 @@ impl<'a> Sim<'a> {
     fn new(params: &'a Params, origin: Instant) -> Self {
         let mut queues = Queues::new();
         let queue = queues.add_queue("simulated", usize::MAX);
+        let overflow_queue = (params.overflow == OverflowTo::Queue && params.max_wait > 0.0)
+            .then(|| queues.add_queue("overflow", usize::MAX));
+        let mut records = Vec::new();
+        let mut specs = Vec::new();
+        for i in 0..params.agents + params.overflow_agents {
+            let tier = match i {
+                i if i >= params.agents => 0,
+                i if i >= params.agents - params.tier2_agents => 2,
+                _ => 1,
+            };
+            let serves = match (tier, overflow_queue) {
+                (0, Some(over)) => vec![over],
+                (_, Some(over)) => vec![queue, over],
+                _ => vec![queue],
+            };
+            specs.push(AgentSpec {
+                user: format!("agent{i}"),
+                queues: serves,
+                tiers: if tier == 2 {
+                    [(queue, 2)].into_iter().collect()
+                } else {
+                    Default::default()
+                },
+            });
+            records.push(AgentRecord {
+                tier,
+                calls: 0,
+                talk_s: 0.0,
+            });
+        }
+        let mut agents = Agents::new(specs);
+        agents.set_strategy(queue, params.strategy);
+        agents.seed(params.seed);
+        for i in 0..records.len() {
+            // Fresh ids of a fresh dispatcher: registering cannot be refused.
+            let _ = agents.registered(origin, AgentId(i));
+        }
+        while agents.poll_event().is_some() {}
         Self {
             params,
             rng: StdRng::seed_from_u64(params.seed),
@@ -382,8 +255,11 @@ impl<'a> Sim<'a> {
             abandons: 0,
             waited_total: 0.0,
             vip_arrivals: 0,
-            free: (0..params.agents).collect(),
-            answered_at: vec![0; params.agents],
+            agents,
+            overflow_queue,
+            answered_at: vec![0; records.len()],
+            records,
+            last_event: 0,
             callers: Vec::with_capacity((params.arrivals_per_hour * params.hours * 1.1) as usize),
             origin,
             end_of_arrivals: micros(params.hours * 3600.0),
@@ -436,10 +312,12 @@ impl<'a> Sim<'a> {
             self.schedule(first, Event::Arrival);
         }
         while let Some(Reverse((now, _, event))) = self.events.pop() {
+            self.last_event = now;
             match event {
                 Event::Arrival => self.arrive(now),
                 Event::Patience(id) => self.give_up(now, id),
                 Event::Complete(agent) => self.complete(now, agent),
+                Event::MaxWait(id) => self.max_wait(now, id),
             }
         }
     }
@@ -475,9 +353,13 @@ impl<'a> Sim<'a> {
                 seed,
             }),
             outcome: Outcome::Waiting,
+            moved: false,
         });
         let patience = micros(self.exponential(self.params.patience));
         self.schedule(now + patience, Event::Patience(id));
+        if self.params.max_wait > 0.0 {
+            self.schedule(now + micros(self.params.max_wait), Event::MaxWait(id));
+        }
         self.dispatch(now);
         // Put through at once: the caller never heard an announcement.
         if let Outcome::Answered { .. } = self.callers[id as usize].outcome {
@@ -504,18 +386,62 @@ impl<'a> Sim<'a> {
     fn complete(&mut self, now: Micros, agent: usize) {
         let handle = Duration::from_micros(now - self.answered_at[agent]);
         self.handle_times.record(handle);
-        self.free.push_back(agent);
+        self.records[agent].talk_s += handle.as_secs_f64();
+        let at = self.origin + Duration::from_micros(now);
+        // The agent was busy on this call: ending it cannot be refused.
+        let _ = self.agents.call_ended(at, AgentId(agent), Duration::ZERO);
         self.dispatch(now);
+    }
+
+    /// A caller reaches `max_wait` in the main queue: released, or moved to the overflow
+    /// queue at the place its arrival gives it there.
+    fn max_wait(&mut self, now: Micros, id: u64) {
+        let entry = EntryId(id);
+        if self.queues.queue_of(entry) != Some(self.queue) {
+            return; // answered, abandoned, or not in the main queue any more
+        }
+        let Some((_, left)) = self.queues.leave(entry, super::LeaveReason::Removed) else {
+            return;
+        };
+        let caller = &mut self.callers[id as usize];
+        let wait = seconds(now) - caller.arrived;
+        match self.overflow_queue {
+            Some(over) => {
+                caller.moved = true;
+                self.queues
+                    .join_with_seq(
+                        left.joined_at,
+                        over,
+                        entry,
+                        left.level,
+                        left.seq,
+                        EntryKind::Caller,
+                    )
+                    .expect("the overflow queue has no length limit and the entry just left");
+                self.dispatch(now);
+            }
+            None => {
+                caller.outcome = Outcome::Overflowed { wait };
+                self.waited_total += wait;
+                self.drain_queue_events();
+            }
+        }
+    }
+
+    /// Every agent's calls and talk time so far.
+    fn agent_records(&self) -> Vec<AgentRecord> {
+        self.records.clone()
     }
 
     /// Free agents take the head of the line until either runs out (docs/behaviour.md §5: dispatch on
     /// join and whenever an agent frees up).
     fn dispatch(&mut self, now: Micros) {
-        while let Some(&agent) = self.free.front() {
-            let Some((_, id)) = self.queues.next_for_agent(&[self.queue]) else {
-                break;
-            };
-            self.free.pop_front();
+        let at = self.origin + Duration::from_micros(now);
+        while let Some(assignment) = self.agents.assign_next(at, &self.queues, |_| false) {
+            let (agent, id) = (assignment.agent.0, assignment.entry);
+            // Just assigned, so ringing: answering at once cannot be refused.
+            let _ = self.agents.answered(at, assignment.agent);
+            self.records[agent].calls += 1;
             self.queues.leave(id, super::LeaveReason::Dispatched);
             let caller = &mut self.callers[id.0 as usize];
             let wait = seconds(now) - caller.arrived;
@@ -534,21 +460,23 @@ impl<'a> Sim<'a> {
             let handle = micros(self.handle_time()).max(1);
             self.schedule(now + handle, Event::Complete(agent));
         }
+        while self.agents.poll_event().is_some() {}
         self.drain_queue_events();
     }
 
     /// holdfast's forecast for a caller joining at `position`: every agent is on a call
     /// (otherwise the caller would be put through), for as long as it has been.
     fn forecast(&self, now: Micros, position: usize, vip: bool) -> Forecast {
-        let free: Vec<usize> = self.free.iter().copied().collect();
         let agents: Vec<AgentOutlook> = (0..self.params.agents)
             .map(|agent| {
-                if free.contains(&agent) {
-                    AgentOutlook::Free
-                } else {
+                let busy =
+                    self.agents.get(AgentId(agent)).map(|a| a.state()) == Some(AgentState::Busy);
+                if busy {
                     AgentOutlook::Busy {
                         elapsed: Duration::from_micros(now - self.answered_at[agent]),
                     }
+                } else {
+                    AgentOutlook::Free
                 }
             })
             .collect();

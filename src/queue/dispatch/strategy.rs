@@ -52,6 +52,25 @@ impl Strategy {
     }
 }
 
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        const ALL: [Strategy; 7] = [
+            Strategy::LongestIdle,
+            Strategy::RoundRobin,
+            Strategy::FewestCalls,
+            Strategy::LeastTalkTime,
+            Strategy::RingAll,
+            Strategy::Linear,
+            Strategy::Random,
+        ];
+        ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+            format!("{s:?} is not one of {}", names.join(", "))
+        })
+    }
+}
+
 /// One free agent that would take the queue's caller now.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Candidate<'a> {

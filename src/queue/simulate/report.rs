@@ -19,6 +19,8 @@ pub struct Report {
     pub priorities: Vec<PriorityReport>,
     /// All callers together.
     pub total: PriorityReport,
+    /// How the work was spread over the agents.
+    pub agents: Option<super::AgentsReport>,
 }
 
 /// Waits, abandons, service level and estimate error for one group of callers.
@@ -34,6 +36,11 @@ pub struct PriorityReport {
     pub answered_at_once: usize,
     /// Callers who hung up while waiting.
     pub abandoned: usize,
+    /// Callers released at `max_wait` (`--overflow hangup`).
+    pub overflowed: usize,
+    /// Callers moved to the overflow queue at `max_wait` (`--overflow queue`); they are
+    /// then answered or abandon there, and count as such too.
+    pub moved: usize,
     /// `abandoned / offered`; 0 when nobody called.
     pub abandon_rate: f64,
     /// Mean wait of the answered callers, seconds.
@@ -147,8 +154,10 @@ impl PriorityReport {
         let mut phrases: std::collections::BTreeMap<u64, (WaitBucket, usize, usize)> =
             std::collections::BTreeMap::new();
         let mut told_next = 0;
+        let (mut overflowed, mut moved) = (0, 0);
         for caller in callers {
             offered += 1;
+            moved += usize::from(caller.moved);
             match caller.outcome {
                 Outcome::Answered { wait } => {
                     waits.push(wait);
@@ -175,6 +184,7 @@ impl PriorityReport {
                     }
                 }
                 Outcome::Abandoned { .. } => abandoned += 1,
+                Outcome::Overflowed { .. } => overflowed += 1,
                 // The simulation runs until nobody waits; count it as neither if it did not.
                 Outcome::Waiting => {}
             }
@@ -191,6 +201,8 @@ impl PriorityReport {
             answered: waits.len(),
             answered_at_once,
             abandoned,
+            overflowed,
+            moved,
             abandon_rate: ratio(abandoned, offered),
             mean_wait_s: mean(waits.iter().copied()),
             p90_wait_s: p90,
@@ -232,7 +244,14 @@ impl Report {
                 PriorityReport::new("normal", callers.iter().filter(|c| !c.vip)),
             ],
             total: PriorityReport::new("all", callers.iter()),
+            agents: None,
         }
+    }
+
+    /// The report with the agents' figures of a run lasting `duration_s` seconds.
+    pub fn with_agents(mut self, agents: &[super::AgentRecord], duration_s: f64) -> Self {
+        self.agents = Some(super::AgentsReport::new(agents, duration_s));
+        self
     }
 }
 
@@ -257,6 +276,23 @@ impl fmt::Display for Report {
             p.vip_share,
             p.seed
         )?;
+        write!(f, "routing: strategy {}", p.strategy.as_str())?;
+        if p.tier2_agents > 0 {
+            write!(f, ", {} of the agents in tier 2", p.tier2_agents)?;
+        }
+        if p.max_wait > 0.0 {
+            match p.overflow {
+                super::OverflowTo::Hangup => {
+                    write!(f, ", max wait {} s then released", p.max_wait)?;
+                }
+                super::OverflowTo::Queue => write!(
+                    f,
+                    ", max wait {} s then to an overflow queue with {} agents of its own",
+                    p.max_wait, p.overflow_agents
+                )?,
+            }
+        }
+        writeln!(f)?;
         writeln!(f)?;
         writeln!(
             f,
@@ -286,6 +322,16 @@ impl fmt::Display for Report {
                 r.max_wait_s,
                 pct(r.service_level),
             )?;
+        }
+        if p.max_wait > 0.0 {
+            writeln!(
+                f,
+                "at max wait: {} released, {} moved to the overflow queue",
+                self.total.overflowed, self.total.moved
+            )?;
+        }
+        if let Some(agents) = &self.agents {
+            write!(f, "{agents}")?;
         }
         writeln!(f)?;
         writeln!(

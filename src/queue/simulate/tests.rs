@@ -1,4 +1,5 @@
 use super::*;
+use crate::queue::dispatch::Strategy;
 
 fn day(agents: usize, seed: u64) -> Params {
     Params {
@@ -11,7 +12,7 @@ fn day(agents: usize, seed: u64) -> Params {
 fn check_consistent(report: &Report) {
     let rows = report.priorities.iter().chain([&report.total]);
     for r in rows {
-        assert_eq!(r.offered, r.answered + r.abandoned, "{r:?}");
+        assert_eq!(r.offered, r.answered + r.abandoned + r.overflowed, "{r:?}");
         assert_eq!(
             r.answered_at_once + r.estimate.told_next + r.estimate.compared,
             r.answered,
@@ -48,7 +49,9 @@ fn every_caller_is_answered_or_abandons_with_a_non_negative_wait() {
     assert!((1200..1700).contains(&callers.len()), "{}", callers.len());
     for c in &callers {
         match c.outcome {
-            Outcome::Answered { wait } | Outcome::Abandoned { wait } => assert!(wait >= 0.0),
+            Outcome::Answered { wait }
+            | Outcome::Abandoned { wait }
+            | Outcome::Overflowed { wait } => assert!(wait >= 0.0),
             Outcome::Waiting => panic!("simulation ended with a caller waiting: {c:?}"),
         }
         assert!(c.arrived <= params.hours * 3600.0);
@@ -195,4 +198,108 @@ fn ten_thousand_calls_in_a_day_complete() {
     let report = run(&params, Instant::now()).unwrap();
     assert!(report.total.offered > 9_000);
     check_consistent(&report);
+}
+
+fn routed(strategy: Strategy, tier2: usize, max_wait: f64, overflow: OverflowTo) -> Params {
+    Params {
+        agents: 5,
+        arrivals_per_hour: 65.0,
+        hours: 12.0,
+        strategy,
+        tier2_agents: tier2,
+        max_wait,
+        overflow,
+        ..Params::default()
+    }
+}
+
+#[test]
+fn the_strategy_decides_how_evenly_calls_are_spread() {
+    let spread = |strategy| {
+        let report = run(
+            &routed(strategy, 0, 0.0, OverflowTo::Hangup),
+            Instant::now(),
+        )
+        .unwrap();
+        check_consistent(&report);
+        let agents = report.agents.unwrap();
+        agents.calls_max - agents.calls_min
+    };
+    let (linear, fewest, idle) = (
+        spread(Strategy::Linear),
+        spread(Strategy::FewestCalls),
+        spread(Strategy::LongestIdle),
+    );
+    // Linear loads the first agents in the file; fewest-calls evens the count out.
+    assert!(
+        linear > 3 * fewest.max(1),
+        "linear {linear}, fewest-calls {fewest}"
+    );
+    assert!(fewest <= idle, "fewest-calls {fewest}, longest-idle {idle}");
+}
+
+#[test]
+fn tier_two_agents_work_only_while_tier_one_is_busy() {
+    // A moderate load (about 2.7 of 5 agents busy on average).
+    let params = Params {
+        arrivals_per_hour: 40.0,
+        ..routed(Strategy::LongestIdle, 2, 0.0, OverflowTo::Hangup)
+    };
+    let report = run(&params, Instant::now()).unwrap();
+    let agents = report.agents.unwrap();
+    let tier2 = agents.tier2_occupancy.unwrap();
+    assert!(
+        tier2 < agents.tier1_occupancy * 0.8,
+        "tier 1 {:.3}, tier 2 {tier2:.3}",
+        agents.tier1_occupancy
+    );
+}
+
+#[test]
+fn max_wait_releases_each_caller_at_exactly_its_limit_or_moves_it() {
+    let params = routed(Strategy::LongestIdle, 0, 30.0, OverflowTo::Hangup);
+    params.validate().unwrap();
+    let mut sim = Sim::new(&params, Instant::now());
+    sim.run();
+    let mut released = 0;
+    for c in &sim.callers {
+        match c.outcome {
+            Outcome::Overflowed { wait } => {
+                released += 1;
+                assert!((wait - 30.0).abs() < 1e-6, "{c:?}");
+            }
+            Outcome::Answered { wait } | Outcome::Abandoned { wait } => {
+                assert!(wait <= 30.0 + 1e-6, "{c:?}")
+            }
+            Outcome::Waiting => panic!("{c:?}"),
+        }
+    }
+    assert!(released > 10, "{released}");
+    let report = run(&params, Instant::now()).unwrap();
+    check_consistent(&report);
+    assert_eq!(report.total.overflowed, released);
+    // To a queue instead: nobody is released, the same callers are moved and then served
+    // (or abandon) there.
+    let mut moved = routed(Strategy::LongestIdle, 0, 30.0, OverflowTo::Queue);
+    moved.overflow_agents = 1;
+    let report = run(&moved, Instant::now()).unwrap();
+    check_consistent(&report);
+    assert_eq!(report.total.overflowed, 0);
+    assert!(report.total.moved > 10, "{}", report.total.moved);
+    assert!(report.agents.unwrap().overflow_occupancy.unwrap() > 0.0);
+}
+
+#[test]
+fn routing_flags_are_checked() {
+    let mut params = routed(Strategy::Random, 5, 0.0, OverflowTo::Hangup);
+    assert!(params.validate().is_err(), "no tier-1 agent left");
+    params.tier2_agents = 0;
+    params.overflow_agents = 2;
+    assert!(
+        params.validate().is_err(),
+        "overflow agents without an overflow queue"
+    );
+    params.overflow_agents = 0;
+    params.max_wait = -1.0;
+    assert!(params.validate().is_err());
 }
