@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use common::{Holdfast, RawUa, Setup, pcmu_offer, sipp};
 
-const CONFIG: &str = "[[queue]]\nname = \"support\"\n\n\
+const CONFIG: &str = "[[queue]]\nname = \"support\"\nstrategy = \"fewest-calls\"\n\n\
+[[queue]]\nname = \"night\"\nhours = [\"Mon-Sun 00:00-00:01\"]\n\n\
 [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
 [[vip]]\ncaller = \"+15550009999\"\npriority = \"vip\"\n\n\
-[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n";
+[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\nqueues = [\"support\"]\n\n\
+[[agent]]\nuser = \"bob\"\npassword = \"bob-secret\"\ntiers = { support = 2 }\n";
 
 /// Headless Chromium with a fresh profile, driven over the DevTools protocol (a minimal
 /// WebSocket client below: no browser driver to install). Killed on drop.
@@ -314,6 +316,21 @@ fn wallboard_in_headless_chromium_shows_waiting_callers_and_busy_agent() {
         .find(|l| l.starts_with("alice"))
         .unwrap_or_else(|| panic!("alice not shown:\n{text}"));
     assert!(agent_line.contains("busy"), "alice busy: {agent_line:?}");
+    // The routing rules show: the queue's strategy, bob's tier, a queue closed now (open
+    // one minute a day, at midnight UTC).
+    assert!(text.contains("fewest-calls"), "{text}");
+    let bob_line = text
+        .lines()
+        .find(|l| l.starts_with("bob"))
+        .unwrap_or_else(|| panic!("bob not shown:\n{text}"));
+    assert!(bob_line.contains("support 2"), "bob's tier: {bob_line:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now % 86_400 >= 120 {
+        assert!(text.contains("CLOSED"), "the night queue is closed:\n{text}");
+    }
     eprintln!("wallboard text:\n{text}");
 
     let shot = browser.call(
