@@ -286,3 +286,43 @@ fn ring_all_rings_three_phones_and_cancels_the_two_that_did_not_answer() {
         "{log}"
     );
 }
+
+/// `resume_within`: a caller who hangs up and calls again from the same number gets its
+/// old place back (ahead of a caller who came after it), once; the next time it queues at
+/// the back like anyone.
+#[test]
+fn a_caller_who_calls_again_within_resume_within_gets_its_place_back_once() {
+    let api_port = common::phones::free_tcp_port();
+    let mut config = setup(57_000, "resume_within = 60", &[]);
+    config.admin = format!("listen = \"127.0.0.1:{api_port}\"\n");
+    let holdfast = Holdfast::start("routing-resume", &config);
+    let api: std::net::SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
+    let offer = common::pcmu_offer(9);
+    let line = || -> Vec<String> {
+        common::api::get_json(api, "/api/queues")[0]["waiting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["caller"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let first = common::RawUa::new("127.0.0.1", holdfast.sip);
+    let call = first.invite("100", "+15550000001", &offer);
+    assert_eq!(call.code, 200, "{}", holdfast.log());
+    let second = common::RawUa::new("127.0.0.1", holdfast.sip);
+    assert_eq!(second.invite("100", "+15550000002", &offer).code, 200);
+    assert_eq!(line(), ["+15550000001", "+15550000002"]);
+    // The first caller hangs up, and calls again from another phone line: first again.
+    assert_eq!(first.request(&call, "BYE", 2, "").map(|r| r.0), Some(200));
+    assert_eq!(line(), ["+15550000002"]);
+    let again = common::RawUa::new("127.0.0.1", holdfast.sip);
+    let call = again.invite("100", "+15550000001", &offer);
+    assert_eq!(call.code, 200);
+    assert_eq!(line(), ["+15550000001", "+15550000002"], "its old place");
+    assert!(holdfast.log().contains("resume"), "{}", holdfast.log());
+    // Once: hanging up and calling again now puts it at the back.
+    assert_eq!(again.request(&call, "BYE", 2, "").map(|r| r.0), Some(200));
+    let third = common::RawUa::new("127.0.0.1", holdfast.sip);
+    assert_eq!(third.invite("100", "+15550000001", &offer).code, 200);
+    assert_eq!(line(), ["+15550000002", "+15550000001"]);
+}
