@@ -431,6 +431,8 @@ pub struct QueueConfig {
     /// Seconds during which a caller who hung up while waiting gets its place back by
     /// calling again from the same number; 0 = off.
     pub resume_within: u64,
+    /// The language its callers hear when their route names none (`en`, `es`, `de`).
+    pub language: crate::media::prompts::Language,
 }
 
 /// `[[queue]] when_no_agents` (docs/behaviour.md §3).
@@ -490,6 +492,7 @@ impl Default for QueueConfig {
             timezone: "UTC".into(),
             closed: "hangup".into(),
             resume_within: 0,
+            language: crate::media::prompts::Language::En,
         }
     }
 }
@@ -541,6 +544,9 @@ pub struct Route {
     pub queue: String,
     /// Name of the priority from `[priorities]`.
     pub priority: String,
+    /// The language its callers hear (`en`, `es`, `de`); left out: the queue's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<crate::media::prompts::Language>,
 }
 
 impl Default for Route {
@@ -549,6 +555,7 @@ impl Default for Route {
             number: String::new(),
             queue: String::new(),
             priority: "normal".to_owned(),
+            language: None,
         }
     }
 }
@@ -669,6 +676,37 @@ impl Config {
         self.trunks.iter().any(|trunk| {
             trunk.trust_asserted_identity && trunk.allow.iter().any(|cidr| cidr.contains(ip))
         })
+    }
+
+    /// The language a caller dialling `dialled_user` hears: its route's, else its queue's.
+    pub fn language(&self, dialled_user: &str) -> crate::media::prompts::Language {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.number == dialled_user)
+            .or_else(|| self.routes.iter().find(|r| r.number == "*"));
+        route
+            .and_then(|r| {
+                r.language
+                    .or_else(|| self.queue_index(&r.queue).map(|i| self.queues[i].language))
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every language a route or queue speaks, English first (always loaded).
+    pub fn languages(&self) -> Vec<crate::media::prompts::Language> {
+        let mut all = vec![crate::media::prompts::Language::En];
+        let used = self
+            .routes
+            .iter()
+            .filter_map(|r| r.language)
+            .chain(self.queues.iter().map(|q| q.language));
+        for language in used {
+            if !all.contains(&language) {
+                all.push(language);
+            }
+        }
+        all
     }
 
     /// Where a call goes: (queue index, priority level). The exact `number` route wins over

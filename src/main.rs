@@ -172,6 +172,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(config) => {
                 print!("{}", config.to_toml_string());
+                for (dir, missing) in holdfast::server::missing_clips(&config) {
+                    eprintln!(
+                        "{}: prompt pack has no clip {} (the built-in clip is spoken instead)",
+                        dir.display(),
+                        missing.join(", ")
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

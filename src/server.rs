@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::media::audio;
 use crate::media::engine::MediaEngine;
 use crate::media::g711::Law;
-use crate::media::prompts::Prompts;
+use crate::media::prompts::{PromptPacks, Prompts};
 use crate::store::{CallbackId, CallbackState, KeptKind, Record, StoreHandle};
 
 mod cluster;
@@ -114,13 +114,68 @@ pub fn load_music(config: &Config) -> Result<HoldMusic, audio::AudioError> {
 
 /// The clip pack: the built-in English one, with clips from `[media] prompts` replacing
 /// it one by one when that directory exists (users drop in recordings with the same names).
-pub fn load_prompts(config: &Config) -> Result<Prompts, crate::media::prompts::PromptError> {
+pub fn load_prompts(config: &Config) -> Result<PromptPacks, crate::media::prompts::PromptError> {
     let dir = &config.media.prompts;
-    if dir == Path::new(DEFAULT_PROMPTS) && !dir.exists() {
-        Prompts::embedded()
+    let english = if dir == Path::new(DEFAULT_PROMPTS) && !dir.exists() {
+        Prompts::embedded()?
     } else {
-        Prompts::load(dir)
+        Prompts::load(dir)?
+    };
+    let mut others = Vec::new();
+    for language in config.languages().into_iter().skip(1) {
+        let dir = language_dir(config, language);
+        others.push(if dir.is_dir() {
+            Prompts::load_in(language, &dir)?
+        } else {
+            Prompts::embedded_in(language)?
+        });
     }
+    Ok(PromptPacks::new(english, others))
+}
+
+/// Packs on disk that lack clips their language needs (`check-config`): each directory of
+/// a language a route or queue speaks, with the clip names it has no file for (the
+/// built-in clip is spoken instead). A language without a directory uses its built-in
+/// pack whole and is not listed.
+pub fn missing_clips(config: &Config) -> Vec<(std::path::PathBuf, Vec<&'static str>)> {
+    let mut report = Vec::new();
+    for language in config.languages() {
+        let dir = match language {
+            crate::media::prompts::Language::En => config.media.prompts.clone(),
+            other => language_dir(config, other),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let stems: std::collections::HashSet<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                path.file_stem().and_then(|s| s.to_str()).map(str::to_owned)
+            })
+            .collect();
+        let missing: Vec<&'static str> = Prompts::clip_names_in(language)
+            .filter(|name| !stems.contains(*name))
+            .collect();
+        if !missing.is_empty() {
+            report.push((dir, missing));
+        }
+    }
+    report
+}
+
+/// Where `language`'s own recordings go: beside the English pack's directory
+/// (`media/prompts/es` next to `media/prompts/en`). A directory that does not exist means
+/// the built-in pack.
+pub fn language_dir(
+    config: &Config,
+    language: crate::media::prompts::Language,
+) -> std::path::PathBuf {
+    let english = &config.media.prompts;
+    english
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(language.code())
 }
 
 /// Raise the open-file limit to its hard maximum: every held call owns an RTP socket.

@@ -87,3 +87,84 @@ fn entry_announcement_then_music_then_the_next_announcement() {
         "second announcement after {gap_s:.2} s"
     );
 }
+
+/// `[[route]] language = "es"`: a caller on that route hears the Spanish pack's clips,
+/// composed by Spanish rules, byte for byte; a caller on another route of the same queue
+/// hears English.
+#[test]
+fn a_caller_routed_to_spanish_hears_the_spanish_clips() {
+    let mut setup = Setup::new(36_200);
+    setup.extra = "[[queue]]\nname = \"support\"\ncallback_threshold = 0\n\n\
+                   [[route]]\nnumber = \"300\"\nqueue = \"support\"\nlanguage = \"es\"\n\n\
+                   [[route]]\nnumber = \"*\"\nqueue = \"support\"\n"
+        .into();
+    let holdfast = Holdfast::start("announce-es", &setup);
+    let listen = |user: &str, number: &str| {
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rtp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        let ua = RawUa::new("127.0.0.1", holdfast.sip);
+        let call = ua.invite(user, number, &pcmu_offer(port));
+        assert_eq!(call.code, 200, "{}", call.response);
+        (ua, call, rtp)
+    };
+    let capture = |rtp: &UdpSocket, seconds: u64| {
+        let mut heard = Vec::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < Duration::from_secs(seconds) {
+            if let Ok((len, _)) = rtp.recv_from(&mut buf)
+                && len > 12
+            {
+                heard.extend_from_slice(&buf[12..len]);
+            }
+        }
+        heard
+    };
+    // First a caller on the English route, then one on 300 (Spanish) at position 2.
+    let (en_ua, en_call, en_rtp) = listen("100", "+15551230001");
+    let english = capture(&en_rtp, 4);
+    let (es_ua, es_call, es_rtp) = listen("300", "+15551230002");
+    let spanish = capture(&es_rtp, 9);
+    for (ua, call) in [(&en_ua, &en_call), (&es_ua, &es_call)] {
+        assert_eq!(ua.request(call, "BYE", 2, "").unwrap().0, 200);
+    }
+    let packs = |language| holdfast::media::prompts::Prompts::embedded_in(language).unwrap();
+    let es = packs(holdfast::media::prompts::Language::Es);
+    let en = packs(holdfast::media::prompts::Language::En);
+    let next = Announcement::Position {
+        position: 1,
+        wait: SpokenWait::LessThanAMinute,
+    };
+    assert!(find(&english, &en.render(&next, Law::Mu).to_bytes(), 0).is_some());
+    // "Usted es el número dos en la cola. El tiempo de espera estimado es de ..." — the
+    // sentence up to the wait, whatever the estimate: the position sentence's frames.
+    let numero = es.render(
+        &Announcement::Position {
+            position: 2,
+            wait: SpokenWait::MoreThanTen,
+        },
+        Law::Mu,
+    );
+    let clip = |name: &str| {
+        let pcm = es.clip(name).unwrap();
+        holdfast::media::audio::frames(pcm, Law::Mu)
+    };
+    for name in [
+        "usted-es-el-numero",
+        "num-2",
+        "en-la-cola",
+        "el-tiempo-de-espera-estimado-es",
+    ] {
+        assert!(
+            find(&spanish, &clip(name), 0).is_some(),
+            "the Spanish caller heard {name}"
+        );
+        assert!(
+            find(&english, &clip(name), 0).is_none(),
+            "not the English one"
+        );
+    }
+    assert!(numero.duration() > Duration::from_secs(3));
+}

@@ -329,7 +329,10 @@ fn wallboard_in_headless_chromium_shows_waiting_callers_and_busy_agent() {
         .unwrap()
         .as_secs();
     if now % 86_400 >= 120 {
-        assert!(text.contains("CLOSED"), "the night queue is closed:\n{text}");
+        assert!(
+            text.contains("CLOSED"),
+            "the night queue is closed:\n{text}"
+        );
     }
     eprintln!("wallboard text:\n{text}");
 

@@ -93,6 +93,8 @@ pub struct Call {
     pub ring_too: Vec<super::LegKey>,
     /// An agent's own call to a feature code (`[codes]`): no caller, so no call events.
     pub service: bool,
+    /// The language the caller hears (its route's, else its queue's).
+    pub language: crate::media::prompts::Language,
     /// Our side of the session: the answer in our 200 OK, and the answers to re-offers
     /// (RFC 3264 §8: the version grows only when the SDP changes).
     pub local: super::session::LocalSdp,
@@ -170,6 +172,7 @@ impl Call {
             leg: None,
             ring_too: Vec::new(),
             service: false,
+            language: crate::media::prompts::Language::En,
             local: new.local,
             answer_sdp: new.answer_sdp,
             caller_holds: false,

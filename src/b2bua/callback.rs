@@ -175,10 +175,10 @@ impl B2bua {
         if !offer {
             return frames;
         }
-        let offer = self
-            .audio
-            .prompts
-            .render(&Announcement::CallbackOffer, law(call.codec));
+        let offer =
+            self.audio
+                .prompts
+                .render(call.language, &Announcement::CallbackOffer, law(call.codec));
         let starts = now + frames.duration();
         frames.append(&offer);
         call.offer_from = Some(call.offer_from.map_or(starts, |at| at.min(starts)));
@@ -312,6 +312,7 @@ impl B2bua {
             .insert(entry, Callback::new(id, queue, number.clone(), 0), None);
         if let Some(call) = self.calls.get(&token) {
             let frames = self.audio.prompts.render(
+                call.language,
                 &Announcement::CallbackConfirm { digits: number },
                 law(call.codec),
             );

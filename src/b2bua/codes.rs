@@ -83,7 +83,10 @@ impl B2bua {
         } else {
             Announcement::AgentAvailable
         };
-        let frames = self.audio.prompts.render(&said, law(codec));
+        let frames =
+            self.audio
+                .prompts
+                .render(crate::media::prompts::Language::En, &said, law(codec));
         self.media.prompt_now(stream, frames);
         // Its end hangs up, as for a callback's confirmation.
         self.callbacks.confirming(stream, call_key);

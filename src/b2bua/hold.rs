@@ -66,14 +66,14 @@ impl B2bua {
             let Some(position) = spoken else {
                 continue;
             };
-            let (stream, codec) = (call.stream, call.codec);
+            let (stream, codec, language) = (call.stream, call.codec, call.language);
             let staffed = self.agents.staffed(queue);
             let estimate = self.tell_wait(now, queue, call_key.entry(), position);
             let announcement = super::announce::position_announcement(position, estimate);
-            let frames = self
-                .audio
-                .prompts
-                .render(&announcement, super::callback::law(codec));
+            let frames =
+                self.audio
+                    .prompts
+                    .render(language, &announcement, super::callback::law(codec));
             let frames = self.with_callback_offer(now, call_key, queue, estimate, frames);
             self.media.prompt(stream, frames);
             let mut facts = self.leg_facts(queue, None, call_key);

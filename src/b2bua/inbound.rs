@@ -202,7 +202,9 @@ impl B2bua {
             tracing::error!(%error, "queue join failed after admission");
         }
         self.drain_queue_events(now);
-        Ok(opened.into_call(now, key, request, source, caller, Some(queue_id)))
+        let mut call = opened.into_call(now, key, request, source, caller, Some(queue_id));
+        call.language = self.config.language(&dialled);
+        Ok(call)
     }
 
     /// The SDP answer to an INVITE's offer: a codec both sides have, SRTP keys when the

@@ -63,7 +63,7 @@ pub use legs::DispatchError;
 pub use media::{MediaCommand, MediaPlane, NoFreePort};
 
 use crate::config::Config;
-use crate::media::prompts::Prompts;
+use crate::media::prompts::PromptPacks;
 use crate::queue::dispatch::{AgentSpec, Agents};
 use crate::queue::estimate::HandleTimes;
 use crate::queue::{EntryId, LeaveReason, QueueId, Queues};
@@ -133,8 +133,8 @@ impl Signalling {
 pub struct Audio {
     /// The hold music per codec.
     pub music: HoldMusic,
-    /// The announcement clips.
-    pub prompts: Prompts,
+    /// The announcement clips, one pack per language spoken.
+    pub prompts: PromptPacks,
 }
 
 /// What the controller counts: its own counters and the call-event observations.
@@ -227,7 +227,7 @@ impl B2bua {
     pub fn new(
         config: Config,
         music: HoldMusic,
-        prompts: Prompts,
+        prompts: impl Into<PromptPacks>,
         now: Instant,
         seed: u64,
     ) -> Self {
@@ -283,7 +283,10 @@ impl B2bua {
                 ids,
             },
             media,
-            audio: Audio { music, prompts },
+            audio: Audio {
+                music,
+                prompts: prompts.into(),
+            },
             queues,
             calls: Calls::default(),
             next_key: 1,

@@ -92,14 +92,14 @@ impl B2bua {
                     return;
                 };
                 call.announce = None;
-                let (stream, codec) = (call.stream, call.codec);
+                let (stream, codec, language) = (call.stream, call.codec, call.language);
                 self.calls.schedule(call_key, CallTimer::Announce, None);
                 let message = if because == "closed" {
                     Announcement::Closed
                 } else {
                     Announcement::Goodbye
                 };
-                let frames = self.audio.prompts.render(&message, law(codec));
+                let frames = self.audio.prompts.render(language, &message, law(codec));
                 self.media.prompt_now(stream, frames);
                 self.callbacks.confirming(stream, call_key);
             }
@@ -115,11 +115,11 @@ impl B2bua {
                     return;
                 }
                 call.offer_from = Some(call.offer_from.map_or(now, |at| at.min(now)));
-                let (stream, codec) = (call.stream, call.codec);
-                let frames = self
-                    .audio
-                    .prompts
-                    .render(&Announcement::CallbackOffer, law(codec));
+                let (stream, codec, language) = (call.stream, call.codec, call.language);
+                let frames =
+                    self.audio
+                        .prompts
+                        .render(language, &Announcement::CallbackOffer, law(codec));
                 self.media.prompt_now(stream, frames);
                 self.callbacks.offer_heard(stream, call_key);
             }

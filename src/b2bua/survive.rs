@@ -68,6 +68,9 @@ struct KeptCall {
     offer_from_ms: Option<i64>,
     /// The agent it talks to.
     agent: Option<KeptLeg>,
+    /// The language it hears (kept by a process from before languages: English).
+    #[serde(default)]
+    language: crate::media::prompts::Language,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -249,6 +252,7 @@ impl B2bua {
             media: call.media,
             local: call.local.clone(),
             caller_holds: call.caller_holds,
+            language: call.language,
             session: call.session.as_ref().map(|s| KeptSession {
                 interval_secs: s.interval.as_secs(),
                 we_refresh: s.we_refresh,
@@ -327,6 +331,7 @@ impl B2bua {
         });
         call.state = CallState::Confirmed;
         call.caller_holds = kept.caller_holds;
+        call.language = kept.language;
         call.offer_from = kept.offer_from_ms.map(|ms| self.instant_of(now, ms));
         call.kept = true;
         if kept.place.is_none() {

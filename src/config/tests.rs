@@ -175,6 +175,7 @@ fn expected_demo() -> Config {
         number: number.into(),
         queue: queue.into(),
         priority: "normal".into(),
+        language: None,
     };
     Config {
         trunks: vec![Trunk {

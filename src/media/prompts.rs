@@ -21,6 +21,7 @@
 //! Rendering runs on the call controller's thread, never on the media clock: it is one
 //! walk over a script of a few dozen parts.
 
+pub mod lang;
 mod pack;
 mod script;
 
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+pub use lang::Language;
 pub use script::{
     Announcement, DIGIT_GAP, LEAD_IN, MAX_SPOKEN_NUMBER, Part, SENTENCE_GAP, SpokenWait, TAIL,
     WORD_GAP, number_words,
@@ -89,6 +91,8 @@ pub struct Prompts {
     clips: HashMap<&'static str, Clip>,
     /// `SILENCE_FRAMES` frames of silence, µ-law then A-law.
     silence: [Bytes; 2],
+    /// The language the clips speak, whose rules compose the announcements.
+    language: Language,
     /// Clips that came from the prompts directory rather than the embedded pack.
     replaced: Vec<&'static str>,
     /// Audio files in the prompts directory whose stem names no clip (likely a typo).
@@ -112,13 +116,23 @@ fn pause_frames(length: std::time::Duration) -> usize {
 impl Prompts {
     /// The embedded English pack alone.
     pub fn embedded() -> Result<Self, PromptError> {
-        Self::build(HashMap::new(), Vec::new())
+        Self::embedded_in(Language::En)
+    }
+
+    /// The embedded pack of `language` alone.
+    pub fn embedded_in(language: Language) -> Result<Self, PromptError> {
+        Self::build(language, HashMap::new(), Vec::new())
     }
 
     /// The embedded pack with every clip found in `dir` replacing the embedded one of the
     /// same name. Files of other types (the manifest, a README) are skipped; audio files
     /// whose stem names no clip are listed by [`Prompts::ignored`].
     pub fn load(dir: &Path) -> Result<Self, PromptError> {
+        Self::load_in(Language::En, dir)
+    }
+
+    /// [`Prompts::load`] for `language`'s pack.
+    pub fn load_in(language: Language, dir: &Path) -> Result<Self, PromptError> {
         let listing_error = |source| PromptError::Directory {
             dir: dir.display().to_string(),
             source,
@@ -135,7 +149,8 @@ impl Prompts {
                 continue;
             }
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            let Some(&(name, _)) = pack::EMBEDDED.iter().find(|(name, _)| *name == stem) else {
+            let embedded = pack::embedded(language);
+            let Some(&(name, _)) = embedded.iter().find(|(name, _)| *name == stem) else {
                 ignored.push(path);
                 continue;
             };
@@ -148,17 +163,19 @@ impl Prompts {
             }
         }
         ignored.sort();
-        Self::build(found, ignored)
+        Self::build(language, found, ignored)
     }
 
     /// Decodes each clip once: from its replacement file if there is one, else embedded.
     fn build(
+        language: Language,
         replacements: HashMap<&'static str, PathBuf>,
         ignored: Vec<PathBuf>,
     ) -> Result<Self, PromptError> {
-        let mut clips = HashMap::with_capacity(pack::EMBEDDED.len());
+        let embedded = pack::embedded(language);
+        let mut clips = HashMap::with_capacity(embedded.len());
         let mut replaced = Vec::new();
-        for &(name, bytes) in pack::EMBEDDED {
+        for &(name, bytes) in embedded {
             let pcm = match replacements.get(name) {
                 Some(path) => {
                     replaced.push(name);
@@ -178,9 +195,15 @@ impl Prompts {
                 audio::frames(&silence, Law::Mu),
                 audio::frames(&silence, Law::A),
             ],
+            language,
             replaced,
             ignored,
         })
+    }
+
+    /// The language the clips speak.
+    pub fn language(&self) -> Language {
+        self.language
     }
 
     /// Names of the clips replaced from the prompts directory, sorted.
@@ -193,9 +216,14 @@ impl Prompts {
         &self.ignored
     }
 
-    /// Every clip name of the pack (the file stems a user may record).
+    /// Every clip name of the English pack (the file stems a user may record).
     pub fn clip_names() -> impl Iterator<Item = &'static str> {
-        pack::EMBEDDED.iter().map(|&(name, _)| name)
+        Self::clip_names_in(Language::En)
+    }
+
+    /// Every clip name of `language`'s pack.
+    pub fn clip_names_in(language: Language) -> impl Iterator<Item = &'static str> {
+        pack::embedded(language).iter().map(|&(name, _)| name)
     }
 
     /// The decoded PCM of one clip (8 kHz mono), e.g. to compare captured audio against.
@@ -208,7 +236,7 @@ impl Prompts {
     /// frames).
     pub fn compose(&self, announcement: &Announcement) -> Vec<i16> {
         let mut pcm = Vec::new();
-        for part in announcement.script() {
+        for part in announcement.script_in(self.language) {
             match part {
                 Part::Clip(name) => {
                     let clip = self.clip(name).unwrap_or_default();
@@ -235,7 +263,7 @@ impl Prompts {
                     .expect("clips and silence are encoded as whole frames");
             }
         };
-        for part in announcement.script() {
+        for part in announcement.script_in(self.language) {
             match part {
                 Part::Clip(name) => {
                     if let Some(clip) = self.clips.get(name) {
@@ -253,6 +281,47 @@ impl Prompts {
             }
         }
         prompt
+    }
+}
+
+/// One pack per language a route or queue speaks, English always among them: what the
+/// controller renders announcements with.
+#[derive(Debug)]
+pub struct PromptPacks {
+    /// English first.
+    packs: Vec<Prompts>,
+}
+
+impl PromptPacks {
+    /// `english` and the other packs (a second pack of a language replaces the first).
+    pub fn new(english: Prompts, others: impl IntoIterator<Item = Prompts>) -> Self {
+        let mut packs = vec![english];
+        for pack in others {
+            packs.retain(|p| p.language() != pack.language() || p.language() == Language::En);
+            if pack.language() != Language::En {
+                packs.push(pack);
+            }
+        }
+        Self { packs }
+    }
+
+    /// The pack of `language`, English when it is not loaded.
+    pub fn get(&self, language: Language) -> &Prompts {
+        self.packs
+            .iter()
+            .find(|p| p.language() == language)
+            .unwrap_or(&self.packs[0])
+    }
+
+    /// [`Prompts::render`] in `language`.
+    pub fn render(&self, language: Language, announcement: &Announcement, law: Law) -> Prompt {
+        self.get(language).render(announcement, law)
+    }
+}
+
+impl From<Prompts> for PromptPacks {
+    fn from(english: Prompts) -> Self {
+        Self::new(english, [])
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+pub use super::lang::Language;
+
 /// The spoken form of a wait estimate (docs/behaviour.md §4 "Spoken wait, rounded UP, never down").
 ///
 /// The queue engine's `WaitBucket` has the same shape; the two are kept apart because the
@@ -104,29 +106,24 @@ impl Announcement {
         }
     }
 
-    /// The clips and pauses that say this announcement, in order.
+    /// The clips and pauses that say this announcement in English, in order.
     pub fn script(&self) -> Vec<Part> {
+        self.script_in(Language::En)
+    }
+
+    /// The clips and pauses that say this announcement in `language`, in order. Only the
+    /// position sentence is composed by each language's own rules (numbers, word order,
+    /// gender); every other announcement is one clip per sentence, under the same names
+    /// in every pack.
+    pub fn script_in(&self, language: Language) -> Vec<Part> {
         let mut s = Script::default();
         s.pause(LEAD_IN);
         match self {
-            Self::Position { position, wait } => {
-                if *position <= 1 {
-                    s.word("you-are-next-in-the-queue");
-                } else {
-                    if *position > MAX_SPOKEN_NUMBER {
-                        s.word("there-are-at-least");
-                        s.number(MAX_SPOKEN_NUMBER);
-                        s.word("callers-ahead-of-you");
-                    } else {
-                        s.word("you-are-currently-number");
-                        s.number(*position);
-                        s.word("in-the-queue");
-                    }
-                    s.pause(SENTENCE_GAP);
-                    s.word("estimated-wait-time-is");
-                    s.wait(*wait);
-                }
-            }
+            Self::Position { position, wait } => match language {
+                Language::En => english_position(&mut s, *position, *wait),
+                Language::Es => super::lang::es::position(&mut s, *position, *wait),
+                Language::De => super::lang::de::position(&mut s, *position, *wait),
+            },
             Self::AllAgentsBusy => {
                 s.word("all-agents-busy");
                 s.pause(SENTENCE_GAP);
@@ -160,22 +157,56 @@ impl Announcement {
     }
 }
 
+/// "You are currently number 3 in the queue. Estimated wait time is about 4 minutes."
+fn english_position(s: &mut Script, position: u32, wait: SpokenWait) {
+    if position <= 1 {
+        s.word("you-are-next-in-the-queue");
+        return;
+    }
+    if position > MAX_SPOKEN_NUMBER {
+        s.word("there-are-at-least");
+        s.number(MAX_SPOKEN_NUMBER);
+        s.word("callers-ahead-of-you");
+    } else {
+        s.word("you-are-currently-number");
+        s.number(position);
+        s.word("in-the-queue");
+    }
+    s.pause(SENTENCE_GAP);
+    s.word("estimated-wait-time-is");
+    s.wait(wait);
+}
+
 /// Builds a part list, putting [`WORD_GAP`] between two clips unless a pause is already
 /// there.
 #[derive(Default)]
-struct Script {
+pub(super) struct Script {
     parts: Vec<Part>,
 }
 
 impl Script {
-    fn word(&mut self, clip: &'static str) {
+    /// The next word, after a short gap.
+    pub(super) fn word(&mut self, clip: &'static str) {
         if let Some(Part::Clip(_)) = self.parts.last() {
             self.parts.push(Part::Pause(WORD_GAP));
         }
         self.parts.push(Part::Clip(clip));
     }
 
-    fn pause(&mut self, length: Duration) {
+    /// Words, each after a short gap.
+    pub(super) fn words(&mut self, clips: &[&'static str]) {
+        for &clip in clips {
+            self.word(clip);
+        }
+    }
+
+    /// The next clip right after the last one, no gap: the parts of one word.
+    pub(super) fn joined(&mut self, clip: &'static str) {
+        self.parts.push(Part::Clip(clip));
+    }
+
+    /// A silence.
+    pub(super) fn pause(&mut self, length: Duration) {
         self.parts.push(Part::Pause(length));
     }
 

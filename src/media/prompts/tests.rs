@@ -119,15 +119,20 @@ fn every_scripted_clip_exists_and_every_clip_is_used() {
 
 #[test]
 fn embedded_clips_are_short_audible_speech() {
-    let prompts = embedded();
-    for name in Prompts::clip_names() {
-        let pcm = prompts.clip(name).expect("every clip is loaded");
-        let seconds = pcm.len() as f64 / f64::from(audio::SAMPLE_RATE);
-        assert!((0.2..10.0).contains(&seconds), "{name}: {seconds} s");
-        let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
-        assert!(peak > 8_000, "{name}: peak {peak} is too quiet");
+    for language in Language::ALL {
+        let prompts = Prompts::embedded_in(language).expect("the embedded pack decodes");
+        for name in Prompts::clip_names_in(language) {
+            let pcm = prompts.clip(name).expect("every clip is loaded");
+            let seconds = pcm.len() as f64 / f64::from(audio::SAMPLE_RATE);
+            assert!(
+                (0.2..10.0).contains(&seconds),
+                "{language} {name}: {seconds} s"
+            );
+            let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+            assert!(peak > 8_000, "{language} {name}: peak {peak} is too quiet");
+        }
+        assert!(prompts.replaced().is_empty());
     }
-    assert!(prompts.replaced().is_empty());
 }
 
 #[test]
