@@ -433,6 +433,10 @@ pub struct QueueConfig {
     pub resume_within: u64,
     /// The language its callers hear when their route names none (`en`, `es`, `de`).
     pub language: crate::media::prompts::Language,
+    /// The answer-time target of its service level, seconds (docs/behaviour.md §8).
+    pub service_level: u64,
+    /// The service level it aims at, percent: the wallboard shows it red below.
+    pub service_level_goal: u8,
 }
 
 /// `[[queue]] when_no_agents` (docs/behaviour.md §3).
@@ -493,6 +497,8 @@ impl Default for QueueConfig {
             closed: "hangup".into(),
             resume_within: 0,
             language: crate::media::prompts::Language::En,
+            service_level: 20,
+            service_level_goal: 80,
         }
     }
 }

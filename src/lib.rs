@@ -28,6 +28,7 @@ pub mod b2bua;
 pub mod config;
 pub mod media;
 pub mod queue;
+pub mod report;
 pub mod server;
 pub mod sip;
 pub mod srtp;

@@ -1,4 +1,5 @@
-//! The `holdfast` command line (docs/behaviour.md §12): `serve` (the default), `check-config`, `simulate`.
+//! The `holdfast` command line (docs/behaviour.md §12): `serve` (the default), `check-config`,
+//! `simulate`, `report`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,56 @@ enum Command {
     },
     /// Simulate a day of calls in virtual time: waits, abandons, service level, estimate error.
     Simulate(SimulateArgs),
+    /// Print a day's figures per queue and per agent from the store's call events.
+    Report {
+        /// The day, UTC: YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+        format: ReportFormat,
+        /// Configuration file (for the store and the queues' service-level targets);
+        /// default ./holdfast.toml if present, else the built-in demo.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Csv,
+    Json,
+}
+
+/// `holdfast report`: the day's call events from the configured store, summarised.
+fn run_report(day: &str, format: ReportFormat, config: config::Config) -> Result<String, String> {
+    use holdfast::store::Store;
+    let (from, to) = holdfast::report::day_bounds(day)?;
+    let events = match config.store.backend {
+        config::StoreBackend::Sqlite => {
+            let file = config.store.data_dir.join(holdfast::store::DB_FILE);
+            if !file.exists() {
+                return Err(format!("no store at {}", file.display()));
+            }
+            holdfast::store::SqliteStore::open(&config.store.data_dir)
+                .and_then(|mut store| store.events_between(from, to))
+        }
+        config::StoreBackend::Postgres => holdfast::store::PostgresStore::reader(&config.store.url)
+            .and_then(|mut store| store.events_between(from, to)),
+    }
+    .map_err(|e| format!("store: {e}"))?;
+    let targets = config
+        .queues
+        .iter()
+        .map(|q| (q.name.clone(), q.service_level))
+        .collect();
+    let report = holdfast::report::Report::new(from, to, &events, &targets);
+    Ok(match format {
+        ReportFormat::Csv => report.to_csv(),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
+        }
+    })
 }
 
 /// `holdfast simulate` flags; defaults are [`simulate::Params::default`].
@@ -169,6 +220,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Simulate(args) => run_simulate(args),
+        Command::Report {
+            day,
+            format,
+            config,
+        } => {
+            let config = match load_config(config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            match run_report(&day, format, config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("holdfast report: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(config) => {
                 print!("{}", config.to_toml_string());

@@ -265,6 +265,9 @@ fn answer_admin(
                 store_dropped: store.dropped_records(),
             });
         }
+        AdminRequest::Board(reply) => {
+            let _ = reply.send(b2bua.snapshot_first(Instant::now(), admin::BOARD_CALLERS));
+        }
         AdminRequest::SetPaused {
             user,
             paused,
@@ -274,6 +277,16 @@ fn answer_admin(
         }
         AdminRequest::Callbacks(reply) => {
             let _ = reply.send(store.recent_callbacks(CALLBACKS_LISTED));
+        }
+        AdminRequest::Report {
+            from_ms,
+            to_ms,
+            reply,
+        } => {
+            let _ = reply.send((
+                store.events_between(from_ms, to_ms),
+                b2bua.service_level_targets(),
+            ));
         }
         AdminRequest::Cluster(reply) => {
             let _ = reply.send(store.cluster_nodes());

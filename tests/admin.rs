@@ -228,3 +228,88 @@ fn token_guards_everything_but_healthz() {
     let (status, body) = http(api, "GET", "/api/callbacks", Some("s3cret"));
     assert_eq!((status, body.as_str()), (200, "[]"));
 }
+
+/// The day's figures after real calls (docs/behaviour.md §8): two SIPp callers answered by
+/// alice's SIPp phone and one caller who gives up, as the live API counts them today, as
+/// `GET /api/report` computes them from the store, and as `holdfast report` prints them
+/// once holdfast has stopped.
+#[test]
+fn todays_figures_match_live_in_the_api_report_and_the_report_command() {
+    let (mut holdfast, api) = start("admin-report", 50_500, "");
+    let mut agent = common::sipp_agent(&holdfast, "agent.xml", "2");
+    for _ in 0..2 {
+        let out = common::sipp(
+            "caller.xml",
+            holdfast.sip,
+            &["-m", "1", "-d", "3000", "-key", "rtp_port", "9"],
+        );
+        assert!(out.status.success(), "{}", holdfast.log());
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    // alice pauses; a third caller waits and gives up.
+    assert_eq!(http(api, "POST", "/api/agents/alice/pause", None).0, 200);
+    let ua = RawUa::new("127.0.0.1", holdfast.sip);
+    let call = ua.invite("100", "+15550000003", &pcmu_offer(9));
+    assert_eq!(call.code, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ua.request(&call, "BYE", 2, "").map(|r| r.0), Some(200));
+    let figures = |v: &Value| {
+        (
+            v["offered"].as_u64().unwrap(),
+            v["answered"].as_u64().unwrap(),
+            v["abandoned"].as_u64().unwrap(),
+            v["answered_within"].as_u64().unwrap(),
+        )
+    };
+    let queues = get_json(api, "/api/queues");
+    assert_eq!(figures(&queues[0]["today"]), (3, 2, 1, 2), "{}", queues[0]);
+    assert_eq!(
+        queues[0]["today"]["service_level"], 1.0,
+        "the abandon was short"
+    );
+    // The store's events give the same (they are written in batches: allow a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let report = get_json(api, "/api/report");
+        if report["queues"][0]["abandoned"] == 1 || std::time::Instant::now() > deadline {
+            break report;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(report["queues"][0]["queue"], "support");
+    assert_eq!(figures(&report["queues"][0]), (3, 2, 1, 2), "{report}");
+    assert_eq!(report["agents"][0]["agent"], "alice");
+    assert_eq!(report["agents"][0]["calls"], 2);
+    let (code, _) = http(api, "GET", "/api/report?from=2026-13-01", None);
+    assert_eq!(code, 400);
+    // And the command, on the stopped holdfast's store.
+    assert!(holdfast.terminate().success());
+    let day = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let config = holdfast.dir.join("holdfast.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["report", "--day", &day, "--format", "json", "--config"])
+        .arg(&config)
+        .current_dir(&holdfast.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["queues"], report["queues"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["report", "--day", &day, "--config"])
+        .arg(&config)
+        .current_dir(&holdfast.dir)
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.contains("\nsupport,3,2,2,1,1,"), "{csv}");
+    assert!(csv.contains("\nalice,2,"), "{csv}");
+}

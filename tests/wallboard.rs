@@ -107,14 +107,19 @@ impl Browser {
 
     /// The page's visible text.
     fn text(&mut self) -> String {
-        let result = self.call(
-            "Runtime.evaluate",
-            serde_json::json!({ "expression": "document.body.innerText", "returnByValue": true }),
-        );
-        result["result"]["value"]
+        self.evaluate("document.body.innerText")
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The value of a JavaScript expression in the page.
+    fn evaluate(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": expression, "returnByValue": true }),
+        );
+        result["result"]["value"].clone()
     }
 }
 
@@ -334,6 +339,25 @@ fn wallboard_in_headless_chromium_shows_waiting_callers_and_busy_agent() {
             "the night queue is closed:\n{text}"
         );
     }
+    // Today's figures: three offered, one answered at once (within the 20 s target: a
+    // service level of 100 %), nobody abandoned yet; and the last hour's chart is drawn.
+    let today = browser.evaluate(
+        "document.querySelector('section[data-queue=support] [data-figures=today]').textContent",
+    );
+    let today = today.as_str().unwrap_or_default();
+    assert!(
+        today.contains("3 offered")
+            && today.contains("1 answered")
+            && today.contains("0 abandoned"),
+        "{today}"
+    );
+    assert!(text.contains("100%"), "service level 100 %:\n{text}");
+    let lines = browser.evaluate(
+        "document.querySelectorAll('section[data-queue=support] svg.chart polyline').length",
+    );
+    assert_eq!(lines, serde_json::json!(2), "the chart's two lines");
+    // alice talks to the first caller (SIPp's "+15551"), for some seconds.
+    assert!(agent_line.contains("+15551"), "{agent_line}");
     eprintln!("wallboard text:\n{text}");
 
     let shot = browser.call(

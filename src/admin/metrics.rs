@@ -107,6 +107,38 @@ const SERIES: &[Series] = &[
         },
     },
     Series {
+        name: "holdfast_service_level",
+        kind: "gauge",
+        help: "Answered within the queue's service_level target / (answered + abandoned after it), \
+               today and over the last 15 minutes (absent before any such call).",
+        samples: |src, out| {
+            for queue in &src.status.snapshot.queues {
+                for (window, tally) in [("today", &queue.today), ("15m", &queue.last_15_min)] {
+                    if let Some(level) = tally.service_level {
+                        out.value(&[("queue", &queue.name), ("window", window)], level);
+                    }
+                }
+            }
+        },
+    },
+    Series {
+        name: "holdfast_calls_today",
+        kind: "gauge",
+        help: "Calls of the queue since midnight UTC, by outcome.",
+        samples: |src, out| {
+            for queue in &src.status.snapshot.queues {
+                let t = &queue.today;
+                for (outcome, n) in [
+                    ("offered", t.offered),
+                    ("answered", t.answered),
+                    ("abandoned", t.abandoned),
+                ] {
+                    out.count(&[("queue", &queue.name), ("outcome", outcome)], n);
+                }
+            }
+        },
+    },
+    Series {
         name: "holdfast_queue_agents_staffed",
         kind: "gauge",
         help: "Registered, unpaused agents serving the queue.",

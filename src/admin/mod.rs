@@ -38,6 +38,9 @@ use crate::store::{CallbackRecord, NodeRecord, Reply, StoreError};
 /// The wallboard page: static HTML, CSS and JS, no build step, no CDN.
 const WALLBOARD: &str = include_str!("wallboard.html");
 
+/// Waiting callers listed per queue on the wallboard (the summaries count them all).
+pub const BOARD_CALLERS: usize = 25;
+
 /// How often the wallboard stream sends a fresh snapshot.
 const EVENTS_EVERY: Duration = Duration::from_secs(1);
 
@@ -46,6 +49,9 @@ const EVENTS_EVERY: Duration = Duration::from_secs(1);
 pub enum AdminRequest {
     /// The controller's snapshot plus the media engine's counters.
     Status(oneshot::Sender<Status>),
+    /// The wallboard's snapshot: every queue's summary and its first [`BOARD_CALLERS`]
+    /// waiting entries.
+    Board(oneshot::Sender<Snapshot>),
     /// Pause (`paused = true`) or unpause an agent, then dispatch.
     SetPaused {
         /// The agent's SIP user.
@@ -60,6 +66,16 @@ pub enum AdminRequest {
     Callbacks(oneshot::Sender<Reply<Vec<CallbackRecord>>>),
     /// The cluster's nodes from a shared store (none with SQLite).
     Cluster(oneshot::Sender<Reply<Vec<NodeRecord>>>),
+    /// `GET /api/report`: the call events of `[from_ms, to_ms)` from the store, and each
+    /// queue's service-level target.
+    Report {
+        /// Start, Unix ms.
+        from_ms: i64,
+        /// End, Unix ms (excluded).
+        to_ms: i64,
+        /// The events (once the store answers) and the targets.
+        reply: oneshot::Sender<ReportInput>,
+    },
     /// `POST /api/callbacks`: check, commit durably, then schedule.
     ScheduleCallback(ScheduleAsk),
     /// `DELETE /api/callbacks/{id}`: take an open callback out; answered once durable.
@@ -70,6 +86,10 @@ pub enum AdminRequest {
         reply: oneshot::Sender<Result<(), ScheduleError>>,
     },
 }
+
+/// What a report is computed from: the store's events (once it answers) and each queue's
+/// service-level target, seconds.
+pub type ReportInput = (Reply<Vec<crate::store::CallEvent>>, BTreeMap<String, u64>);
 
 /// A callback asked for through the admin API.
 #[derive(Debug)]
@@ -162,6 +182,7 @@ fn router(state: AppState) -> Router {
         .route("/api/agents/{user}/unpause", post(unpause))
         .route("/api/callbacks", get(callbacks).post(schedule_callback))
         .route("/api/callbacks/{id}", delete(cancel_callback))
+        .route("/api/report", get(report))
         .route("/api/blocks", get(blocks))
         .route("/api/cluster", get(cluster))
         .route("/api/events", get(events))
@@ -365,6 +386,43 @@ async fn callbacks(State(state): State<AppState>) -> Result<impl IntoResponse, A
     Ok(Json(callback_views(&state).await?))
 }
 
+/// Longest stretch `GET /api/report` covers, days.
+const REPORT_DAYS_MAX: i64 = 31;
+
+/// `GET /api/report?from=YYYY-MM-DD&to=YYYY-MM-DD` (`to` included, default `from`; `from`
+/// default today, UTC): per queue and per agent figures, as `holdfast report` prints them.
+async fn report(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let query = request.uri().query().unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let from_day = param("from").unwrap_or(today);
+    let to_day = param("to").unwrap_or_else(|| from_day.clone());
+    let (from_ms, _) = crate::report::day_bounds(&from_day).map_err(ApiError::BadRequest)?;
+    let (_, to_ms) = crate::report::day_bounds(&to_day).map_err(ApiError::BadRequest)?;
+    if to_ms <= from_ms || to_ms - from_ms > REPORT_DAYS_MAX * 86_400_000 {
+        return Err(ApiError::BadRequest(format!(
+            "from {from_day} to {to_day}: from must not be after to, and at most {REPORT_DAYS_MAX} days"
+        )));
+    }
+    let (events, targets) = ask(&state, |reply| AdminRequest::Report {
+        from_ms,
+        to_ms,
+        reply,
+    })
+    .await?;
+    let events = events.wait().await?;
+    let report = crate::report::Report::new(from_ms, to_ms, &events, &targets);
+    Ok(Json(report).into_response())
+}
+
 /// How far ahead a callback may be scheduled.
 const SCHEDULE_AHEAD_MAX: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
@@ -470,7 +528,7 @@ struct BoardView {
 }
 
 async fn board(state: &AppState) -> Result<BoardView, ApiError> {
-    let snapshot = status(state).await?.snapshot;
+    let snapshot = ask(state, AdminRequest::Board).await?;
     // A store hiccup must not blank the wall: show the calls without callbacks.
     let callbacks = callback_views(state)
         .await

@@ -140,6 +140,9 @@ impl B2bua {
     /// the `fewest-calls` and `least-talk-time` strategies start from zero.
     pub fn new_day(&mut self) {
         self.agents.new_day();
+        for figures in &mut self.service {
+            figures.new_day();
+        }
     }
 
     /// Makes this node one of a cluster's, with sequence slot `slot` from the store

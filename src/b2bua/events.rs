@@ -95,16 +95,33 @@ impl B2bua {
             .entry((queue.clone(), kind.as_str()))
             .or_default() += 1;
         match (kind, facts.waited, facts.handle) {
-            (CallEventKind::Connect, Some(w), _) => {
-                obs.wait_answered.entry(queue).or_default().observe(w)
-            }
-            (CallEventKind::Abandon, Some(w), _) => {
-                obs.wait_abandoned.entry(queue).or_default().observe(w)
-            }
+            (CallEventKind::Connect, Some(w), _) => obs
+                .wait_answered
+                .entry(queue.clone())
+                .or_default()
+                .observe(w),
+            (CallEventKind::Abandon, Some(w), _) => obs
+                .wait_abandoned
+                .entry(queue.clone())
+                .or_default()
+                .observe(w),
             (CallEventKind::Complete, _, Some(h)) => {
-                obs.handle.entry(queue).or_default().observe(h)
+                obs.handle.entry(queue.clone()).or_default().observe(h)
             }
             _ => {}
+        }
+        if let Some(figures) = self
+            .config
+            .queue_index(&queue)
+            .and_then(|i| self.service.get_mut(i))
+        {
+            match (kind, facts.waited, facts.handle) {
+                (CallEventKind::Join, ..) => figures.offered(now),
+                (CallEventKind::Connect, Some(w), _) => figures.answered(now, w),
+                (CallEventKind::Abandon, Some(w), _) => figures.abandoned(now, w),
+                (CallEventKind::Complete, _, Some(h)) => figures.handled(now, h),
+                _ => {}
+            }
         }
         let text = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
         tracing::info!(

@@ -21,6 +21,7 @@ mod dialback;
 mod dialback_end;
 pub mod events;
 mod flows;
+mod history;
 mod hold;
 mod hours;
 mod ids;
@@ -218,6 +219,10 @@ pub struct B2bua {
     survival: survive::Survival,
     /// Callbacks scheduled through the admin API, waiting for their time.
     scheduled: scheduled::Scheduled,
+    /// Per queue: today's and the last 15 minutes' figures (service level…).
+    service: Vec<crate::queue::service::ServiceFigures>,
+    /// Per queue: waiting callers and longest wait over the last hour.
+    history: history::History,
 }
 
 impl B2bua {
@@ -232,6 +237,16 @@ impl B2bua {
         seed: u64,
     ) -> Self {
         let mut ids = Ids::new(seed);
+        let service = config
+            .queues
+            .iter()
+            .map(|q| {
+                crate::queue::service::ServiceFigures::new(
+                    Duration::from_secs(q.service_level),
+                    now,
+                )
+            })
+            .collect();
         let media = MediaPlane::new(config.sip.rtp_ports, config.media.shard_count());
         let port = config.sip.listen.port();
         let sent_by = format!("{}:{}", config.sip.public_address, port);
@@ -310,6 +325,8 @@ impl B2bua {
             resumes: resume::Resumes::default(),
             survival: survive::Survival::default(),
             scheduled: scheduled::Scheduled::default(),
+            service,
+            history: history::History::default(),
         };
         b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();
@@ -437,6 +454,7 @@ impl B2bua {
             self.no_agents_timeout(),
             self.hours_timeout(),
             self.scheduled.poll_timeout(),
+            self.history.next_at(),
         ]
         .into_iter()
         .flatten()
@@ -515,6 +533,7 @@ impl B2bua {
             }
         }
         self.write_kept(now);
+        self.sample_history(now);
         // Every input ends here: debug builds (tests, end-to-end runs) check that the
         // tables' indexes still agree with what they index.
         #[cfg(debug_assertions)]

@@ -6,6 +6,7 @@
 //! channel and the controller answers from its own state, so the API can never drift from
 //! what dispatch does. The field names are the JSON of docs/behaviour.md §12.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -13,6 +14,7 @@ use serde::Serialize;
 use super::events::Observations;
 use super::{B2bua, CallKey, Stats};
 use crate::queue::EntryKind;
+use crate::queue::dispatch::AgentId;
 
 /// Everything the admin API and the wallboard show, at one instant.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -33,8 +35,12 @@ pub struct Snapshot {
 pub struct QueueView {
     /// Queue name.
     pub name: String,
-    /// Waiting entries in dispatch order.
+    /// Waiting entries in dispatch order (the wallboard's stream: the first 25 only).
     pub waiting: Vec<WaitingView>,
+    /// How many entries wait (all of them, however many `waiting` lists).
+    pub waiting_count: usize,
+    /// The longest wait among all of them, seconds.
+    pub longest_wait_s: u64,
     /// Agents serving this queue who are registered and not paused.
     pub agents_staffed: usize,
     /// Of those, agents available right now.
@@ -47,6 +53,16 @@ pub struct QueueView {
     pub when_no_agents: &'static str,
     /// Within its opening hours now (`[[queue]] hours`; always `true` without).
     pub open: bool,
+    /// The answer-time target of its service level, seconds.
+    pub service_level_s: u64,
+    /// The service level it aims at, percent.
+    pub service_level_goal: u8,
+    /// Today's figures (since midnight UTC, this node's calls).
+    pub today: crate::queue::service::TallyView,
+    /// The last 15 minutes' figures.
+    pub last_15_min: crate::queue::service::TallyView,
+    /// The last hour, every 10 s, oldest first: `[waiting callers, longest wait s]`.
+    pub last_hour: Vec<[u64; 2]>,
 }
 
 /// One waiting entry: caller on hold or callback keeping its place.
@@ -86,6 +102,12 @@ pub struct AgentView {
     pub calls_taken: u64,
     /// Its tier in each queue it serves (1 = first).
     pub tiers: std::collections::BTreeMap<String, u32>,
+    /// Seconds in its current state (`null` if it never had one).
+    pub state_for_s: Option<u64>,
+    /// The caller it is talking to, while on a call.
+    pub talking_to: Option<String>,
+    /// Seconds it has been talking to that caller.
+    pub talking_for_s: Option<u64>,
 }
 
 /// One blocked login: `GET /api/blocks` item.
@@ -133,6 +155,13 @@ pub enum PauseError {
 impl B2bua {
     /// Builds the snapshot at `now` from the dispatcher's own state.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
+        self.snapshot_first(now, usize::MAX)
+    }
+
+    /// [`Self::snapshot`] with only the first `callers` waiting entries of each queue
+    /// (`waiting_count` still counts them all): the wallboard's, which must stay cheap with
+    /// thousands waiting, since each entry listed costs its wait estimate.
+    pub fn snapshot_first(&self, now: Instant, callers: usize) -> Snapshot {
         let queues = self
             .queues
             .iter()
@@ -144,6 +173,7 @@ impl B2bua {
                     .map_or(Duration::ZERO, |h| h.mean());
                 let waiting = queue
                     .iter()
+                    .take(callers)
                     .enumerate()
                     .map(|(index, entry)| {
                         let position = index + 1;
@@ -169,6 +199,12 @@ impl B2bua {
                     .collect();
                 QueueView {
                     name: queue.name().to_owned(),
+                    waiting_count: queue.len(),
+                    longest_wait_s: queue
+                        .iter()
+                        .map(|e| e.waited(now).as_secs())
+                        .max()
+                        .unwrap_or(0),
                     waiting,
                     agents_staffed: staffed,
                     agents_free: self.agents.free(id),
@@ -176,13 +212,43 @@ impl B2bua {
                     strategy: self.config.queues[id.0].strategy.as_str(),
                     when_no_agents: self.config.queues[id.0].when_no_agents.as_str(),
                     open: !self.is_closed(id, now),
+                    service_level_s: self.config.queues[id.0].service_level,
+                    service_level_goal: self.config.queues[id.0].service_level_goal,
+                    today: self.service[id.0].today().view(),
+                    last_15_min: self.service[id.0].recent(now).view(),
+                    last_hour: self.history.of(id),
                 }
+            })
+            .collect();
+        // Who each agent talks to, and since when: one pass over the legs.
+        let talking: HashMap<AgentId, (String, Instant)> = self
+            .legs
+            .values()
+            .filter_map(|leg| {
+                let since = leg.talking_since()?;
+                let caller = self.calls.get(&leg.call).map_or_else(
+                    || {
+                        self.callbacks
+                            .get(&leg.call.entry())
+                            .map(|c| c.number.clone())
+                            .unwrap_or_default()
+                    },
+                    |c| c.caller.clone(),
+                );
+                Some((leg.agent, (caller, since)))
             })
             .collect();
         let agents = self
             .agents
             .iter()
             .map(|(agent_id, agent)| AgentView {
+                state_for_s: agent
+                    .state_since()
+                    .map(|since| now.saturating_duration_since(since).as_secs()),
+                talking_to: talking.get(&agent_id).map(|(caller, _)| caller.clone()),
+                talking_for_s: talking
+                    .get(&agent_id)
+                    .map(|(_, since)| now.saturating_duration_since(*since).as_secs()),
                 tiers: agent
                     .queues()
                     .iter()
@@ -261,6 +327,15 @@ impl B2bua {
         tracing::info!(agent = user, paused, by, "agent pause changed");
         self.process_events(now);
         Ok(())
+    }
+
+    /// Each queue's service-level target, seconds, by name (for reports).
+    pub fn service_level_targets(&self) -> std::collections::BTreeMap<String, u64> {
+        self.config
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.service_level))
+            .collect()
     }
 
     /// The configured name of a priority level (the lowest-sorting name when several share

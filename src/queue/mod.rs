@@ -15,6 +15,7 @@ pub mod hours;
 #[allow(clippy::module_inception)]
 // ARCHITECTURE.md "Layout": the queue itself lives in queue/queue.rs.
 mod queue;
+pub mod service;
 pub mod simulate;
 mod tree;
 

@@ -77,6 +77,7 @@ enum Request {
     RecentHandleTimes(String, usize, Tx<Vec<u32>>),
     RecentEstimateOutcomes(String, usize, Tx<Vec<EstimateOutcome>>),
     RecentEvents(usize, Tx<Vec<CallEvent>>),
+    EventsBetween(i64, i64, Tx<Vec<CallEvent>>),
     SeqHighWater(Tx<Seq>),
     Kept(super::KeptKind, Tx<Vec<(String, String)>>),
     SetSeqHighWater(Seq, Tx<()>),
@@ -256,6 +257,11 @@ impl StoreHandle {
         self.request(|tx| Request::RecentEvents(limit, tx))
     }
 
+    /// Every call event in `[from_ms, to_ms)`, oldest first.
+    pub fn events_between(&self, from_ms: i64, to_ms: i64) -> Reply<Vec<CallEvent>> {
+        self.request(|tx| Request::EventsBetween(from_ms, to_ms, tx))
+    }
+
     /// Every kept row of `kind`: `(key, state)` (docs/behaviour.md §13).
     pub fn kept(&self, kind: super::KeptKind) -> Reply<Vec<(String, String)>> {
         self.request(|tx| Request::Kept(kind, tx))
@@ -393,6 +399,9 @@ fn execute(store: &mut impl Store, request: Request) {
         }
         Request::RecentEvents(limit, tx) => {
             let _ = tx.send(store.recent_events(limit));
+        }
+        Request::EventsBetween(from, to, tx) => {
+            let _ = tx.send(store.events_between(from, to));
         }
         Request::SeqHighWater(tx) => {
             let _ = tx.send(store.seq_high_water());

@@ -516,6 +516,10 @@ pub trait Store {
     /// The newest `limit` call events, newest first.
     fn recent_events(&mut self, limit: usize) -> Result<Vec<CallEvent>, StoreError>;
 
+    /// Every call event from `from_ms` (included) to `to_ms` (excluded), oldest first: a
+    /// report's input (`holdfast report`, `GET /api/report`).
+    fn events_between(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<CallEvent>, StoreError>;
+
     /// The lowest sequence number no entry has had yet (0 on a fresh database).
     fn seq_high_water(&mut self) -> Result<Seq, StoreError>;
 

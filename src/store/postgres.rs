@@ -162,6 +162,19 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// A connection that only reads (`holdfast report`): no migration, no node row, no
+    /// lease; the schema must already be there.
+    pub fn reader(url: &str) -> Result<Self, StoreError> {
+        let mut store = Self {
+            url: url.to_owned(),
+            node: "report".to_owned(),
+            slot: 0,
+            client: None,
+        };
+        store.client()?;
+        Ok(store)
+    }
+
     /// This node's slot, `0..MAX_NODES`: the low byte of every sequence number it hands out,
     /// so two nodes never hand out the same one ([`crate::queue::Queues::set_slot`]).
     pub fn slot(&self) -> u8 {
@@ -709,6 +722,18 @@ impl Store for PostgresStore {
                 "SELECT ts, event, call_id, queue, caller, agent, wait_ms, detail \
                  FROM call_events ORDER BY id DESC LIMIT $1",
                 &[&limit(n)],
+            )
+            .map_err(pg)?;
+        rows.iter().map(read_event).collect()
+    }
+
+    fn events_between(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<CallEvent>, StoreError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT ts, event, call_id, queue, caller, agent, wait_ms, detail \
+                 FROM call_events WHERE ts >= $1 AND ts < $2 ORDER BY ts, id",
+                &[&from_ms, &to_ms],
             )
             .map_err(pg)?;
         rows.iter().map(read_event).collect()

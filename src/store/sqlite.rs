@@ -497,6 +497,19 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn events_between(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<CallEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ts, event, call_id, queue, caller, agent, wait_ms, detail \
+             FROM call_events WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, id",
+        )?;
+        let mut rows = stmt.query([from_ms, to_ms])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(read_event(row)?);
+        }
+        Ok(out)
+    }
+
     fn kept(&mut self, kind: KeptKind) -> Result<Vec<(String, String)>, StoreError> {
         let mut statement = self
             .conn

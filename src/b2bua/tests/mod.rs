@@ -24,6 +24,7 @@ mod resume;
 mod ring_all;
 mod scheduled;
 mod screen;
+mod service;
 mod survive;
 mod waits;
 
