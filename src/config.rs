@@ -375,6 +375,21 @@ pub struct QueueConfig {
     pub announce_every: u64,
     /// Never announce a worse position than the last one.
     pub announce_position_only_down: bool,
+    /// Highest position said as a number; above it "there are at least N callers ahead of
+    /// you". 0: up to 999.
+    pub announce_position_limit: u32,
+    /// Whether the caller at the head of the line hears announcements ("you are next").
+    pub announce_to_first: bool,
+    /// Seconds an announcement (position or message) waits after the last one the same
+    /// caller heard; 0: none.
+    pub announce_min_gap: u64,
+    /// Whether the position is followed by the wait estimate.
+    pub announce_wait: bool,
+    /// Audio files played in turn every `periodic_every` seconds between position updates
+    /// ("did you know you can also reach us at…").
+    pub periodic_messages: Vec<PathBuf>,
+    /// Seconds between two periodic messages; 0: none.
+    pub periodic_every: u64,
     /// Estimated wait (seconds) from which a callback is offered; 0 = never.
     pub callback_threshold: u64,
     /// Dial attempts for a callback before it is marked failed.
@@ -470,6 +485,12 @@ impl Default for QueueConfig {
             name: String::new(),
             announce_every: 30,
             announce_position_only_down: true,
+            announce_position_limit: 0,
+            announce_to_first: true,
+            announce_min_gap: 0,
+            announce_wait: true,
+            periodic_messages: Vec::new(),
+            periodic_every: 0,
             callback_threshold: 300,
             callback_attempts: 3,
             callback_retry_delay: 120,

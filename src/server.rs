@@ -130,7 +130,17 @@ pub fn load_prompts(config: &Config) -> Result<PromptPacks, crate::media::prompt
             Prompts::embedded_in(language)?
         });
     }
-    Ok(PromptPacks::new(english, others))
+    let messages = config
+        .queues
+        .iter()
+        .map(|q| {
+            q.periodic_messages
+                .iter()
+                .map(|path| crate::media::prompts::load_message(path))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PromptPacks::new(english, others).with_messages(messages))
 }
 
 /// Packs on disk that lack clips their language needs (`check-config`): each directory of

@@ -168,3 +168,58 @@ fn a_caller_routed_to_spanish_hears_the_spanish_clips() {
     }
     assert!(numero.duration() > Duration::from_secs(3));
 }
+
+/// Announcement options (docs/behaviour.md §4): with `announce_to_first = false` the caller
+/// alone in the line hears no "you are next", and with `periodic_messages` it hears the
+/// queue's own message every `periodic_every` seconds, byte for byte.
+#[test]
+fn the_head_of_the_line_hears_the_periodic_message_and_no_position() {
+    let dir = common::scratch_dir("announce-messages-files");
+    let message = dir.join("web.wav");
+    common::phones::write_tone_wav(&message, 700, 1);
+    let mut setup = Setup::new(36_400);
+    setup.extra = format!(
+        "[[queue]]\nname = \"support\"\nannounce_every = 2\ncallback_threshold = 0\n\
+         announce_to_first = false\nperiodic_messages = [\"{}\"]\nperiodic_every = 3\n\n\
+         [[route]]\nnumber = \"*\"\nqueue = \"support\"\n",
+        message.display()
+    );
+    let holdfast = Holdfast::start("announce-messages", &setup);
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let ua = RawUa::new("127.0.0.1", holdfast.sip);
+    let call = ua.invite("100", "+15551230001", &pcmu_offer(port));
+    assert_eq!(call.code, 200, "{}", call.response);
+    let mut heard = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < Duration::from_secs(7) {
+        if let Ok((len, _)) = rtp.recv_from(&mut buf)
+            && len > 12
+        {
+            heard.extend_from_slice(&buf[12..len]);
+        }
+    }
+    assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
+    let next = Prompts::embedded()
+        .unwrap()
+        .render(
+            &Announcement::Position {
+                position: 1,
+                wait: SpokenWait::LessThanAMinute,
+            },
+            Law::Mu,
+        )
+        .to_bytes();
+    assert!(find(&heard, &next, 0).is_none(), "no \"you are next\"");
+    let frames = holdfast::media::prompts::load_message(&message).unwrap()[0].clone();
+    let first = find(&heard, &frames, 0).expect("the periodic message, byte for byte");
+    let at_s = first as f64 / 8000.0;
+    assert!((2.8..3.4).contains(&at_s), "first message at {at_s:.2} s");
+    assert!(
+        find(&heard, &frames, first + frames.len()).is_some(),
+        "and again 3 s later"
+    );
+}

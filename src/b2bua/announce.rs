@@ -30,7 +30,67 @@ pub fn position_announcement(position: usize, estimate: Duration) -> Announcemen
     }
 }
 
-/// One held caller's announcement timer and the last position it heard.
+/// [`position_announcement`] with `queue`'s options: `announce_position_limit` and
+/// `announce_wait`.
+pub fn queue_announcement(
+    queue: &crate::config::QueueConfig,
+    position: usize,
+    estimate: Duration,
+) -> Announcement {
+    let plain = queue.announce_position_limit == 0 && queue.announce_wait;
+    if plain {
+        return position_announcement(position, estimate);
+    }
+    Announcement::Place {
+        position: u32::try_from(position).unwrap_or(u32::MAX),
+        limit: match queue.announce_position_limit {
+            0 => crate::media::prompts::MAX_SPOKEN_NUMBER,
+            limit => limit,
+        },
+        wait: queue
+            .announce_wait
+            .then(|| spoken(WaitBucket::from_estimate(estimate))),
+    }
+}
+
+/// The schedule options of `queue`.
+pub fn options(queue: &crate::config::QueueConfig) -> AnnounceOptions {
+    AnnounceOptions {
+        to_first: queue.announce_to_first,
+        min_gap: Duration::from_secs(queue.announce_min_gap),
+        messages: queue.periodic_messages.len(),
+        message_every: (queue.periodic_every > 0)
+            .then(|| Duration::from_secs(queue.periodic_every)),
+    }
+}
+
+/// A queue's announcement options (`[[queue]] announce_to_first`, `announce_min_gap`,
+/// `periodic_messages`, `periodic_every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceOptions {
+    /// Whether the caller at position 1 hears its announcements.
+    pub to_first: bool,
+    /// Least time between two announcements the caller hears.
+    pub min_gap: Duration,
+    /// How many periodic messages the queue has.
+    pub messages: usize,
+    /// Time between two periodic messages; `None`: never.
+    pub message_every: Option<Duration>,
+}
+
+impl Default for AnnounceOptions {
+    fn default() -> Self {
+        Self {
+            to_first: true,
+            min_gap: Duration::ZERO,
+            messages: 0,
+            message_every: None,
+        }
+    }
+}
+
+/// One held caller's announcement timer and the last position it heard, and the timer of
+/// its periodic messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceSchedule {
     /// `None` when only the entry announcement is made.
@@ -40,6 +100,13 @@ pub struct AnnounceSchedule {
     next_at: Option<Instant>,
     /// The position last spoken.
     last_position: Option<usize>,
+    options: AnnounceOptions,
+    /// When the caller last heard an announcement or a message.
+    last_spoken: Option<Instant>,
+    /// When the next periodic message is due.
+    message_at: Option<Instant>,
+    /// Messages played so far (the next is this one, in turn).
+    messages_played: usize,
 }
 
 impl AnnounceSchedule {
@@ -50,7 +117,25 @@ impl AnnounceSchedule {
             only_down: position_only_down,
             next_at: Some(now),
             last_position: None,
+            options: AnnounceOptions::default(),
+            last_spoken: None,
+            message_at: None,
+            messages_played: 0,
         }
+    }
+
+    /// With the queue's `options`, for a caller who started holding at `from`: the first
+    /// periodic message `message_every` after `from` (or the first such time after `now`).
+    pub fn with_options(mut self, options: AnnounceOptions, from: Instant, now: Instant) -> Self {
+        self.options = options;
+        self.message_at = options
+            .message_every
+            .filter(|_| options.messages > 0)
+            .map(|every| {
+                let periods = now.saturating_duration_since(from).as_nanos() / every.as_nanos() + 1;
+                from + every * u32::try_from(periods).unwrap_or(u32::MAX)
+            });
+        self
     }
 
     /// The schedule of a caller restored after a restart, who started holding at `from`:
@@ -72,13 +157,46 @@ impl AnnounceSchedule {
             only_down: position_only_down,
             next_at,
             last_position: None,
+            options: AnnounceOptions::default(),
+            last_spoken: None,
+            message_at: None,
+            messages_played: 0,
         }
     }
 
     /// When the next announcement is due, for the controller's timer.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_at
+        match (self.next_at, self.message_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the caller heard something less than `min_gap` before `now`.
+    fn too_soon(&self, now: Instant) -> bool {
+        self.last_spoken
+            .is_some_and(|last| now < last + self.options.min_gap)
+    }
+
+    /// At a due time, the periodic message to play now (its index, in turn), if one is due
+    /// and the caller has not just heard something (then it comes `min_gap` after that).
+    pub fn take_message(&mut self, now: Instant) -> Option<usize> {
+        let (Some(due), Some(every)) = (self.message_at, self.options.message_every) else {
+            return None;
+        };
+        if now < due {
+            return None;
+        }
+        if self.too_soon(now) {
+            self.message_at = self.last_spoken.map(|last| last + self.options.min_gap);
+            return None;
+        }
+        self.message_at = Some(now + every);
+        self.last_spoken = Some(now);
+        let index = self.messages_played % self.options.messages.max(1);
+        self.messages_played += 1;
+        Some(index)
     }
 
     /// At a due time, decides whether to speak the caller's current `position`, and plans
@@ -94,7 +212,13 @@ impl AnnounceSchedule {
         if self.only_down && self.last_position.is_some_and(|last| position > last) {
             return None;
         }
+        // `announce_to_first = false`: the caller at the head hears nothing; `min_gap`: a
+        // caller who just heard something is not spoken to again this round.
+        if (position <= 1 && !self.options.to_first) || self.too_soon(now) {
+            return None;
+        }
         self.last_position = Some(position);
+        self.last_spoken = Some(now);
         Some(position)
     }
 }
@@ -178,5 +302,66 @@ mod tests {
             }
         );
         assert_eq!(spoken(WaitBucket::About(2)), SpokenWait::About(2));
+    }
+
+    fn with(options: AnnounceOptions, t0: Instant) -> AnnounceSchedule {
+        AnnounceSchedule::new(t0, 30, false).with_options(options, t0, t0)
+    }
+
+    #[test]
+    fn the_head_of_the_line_can_be_left_in_peace() {
+        let t0 = Instant::now();
+        let options = AnnounceOptions {
+            to_first: false,
+            ..AnnounceOptions::default()
+        };
+        let mut s = with(options, t0);
+        assert_eq!(s.on_timeout(t0, 1), None, "position 1: nothing");
+        assert_eq!(s.on_timeout(t0 + Duration::from_secs(30), 2), Some(2));
+    }
+
+    #[test]
+    fn periodic_messages_take_turns_and_keep_the_minimum_gap() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let options = AnnounceOptions {
+            to_first: true,
+            min_gap: Duration::from_secs(10),
+            messages: 2,
+            message_every: Some(Duration::from_secs(25)),
+        };
+        let mut schedule = with(options, t0);
+        assert_eq!(schedule.on_timeout(t0, 3), Some(3), "entry announcement");
+        assert_eq!(
+            schedule.poll_timeout(),
+            Some(s(25)),
+            "the first message at 25 s"
+        );
+        assert_eq!(schedule.take_message(s(25)), Some(0));
+        // The position is due at 30 s, only 5 s after the message: skipped this round.
+        assert_eq!(schedule.on_timeout(s(30), 3), None);
+        assert_eq!(
+            schedule.take_message(s(50)),
+            Some(1),
+            "then the second message"
+        );
+        // At 60 s the position is due again, 10 s after the message: spoken.
+        assert_eq!(schedule.on_timeout(s(60), 2), Some(2));
+        // The third message (the first again) is due at 75 s: 15 s after, fine.
+        assert_eq!(schedule.take_message(s(75)), Some(0));
+        // Exactly the gap after an announcement is fine.
+        assert_eq!(schedule.on_timeout(s(90), 2), Some(2));
+        assert_eq!(schedule.take_message(s(100)), Some(1));
+        // A message due less than the gap after an announcement waits for the gap.
+        let mut schedule = AnnounceSchedule::new(t0, 20, false).with_options(options, t0, t0);
+        assert_eq!(schedule.on_timeout(t0, 3), Some(3));
+        assert_eq!(schedule.on_timeout(s(20), 3), Some(3));
+        assert_eq!(schedule.take_message(s(25)), None);
+        assert_eq!(
+            schedule.poll_timeout(),
+            Some(s(30)),
+            "postponed to 20 s + 10 s"
+        );
+        assert_eq!(schedule.take_message(s(30)), Some(0));
     }
 }

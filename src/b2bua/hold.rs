@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::announce::AnnounceSchedule;
 use super::{B2bua, CallKey, CallTimer};
+use crate::queue::QueueId;
 use crate::store::CallEventKind;
 
 impl B2bua {
@@ -37,7 +38,8 @@ impl B2bua {
             now,
             config.announce_every,
             config.announce_position_only_down,
-        );
+        )
+        .with_options(super::announce::options(config), now, now);
         let at = schedule.poll_timeout();
         call.announce = Some(schedule);
         self.calls.schedule(call_key, CallTimer::Announce, at);
@@ -58,35 +60,62 @@ impl B2bua {
                 continue;
             };
             let spoken = schedule.on_timeout(now, position);
+            let message = schedule.take_message(now);
             let next = schedule.poll_timeout();
             self.calls.schedule(call_key, CallTimer::Announce, next);
             let Some(call) = self.calls.get(&call_key) else {
                 continue;
             };
-            let Some(position) = spoken else {
-                continue;
-            };
-            let (stream, codec, language) = (call.stream, call.codec, call.language);
-            let staffed = self.agents.staffed(queue);
-            let estimate = self.tell_wait(now, queue, call_key.entry(), position);
-            let announcement = super::announce::position_announcement(position, estimate);
-            let frames =
-                self.audio
+            let (stream, codec) = (call.stream, call.codec);
+            if let Some(position) = spoken {
+                self.announce_position(now, call_key, queue, position);
+            }
+            if let Some(index) = message {
+                // A periodic message, after whatever is playing.
+                match self
+                    .audio
                     .prompts
-                    .render(language, &announcement, super::callback::law(codec));
-            let frames = self.with_callback_offer(now, call_key, queue, estimate, frames);
-            self.media.prompt(stream, frames);
-            let mut facts = self.leg_facts(queue, None, call_key);
-            facts.waited = self
-                .calls
-                .get(&call_key)
-                .map(|c| now.saturating_duration_since(c.started));
-            facts.detail = Some(serde_json::json!({
-                "position": position,
-                "staffed": staffed,
-                "estimate_s": estimate.as_secs(),
-            }));
-            self.call_event(now, CallEventKind::Announce, facts);
+                    .message(queue.0, index, super::callback::law(codec))
+                {
+                    Some(frames) => self.media.prompt(stream, frames),
+                    None => tracing::warn!(queue = queue.0, index, "periodic message not loaded"),
+                }
+            }
         }
+    }
+
+    /// Says `position` and the wait to the caller (with the callback offer when it applies).
+    fn announce_position(
+        &mut self,
+        now: Instant,
+        call_key: CallKey,
+        queue: QueueId,
+        position: usize,
+    ) {
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
+        let (stream, codec, language) = (call.stream, call.codec, call.language);
+        let staffed = self.agents.staffed(queue);
+        let estimate = self.tell_wait(now, queue, call_key.entry(), position);
+        let announcement =
+            super::announce::queue_announcement(&self.config.queues[queue.0], position, estimate);
+        let frames =
+            self.audio
+                .prompts
+                .render(language, &announcement, super::callback::law(codec));
+        let frames = self.with_callback_offer(now, call_key, queue, estimate, frames);
+        self.media.prompt(stream, frames);
+        let mut facts = self.leg_facts(queue, None, call_key);
+        facts.waited = self
+            .calls
+            .get(&call_key)
+            .map(|c| now.saturating_duration_since(c.started));
+        facts.detail = Some(serde_json::json!({
+            "position": position,
+            "staffed": staffed,
+            "estimate_s": estimate.as_secs(),
+        }));
+        self.call_event(now, CallEventKind::Announce, facts);
     }
 }

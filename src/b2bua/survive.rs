@@ -403,7 +403,8 @@ impl B2bua {
             now,
             config.announce_every,
             config.announce_position_only_down,
-        );
+        )
+        .with_options(super::announce::options(config), from, now);
         let at = schedule.poll_timeout();
         if let Some(call) = self.calls.get_mut(&key) {
             call.announce = Some(schedule);

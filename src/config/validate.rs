@@ -178,6 +178,26 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             format!("queue[{i}].default_handle_time"),
             q.default_handle_time,
         );
+        if q.announce_position_limit == 1 || q.announce_position_limit > 999 {
+            r.add(
+                format!("queue[{i}].announce_position_limit"),
+                "must be 0 (up to 999) or 2 to 999",
+            );
+        }
+        if !q.periodic_messages.is_empty() && q.periodic_every == 0 {
+            r.add(
+                format!("queue[{i}].periodic_every"),
+                "must be set (seconds between messages) when periodic_messages lists files",
+            );
+        }
+        for (j, path) in q.periodic_messages.iter().enumerate() {
+            if !path.is_file() {
+                r.add(
+                    format!("queue[{i}].periodic_messages[{j}]"),
+                    format!("no file {}", path.display()),
+                );
+            }
+        }
     }
     let known_queue = |name: &str| config.queues.iter().any(|q| q.name == name);
     for (i, q) in config.queues.iter().enumerate() {

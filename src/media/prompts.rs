@@ -284,12 +284,20 @@ impl Prompts {
     }
 }
 
-/// One pack per language a route or queue speaks, English always among them: what the
-/// controller renders announcements with.
+/// One pack per language a route or queue speaks, English always among them, and the
+/// queues' periodic messages: what the controller renders announcements with.
 #[derive(Debug)]
 pub struct PromptPacks {
     /// English first.
     packs: Vec<Prompts>,
+    /// Per queue index, its `periodic_messages`, each encoded µ-law then A-law.
+    messages: Vec<Vec<[Bytes; 2]>>,
+}
+
+/// A periodic message file, decoded to 8 kHz and encoded with both laws once.
+pub fn load_message(path: &Path) -> Result<[Bytes; 2], PromptError> {
+    let pcm = audio::load_pcm8k(path)?;
+    Ok([audio::frames(&pcm, Law::Mu), audio::frames(&pcm, Law::A)])
 }
 
 impl PromptPacks {
@@ -302,7 +310,22 @@ impl PromptPacks {
                 packs.push(pack);
             }
         }
-        Self { packs }
+        Self {
+            packs,
+            messages: Vec::new(),
+        }
+    }
+
+    /// With the queues' periodic messages (per queue index, in `periodic_messages` order).
+    pub fn with_messages(mut self, messages: Vec<Vec<[Bytes; 2]>>) -> Self {
+        self.messages = messages;
+        self
+    }
+
+    /// Message `index` of queue `queue`, in `law`; `None` when it was not loaded.
+    pub fn message(&self, queue: usize, index: usize, law: Law) -> Option<Prompt> {
+        let frames = self.messages.get(queue)?.get(index)?;
+        Prompt::from_frames(frames[law_index(law)].clone()).ok()
     }
 
     /// The pack of `language`, English when it is not loaded.

@@ -228,16 +228,18 @@ mod tests {
         assert_eq!(today.abandon_rate(), Some(3.0 / 8.0));
         assert_eq!(today.average_wait(), Some(Duration::from_millis(29_600)));
         assert_eq!(today.average_handle(), Some(Duration::from_secs(200)));
-        // The last 15 minutes at 20 min: only what happened from minute 6 on (none).
-        assert_eq!(f.recent(at(20 * 60)), Tally::default());
+        // The last 15 minutes at 20 min: only what happened from minute 6 on (the two calls
+        // that ended at 400 s).
+        let window = f.recent(at(20 * 60));
+        assert_eq!((window.offered, window.answered, window.handled), (0, 0, 2));
         // Later answers land in the window; the morning's do not.
         f.answered(at(20 * 60 + 5), Duration::from_secs(2));
-        let recent = f.recent(at(21 * 60));
-        assert_eq!((recent.answered, recent.offered), (1, 0));
+        let recent = f.recent(at(22 * 60));
+        assert_eq!((recent.answered, recent.offered, recent.handled), (1, 0, 0));
         assert_eq!(recent.service_level(), Some(1.0));
         f.new_day();
         assert_eq!(f.today(), Tally::default());
-        assert_eq!(f.recent(at(21 * 60)).answered, 1, "the window runs on");
+        assert_eq!(f.recent(at(22 * 60)).answered, 1, "the window runs on");
         assert_eq!(Tally::default().service_level(), None);
     }
 

@@ -40,6 +40,18 @@ pub enum Announcement {
         /// The estimate, already bucketed.
         wait: SpokenWait,
     },
+    /// [`Announcement::Position`] with a queue's announcement options: above `limit` the
+    /// position is said as "There are at least `limit` callers ahead of you."
+    /// (`announce_position_limit`), and without a `wait` no estimate follows
+    /// (`announce_wait = false`).
+    Place {
+        /// 1-based position in the queue.
+        position: u32,
+        /// Highest position said as a number (at most [`MAX_SPOKEN_NUMBER`]).
+        limit: u32,
+        /// The estimate, or `None` to say the position alone.
+        wait: Option<SpokenWait>,
+    },
     /// "All of our agents are busy. Please hold."
     AllAgentsBusy,
     /// "Would you like us to call you back when an agent is available? You will not lose
@@ -119,11 +131,14 @@ impl Announcement {
         let mut s = Script::default();
         s.pause(LEAD_IN);
         match self {
-            Self::Position { position, wait } => match language {
-                Language::En => english_position(&mut s, *position, *wait),
-                Language::Es => super::lang::es::position(&mut s, *position, *wait),
-                Language::De => super::lang::de::position(&mut s, *position, *wait),
-            },
+            Self::Position { position, wait } => {
+                place(&mut s, language, *position, MAX_SPOKEN_NUMBER, Some(*wait));
+            }
+            Self::Place {
+                position,
+                limit,
+                wait,
+            } => place(&mut s, language, *position, *limit, *wait),
             Self::AllAgentsBusy => {
                 s.word("all-agents-busy");
                 s.pause(SENTENCE_GAP);
@@ -157,24 +172,43 @@ impl Announcement {
     }
 }
 
+/// The position sentence in `language` (at most `limit` as a number, "at least `limit`
+/// ahead" above it), then the wait when there is one. Position 1 hears "you are next" alone.
+fn place(s: &mut Script, language: Language, position: u32, limit: u32, wait: Option<SpokenWait>) {
+    let limit = limit.clamp(1, MAX_SPOKEN_NUMBER);
+    let (position, at_least) = match position {
+        p if p <= 1 => (1, false),
+        p if p > limit => (limit, true),
+        p => (p, false),
+    };
+    let wait = wait.filter(|_| position > 1 || at_least);
+    match language {
+        Language::En => english_position(s, position, at_least, wait),
+        Language::Es => super::lang::es::position(s, position, at_least, wait),
+        Language::De => super::lang::de::position(s, position, at_least, wait),
+    }
+}
+
 /// "You are currently number 3 in the queue. Estimated wait time is about 4 minutes."
-fn english_position(s: &mut Script, position: u32, wait: SpokenWait) {
-    if position <= 1 {
+fn english_position(s: &mut Script, position: u32, at_least: bool, wait: Option<SpokenWait>) {
+    if position <= 1 && !at_least {
         s.word("you-are-next-in-the-queue");
         return;
     }
-    if position > MAX_SPOKEN_NUMBER {
+    if at_least {
         s.word("there-are-at-least");
-        s.number(MAX_SPOKEN_NUMBER);
+        s.number(position);
         s.word("callers-ahead-of-you");
     } else {
         s.word("you-are-currently-number");
         s.number(position);
         s.word("in-the-queue");
     }
-    s.pause(SENTENCE_GAP);
-    s.word("estimated-wait-time-is");
-    s.wait(wait);
+    if let Some(wait) = wait {
+        s.pause(SENTENCE_GAP);
+        s.word("estimated-wait-time-is");
+        s.wait(wait);
+    }
 }
 
 /// Builds a part list, putting [`WORD_GAP`] between two clips unless a pause is already

@@ -55,20 +55,28 @@ fn number(s: &mut Script, n: u32) {
 }
 
 /// The position sentence and the wait.
-pub(in super::super) fn position(s: &mut Script, position: u32, wait: SpokenWait) {
-    if position <= 1 {
+pub(in super::super) fn position(
+    s: &mut Script,
+    position: u32,
+    at_least: bool,
+    wait: Option<SpokenWait>,
+) {
+    if position <= 1 && !at_least {
         s.word("sie-sind-als-naechstes-dran");
         return;
     }
-    if position > MAX_SPOKEN_NUMBER {
+    if at_least {
         s.word("vor-ihnen-warten-mindestens");
-        number(s, MAX_SPOKEN_NUMBER);
+        number(s, position.min(MAX_SPOKEN_NUMBER));
         s.word("anrufer");
     } else {
         s.word("sie-sind-nummer");
         number(s, position);
         s.word("in-der-warteschlange");
     }
+    let Some(wait) = wait else {
+        return;
+    };
     s.pause(SENTENCE_GAP);
     s.word("die-geschaetzte-wartezeit-betraegt");
     match wait {

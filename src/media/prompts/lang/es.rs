@@ -60,20 +60,28 @@ pub fn number_words(n: u32, masculine: bool) -> Vec<&'static str> {
 }
 
 /// The position sentence and the wait.
-pub(in super::super) fn position(s: &mut Script, position: u32, wait: SpokenWait) {
-    if position <= 1 {
+pub(in super::super) fn position(
+    s: &mut Script,
+    position: u32,
+    at_least: bool,
+    wait: Option<SpokenWait>,
+) {
+    if position <= 1 && !at_least {
         s.word("usted-es-el-siguiente");
         return;
     }
-    if position > MAX_SPOKEN_NUMBER {
+    if at_least {
         s.word("hay-al-menos");
-        s.words(&number_words(MAX_SPOKEN_NUMBER, false));
+        s.words(&number_words(position.min(MAX_SPOKEN_NUMBER), false));
         s.word("personas-delante-de-usted");
     } else {
         s.word("usted-es-el-numero");
         s.words(&number_words(position, false));
         s.word("en-la-cola");
     }
+    let Some(wait) = wait else {
+        return;
+    };
     s.pause(SENTENCE_GAP);
     s.word("el-tiempo-de-espera-estimado-es");
     match wait {
