@@ -452,6 +452,10 @@ pub struct QueueConfig {
     pub service_level: u64,
     /// The service level it aims at, percent: the wallboard shows it red below.
     pub service_level_goal: u8,
+    /// Longest wait, seconds, from which the wallboard shows it amber.
+    pub longest_wait_warn: u64,
+    /// Longest wait, seconds, from which the wallboard shows it red.
+    pub longest_wait_alarm: u64,
 }
 
 /// `[[queue]] when_no_agents` (docs/behaviour.md §3).
@@ -520,6 +524,8 @@ impl Default for QueueConfig {
             language: crate::media::prompts::Language::En,
             service_level: 20,
             service_level_goal: 80,
+            longest_wait_warn: 60,
+            longest_wait_alarm: 300,
         }
     }
 }

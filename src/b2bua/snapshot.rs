@@ -57,6 +57,8 @@ pub struct QueueView {
     pub service_level_s: u64,
     /// The service level it aims at, percent.
     pub service_level_goal: u8,
+    /// `[warn, alarm]`: longest waits (s) from which the wallboard shows amber, then red.
+    pub longest_wait_thresholds_s: [u64; 2],
     /// Today's figures (since midnight UTC, this node's calls).
     pub today: crate::queue::service::TallyView,
     /// The last 15 minutes' figures.
@@ -214,6 +216,10 @@ impl B2bua {
                     open: !self.is_closed(id, now),
                     service_level_s: self.config.queues[id.0].service_level,
                     service_level_goal: self.config.queues[id.0].service_level_goal,
+                    longest_wait_thresholds_s: [
+                        self.config.queues[id.0].longest_wait_warn,
+                        self.config.queues[id.0].longest_wait_alarm,
+                    ],
                     today: self.service[id.0].today().view(),
                     last_15_min: self.service[id.0].recent(now).view(),
                     last_hour: self.history.of(id),

@@ -72,3 +72,35 @@ fn a_scripted_morning_gives_exact_figures() {
     h.b2bua.new_day();
     assert_eq!(h.b2bua.snapshot(h.now).queues[0].today.offered, 0);
 }
+
+/// What the wallboard's snapshot costs with 10 000 callers waiting, against the full one
+/// (`cargo test --release --lib wallboard_snapshot_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing measurement, meaningful in release builds only"]
+fn wallboard_snapshot_cost() {
+    let config = "[sip]\nlisten = \"127.0.0.1:5060\"\nrtp_ports = \"20000-60000\"\n\
+                  max_calls = 20000\n[[trunk]]\nallow = [\"127.0.0.0/8\"]\n[[queue]]\n\
+                  name = \"support\"\nmax_len = 20000\ncallback_threshold = 0\n[[route]]\n\
+                  number = \"*\"\nqueue = \"support\"\n";
+    let mut h = Harness::with_config(config);
+    for i in 0..10_000 {
+        h.deliver(TRUNK, &invite(&format!("c{i}"), &format!("+1555{i:07}")));
+        h.sent.clear();
+    }
+    assert_eq!(
+        h.b2bua.snapshot_first(h.now, 25).queues[0].waiting_count,
+        10_000
+    );
+    let time = |f: &dyn Fn() -> usize| {
+        let start = std::time::Instant::now();
+        let mut n = 0;
+        for _ in 0..20 {
+            n += f();
+        }
+        (start.elapsed() / 20, n)
+    };
+    let (first, n) = time(&|| h.b2bua.snapshot_first(h.now, 25).queues[0].waiting.len());
+    assert_eq!(n, 20 * 25);
+    let (all, _) = time(&|| h.b2bua.snapshot(h.now).queues[0].waiting.len());
+    eprintln!("10 000 waiting: wallboard snapshot (first 25) {first:?}, full snapshot {all:?}");
+}
