@@ -17,6 +17,21 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .find(|&i| haystack[i..i + needle.len()] == *needle)
 }
 
+/// `seconds` of what the caller hears on `rtp`, as one byte stream of RTP payloads.
+fn capture(rtp: &UdpSocket, seconds: u64) -> Vec<u8> {
+    let mut heard = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if let Ok((len, _)) = rtp.recv_from(&mut buf)
+            && len > 12
+        {
+            heard.extend_from_slice(&buf[12..len]);
+        }
+    }
+    heard
+}
+
 #[test]
 fn entry_announcement_then_music_then_the_next_announcement() {
     let mut setup = Setup::new(35_500);
@@ -34,16 +49,7 @@ fn entry_announcement_then_music_then_the_next_announcement() {
     assert_eq!(call.code, 200, "{}", call.response);
 
     // 9 s of what the caller hears, as one byte stream of PCMU payloads.
-    let mut heard = Vec::new();
-    let start = Instant::now();
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < Duration::from_secs(9) {
-        if let Ok((len, _)) = rtp.recv_from(&mut buf)
-            && len > 12
-        {
-            heard.extend_from_slice(&buf[12..len]);
-        }
-    }
+    let heard = capture(&rtp, 9);
     assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
 
     // The only caller is at position 1: "You are next in the queue."
@@ -108,19 +114,6 @@ fn a_caller_routed_to_spanish_hears_the_spanish_clips() {
         let call = ua.invite(user, number, &pcmu_offer(port));
         assert_eq!(call.code, 200, "{}", call.response);
         (ua, call, rtp)
-    };
-    let capture = |rtp: &UdpSocket, seconds: u64| {
-        let mut heard = Vec::new();
-        let start = Instant::now();
-        let mut buf = [0u8; 2048];
-        while start.elapsed() < Duration::from_secs(seconds) {
-            if let Ok((len, _)) = rtp.recv_from(&mut buf)
-                && len > 12
-            {
-                heard.extend_from_slice(&buf[12..len]);
-            }
-        }
-        heard
     };
     // First a caller on the English route, then one on 300 (Spanish) at position 2.
     let (en_ua, en_call, en_rtp) = listen("100", "+15551230001");
@@ -192,16 +185,7 @@ fn the_head_of_the_line_hears_the_periodic_message_and_no_position() {
     let ua = RawUa::new("127.0.0.1", holdfast.sip);
     let call = ua.invite("100", "+15551230001", &pcmu_offer(port));
     assert_eq!(call.code, 200, "{}", call.response);
-    let mut heard = Vec::new();
-    let start = Instant::now();
-    let mut buf = [0u8; 2048];
-    while start.elapsed() < Duration::from_secs(7) {
-        if let Ok((len, _)) = rtp.recv_from(&mut buf)
-            && len > 12
-        {
-            heard.extend_from_slice(&buf[12..len]);
-        }
-    }
+    let heard = capture(&rtp, 7);
     assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
     let next = Prompts::embedded()
         .unwrap()
