@@ -390,6 +390,9 @@ pub struct QueueConfig {
     pub periodic_messages: Vec<PathBuf>,
     /// Seconds between two periodic messages; 0: none.
     pub periodic_every: u64,
+    /// An audio file the agent hears when it answers, before the caller is connected (the
+    /// caller keeps its ringback or music); `""`: none.
+    pub announce_to_agent: PathBuf,
     /// Estimated wait (seconds) from which a callback is offered; 0 = never.
     pub callback_threshold: u64,
     /// Dial attempts for a callback before it is marked failed.
@@ -495,6 +498,7 @@ impl Default for QueueConfig {
             announce_wait: true,
             periodic_messages: Vec::new(),
             periodic_every: 0,
+            announce_to_agent: PathBuf::new(),
             callback_threshold: 300,
             callback_attempts: 3,
             callback_retry_delay: 120,

@@ -140,7 +140,18 @@ pub fn load_prompts(config: &Config) -> Result<PromptPacks, crate::media::prompt
                 .collect::<Result<Vec<_>, _>>()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(PromptPacks::new(english, others).with_messages(messages))
+    let whispers = config
+        .queues
+        .iter()
+        .map(|q| {
+            (!q.announce_to_agent.as_os_str().is_empty())
+                .then(|| crate::media::prompts::load_message(&q.announce_to_agent))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PromptPacks::new(english, others)
+        .with_messages(messages)
+        .with_whispers(whispers))
 }
 
 /// Packs on disk that lack clips their language needs (`check-config`): each directory of

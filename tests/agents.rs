@@ -301,3 +301,56 @@ fn an_agent_pauses_and_unpauses_from_its_phone() {
         .count();
     assert!(loud > 100, "{loud} loud frames of {}", heard.len() / 160);
 }
+
+/// `announce_to_agent` (docs/behaviour.md §5): baresip, answering, first hears the queue's
+/// clip (a 700 Hz tone here), then the caller; the caller never hears the clip.
+#[test]
+fn the_agent_hears_announce_to_agent_before_the_caller_and_the_caller_does_not() {
+    let dir = common::scratch_dir("whisper-files");
+    let clip = dir.join("premium.wav");
+    common::phones::write_tone_wav(&clip, 700, 1);
+    let queue = ONE_QUEUE.replace(
+        "wrapup = 1\n",
+        &format!("wrapup = 1\nannounce_to_agent = \"{}\"\n", clip.display()),
+    );
+    let holdfast = Holdfast::start(
+        "agent-whisper",
+        &setup(
+            35_000,
+            queue + "\n[[agent]]\nuser = \"alice\"\npassword = \"alice-secret\"\n",
+        ),
+    );
+    let phone = Baresip::start(
+        "baresip-whisper",
+        holdfast.sip,
+        "alice",
+        "alice-secret",
+        440,
+    );
+    assert!(
+        holdfast.wait_log("Registered { user: \"alice\" }", Duration::from_secs(20)),
+        "{}",
+        holdfast.log()
+    );
+    let (out, heard_by_caller) = common::one_talking_call(&holdfast);
+    assert!(out.status.success(), "{}", holdfast.log());
+    assert!(holdfast.log().contains("caller connected to agent"));
+    std::thread::sleep(Duration::from_millis(500));
+    let heard_by_agent = phone.heard();
+    assert!(heard_by_agent.len() > 8000 * 3, "{}", phone.log());
+    // The first second the agent hears is the clip, the rest the caller's 1 kHz.
+    assert!(
+        dominant(&heard_by_agent[400..7200], 700.0, &[440.0, 1000.0]),
+        "the agent hears the clip first"
+    );
+    assert!(
+        dominant(&heard_by_agent[16_000..], 1000.0, &[440.0, 700.0]),
+        "then the caller"
+    );
+    let clip_power = common::tone_power(&heard_by_caller, 700.0, 8000.0);
+    let agent_power = common::tone_power(&heard_by_caller, 440.0, 8000.0);
+    assert!(
+        clip_power * 10.0 < agent_power,
+        "the caller hears the agent ({agent_power}), not the clip ({clip_power})"
+    );
+}

@@ -201,6 +201,9 @@ impl B2bua {
                 }
             }
             MediaEvent::PromptDone { id } => {
+                if let Some(leg) = self.whispering.remove(&id) {
+                    self.connect_legs(now, leg);
+                }
                 if let Some(call) = self.callbacks.confirmed(id) {
                     tracing::info!(call = call.0, "last prompt played: hanging up");
                     self.hang_up(now, call, LeaveReason::Removed);

@@ -458,9 +458,42 @@ impl B2bua {
             self.end_leg(now, leg_key, true);
             return;
         };
+        let (payload_type, codec) = (call.media.payload_type, call.codec);
+        self.answered_in_ring(now, call_key, leg_key);
+        let _ = self.agents.answered(now, agent);
+        self.drain_agent_events();
+        // `announce_to_agent`: the agent hears it first, the caller keeps its ringback or
+        // music; the legs are connected when it ends.
+        let law = super::callback::law(codec);
+        if let Some(frames) = self.audio.prompts.whisper(queue.0, law) {
+            let silence = match law {
+                crate::media::g711::Law::Mu => 0xFF,
+                crate::media::g711::Law::A => 0xD5,
+            };
+            let silence = bytes::Bytes::from(vec![silence; crate::media::player::FRAME_LEN]);
+            self.media
+                .play(agent_stream, agent_remote, payload_type, silence);
+            self.media.prompt_now(agent_stream, frames);
+            self.whispering.insert(agent_stream, leg_key);
+            return;
+        }
+        self.connect_legs(now, leg_key);
+    }
+
+    /// The agent answered (and heard `announce_to_agent`, if any): relay the two legs,
+    /// answer a caller who was hearing ringback, take it out of the queue (docs/behaviour.md §5).
+    pub(super) fn connect_legs(&mut self, now: Instant, leg_key: LegKey) {
+        let Some(leg) = self.legs.get(&leg_key) else {
+            return;
+        };
+        let (agent, call_key, agent_stream, queue) = (leg.agent, leg.call, leg.stream, leg.queue);
+        let agent_remote = leg.remote.unwrap_or(leg.destination);
+        let Some(call) = self.calls.get(&call_key) else {
+            self.end_leg(now, leg_key, true);
+            return;
+        };
         let (caller_stream, caller_media, was_early) =
             (call.stream, call.media, call.state.is_early());
-        self.answered_in_ring(now, call_key, leg_key);
         self.media
             .connect(agent_stream, agent_remote, caller_media.payload_type);
         if was_early {
@@ -480,8 +513,6 @@ impl B2bua {
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Dispatched);
         self.drain_queue_events(now);
-        let _ = self.agents.answered(now, agent);
-        self.drain_agent_events();
         self.keep(call_key);
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.state = CallState::Bridged;
@@ -565,6 +596,7 @@ impl B2bua {
         let Some(mut leg) = self.legs.remove(leg_key) else {
             return;
         };
+        self.whispering.remove(&leg.stream);
         let talking_since = leg.talking_since();
         let destination = leg.destination;
         if let Some(dialog) = leg.dialog_mut()

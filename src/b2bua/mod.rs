@@ -223,6 +223,8 @@ pub struct B2bua {
     service: Vec<crate::queue::service::ServiceFigures>,
     /// Per queue: waiting callers and longest wait over the last hour.
     history: history::History,
+    /// Agent streams hearing `announce_to_agent`, and their legs: connected when it ends.
+    whispering: HashMap<crate::media::engine::StreamId, LegKey>,
 }
 
 impl B2bua {
@@ -327,6 +329,7 @@ impl B2bua {
             scheduled: scheduled::Scheduled::default(),
             service,
             history: history::History::default(),
+            whispering: HashMap::new(),
         };
         b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();

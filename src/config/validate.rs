@@ -190,6 +190,12 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 "must be set (seconds between messages) when periodic_messages lists files",
             );
         }
+        if !q.announce_to_agent.as_os_str().is_empty() && !q.announce_to_agent.is_file() {
+            r.add(
+                format!("queue[{i}].announce_to_agent"),
+                format!("no file {}", q.announce_to_agent.display()),
+            );
+        }
         for (j, path) in q.periodic_messages.iter().enumerate() {
             if !path.is_file() {
                 r.add(

@@ -292,6 +292,8 @@ pub struct PromptPacks {
     packs: Vec<Prompts>,
     /// Per queue index, its `periodic_messages`, each encoded µ-law then A-law.
     messages: Vec<Vec<[Bytes; 2]>>,
+    /// Per queue index, its `announce_to_agent`, encoded µ-law then A-law.
+    whispers: Vec<Option<[Bytes; 2]>>,
 }
 
 /// A periodic message file, decoded to 8 kHz and encoded with both laws once.
@@ -313,7 +315,20 @@ impl PromptPacks {
         Self {
             packs,
             messages: Vec::new(),
+            whispers: Vec::new(),
         }
+    }
+
+    /// With the queues' `announce_to_agent` (per queue index).
+    pub fn with_whispers(mut self, whispers: Vec<Option<[Bytes; 2]>>) -> Self {
+        self.whispers = whispers;
+        self
+    }
+
+    /// Queue `queue`'s `announce_to_agent` in `law`, if it has one.
+    pub fn whisper(&self, queue: usize, law: Law) -> Option<Prompt> {
+        let frames = self.whispers.get(queue)?.as_ref()?;
+        Prompt::from_frames(frames[law_index(law)].clone()).ok()
     }
 
     /// With the queues' periodic messages (per queue index, in `periodic_messages` order).
