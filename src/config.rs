@@ -272,6 +272,12 @@ pub struct Media {
     pub shards: Option<u32>,
     /// Pin shard `i` to one core of the process's allowed set (Linux `sched_setaffinity`).
     pub pin_shards: bool,
+    /// Where call recordings are written: `<recordings>/<YYYY-MM-DD>/<call-id>.wav`
+    /// (`[[queue]] record`).
+    pub recordings: PathBuf,
+    /// Day directories of recordings older than this many days are deleted (checked at
+    /// start and every hour); 0 keeps them all.
+    pub recordings_keep_days: u32,
 }
 
 impl Default for Media {
@@ -281,6 +287,8 @@ impl Default for Media {
             prompts: PathBuf::from("media/prompts/en"),
             shards: None,
             pin_shards: false,
+            recordings: PathBuf::from("data/recordings"),
+            recordings_keep_days: 0,
         }
     }
 }

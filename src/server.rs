@@ -20,6 +20,7 @@ use crate::store::{CallbackId, CallbackState, KeptKind, Record, StoreHandle};
 mod cluster;
 mod driver;
 pub mod handover;
+mod retention;
 mod scheduling;
 mod streams;
 mod tls;

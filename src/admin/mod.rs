@@ -12,6 +12,7 @@
 //! §2.3, which is how the wallboard's `EventSource` can carry it) and answers `401` otherwise.
 
 pub mod metrics;
+mod recordings;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -140,6 +141,8 @@ struct AppState {
     token: Arc<str>,
     /// `[priorities]`: name → level, for labels.
     priorities: Arc<BTreeMap<String, u32>>,
+    /// `[media] recordings`.
+    recordings: Arc<std::path::Path>,
 }
 
 /// Binds `addr` and serves the admin interface until `shutdown` resolves (then open
@@ -149,6 +152,7 @@ pub async fn spawn(
     addr: SocketAddr,
     token: &str,
     priorities: BTreeMap<String, u32>,
+    recordings: std::path::PathBuf,
     requests: mpsc::Sender<AdminRequest>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), BindError> {
@@ -160,6 +164,7 @@ pub async fn spawn(
         requests,
         token: token.into(),
         priorities: Arc::new(priorities),
+        recordings: recordings.into(),
     });
     let handle = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app)
@@ -183,6 +188,7 @@ fn router(state: AppState) -> Router {
         .route("/api/callbacks", get(callbacks).post(schedule_callback))
         .route("/api/callbacks/{id}", delete(cancel_callback))
         .route("/api/report", get(report))
+        .route("/api/recordings", get(recordings::list))
         .route("/api/blocks", get(blocks))
         .route("/api/cluster", get(cluster))
         .route("/api/events", get(events))

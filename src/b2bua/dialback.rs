@@ -450,6 +450,9 @@ impl B2bua {
         agent_leg.start_talking(now);
         let agent_stream = agent_leg.stream;
         self.media.bridge(agent_stream, stream);
+        if let Some(call_id) = self.callbacks.dialog_mut(entry).map(|d| d.call_id.clone()) {
+            self.start_recording(now, leg, stream, &call_id);
+        }
         self.offered.remove(&entry);
         self.queues.leave(entry, LeaveReason::Dispatched);
         self.drain_queue_events(now);

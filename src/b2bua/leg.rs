@@ -97,6 +97,8 @@ pub struct AgentLeg {
     pub remote: Option<SocketAddr>,
     /// The agent pressed Hold (its last offer was `sendonly`/`inactive`).
     pub holds: bool,
+    /// The file the call is recorded into (`[[queue]] record`), once bridged.
+    pub recording: Option<std::path::PathBuf>,
 }
 
 /// What a new leg is made of.
@@ -198,6 +200,7 @@ impl Legs {
             local: new.local,
             remote: None,
             holds: false,
+            recording: None,
         };
         self.by_client.insert(leg.client.clone(), leg.key);
         self.ring_deadlines.insert((new.ring_deadline, leg.key));

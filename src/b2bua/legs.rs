@@ -494,6 +494,7 @@ impl B2bua {
         };
         let (caller_stream, caller_media, was_early) =
             (call.stream, call.media, call.state.is_early());
+        let call_id = call.dialog.call_id.clone();
         self.media
             .connect(agent_stream, agent_remote, caller_media.payload_type);
         if was_early {
@@ -505,6 +506,7 @@ impl B2bua {
             );
         }
         self.media.bridge(caller_stream, agent_stream);
+        self.start_recording(now, leg_key, caller_stream, &call_id);
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.announce = None;
             self.calls.schedule(call_key, CallTimer::Announce, None);
@@ -608,7 +610,8 @@ impl B2bua {
         let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);
         if let Some(answered) = talking_since {
             let handle = now.saturating_duration_since(answered);
-            let facts = self.leg_facts(leg.queue, Some(leg.agent), leg.call);
+            let mut facts = self.leg_facts(leg.queue, Some(leg.agent), leg.call);
+            facts.detail = super::recording::detail(leg.recording.as_deref());
             self.record_handle_time(now, leg.queue, handle, facts);
             let _ = self.agents.call_ended(now, leg.agent, wrapup);
         }

@@ -78,6 +78,15 @@ pub enum MediaCommand {
         /// The other.
         b: StreamId,
     },
+    /// Record a call (caller left, agent right) into `path`, until either leg closes.
+    Record {
+        /// The caller's leg.
+        caller: StreamId,
+        /// The agent's leg.
+        agent: StreamId,
+        /// The WAV file.
+        path: std::path::PathBuf,
+    },
     /// Play an announcement: queued behind others, or at once cutting them short.
     Prompt {
         /// The stream.
@@ -294,6 +303,15 @@ impl MediaPlane {
     /// Relay between two legs.
     pub fn bridge(&mut self, a: StreamId, b: StreamId) {
         self.out.push_back(MediaCommand::Bridge { a, b });
+    }
+
+    /// Record the call of legs `caller` and `agent` into `path`.
+    pub fn record(&mut self, caller: StreamId, agent: StreamId, path: std::path::PathBuf) {
+        self.out.push_back(MediaCommand::Record {
+            caller,
+            agent,
+            path,
+        });
     }
 
     /// Queue an announcement.

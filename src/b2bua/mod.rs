@@ -35,6 +35,7 @@ pub mod media;
 mod no_agents;
 mod overflow;
 mod reconcile;
+mod recording;
 mod refer;
 mod register;
 mod requests;

@@ -110,6 +110,8 @@ pub struct AgentView {
     pub talking_to: Option<String>,
     /// Seconds it has been talking to that caller.
     pub talking_for_s: Option<u64>,
+    /// That call is being recorded (`[[queue]] record`).
+    pub recording: bool,
 }
 
 /// One blocked login: `GET /api/blocks` item.
@@ -227,7 +229,7 @@ impl B2bua {
             })
             .collect();
         // Who each agent talks to, and since when: one pass over the legs.
-        let talking: HashMap<AgentId, (String, Instant)> = self
+        let talking: HashMap<AgentId, (String, Instant, bool)> = self
             .legs
             .values()
             .filter_map(|leg| {
@@ -241,7 +243,7 @@ impl B2bua {
                     },
                     |c| c.caller.clone(),
                 );
-                Some((leg.agent, (caller, since)))
+                Some((leg.agent, (caller, since, leg.recording.is_some())))
             })
             .collect();
         let agents = self
@@ -251,10 +253,11 @@ impl B2bua {
                 state_for_s: agent
                     .state_since()
                     .map(|since| now.saturating_duration_since(since).as_secs()),
-                talking_to: talking.get(&agent_id).map(|(caller, _)| caller.clone()),
+                talking_to: talking.get(&agent_id).map(|(caller, ..)| caller.clone()),
                 talking_for_s: talking
                     .get(&agent_id)
-                    .map(|(_, since)| now.saturating_duration_since(*since).as_secs()),
+                    .map(|(_, since, _)| now.saturating_duration_since(*since).as_secs()),
+                recording: talking.get(&agent_id).is_some_and(|t| t.2),
                 tiers: agent
                     .queues()
                     .iter()

@@ -96,6 +96,9 @@ struct KeptLeg {
     remote: Option<SocketAddr>,
     holds: bool,
     talking_since_ms: Option<i64>,
+    /// The file the call is recorded into: the next process continues it.
+    #[serde(default)]
+    recording: Option<std::path::PathBuf>,
 }
 
 /// Why a kept call could not be taken back.
@@ -237,6 +240,7 @@ impl B2bua {
                     remote: leg.remote,
                     holds: leg.holds,
                     talking_since_ms: talking_since.map(|at| self.unix_ms_at(at)),
+                    recording: leg.recording.clone(),
                 };
                 (leg.queue, None, Some(kept))
             }
@@ -448,6 +452,7 @@ impl B2bua {
         if let Some(leg) = self.legs.get_mut(&leg_key) {
             leg.remote = kept.remote;
             leg.holds = kept.holds;
+            leg.recording = kept.recording.take();
         }
         if let Some(call) = self.calls.get_mut(&key) {
             call.leg = Some(leg_key);
@@ -465,6 +470,9 @@ impl B2bua {
         self.media
             .set_telephone_event(caller_stream, media.telephone_event);
         self.media.bridge(caller_stream, agent_stream);
+        if let Some(call_id) = self.calls.get(&key).map(|c| c.dialog.call_id.clone()) {
+            self.start_recording(now, leg_key, caller_stream, &call_id);
+        }
         self.probe_leg(now, leg_key);
     }
 

@@ -34,6 +34,9 @@ pub struct QueueConfig {
     /// An audio file the agent hears when it answers, before the caller is connected (the
     /// caller keeps its ringback or music); `""`: none.
     pub announce_to_agent: PathBuf,
+    /// Record the bridged calls of this queue (callbacks too) into `[media] recordings`
+    /// (bridge mode `relay` only: a transferred call's audio never passes holdfast).
+    pub record: bool,
     /// Estimated wait (seconds) from which a callback is offered; 0 = never.
     pub callback_threshold: u64,
     /// Dial attempts for a callback before it is marked failed.
@@ -140,6 +143,7 @@ impl Default for QueueConfig {
             periodic_messages: Vec::new(),
             periodic_every: 0,
             announce_to_agent: PathBuf::new(),
+            record: false,
             callback_threshold: 300,
             callback_attempts: 3,
             callback_retry_delay: 120,

@@ -190,6 +190,21 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 "must be set (seconds between messages) when periodic_messages lists files",
             );
         }
+        if q.record && q.bridge == super::BridgeMode::Refer {
+            r.add(
+                format!("queue[{i}].record"),
+                "needs bridge = \"relay\": a call transferred with REFER never passes holdfast",
+            );
+        }
+        if q.record && config.media.recordings.as_os_str().is_empty() {
+            r.add(
+                "media.recordings".to_owned(),
+                format!(
+                    "must name a directory: queue {:?} records its calls",
+                    q.name
+                ),
+            );
+        }
         if !q.announce_to_agent.as_os_str().is_empty() && !q.announce_to_agent.is_file() {
             r.add(
                 format!("queue[{i}].announce_to_agent"),

@@ -92,6 +92,11 @@ impl StreamId {
         StreamId(((shard as u64) << 48) | (serial & ((1 << 48) - 1)))
     }
 
+    /// The id as one number (a recording's key).
+    pub(crate) fn raw(self) -> u64 {
+        self.0
+    }
+
     /// The shard (media thread) the stream lives on.
     pub fn shard(self) -> usize {
         (self.0 >> 48) as usize
@@ -266,6 +271,11 @@ impl MediaEngine {
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
         let mut shards = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
+        // The writer of recordings ends when the last shard (its senders) has stopped.
+        let (recorder, recordings) = super::recording::Recorder::new();
+        let writer = std::thread::Builder::new()
+            .name("recordings".into())
+            .spawn(move || super::recording::run_writer(recordings))?;
         let cpus = if config.pin {
             super::affinity::allowed_cpus().unwrap_or_else(|error| {
                 tracing::warn!(%error, "media shards not pinned: cannot read the CPU mask");
@@ -286,6 +296,7 @@ impl MediaEngine {
                 events_tx.clone(),
                 stats.clone(),
                 ledger.clone(),
+                Some(recorder.clone()),
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
@@ -307,6 +318,8 @@ impl MediaEngine {
                 stats,
             });
         }
+        drop(recorder);
+        threads.push(writer);
         let engine = MediaEngine {
             inner: Arc::new(Inner {
                 config,
@@ -529,6 +542,31 @@ impl MediaEngine {
             return Err(MediaError::NotBeside { a, b });
         }
         self.send(a, Command::Bridge { a, b })
+    }
+
+    /// Records the call whose caller leg is `caller` and agent leg `agent` (both on one
+    /// shard) into `path`, a stereo WAV (caller left, agent right) written while they are
+    /// bridged, until either leg closes ([`super::recording`]).
+    pub fn record(
+        &self,
+        caller: StreamId,
+        agent: StreamId,
+        path: std::path::PathBuf,
+    ) -> Result<(), MediaError> {
+        if caller.shard() != agent.shard() {
+            return Err(MediaError::NotBeside {
+                a: caller,
+                b: agent,
+            });
+        }
+        self.send(
+            caller,
+            Command::Record {
+                caller,
+                agent,
+                path,
+            },
+        )
     }
 
     /// Ends the bridge `id` is in (no-op if none): both legs go idle (open, receiving,

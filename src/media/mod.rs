@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod player;
 mod poller;
 pub mod prompts;
+pub mod recording;
 mod rewrite;
 pub mod rtp;
 mod secure;

@@ -54,12 +54,14 @@ use super::inbound::{Inbound, Peer};
 use super::ledger::{Ledger, Resume};
 use super::player::{PACKET_LEN, Player, PlayerEvent, Prompt};
 use super::poller::{Poller, Token, Waker};
+use super::recording::{Recorder, Tap};
 use super::rewrite::Rewriter;
 use super::secure;
 use super::stats::ShardStats;
 use crate::srtp::MasterKey;
 
 mod bridge;
+mod record;
 mod streams;
 
 /// The packetization period: one 20 ms G.711 frame per packet.
@@ -109,6 +111,11 @@ pub(crate) enum Command {
     Bridge {
         a: StreamId,
         b: StreamId,
+    },
+    Record {
+        caller: StreamId,
+        agent: StreamId,
+        path: std::path::PathBuf,
     },
     Unbridge {
         id: StreamId,
@@ -171,6 +178,8 @@ struct Stream {
     srtp: Option<Box<secure::Outbound>>,
     /// Its record in the ledger (what it last sent, for a restart).
     record: Option<usize>,
+    /// The recording it is a side of.
+    tap: Option<record::TapOn>,
 }
 
 /// The wall clock in Unix milliseconds.
@@ -223,6 +232,10 @@ pub(crate) struct Shard {
     ledger: Option<Arc<Ledger>>,
     /// `epoch` in Unix milliseconds, for the ledger's timestamps without a clock read.
     epoch_ms: i64,
+    /// The writer thread of recordings (`None` in tests and tools that record nothing).
+    recorder: Option<Recorder>,
+    /// Recordings of this shard's calls, by key (`record::TapOn`).
+    taps: HashMap<u64, Tap>,
 }
 
 impl Shard {
@@ -233,6 +246,7 @@ impl Shard {
         events: Sender<MediaEvent>,
         stats: Arc<ShardStats>,
         ledger: Option<Arc<Ledger>>,
+        recorder: Option<Recorder>,
     ) -> io::Result<Shard> {
         let poller = Poller::new(EVENTS_PER_WAIT)?;
         poller.add(&*waker, WAKER_TOKEN)?;
@@ -255,6 +269,8 @@ impl Shard {
             recv_buf: Box::new([0; 2048]),
             ledger,
             epoch_ms: unix_ms_now(),
+            recorder,
+            taps: HashMap::new(),
         })
     }
 
@@ -290,6 +306,7 @@ impl Shard {
                 break;
             }
         }
+        self.end_recordings();
         tracing::debug!(shard = self.index, "media shard stopped");
     }
 
@@ -525,6 +542,11 @@ impl Shard {
                 None => tracing::warn!(%id, "SRTP keys for an unknown stream"),
             },
             Command::Bridge { a, b } => self.bridge(a, b),
+            Command::Record {
+                caller,
+                agent,
+                path,
+            } => self.record(caller, agent, path),
             Command::Unbridge { id } => {
                 if let Some(&idx) = self.by_id.get(&id) {
                     self.unbridge(idx, Instant::now());

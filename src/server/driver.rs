@@ -155,7 +155,9 @@ impl Server {
             config.admin.listen,
             config.admin.token.clone(),
             config.priorities.clone(),
+            config.media.recordings.clone(),
         );
+        let recordings_keep_days = config.media.recordings_keep_days;
         // A process already running on this data directory hands over (a graceful upgrade):
         // from here on, what it kept is final.
         let data_dir = config.store.data_dir.clone();
@@ -276,12 +278,13 @@ impl Server {
                 .await
                 .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         let (admin_tx, admin_requests) = mpsc::channel::<AdminRequest>(ADMIN_CAPACITY);
-        let (admin_listen, token, priorities) = admin_config;
+        let (admin_listen, token, priorities, recordings) = admin_config;
+        super::retention::spawn(recordings.clone(), recordings_keep_days, stopped.clone());
         let (admin, admin_addr) = match admin_listen {
             Some(addr) => {
                 let mut stopped = stopped.clone();
                 let (handle, bound) =
-                    admin::spawn(addr, &token, priorities, admin_tx, async move {
+                    admin::spawn(addr, &token, priorities, recordings, admin_tx, async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     })
                     .await?;
@@ -708,6 +711,15 @@ fn carry_out(
         MediaCommand::Bridge { a, b } => {
             if let Err(error) = engine.bridge(a, b) {
                 refused("bridge", error);
+            }
+        }
+        MediaCommand::Record {
+            caller,
+            agent,
+            path,
+        } => {
+            if let Err(error) = engine.record(caller, agent, path) {
+                refused("record", error);
             }
         }
         MediaCommand::Prompt {

@@ -45,6 +45,8 @@ struct FakeMedia {
     telephone_events: Vec<(StreamId, Option<u8>)>,
     /// Streams made SRTP.
     secured: Vec<StreamId>,
+    /// Calls recorded: (caller leg, agent leg, file).
+    recorded: Vec<(StreamId, StreamId, std::path::PathBuf)>,
 }
 
 impl FakeMedia {
@@ -77,6 +79,11 @@ impl FakeMedia {
             MediaCommand::Stop { id } => self.stopped.push(id),
             MediaCommand::Close { id } => self.closed.push(id),
             MediaCommand::Secure { id, .. } => self.secured.push(id),
+            MediaCommand::Record {
+                caller,
+                agent,
+                path,
+            } => self.recorded.push((caller, agent, path)),
             MediaCommand::Reserve { .. } => {}
         }
     }

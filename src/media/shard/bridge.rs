@@ -30,11 +30,13 @@
 //! still open, still receiving on the clock, sending nothing. A leg with a player hands the
 //! relay's counters back to it, so music played again later continues the same RTP stream.
 
+use super::record::tap_packet;
 use super::{Shard, Stream, StreamMode};
 use crate::media::engine::StreamId;
 use crate::media::inbound::Inbound;
 use crate::media::ledger::Ledger;
 use crate::media::poller::Token;
+use crate::media::recording::law_of;
 use crate::media::rewrite::{Forward, LegCodecs, Rewriter, map_payload};
 use crate::media::rtp::{RTP_HEADER_LEN, RtpHeader};
 use rand::Rng;
@@ -94,7 +96,9 @@ impl Shard {
         else {
             return;
         };
-        for i in [idx, *partner] {
+        let partner = *partner;
+        self.flush_recording(idx);
+        for i in [idx, partner] {
             let Some(Some(stream)) = self.streams.get_mut(i) else {
                 continue;
             };
@@ -121,6 +125,8 @@ impl Shard {
             ledger,
             epoch,
             epoch_ms,
+            taps,
+            recorder,
             ..
         } = self;
         let sent_ms = *epoch_ms + now.saturating_duration_since(*epoch).as_millis() as i64;
@@ -148,6 +154,20 @@ impl Shard {
         if let Ok((len, from)) = src.socket.recv_from(&mut inbound.buf[..])
             && let Some((header, payload)) = inbound.accept(src.id, &mut src.peer, len, from)
         {
+            if let Some(on) = src.tap
+                && let Some(law) = law_of(header.payload_type)
+            {
+                let audio = &inbound.buf[payload.clone()];
+                tap_packet(
+                    taps,
+                    recorder.as_ref(),
+                    on,
+                    law,
+                    now,
+                    header.timestamp,
+                    audio,
+                );
+            }
             let codecs = src.peer.codecs;
             let ledger = ledger.as_deref().map(|l| (l, sent_ms));
             match forward(inbound.buf, &header, payload, &codecs, dst, now, ledger) {

@@ -59,6 +59,7 @@ impl Shard {
             wheel_pos: (slot, self.wheel[slot].len()),
             srtp: None,
             record,
+            tap: None,
         };
         self.wheel[slot].push(idx);
         if idx == self.streams.len() {
@@ -152,6 +153,7 @@ impl Shard {
         let Some(idx) = self.by_id.remove(&id) else {
             return;
         };
+        self.end_recording(idx);
         if let Some(stream) = self.streams[idx].take() {
             let (slot, pos) = stream.wheel_pos;
             self.wheel[slot].swap_remove(pos);

@@ -16,7 +16,7 @@ fn rig() -> Rig {
     let (_tx, commands) = mpsc::channel();
     let (events, _events) = tokio::sync::mpsc::channel(64);
     let waker = Arc::new(Waker::new().unwrap());
-    let mut shard = Shard::new(0, commands, waker, events, Arc::default(), None).unwrap();
+    let mut shard = Shard::new(0, commands, waker, events, Arc::default(), None, None).unwrap();
     // Leave room to wind the clock back in tests.
     shard.epoch -= Duration::from_secs(10);
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
