@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use codes::Codes;
+pub use codes::{Codes, Supervisor};
 pub use queue::{QueueConfig, WhenNoAgents};
 
 pub use net::{Cidr, Pattern, PortRange, ValueError};
@@ -69,6 +69,9 @@ pub struct Config {
     /// Softphone users who take calls.
     #[serde(rename = "agent", skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<Agent>,
+    /// Users who may listen to, whisper to and barge into agents' calls.
+    #[serde(rename = "supervisor", skip_serializing_if = "Vec::is_empty")]
+    pub supervisors: Vec<Supervisor>,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             routes: Vec::new(),
             vips: Vec::new(),
             agents: Vec::new(),
+            supervisors: Vec::new(),
         }
     }
 }
@@ -478,6 +482,9 @@ impl Config {
         }
         for trunk in &mut shown.trunks {
             redact(&mut trunk.password);
+        }
+        for supervisor in &mut shown.supervisors {
+            redact(&mut supervisor.password);
         }
         redact(&mut shown.admin.token);
         shown.store.url = redact_url_password(&shown.store.url);

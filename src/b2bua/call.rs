@@ -93,6 +93,8 @@ pub struct Call {
     pub ring_too: Vec<super::LegKey>,
     /// An agent's own call to a feature code (`[codes]`): no caller, so no call events.
     pub service: bool,
+    /// A supervisor's call (`[codes] listen/whisper/barge`): the agent leg it monitors.
+    pub watch: Option<super::monitor::Watch>,
     /// The language the caller hears (its route's, else its queue's).
     pub language: crate::media::prompts::Language,
     /// Our side of the session: the answer in our 200 OK, and the answers to re-offers
@@ -172,6 +174,7 @@ impl Call {
             leg: None,
             ring_too: Vec::new(),
             service: false,
+            watch: None,
             language: crate::media::prompts::Language::En,
             local: new.local,
             answer_sdp: new.answer_sdp,

@@ -33,6 +33,11 @@ impl B2bua {
     ) -> bool {
         let dialled = message::request_uri_user(request).unwrap_or_default();
         let codes = &self.config.codes;
+        if let Some((mode, agent)) = codes.monitor(&dialled) {
+            let agent = agent.to_owned();
+            self.on_monitor_invite(now, key, request, source, mode, &agent);
+            return true;
+        }
         let code = match dialled.as_str() {
             "" => return false,
             d if d == codes.pause => Code::Pause,
@@ -53,7 +58,7 @@ impl B2bua {
         };
         let opened = match self
             .answer_offer(request)
-            .and_then(|answer| self.open_dialog(request, answer))
+            .and_then(|answer| self.open_dialog(request, answer, None))
         {
             Ok(opened) => opened,
             Err(status) => {

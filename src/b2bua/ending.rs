@@ -49,6 +49,9 @@ impl B2bua {
         }
         self.media.close(call.stream);
         self.forget_call_streams(call.stream);
+        if let Some(watch) = &call.watch {
+            self.monitor_ended(now, watch);
+        }
         if call.queue.is_some() && self.queues.position(call.entry()).is_some() {
             let left = self.queues.leave(call.entry(), reason);
             if let (Some((queue, entry)), LeaveReason::Abandoned) = (&left, reason) {

@@ -180,6 +180,8 @@ fn message(kind: CallEventKind) -> &'static str {
         CallEventKind::Complete => "call complete",
         CallEventKind::Overflow => "caller overflowed",
         CallEventKind::Resume => "caller resumed its place",
+        CallEventKind::MonitorStart => "supervisor joined call",
+        CallEventKind::MonitorStop => "supervisor left call",
     }
 }
 

@@ -166,7 +166,7 @@ impl B2bua {
             return Err(480);
         }
         let queue_id = QueueId(queue_index);
-        let opened = self.open_dialog(request, answer)?;
+        let opened = self.open_dialog(request, answer, None)?;
         let call_key = opened.key;
         // A caller who hung up a moment ago gets its old place back (`resume_within`).
         let joined = match self.take_place(now, queue_id, &caller) {
@@ -223,6 +223,7 @@ impl B2bua {
         &mut self,
         request: &rsip::Request,
         answer: sdp::Answer,
+        beside: Option<crate::media::engine::StreamId>,
     ) -> Result<OpenedDialog, u16> {
         let local_tag = self.sip.ids.tag();
         let dialog = Dialog::from_invite(request, &local_tag).map_err(|_| 400u16)?;
@@ -231,7 +232,11 @@ impl B2bua {
             // reaching us twice (RFC 3261 §8.2.2.2).
             return Err(482);
         }
-        let (stream, rtp_port) = self.media.open().map_err(|error| {
+        let opened = match beside {
+            Some(other) => self.media.open_beside(other),
+            None => self.media.open(),
+        };
+        let (stream, rtp_port) = opened.map_err(|error| {
             tracing::error!(%error, "no RTP port for a new call");
             503u16
         })?;

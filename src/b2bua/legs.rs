@@ -607,6 +607,7 @@ impl B2bua {
             self.sip.bye(now, dialog, destination);
         }
         self.media.close(leg.stream);
+        self.unwatch(now, leg_key);
         let wrapup = Duration::from_secs(self.config.queues[leg.queue.0].wrapup);
         if let Some(answered) = talking_since {
             let handle = now.saturating_duration_since(answered);

@@ -78,6 +78,18 @@ pub enum MediaCommand {
         /// The other.
         b: StreamId,
     },
+    /// A supervisor's leg monitors the bridged call of `caller` and `agent` (all three on
+    /// one shard), until any of them closes.
+    Monitor {
+        /// The supervisor's leg.
+        supervisor: StreamId,
+        /// The caller's leg.
+        caller: StreamId,
+        /// The agent's leg.
+        agent: StreamId,
+        /// Listen, whisper or barge.
+        mode: crate::media::mix::MonitorMode,
+    },
     /// Record a call (caller left, agent right) into `path`, until either leg closes.
     Record {
         /// The caller's leg.
@@ -303,6 +315,22 @@ impl MediaPlane {
     /// Relay between two legs.
     pub fn bridge(&mut self, a: StreamId, b: StreamId) {
         self.out.push_back(MediaCommand::Bridge { a, b });
+    }
+
+    /// Let `supervisor` monitor the call of legs `caller` and `agent` in `mode`.
+    pub fn monitor(
+        &mut self,
+        supervisor: StreamId,
+        caller: StreamId,
+        agent: StreamId,
+        mode: crate::media::mix::MonitorMode,
+    ) {
+        self.out.push_back(MediaCommand::Monitor {
+            supervisor,
+            caller,
+            agent,
+            mode,
+        });
     }
 
     /// Record the call of legs `caller` and `agent` into `path`.

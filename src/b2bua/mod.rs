@@ -32,6 +32,7 @@ mod leg;
 mod legs;
 mod log_limit;
 pub mod media;
+mod monitor;
 mod no_agents;
 mod overflow;
 mod reconcile;
@@ -227,6 +228,8 @@ pub struct B2bua {
     history: history::History,
     /// Agent streams hearing `announce_to_agent`, and their legs: connected when it ends.
     whispering: HashMap<crate::media::engine::StreamId, LegKey>,
+    /// Agent legs monitored by a supervisor, and the supervisor's call.
+    watched: HashMap<LegKey, CallKey>,
 }
 
 impl B2bua {
@@ -332,6 +335,7 @@ impl B2bua {
             service,
             history: history::History::default(),
             whispering: HashMap::new(),
+            watched: HashMap::new(),
         };
         b2bua.schedules = Self::schedules(&b2bua.config);
         b2bua.pin_trunk_flows();

@@ -101,7 +101,8 @@ impl B2bua {
             .claimed_user(request)
             .or_else(|| message::header_user(request, "To"))
             .unwrap_or_default();
-        let known = self.config.agents.iter().any(|a| a.user == claimed);
+        let known = self.config.agents.iter().any(|a| a.user == claimed)
+            || self.config.supervisors.iter().any(|s| s.user == claimed);
         let limit_key = AuthKey {
             source: source.ip(),
             user: known.then(|| claimed.clone()),
@@ -120,7 +121,8 @@ impl B2bua {
             }
             return Err(message::response(request, 403, None));
         }
-        let agents = &self.config.agents;
+        let (agents, supervisors) = (&self.config.agents, &self.config.supervisors);
+        // Supervisors register and dial codes with their password like agents.
         let lookup = |user: &str| {
             agents
                 .iter()
@@ -129,6 +131,12 @@ impl B2bua {
                 .map(|c| match c {
                     ConfigCredential::Password(p) => Credential::Password(p),
                     ConfigCredential::Ha1(h) => Credential::Ha1(h),
+                })
+                .or_else(|| {
+                    supervisors
+                        .iter()
+                        .find(|s| s.user == user)
+                        .map(|s| Credential::Password(&s.password))
                 })
         };
         let error =

@@ -112,6 +112,10 @@ pub struct AgentView {
     pub talking_for_s: Option<u64>,
     /// That call is being recorded (`[[queue]] record`).
     pub recording: bool,
+    /// The supervisor monitoring that call, if one is.
+    pub monitored_by: Option<String>,
+    /// How: `listen`, `whisper` or `barge`.
+    pub monitor_mode: Option<String>,
 }
 
 /// One blocked login: `GET /api/blocks` item.
@@ -229,23 +233,24 @@ impl B2bua {
             })
             .collect();
         // Who each agent talks to, and since when: one pass over the legs.
-        let talking: HashMap<AgentId, (String, Instant, bool)> = self
-            .legs
-            .values()
-            .filter_map(|leg| {
-                let since = leg.talking_since()?;
-                let caller = self.calls.get(&leg.call).map_or_else(
-                    || {
-                        self.callbacks
-                            .get(&leg.call.entry())
-                            .map(|c| c.number.clone())
-                            .unwrap_or_default()
-                    },
-                    |c| c.caller.clone(),
-                );
-                Some((leg.agent, (caller, since, leg.recording.is_some())))
-            })
-            .collect();
+        let talking: HashMap<AgentId, (String, Instant, bool, Option<&super::monitor::Watch>)> =
+            self.legs
+                .values()
+                .filter_map(|leg| {
+                    let since = leg.talking_since()?;
+                    let caller = self.calls.get(&leg.call).map_or_else(
+                        || {
+                            self.callbacks
+                                .get(&leg.call.entry())
+                                .map(|c| c.number.clone())
+                                .unwrap_or_default()
+                        },
+                        |c| c.caller.clone(),
+                    );
+                    let watch = self.watcher_of(leg.key);
+                    Some((leg.agent, (caller, since, leg.recording.is_some(), watch)))
+                })
+                .collect();
         let agents = self
             .agents
             .iter()
@@ -256,8 +261,16 @@ impl B2bua {
                 talking_to: talking.get(&agent_id).map(|(caller, ..)| caller.clone()),
                 talking_for_s: talking
                     .get(&agent_id)
-                    .map(|(_, since, _)| now.saturating_duration_since(*since).as_secs()),
+                    .map(|(_, since, ..)| now.saturating_duration_since(*since).as_secs()),
                 recording: talking.get(&agent_id).is_some_and(|t| t.2),
+                monitored_by: talking
+                    .get(&agent_id)
+                    .and_then(|t| t.3)
+                    .map(|w| w.supervisor.clone()),
+                monitor_mode: talking
+                    .get(&agent_id)
+                    .and_then(|t| t.3)
+                    .map(|w| w.mode.as_str().to_owned()),
                 tiers: agent
                     .queues()
                     .iter()

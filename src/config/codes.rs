@@ -13,6 +13,13 @@ pub struct Codes {
     pub pause: String,
     /// Unpause the agent who dials it (callers are offered again at once).
     pub unpause: String,
+    /// A supervisor dials it followed by an agent's user (`*50alice`) to listen to that
+    /// agent's call.
+    pub listen: String,
+    /// … to whisper to the agent (the caller does not hear it).
+    pub whisper: String,
+    /// … to barge in (caller and agent both hear the supervisor).
+    pub barge: String,
 }
 
 impl Default for Codes {
@@ -20,14 +27,62 @@ impl Default for Codes {
         Self {
             pause: "*46".to_owned(),
             unpause: "*47".to_owned(),
+            listen: "*50".to_owned(),
+            whisper: "*51".to_owned(),
+            barge: "*52".to_owned(),
         }
     }
 }
 
+/// `[[supervisor]]`: a user who registers like an agent, takes no calls, and may monitor
+/// agents' calls with the `listen`, `whisper` and `barge` codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Supervisor {
+    /// SIP user name (unique among agents and supervisors).
+    pub user: String,
+    /// Its Digest password.
+    pub password: String,
+}
+
 impl Codes {
     /// Every code with its key, for validation.
-    pub fn all(&self) -> [(&'static str, &str); 2] {
-        [("pause", &self.pause), ("unpause", &self.unpause)]
+    pub fn all(&self) -> [(&'static str, &str); 5] {
+        [
+            ("pause", &self.pause),
+            ("unpause", &self.unpause),
+            ("listen", &self.listen),
+            ("whisper", &self.whisper),
+            ("barge", &self.barge),
+        ]
+    }
+
+    /// The codes dialled with an agent's user after them.
+    pub fn prefixes(&self) -> [(&'static str, &str); 3] {
+        [
+            ("listen", &self.listen),
+            ("whisper", &self.whisper),
+            ("barge", &self.barge),
+        ]
+    }
+
+    /// A monitoring code in `dialled`: its mode and the agent's user that follows it.
+    pub fn monitor<'a>(
+        &self,
+        dialled: &'a str,
+    ) -> Option<(crate::media::mix::MonitorMode, &'a str)> {
+        use crate::media::mix::MonitorMode;
+        [
+            (MonitorMode::Listen, &self.listen),
+            (MonitorMode::Whisper, &self.whisper),
+            (MonitorMode::Barge, &self.barge),
+        ]
+        .into_iter()
+        .filter(|(_, code)| !code.is_empty())
+        .find_map(|(mode, code)| {
+            let agent = dialled.strip_prefix(code.as_str())?;
+            (!agent.is_empty()).then_some((mode, agent))
+        })
     }
 
     /// Why `code` cannot be dialled as a Request-URI user, if it cannot.

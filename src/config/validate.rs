@@ -269,6 +269,17 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 format!("{code:?} is already another code"),
             );
         }
+        if let Some((prefix_key, prefix)) = config
+            .codes
+            .prefixes()
+            .into_iter()
+            .find(|(k, p)| !p.is_empty() && k != key && code.starts_with(*p))
+        {
+            r.add(
+                format!("codes.{key}"),
+                format!("{code:?} starts with codes.{prefix_key} ({prefix:?}), which is dialled with an agent after it"),
+            );
+        }
         if let Some(j) = config.routes.iter().position(|route| route.number == *code) {
             r.add(
                 format!("codes.{key}"),
@@ -320,9 +331,35 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     }
 
     let mut seen = HashMap::new();
+    for (i, supervisor) in config.supervisors.iter().enumerate() {
+        let user = &supervisor.user;
+        r.unique(
+            &mut seen,
+            format!("supervisor[{i}].user"),
+            user,
+            "agent or supervisor user",
+        );
+        if user
+            .chars()
+            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
+        {
+            r.add(
+                format!("supervisor[{i}].user"),
+                "must not contain ':', '@' or whitespace",
+            );
+        }
+        if supervisor.password.is_empty() {
+            r.add(format!("supervisor[{i}].password"), "is required");
+        }
+    }
     for (i, agent) in config.agents.iter().enumerate() {
         let user = &agent.user;
-        r.unique(&mut seen, format!("agent[{i}].user"), user, "agent user");
+        r.unique(
+            &mut seen,
+            format!("agent[{i}].user"),
+            user,
+            "agent or supervisor user",
+        );
         // The user goes into SIP URIs and into the digest string `user:realm:password`.
         if user
             .chars()

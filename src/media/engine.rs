@@ -569,6 +569,34 @@ impl MediaEngine {
         )
     }
 
+    /// Makes `supervisor` (a stream on the call's shard) monitor the bridged call of legs
+    /// `caller` and `agent`: it is sent both sides mixed, and in `mode` whisper or barge its
+    /// voice is mixed into what the agent (and the caller) hear ([`super::mix`]). Ends when
+    /// any of the three streams is stopped, played on or closed.
+    pub fn monitor(
+        &self,
+        supervisor: StreamId,
+        caller: StreamId,
+        agent: StreamId,
+        mode: super::mix::MonitorMode,
+    ) -> Result<(), MediaError> {
+        if supervisor.shard() != caller.shard() || caller.shard() != agent.shard() {
+            return Err(MediaError::NotBeside {
+                a: supervisor,
+                b: caller,
+            });
+        }
+        self.send(
+            supervisor,
+            Command::Monitor {
+                supervisor,
+                caller,
+                agent,
+                mode,
+            },
+        )
+    }
+
     /// Ends the bridge `id` is in (no-op if none): both legs go idle (open, receiving,
     /// sending nothing). [`MediaEngine::play`] afterwards continues the leg's RTP stream.
     /// `stop`, `play` and `close` on either leg end the bridge the same way.

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod g711;
 mod inbound;
 pub mod ledger;
+pub mod mix;
 pub mod player;
 mod poller;
 pub mod prompts;

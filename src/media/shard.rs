@@ -61,6 +61,7 @@ use super::stats::ShardStats;
 use crate::srtp::MasterKey;
 
 mod bridge;
+mod monitor;
 mod record;
 mod streams;
 
@@ -117,6 +118,12 @@ pub(crate) enum Command {
         agent: StreamId,
         path: std::path::PathBuf,
     },
+    Monitor {
+        supervisor: StreamId,
+        caller: StreamId,
+        agent: StreamId,
+        mode: super::mix::MonitorMode,
+    },
     Unbridge {
         id: StreamId,
     },
@@ -156,6 +163,10 @@ pub enum StreamMode {
         /// Table index of the other leg.
         partner: usize,
     },
+    /// A supervisor's leg listening to a bridged call of this shard (`monitor`): sent the
+    /// mix of both sides on its clock slot, read on readiness (its socket is registered
+    /// with the poller like a relay leg's).
+    Monitor,
 }
 
 #[derive(Debug)]
@@ -180,6 +191,8 @@ struct Stream {
     record: Option<usize>,
     /// The recording it is a side of.
     tap: Option<record::TapOn>,
+    /// The supervisor stream (table index) monitoring the call this leg is in.
+    watched: Option<usize>,
 }
 
 /// The wall clock in Unix milliseconds.
@@ -236,6 +249,8 @@ pub(crate) struct Shard {
     recorder: Option<Recorder>,
     /// Recordings of this shard's calls, by key (`record::TapOn`).
     taps: HashMap<u64, Tap>,
+    /// Supervisors listening, by their stream's table index.
+    monitors: HashMap<usize, monitor::Monitor>,
 }
 
 impl Shard {
@@ -271,6 +286,7 @@ impl Shard {
             epoch_ms: unix_ms_now(),
             recorder,
             taps: HashMap::new(),
+            monitors: HashMap::new(),
         })
     }
 
@@ -297,7 +313,7 @@ impl Shard {
             for i in 0..ready {
                 match self.poller.token(i) {
                     Some(WAKER_TOKEN) => woken = true,
-                    Some(token) => self.relay_ready(token, now),
+                    Some(token) => self.ready(token, now),
                     None => {}
                 }
             }
@@ -308,6 +324,20 @@ impl Shard {
         }
         self.end_recordings();
         tracing::debug!(shard = self.index, "media shard stopped");
+    }
+
+    /// The socket registered under `token` is readable: a relay leg's or a supervisor's.
+    fn ready(&mut self, token: Token, now: Instant) {
+        let supervisor = usize::try_from(token).ok().filter(|&i| {
+            self.streams
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(monitor::is_supervisor)
+        });
+        match supervisor {
+            Some(idx) => self.monitor_ready(idx),
+            None => self.relay_ready(token, now),
+        }
     }
 
     fn due(&self, tick: u64) -> Instant {
@@ -370,6 +400,7 @@ impl Shard {
             ledger,
             epoch,
             epoch_ms,
+            monitors,
             ..
         } = self;
         let slot = &wheel[(tick % SLOTS as u64) as usize];
@@ -425,10 +456,29 @@ impl Shard {
                     );
                 }
             }
-            // Streams of one slot take their poll turns in different periods; a bridged leg
-            // is read on readiness instead (its packets must be forwarded).
+            if stream.mode == StreamMode::Monitor
+                && let (Some(monitor), Some(remote), Some(pt)) = (
+                    monitors.get_mut(&idx),
+                    stream.peer.remote,
+                    stream.peer.codecs.audio,
+                )
+                && monitor::next_packet(monitor, pt, packet).is_some()
+            {
+                if send_rtp(
+                    &stream.socket,
+                    stream.srtp.as_deref_mut(),
+                    &packet[..],
+                    remote,
+                ) {
+                    sent += 1;
+                } else {
+                    errors += 1;
+                }
+            }
+            // Streams of one slot take their poll turns in different periods; bridged and
+            // supervisor legs are read on readiness instead (their packets must be passed on).
             if (period + idx as u64).is_multiple_of(POLL_PERIODS)
-                && !matches!(stream.mode, StreamMode::Relay { .. })
+                && !matches!(stream.mode, StreamMode::Relay { .. } | StreamMode::Monitor)
             {
                 inbound.drain(stream.id, &stream.socket, &mut stream.peer);
             }
@@ -547,6 +597,12 @@ impl Shard {
                 agent,
                 path,
             } => self.record(caller, agent, path),
+            Command::Monitor {
+                supervisor,
+                caller,
+                agent,
+                mode,
+            } => self.monitor(supervisor, caller, agent, mode),
             Command::Unbridge { id } => {
                 if let Some(&idx) = self.by_id.get(&id) {
                     self.unbridge(idx, Instant::now());

@@ -713,6 +713,16 @@ fn carry_out(
                 refused("bridge", error);
             }
         }
+        MediaCommand::Monitor {
+            supervisor,
+            caller,
+            agent,
+            mode,
+        } => {
+            if let Err(error) = engine.monitor(supervisor, caller, agent, mode) {
+                refused("monitor", error);
+            }
+        }
         MediaCommand::Record {
             caller,
             agent,

@@ -175,11 +175,16 @@ pub enum CallEventKind {
     Overflow,
     /// A caller who had hung up called again in time and got its old place back.
     Resume,
+    /// A supervisor began listening to, whispering to or barging into a call (`detail`:
+    /// supervisor and mode).
+    MonitorStart,
+    /// That supervisor left the call (or the call ended).
+    MonitorStop,
 }
 
 impl CallEventKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Join,
         Self::Announce,
         Self::Connect,
@@ -192,6 +197,8 @@ impl CallEventKind {
         Self::Complete,
         Self::Overflow,
         Self::Resume,
+        Self::MonitorStart,
+        Self::MonitorStop,
     ];
 
     /// Parses [`CallEventKind::as_str`] back.
@@ -214,6 +221,8 @@ impl CallEventKind {
             Self::Complete => "complete",
             Self::Overflow => "overflow",
             Self::Resume => "resume",
+            Self::MonitorStart => "monitor_start",
+            Self::MonitorStop => "monitor_stop",
         }
     }
 }

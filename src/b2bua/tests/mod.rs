@@ -45,6 +45,8 @@ struct FakeMedia {
     telephone_events: Vec<(StreamId, Option<u8>)>,
     /// Streams made SRTP.
     secured: Vec<StreamId>,
+    /// Calls monitored: (supervisor leg, caller leg, agent leg, mode).
+    monitored: Vec<(StreamId, StreamId, StreamId, crate::media::mix::MonitorMode)>,
     /// Calls recorded: (caller leg, agent leg, file).
     recorded: Vec<(StreamId, StreamId, std::path::PathBuf)>,
 }
@@ -84,6 +86,12 @@ impl FakeMedia {
                 agent,
                 path,
             } => self.recorded.push((caller, agent, path)),
+            MediaCommand::Monitor {
+                supervisor,
+                caller,
+                agent,
+                mode,
+            } => self.monitored.push((supervisor, caller, agent, mode)),
             MediaCommand::Reserve { .. } => {}
         }
     }

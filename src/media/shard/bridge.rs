@@ -127,6 +127,7 @@ impl Shard {
             epoch_ms,
             taps,
             recorder,
+            monitors,
             ..
         } = self;
         let sent_ms = *epoch_ms + now.saturating_duration_since(*epoch).as_millis() as i64;
@@ -154,19 +155,24 @@ impl Shard {
         if let Ok((len, from)) = src.socket.recv_from(&mut inbound.buf[..])
             && let Some((header, payload)) = inbound.accept(src.id, &mut src.peer, len, from)
         {
-            if let Some(on) = src.tap
-                && let Some(law) = law_of(header.payload_type)
-            {
-                let audio = &inbound.buf[payload.clone()];
-                tap_packet(
-                    taps,
-                    recorder.as_ref(),
-                    on,
-                    law,
-                    now,
-                    header.timestamp,
-                    audio,
-                );
+            if let Some(law) = law_of(header.payload_type) {
+                // Recorded as the caller or agent said it, before a supervisor's voice.
+                if let Some(on) = src.tap {
+                    let audio = &inbound.buf[payload.clone()];
+                    tap_packet(
+                        taps,
+                        recorder.as_ref(),
+                        on,
+                        law,
+                        now,
+                        header.timestamp,
+                        audio,
+                    );
+                }
+                if let Some(watcher) = src.watched {
+                    let audio = &mut inbound.buf[payload.clone()];
+                    super::monitor::tap(monitors, watcher, idx, law, audio);
+                }
             }
             let codecs = src.peer.codecs;
             let ledger = ledger.as_deref().map(|l| (l, sent_ms));

@@ -60,6 +60,7 @@ impl Shard {
             srtp: None,
             record,
             tap: None,
+            watched: None,
         };
         self.wheel[slot].push(idx);
         if idx == self.streams.len() {
@@ -83,8 +84,10 @@ impl Shard {
             tracing::warn!(%id, "play on an unknown stream");
             return;
         };
-        // Music on a bridged leg ends the bridge (the partner goes idle).
+        // Music on a bridged leg ends the bridge (the partner goes idle); on a supervisor's,
+        // the monitoring.
         self.unbridge(idx, now);
+        self.end_monitor(idx);
         let Some(Some(stream)) = self.streams.get_mut(idx) else {
             return;
         };
@@ -144,6 +147,7 @@ impl Shard {
                 self.stats.playing.set(self.playing as u64);
             }
             StreamMode::Relay { .. } => self.unbridge(idx, now),
+            StreamMode::Monitor => self.end_monitor(idx),
             StreamMode::Idle => {}
         }
     }
@@ -154,6 +158,9 @@ impl Shard {
             return;
         };
         self.end_recording(idx);
+        if let Some(watcher) = self.streams[idx].as_ref().and_then(|s| s.watched) {
+            self.end_monitor(watcher);
+        }
         if let Some(stream) = self.streams[idx].take() {
             let (slot, pos) = stream.wheel_pos;
             self.wheel[slot].swap_remove(pos);
