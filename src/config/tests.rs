@@ -236,6 +236,7 @@ fn example_file_shows_every_option() {
     // A configuration with every optional section present and both agent secrets set.
     let mut full = expected_demo();
     full.vips.push(Vip::default());
+    full.supervisors.push(crate::config::Supervisor::default());
     full.agents[0].ha1 = Some(String::new());
     full.media.shards = Some(2);
     let table: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
@@ -494,5 +495,57 @@ fn feature_codes_must_be_dialable_distinct_and_not_routes() {
     assert!(
         message.starts_with("holdfast.toml: codes.pause: \"*46\" is also route[0].number"),
         "{message}"
+    );
+}
+
+#[test]
+fn recording_and_supervisors_are_checked() {
+    let queue = "[[queue]]\nname = \"q\"\n";
+    let message = error(&format!("{queue}record = true\nbridge = \"refer\"\n"));
+    assert!(
+        message.starts_with("holdfast.toml: queue[0].record: needs bridge = \"relay\""),
+        "{message}"
+    );
+    let message = error(&format!(
+        "[media]\nrecordings = \"\"\n{queue}record = true\n"
+    ));
+    assert!(
+        message.starts_with("holdfast.toml: media.recordings: must name a directory"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{queue}[[agent]]\nuser = \"sue\"\npassword = \"x\"\n[[supervisor]]\nuser = \"sue\"\npassword = \"y\"\n"
+    ));
+    assert!(
+        message.starts_with("holdfast.toml: agent[0].user: duplicate agent or supervisor user"),
+        "{message}"
+    );
+    let message = error(&format!("{queue}[[supervisor]]\nuser = \"sue\"\n"));
+    assert_eq!(
+        message,
+        "holdfast.toml: supervisor[0].password: is required"
+    );
+    // `*5` would swallow `*50alice`: a code may not start with a monitoring code.
+    let message = error(&format!("[codes]\npause = \"*505\"\n{queue}"));
+    assert!(
+        message.starts_with("holdfast.toml: codes.pause: \"*505\" starts with codes.listen"),
+        "{message}"
+    );
+    let config = parse(&format!(
+        "[codes]\nlisten = \"\"\n{queue}[[supervisor]]\nuser = \"sue\"\npassword = \"y\"\n"
+    ));
+    assert_eq!(
+        config.codes.monitor("*50alice"),
+        None,
+        "listening turned off"
+    );
+    assert_eq!(
+        config.codes.monitor("*52alice"),
+        Some((crate::media::mix::MonitorMode::Barge, "alice"))
+    );
+    assert_eq!(config.codes.monitor("*52"), None, "no agent named");
+    assert!(
+        !config.to_toml_string().contains("\"y\""),
+        "passwords redacted"
     );
 }

@@ -486,7 +486,7 @@ password = "z"
                 r#"holdfast.toml: trunk[1].name: duplicate trunk name "carrier" (first at trunk[0].name)"#,
                 "holdfast.toml: queue[1].name: is required",
                 r#"holdfast.toml: queue[2].name: duplicate queue name "support" (first at queue[0].name)"#,
-                r#"holdfast.toml: agent[1].user: duplicate agent user "alice" (first at agent[0].user)"#,
+                r#"holdfast.toml: agent[1].user: duplicate agent or supervisor user "alice" (first at agent[0].user)"#,
                 "holdfast.toml: agent[2].user: is required",
             ]
         );

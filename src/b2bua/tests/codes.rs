@@ -9,6 +9,17 @@ use crate::queue::dispatch::AgentState;
 
 /// An INVITE from alice's phone to `code`, with `authorization` when given.
 fn code_invite(code: &str, call: &str, cseq: u32, authorization: Option<&str>) -> String {
+    code_invite_from("alice", code, call, cseq, authorization)
+}
+
+/// An INVITE from `user`'s phone (at [`AGENT`]) to `code`, with `authorization` when given.
+pub(super) fn code_invite_from(
+    user: &str,
+    code: &str,
+    call: &str,
+    cseq: u32,
+    authorization: Option<&str>,
+) -> String {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=audio 7100 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
     let auth = authorization
@@ -16,9 +27,9 @@ fn code_invite(code: &str, call: &str, cseq: u32, authorization: Option<&str>) -
         .unwrap_or_default();
     format!(
         "INVITE sip:{code}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT};branch=z9hG4bK-{call}-{cseq}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=f-{call}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=f-{call}\r\n\
          To: <sip:{code}@127.0.0.1:5060>\r\nCall-ID: {call}\r\nCSeq: {cseq} INVITE\r\n\
-         Contact: <sip:alice@{AGENT}>\r\n{auth}Content-Type: application/sdp\r\n\
+         Contact: <sip:{user}@{AGENT}>\r\n{auth}Content-Type: application/sdp\r\n\
          Content-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     )
@@ -27,8 +38,20 @@ fn code_invite(code: &str, call: &str, cseq: u32, authorization: Option<&str>) -
 /// Dials `code` as alice with `password`: the challenge, then the answer to it. Returns
 /// what holdfast sent after the answer.
 fn dial(h: &mut Harness, code: &str, call: &str, password: &str) -> Vec<(SocketAddr, String)> {
+    dial_as(h, "alice", code, call, password)
+}
+
+/// Dials `code` as `user` with `password`: the challenge, then the answer to it. Returns
+/// what holdfast sent after the answer.
+pub(super) fn dial_as(
+    h: &mut Harness,
+    user: &str,
+    code: &str,
+    call: &str,
+    password: &str,
+) -> Vec<(SocketAddr, String)> {
     h.take();
-    h.deliver(AGENT, &code_invite(code, call, 1, None));
+    h.deliver(AGENT, &code_invite_from(user, code, call, 1, None));
     let sent = h.take();
     let challenge = sent
         .iter()
@@ -41,14 +64,14 @@ fn dial(h: &mut Harness, code: &str, call: &str, password: &str) -> Vec<(SocketA
         .unwrap();
     let (realm, nonce) = (param(header, "realm"), param(header, "nonce"));
     let uri = format!("sip:{code}@127.0.0.1:5060");
-    let ha1 = md5_hex(&format!("alice:{realm}:{password}"));
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
     let ha2 = md5_hex(&format!("INVITE:{uri}"));
     let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c1:auth:{ha2}"));
     let auth = format!(
-        "Digest username=\"alice\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
          response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c1\""
     );
-    h.deliver(AGENT, &code_invite(code, call, 2, Some(&auth)));
+    h.deliver(AGENT, &code_invite_from(user, code, call, 2, Some(&auth)));
     h.take()
 }
 

@@ -17,6 +17,7 @@ mod codes;
 mod hold;
 mod hours;
 mod logins;
+mod monitor;
 mod no_agents;
 mod overflow;
 mod restart;
