@@ -2,7 +2,13 @@
 //! one 172-byte PCMU packet every 20 ms, for S seconds. Prints the engine threads' CPU time
 //! per bridged call and per relayed packet, and the forwarding latency of a probe pair.
 //!
-//! `relay_load --pairs N --seconds S [--shards K] [--mode relay|music]`
+//! `relay_load --pairs N --seconds S [--shards K] [--mode relay|music] [--record DIR]
+//!  [--monitor M]`
+//!
+//! `--record DIR` records every bridged call into `DIR/<pair>.wav` (the writer thread's
+//! CPU is reported apart from the shards'); `--monitor M` puts a supervisor on the first M
+//! calls after the probe, barging (the most mixing: both sides to the supervisor, the
+//! supervisor to both sides), its phone talking like the others.
 //!
 //! `--mode music` is the baseline: 2N streams playing music to 2N phones, the same number
 //! of packets sent by the engine per second as N relayed pairs, without the receiving.
@@ -20,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use holdfast::media::engine::{EngineConfig, MediaEngine};
+use holdfast::media::mix::MonitorMode;
 use holdfast::media::rtp::RtpHeader;
 
 const PERIOD: Duration = Duration::from_millis(20);
@@ -27,6 +34,11 @@ const SLOTS: usize = 100;
 
 /// CPU time (ns) of this process's threads whose name starts with `media-`.
 fn engine_cpu_ns() -> u64 {
+    threads_cpu_ns("media-")
+}
+
+/// CPU time (ns) of this process's threads whose name starts with `prefix`.
+fn threads_cpu_ns(prefix: &str) -> u64 {
     let mut total = 0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -35,7 +47,7 @@ fn engine_cpu_ns() -> u64 {
     {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !comm.starts_with("media-") {
+        if !comm.starts_with(prefix) {
             continue;
         }
         let sched = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
@@ -82,7 +94,10 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) ->
         .and_then(|v| v.parse().ok())
         .or(default)
         .unwrap_or_else(|| {
-            eprintln!("usage: relay_load --pairs N --seconds S [--shards K] [--mode relay|music]");
+            eprintln!(
+                "usage: relay_load --pairs N --seconds S [--shards K] [--mode relay|music] \
+                 [--record DIR] [--monitor M]"
+            );
             std::process::exit(2)
         })
 }
@@ -144,6 +159,11 @@ fn main() {
         "music" => false,
         _ => arg(&args, "--mode?", None),
     };
+    let record: Option<std::path::PathBuf> = args
+        .iter()
+        .any(|a| a == "--record")
+        .then(|| arg(&args, "--record", None));
+    let monitored: usize = arg(&args, "--monitor", Some(0));
 
     let (engine, _events) = MediaEngine::start(EngineConfig {
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -167,6 +187,28 @@ fn main() {
             engine.connect(caller, a.local_addr().unwrap(), 0).unwrap();
             engine.connect(agent, b.local_addr().unwrap(), 0).unwrap();
             engine.bridge(caller, agent).unwrap();
+            if let Some(dir) = &record {
+                engine
+                    .record(caller, agent, dir.join(format!("{i}.wav")))
+                    .unwrap();
+            }
+            if (1..=monitored).contains(&i) {
+                let s = phone();
+                let (supervisor, port) = engine.open_beside(caller).expect("open beside");
+                engine
+                    .connect(supervisor, s.local_addr().unwrap(), 0)
+                    .unwrap();
+                engine
+                    .monitor(supervisor, caller, agent, MonitorMode::Barge)
+                    .unwrap();
+                phones.push(Phone {
+                    socket: s,
+                    to: to(port),
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    ts: rand::random(),
+                });
+            }
             if i == 0 {
                 probe = Some((a, b, to(caller_port).unwrap()));
                 continue;
@@ -228,9 +270,20 @@ fn main() {
     });
 
     std::thread::sleep(warmup);
-    let (cpu0, stats0, t0) = (engine_cpu_ns(), engine.stats(), Instant::now());
+    let (cpu0, writer0, stats0, t0) = (
+        engine_cpu_ns(),
+        threads_cpu_ns("recordings"),
+        engine.stats(),
+        Instant::now(),
+    );
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    let (cpu1, stats1, wall) = (engine_cpu_ns(), engine.stats(), t0.elapsed());
+    let (cpu1, writer1, stats1, wall) = (
+        engine_cpu_ns(),
+        threads_cpu_ns("recordings"),
+        engine.stats(),
+        t0.elapsed(),
+    );
+    let writer = (writer1 - writer0) as f64 / 1e9;
     let received = phones_thread.join().expect("phones");
     let cpu = (cpu1 - cpu0) as f64 / 1e9;
     let wall = wall.as_secs_f64();
@@ -257,6 +310,17 @@ fn main() {
         100.0 * cpu / wall / pairs as f64
     );
     println!("  phones received {received} packets in total");
+    if record.is_some() {
+        println!(
+            "  recordings writer thread CPU {writer:.2} s ({:.1} % of one core)",
+            100.0 * writer / wall
+        );
+    }
+    let mut json = format!(
+        "{{\"pairs\":{pairs},\"monitored\":{monitored},\"recorded\":{},\"wall_s\":{wall:.3},\
+         \"engine_cpu_s\":{cpu:.4},\"writer_cpu_s\":{writer:.4},\"packets_out\":{out}",
+        record.is_some()
+    );
     if let Some(t) = probe_thread {
         let (mut to_kernel, mut to_thread) = t.join().expect("probe");
         for (what, l) in [
@@ -273,8 +337,16 @@ fn main() {
                     pct(l, 0.99),
                     pct(l, 1.0)
                 );
+                if what == "to kernel rx" {
+                    json += &format!(
+                        ",\"probe_p50_us\":{:.0},\"probe_p99_us\":{:.0}",
+                        pct(l, 0.5),
+                        pct(l, 0.99)
+                    );
+                }
             }
         }
     }
     engine.shutdown();
+    println!("json {json}}}");
 }

@@ -19,6 +19,9 @@
 #                                registered to one SIPp UAS echoing RTP: CPU per bridged
 #                                call, packets relayed per second, and the floor for 2N
 #                                streams
+#   scripts/bench.sh record [N]  N (500) bridged calls relayed, then all recorded, then with
+#                                MONITORED (50) supervisors barging in, in one run: extra CPU
+#                                per recorded and per monitored call, disk bytes per call-minute
 #   scripts/bench.sh cluster [R] two nodes on one PostgreSQL behind Kamailio, R calls/s
 #                                through Kamailio: failed calls, INVITE->200, each part's
 #                                CPU, store transactions and rows per call
@@ -58,11 +61,12 @@ case "$kind" in
     exit 0
     ;;
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
+  record) exec scripts/bench_record.sh "${2:-500}" ;;
   cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
   handoff) exec scripts/bench_handoff.sh "${2:-${CALLS:-60}}" ;;
   keep) exec scripts/bench_keep.sh "${2:-1000}" ;;
   upgrade) exec scripts/bench_upgrade.sh "${2:-2000}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|cluster|handoff|keep|upgrade [N]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|record|cluster|handoff|keep|upgrade [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)
