@@ -3,7 +3,8 @@
 //! call a stereo WAV exists at `<recordings>/<day>/<call-id>.wav` as long as the call, the
 //! caller's tone on the left channel and the agent's on the right; the `complete` event
 //! names it and `GET /api/recordings` lists it. Killed with `kill -9` mid-call, holdfast
-//! leaves a file that reads as a WAV up to about the last second.
+//! leaves a file that reads as a WAV up to about the last second, and the next process,
+//! which keeps the call, goes on writing the same file.
 
 mod common;
 
@@ -172,18 +173,18 @@ fn a_recorded_call_is_a_stereo_wav_caller_left_agent_right() {
 }
 
 #[test]
-fn kill_9_mid_call_leaves_a_readable_recording() {
+fn kill_9_mid_call_leaves_a_readable_recording_that_the_next_process_continues() {
     let (setup, _api, recordings) = recorded_setup("recorded-kill", RTP_BASE_KILL);
-    let mut holdfast = Holdfast::start("recorded-kill", &setup);
-    let agent = AgentPhone::register(&holdfast, "a1", AGENT_TONE);
-    let _caller = Probe::dial_talking(&holdfast, 1, CALLER_TONE);
+    let mut first = Holdfast::start("recorded-kill", &setup);
+    let agent = AgentPhone::register(&first, "a1", AGENT_TONE);
+    let caller = Probe::dial_talking(&first, 1, CALLER_TONE);
     assert!(
         wait_until(Duration::from_secs(5), || agent.calls().len() == 1),
         "the agent answers\n{}",
-        log_tail(&holdfast)
+        log_tail(&first)
     );
     std::thread::sleep(Duration::from_secs(4));
-    holdfast.kill9();
+    first.kill9();
     let path = recording_in(&recordings).expect("a recording file");
     let wav = read_wav(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((wav.channels, wav.rate, wav.bits), (2, 8000, 16));
@@ -197,4 +198,45 @@ fn kill_9_mid_call_leaves_a_readable_recording() {
     let end = wav.left.len();
     dominates(&wav.left[end - 8_000..], CALLER_TONE, AGENT_TONE).expect("left: the caller");
     dominates(&wav.right[end - 8_000..], AGENT_TONE, CALLER_TONE).expect("right: the agent");
+
+    // The call is kept through the restart, and so is its recording: the same file goes on.
+    let responder = caller.answer_options(Some(200));
+    let second = Holdfast::start("recorded-kill-2", &setup);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            common::held::plain(&second.log()).contains("continued=true")
+        }),
+        "the restored call is recorded again\n{}",
+        log_tail(&second)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    responder.stop();
+    let code = caller.ua.request(&caller.call, "BYE", 2, "").map(|r| r.0);
+    assert_eq!(code, Some(200), "the caller's BYE\n{}", log_tail(&second));
+    assert!(
+        second.wait_log("recording finished", Duration::from_secs(5)),
+        "{}",
+        log_tail(&second)
+    );
+    let after = read_wav(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recording_in(&recordings), Some(path), "one file, continued");
+    assert!(
+        after.stated_frames >= wav.stated_frames + 2 * 8_000,
+        "{} frames before the restart, {} after",
+        wav.stated_frames,
+        after.stated_frames
+    );
+    let end = after.left.len();
+    dominates(
+        &after.left[end - 12_000..end - 4_000],
+        CALLER_TONE,
+        AGENT_TONE,
+    )
+    .expect("left after the restart: the caller");
+    dominates(
+        &after.right[end - 12_000..end - 4_000],
+        AGENT_TONE,
+        CALLER_TONE,
+    )
+    .expect("right after the restart: the agent");
 }

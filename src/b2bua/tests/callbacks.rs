@@ -332,7 +332,12 @@ pub(super) fn states(h: &mut Harness) -> Vec<(CallbackState, u32)> {
 
 #[test]
 fn dial_back_rings_the_agent_first_then_bridges_the_caller() {
-    let mut h = Harness::with_config(CONFIG_CALLBACKS);
+    // Recorded like any bridged call of its queue.
+    let config = CONFIG_CALLBACKS.replace(
+        "callback_retry_delay = 60",
+        "callback_retry_delay = 60\nrecord = true",
+    );
+    let mut h = Harness::with_config(&config);
     let agent_invite = dial_back_to_agent(&mut h);
     let trunk_invite = agent_answers(&mut h, &agent_invite);
     assert_eq!(states(&mut h), vec![(CallbackState::Dialling, 1)]);
@@ -360,6 +365,19 @@ fn dial_back_rings_the_agent_first_then_bridges_the_caller() {
     let sent = h.take();
     assert!(find(&sent, "ACK ").is_some(), "2xx ACKed");
     assert_eq!(h.media.bridged.len(), 1, "agent ⇄ caller");
+    let (agent_stream, caller_stream) = h.media.bridged[0];
+    let (caller, agent, path) = h.media.recorded.last().expect("recorded").clone();
+    assert_eq!(
+        (caller, agent),
+        (caller_stream, agent_stream),
+        "caller left, agent right"
+    );
+    let call_id = retry
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: "))
+        .unwrap();
+    assert!(path.starts_with("data/recordings"), "{path:?}");
+    assert!(path.ends_with(format!("{call_id}.wav")), "{path:?}");
     assert!(h.b2bua.queues().get(EntryId(1)).is_none(), "served");
     // The called-back caller hangs up: the agent gets a BYE.
     let bye = retry
