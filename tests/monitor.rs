@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::api::get_json;
-use common::held::{AgentPhone, Probe, log_tail, setup, sleep_until, wait_admin, wait_until};
+use common::held::{log_tail, setup, sleep_until, talking_call, wait_admin, wait_until};
 use common::{Baresip, Holdfast, tone_power};
 
 const RTP_BASE: u16 = 46_000;
@@ -77,13 +77,7 @@ fn a_supervisor_listens_whispers_and_barges() {
         "the supervisor registers\n{}",
         log_tail(&holdfast)
     );
-    let agent = AgentPhone::register(&holdfast, "a1", AGENT_TONE);
-    let caller = Probe::dial_talking(&holdfast, 1, CALLER_TONE);
-    assert!(
-        wait_until(Duration::from_secs(5), || agent.calls().len() == 1),
-        "the agent answers\n{}",
-        log_tail(&holdfast)
-    );
+    let (agent, caller) = talking_call(&holdfast, "a1", AGENT_TONE, CALLER_TONE);
 
     let mut wrong = Vec::new();
     // (code, mode, does the agent hear sue, does the caller)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::api::get_json;
-use common::held::{AgentPhone, Probe, log_tail, setup, wait_admin, wait_until};
+use common::held::{log_tail, setup, talking_call, wait_admin, wait_until};
 use common::{Holdfast, scratch_dir, tone_power};
 
 const RTP_BASE_CALL: u16 = 44_000;
@@ -97,13 +97,7 @@ fn a_recorded_call_is_a_stereo_wav_caller_left_agent_right() {
     let (setup, api, recordings) = recorded_setup("recorded", RTP_BASE_CALL);
     let holdfast = Holdfast::start("recorded", &setup);
     wait_admin(api);
-    let agent = AgentPhone::register(&holdfast, "a1", AGENT_TONE);
-    let caller = Probe::dial_talking(&holdfast, 1, CALLER_TONE);
-    assert!(
-        wait_until(Duration::from_secs(5), || agent.calls().len() == 1),
-        "the agent answers\n{}",
-        log_tail(&holdfast)
-    );
+    let (_agent, caller) = talking_call(&holdfast, "a1", AGENT_TONE, CALLER_TONE);
     let bridged = Instant::now();
     // The wallboard marks the call as recorded.
     let agents = get_json(api, "/api/agents");
@@ -176,13 +170,7 @@ fn a_recorded_call_is_a_stereo_wav_caller_left_agent_right() {
 fn kill_9_mid_call_leaves_a_readable_recording_that_the_next_process_continues() {
     let (setup, _api, recordings) = recorded_setup("recorded-kill", RTP_BASE_KILL);
     let mut first = Holdfast::start("recorded-kill", &setup);
-    let agent = AgentPhone::register(&first, "a1", AGENT_TONE);
-    let caller = Probe::dial_talking(&first, 1, CALLER_TONE);
-    assert!(
-        wait_until(Duration::from_secs(5), || agent.calls().len() == 1),
-        "the agent answers\n{}",
-        log_tail(&first)
-    );
+    let (_agent, caller) = talking_call(&first, "a1", AGENT_TONE, CALLER_TONE);
     std::thread::sleep(Duration::from_secs(4));
     first.kill9();
     let path = recording_in(&recordings).expect("a recording file");

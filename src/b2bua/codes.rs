@@ -22,6 +22,32 @@ enum Code {
 }
 
 impl B2bua {
+    /// A dialog for a phone's own call to a code (its stream beside `beside`, when given),
+    /// or `None` once the refusal (`415`, `488`, `503`…) is sent.
+    pub(super) fn open_service_dialog(
+        &mut self,
+        now: Instant,
+        key: &ServerKey,
+        request: &rsip::Request,
+        beside: Option<crate::media::engine::StreamId>,
+    ) -> Option<super::inbound::OpenedDialog> {
+        match self
+            .answer_offer(request)
+            .and_then(|answer| self.open_dialog(request, answer, beside))
+        {
+            Ok(opened) => Some(opened),
+            Err(status) => {
+                let mut response = message::response(request, status, None);
+                if status == 415 {
+                    push_other(&mut response, "Accept", "application/sdp");
+                }
+                let response = message::with_to_tag(response, &self.sip.ids.tag());
+                self.respond(now, key, response);
+                None
+            }
+        }
+    }
+
     /// An INVITE whose Request-URI user is one of the `[codes]`: handled here, and `true`;
     /// `false` for any other INVITE (a caller).
     pub(super) fn on_code_invite(
@@ -56,20 +82,8 @@ impl B2bua {
                 return true;
             }
         };
-        let opened = match self
-            .answer_offer(request)
-            .and_then(|answer| self.open_dialog(request, answer, None))
-        {
-            Ok(opened) => opened,
-            Err(status) => {
-                let mut response = message::response(request, status, None);
-                if status == 415 {
-                    push_other(&mut response, "Accept", "application/sdp");
-                }
-                let response = message::with_to_tag(response, &self.sip.ids.tag());
-                self.respond(now, key, response);
-                return true;
-            }
+        let Some(opened) = self.open_service_dialog(now, key, request, None) else {
+            return true;
         };
         let paused = code == Code::Pause;
         if let Err(error) = self.set_paused_by(now, &user, paused, "the agent's phone") {

@@ -13,9 +13,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::B2bua;
 use super::events::EventFacts;
 use super::leg::LegKey;
-use super::{B2bua, push_other};
 use crate::media::engine::StreamId;
 use crate::media::mix::MonitorMode;
 use crate::queue::LeaveReason;
@@ -71,19 +71,8 @@ impl B2bua {
         if self.watched.contains_key(&leg_key) {
             return self.reply(now, key, request, 486);
         }
-        let opened = match self
-            .answer_offer(request)
-            .and_then(|answer| self.open_dialog(request, answer, Some(agent_stream)))
-        {
-            Ok(opened) => opened,
-            Err(status) => {
-                let mut response = message::response(request, status, None);
-                if status == 415 {
-                    push_other(&mut response, "Accept", "application/sdp");
-                }
-                let response = message::with_to_tag(response, &self.sip.ids.tag());
-                return self.respond(now, key, response);
-            }
+        let Some(opened) = self.open_service_dialog(now, key, request, Some(agent_stream)) else {
+            return;
         };
         let (call_key, stream) = (opened.key, opened.stream);
         let mut call = opened.into_call(now, key, request, source, user.clone(), None);

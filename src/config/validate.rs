@@ -29,6 +29,16 @@ impl Report<'_> {
     }
 
     /// Reports `name` at `key` if it is empty or already seen under `section`.
+    /// A user name goes into SIP URIs and into the digest string `user:realm:password`.
+    fn sip_user(&mut self, key: String, user: &str) {
+        if user
+            .chars()
+            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
+        {
+            self.add(key, "must not contain ':', '@' or whitespace");
+        }
+    }
+
     fn unique<'n>(
         &mut self,
         seen: &mut HashMap<&'n str, String>,
@@ -339,15 +349,7 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             user,
             "agent or supervisor user",
         );
-        if user
-            .chars()
-            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
-        {
-            r.add(
-                format!("supervisor[{i}].user"),
-                "must not contain ':', '@' or whitespace",
-            );
-        }
+        r.sip_user(format!("supervisor[{i}].user"), user);
         if supervisor.password.is_empty() {
             r.add(format!("supervisor[{i}].password"), "is required");
         }
@@ -360,16 +362,7 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             user,
             "agent or supervisor user",
         );
-        // The user goes into SIP URIs and into the digest string `user:realm:password`.
-        if user
-            .chars()
-            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
-        {
-            r.add(
-                format!("agent[{i}].user"),
-                "must not contain ':', '@' or whitespace",
-            );
-        }
+        r.sip_user(format!("agent[{i}].user"), user);
         match (&agent.password, &agent.ha1) {
             (Some(_), Some(_)) => r.add(
                 format!("agent[{i}].ha1"),

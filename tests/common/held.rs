@@ -868,6 +868,24 @@ impl PhoneLine {
     }
 }
 
+/// A caller talking `caller_tone` bridged to agent `user` (password `<user>-secret`)
+/// talking `agent_tone`: the agent registers, the caller dials and goes straight to it.
+pub fn talking_call(
+    holdfast: &Holdfast,
+    user: &str,
+    agent_tone: f32,
+    caller_tone: f32,
+) -> (AgentPhone, Probe) {
+    let agent = AgentPhone::register(holdfast, user, agent_tone);
+    let caller = Probe::dial_talking(holdfast, 1, caller_tone);
+    assert!(
+        wait_until(Duration::from_secs(5), || agent.calls().len() == 1),
+        "the agent answers\n{}",
+        log_tail(holdfast)
+    );
+    (agent, caller)
+}
+
 /// SIPp callers in the background: `calls` callers who hold for `hold`, their music sent to
 /// `rtp_port`. `-aa` answers holdfast's in-dialog OPTIONS with `200`.
 pub fn sipp_callers(

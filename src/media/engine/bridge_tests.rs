@@ -5,6 +5,7 @@ use super::*;
 use crate::media::g711::{alaw_to_linear, linear_to_ulaw};
 use crate::media::player::FRAME_LEN;
 use crate::media::rtp::RtpHeader;
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 fn engine(port_min: u16) -> (MediaEngine, MediaEvents) {

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::media::player::FRAME_LEN;
+use crate::media::player::Prompt;
 use crate::media::rtp::RtpHeader;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -49,12 +49,7 @@ impl Shard {
     /// Ends the recording stream `idx` is part of, if any: what is batched goes to the
     /// writer, then the end.
     pub(super) fn end_recording(&mut self, idx: usize) {
-        let Some(TapOn { key, .. }) = self
-            .streams
-            .get(idx)
-            .and_then(Option::as_ref)
-            .and_then(|s| s.tap)
-        else {
+        let Some(key) = self.tap_key(idx) else {
             return;
         };
         for stream in self.streams.iter_mut().flatten() {
@@ -79,18 +74,18 @@ impl Shard {
     /// Hands the batch of the recording stream `idx` is part of to the writer (the bridge
     /// pauses: nothing more arrives until it is bridged again).
     pub(super) fn flush_recording(&mut self, idx: usize) {
-        let Some(TapOn { key, .. }) = self
-            .streams
-            .get(idx)
-            .and_then(Option::as_ref)
-            .and_then(|s| s.tap)
-        else {
+        let Some(key) = self.tap_key(idx) else {
             return;
         };
         if let (Some(tap), Some(recorder)) = (self.taps.get_mut(&key), &self.recorder) {
             let batch = tap.take();
             send_batch(recorder, key, tap, batch);
         }
+    }
+
+    /// The recording stream `idx` is part of.
+    fn tap_key(&self, idx: usize) -> Option<u64> {
+        Some(self.streams.get(idx)?.as_ref()?.tap?.key)
     }
 
     /// Ends every recording (the shard stops).
