@@ -10,6 +10,10 @@
 //! calls after the probe, barging (the most mixing: both sides to the supervisor, the
 //! supervisor to both sides), its phone talking like the others.
 //!
+//! `--mode floor` is the relay's floor: the same phones relayed by one thread of our own
+//! (connected sockets, epoll, one `recv` and one `send` a packet, no RTP work), named
+//! `media-floor` so it is measured like the engine's threads.
+//!
 //! `--mode music` is the baseline: 2N streams playing music to 2N phones, the same number
 //! of packets sent by the engine per second as N relayed pairs, without the receiving.
 //! Only the engine's own threads (`media-*`) are measured (from `/proc/self/task/*/schedstat`),
@@ -148,6 +152,43 @@ fn run_phones(mut phones: Vec<Phone>, end: Instant) -> u64 {
     received
 }
 
+/// The cheapest relay this machine has for the same packets: one thread, the 2N sockets
+/// `connect()`ed to their phones (socket `2k` and `2k + 1` are partners), level-triggered
+/// epoll, each readiness one `recv` and one `send` out of the partner. Returns packets
+/// relayed.
+fn floor_relay(sockets: &[UdpSocket], end: Instant) -> u64 {
+    // SAFETY: epoll_create1 takes no pointers.
+    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(epfd >= 0, "epoll_create1");
+    for (i, s) in sockets.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        // SAFETY: `ev` is a live local; both fds are open.
+        let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
+        assert_eq!(rc, 0, "epoll_ctl");
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut buf = [0u8; 2048];
+    let mut relayed = 0;
+    while Instant::now() < end {
+        // SAFETY: `events` is a live buffer of `events.len()` entries.
+        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, 50) };
+        for ev in &events[..usize::try_from(n).unwrap_or(0)] {
+            let i = ev.u64 as usize;
+            if let Ok(len) = sockets[i].recv(&mut buf) {
+                if sockets[i ^ 1].send(&buf[..len]).is_ok() {
+                    relayed += 1;
+                }
+            }
+        }
+    }
+    // SAFETY: closing the epoll fd we created.
+    unsafe { libc::close(epfd) };
+    relayed
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pairs: usize = arg(&args, "--pairs", None);
@@ -155,10 +196,14 @@ fn main() {
     let shards: usize = arg(&args, "--shards", Some(2));
     let mode: String = arg(&args, "--mode", Some("relay".to_string()));
     let relay = match mode.as_str() {
-        "relay" => true,
+        "relay" | "floor" => true,
         "music" => false,
         _ => arg(&args, "--mode?", None),
     };
+    let floor = mode == "floor";
+    // `--mode floor`: the same phones, relayed by the cheapest relay of our own instead of
+    // the engine (see `floor_relay`).
+    let mut floor_sockets: Vec<UdpSocket> = Vec::new();
     let record: Option<std::path::PathBuf> = args
         .iter()
         .any(|a| a == "--record")
@@ -180,9 +225,33 @@ fn main() {
     let mut probe = None;
     for i in 0..pairs {
         let (a, b) = (phone(), phone());
+        let to = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        if floor {
+            let (fa, fb) = (phone(), phone());
+            fa.connect(a.local_addr().unwrap()).unwrap();
+            fb.connect(b.local_addr().unwrap()).unwrap();
+            let (pa, pb) = (
+                fa.local_addr().unwrap().port(),
+                fb.local_addr().unwrap().port(),
+            );
+            floor_sockets.extend([fa, fb]);
+            if i == 0 {
+                probe = Some((a, b, to(pa).unwrap()));
+                continue;
+            }
+            for (socket, port) in [(a, pa), (b, pb)] {
+                phones.push(Phone {
+                    socket,
+                    to: to(port),
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    ts: rand::random(),
+                });
+            }
+            continue;
+        }
         let (caller, caller_port) = engine.open().expect("open");
         let (agent, agent_port) = engine.open_beside(caller).expect("open beside");
-        let to = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
         if relay {
             engine.connect(caller, a.local_addr().unwrap(), 0).unwrap();
             engine.connect(agent, b.local_addr().unwrap(), 0).unwrap();
@@ -234,6 +303,12 @@ fn main() {
     let warmup = Duration::from_secs(1);
     let end = Instant::now() + warmup + Duration::from_secs_f64(seconds);
     let phones_thread = std::thread::spawn(move || run_phones(phones, end));
+    let floor_thread = floor.then(|| {
+        std::thread::Builder::new()
+            .name("media-floor".into())
+            .spawn(move || floor_relay(&floor_sockets, end))
+            .expect("spawn the floor relay")
+    });
     let probe_thread = probe.map(|(a, b, to)| {
         std::thread::spawn(move || {
             let _ = last_rx_ns(&b);
@@ -285,9 +360,12 @@ fn main() {
     );
     let writer = (writer1 - writer0) as f64 / 1e9;
     let received = phones_thread.join().expect("phones");
+    let floor_relayed = floor_thread.map_or(0, |t| t.join().expect("floor relay"));
     let cpu = (cpu1 - cpu0) as f64 / 1e9;
     let wall = wall.as_secs_f64();
-    let relayed = stats1.packets_relayed - stats0.packets_relayed;
+    // The floor's count covers its whole run (warm-up too): scaled to the window.
+    let floor_in_window = (floor_relayed as f64 * wall / (wall + warmup.as_secs_f64())) as u64;
+    let relayed = stats1.packets_relayed - stats0.packets_relayed + floor_in_window;
     let sent = stats1.packets_sent - stats0.packets_sent;
     let out = relayed + sent;
     println!(

@@ -22,6 +22,9 @@
 #   scripts/bench.sh record [N]  N (500) bridged calls relayed, then all recorded, then with
 #                                MONITORED (50) supervisors barging in, in one run: extra CPU
 #                                per recorded and per monitored call, disk bytes per call-minute
+#   scripts/bench.sh scale       CPU per held caller (500 2000 5000 10000) and per bridged call
+#                                (500 2000) beside the floor, engine alone, as a table and a
+#                                plot (docs/bench-scale.svg, scripts/plot_scale.py)
 #   scripts/bench.sh cluster [R] two nodes on one PostgreSQL behind Kamailio, R calls/s
 #                                through Kamailio: failed calls, INVITE->200, each part's
 #                                CPU, store transactions and rows per call
@@ -47,9 +50,9 @@ mkdir -p "$out"
 source scripts/bench_lib.sh
 
 if [ "$kind" = floor ]; then
-  run_floor
-  echo "floor: streams=$n cpu=${floor_cpu}% of one core"
-  printf '{"kind":"floor","streams":%d,"cpu_percent":%s}\n' "$n" "$floor_cpu" >"$out/floor-$n.json"
+  FLOOR_MODES=${FLOOR_MODES:-uring burst unconnected slots} run_floor
+  echo "floor: streams=$n cpu=${floor_cpu}% of one core (cheapest: $floor_mode; each:$floor_all)"
+  printf '{"kind":"floor","streams":%d,"cpu_percent":%s,"mode":"%s","modes":"%s"}\n' "$n" "$floor_cpu" "$floor_mode" "$floor_all" >"$out/floor-$n.json"
   exit 0
 fi
 
@@ -62,11 +65,12 @@ case "$kind" in
     ;;
   relay) exec scripts/bench_relay.sh "${2:-2000}" ;;
   record) exec scripts/bench_record.sh "${2:-500}" ;;
+  scale) exec scripts/bench_scale.sh ;;
   cluster) exec scripts/bench_cluster.sh "${2:-200}" ;;
   handoff) exec scripts/bench_handoff.sh "${2:-${CALLS:-60}}" ;;
   keep) exec scripts/bench_keep.sh "${2:-1000}" ;;
   upgrade) exec scripts/bench_upgrade.sh "${2:-2000}" ;;
-  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|record|cluster|handoff|keep|upgrade [N]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh hold|floor|setup|transports|relay|record|scale|cluster|handoff|keep|upgrade [N]" >&2; exit 2 ;;
 esac
 
 dir=$(mktemp -d)
@@ -123,8 +127,9 @@ kill "$sink" 2>/dev/null || true
 
 run_floor
 
-python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/$label-$n.json" "$sse_bytes" "$label" "$stats0" "$threads" <<'PY'
+python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$sipp_ok" "$stats" "$out/$label-$n.json" "$sse_bytes" "$label" "$stats0" "$threads" "$floor_mode" "$floor_all" <<'PY'
 import json, re, sys
+floor_mode, floor_all = sys.argv[16], sys.argv[17].strip()
 n, t0, t1, hz, window, rss0, rss1 = (int(x) for x in sys.argv[1:8])
 floor, sipp_ok, stats, path = float(sys.argv[8]), sys.argv[9] == "1", sys.argv[10], sys.argv[11]
 sse_bytes, label, stats0 = int(sys.argv[12]), sys.argv[13], sys.argv[14]
@@ -141,6 +146,8 @@ result = {
     "cpu_us_per_caller_per_s": round(cpu / 100 * 1e6 / n, 2),
     "rss_kb_per_caller": round((rss1 - rss0) / n, 2),
     "floor_cpu_percent": floor, "ratio_to_floor": round(cpu / floor, 3) if floor else None,
+    "floor_mode": floor_mode, "floor_modes": floor_all,
+    "media_ratio_to_floor": round(sum(media.values()) / floor, 3) if floor and media else None,
     "all_calls_succeeded": sipp_ok,
     "rtp_sent_per_s": rate("sent"), "rtp_expected_per_s": n * 50,
     "rtp_received_per_s": rate("received"),
@@ -151,7 +158,8 @@ result = {
 if sse_bytes:
     result["wallboard_bytes_per_s"] = round(sse_bytes / window)
 json.dump(result, open(path, "w"), indent=1)
-print(f"{label}: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ratio={result['ratio_to_floor']} "
+print(f"{label}: callers={n} cpu={cpu:.1f}% floor={floor:.1f}% ({floor_mode}; {floor_all}) ratio={result['ratio_to_floor']} "
+      f"media_ratio={result['media_ratio_to_floor']} "
       f"us/caller/s={result['cpu_us_per_caller_per_s']} shards={len(media)} threads={threads} rss/caller={result['rss_kb_per_caller']}KB "
       f"calls_ok={sipp_ok} sent/s={result['rtp_sent_per_s']} (of {n * 50}) "
       f"received/s={result['rtp_received_per_s']} wallboard_B/s={result.get('wallboard_bytes_per_s', '-')} engine: {stats.split('media stats')[-1].strip()}")

@@ -6,8 +6,10 @@
 # to its sender. N SIPp callers (sipp/caller_rtp.xml) stream PCMU with rtp_stream, so each
 # bridged call relays 50 packets/s in each direction. Reports holdfast's CPU over a steady
 # WINDOW (30) s, CPU per bridged call, packets relayed per second (from holdfast's
-# `media stats` line), and the floor program's CPU for 2N streams (the same number of
-# sends per second, without the receiving), measured in the same run.
+# `media stats` line), and two floors measured in the same run: the floor program's CPU for
+# 2N streams (the same number of sends per second, without the receiving), and the relay's
+# own floor per relayed packet (examples/relay_load --mode floor: N calls relayed by one
+# thread with connected sockets, epoll, a recv and a send a packet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,10 +69,16 @@ kill -TERM "$hf" 2>/dev/null || true
 wait "$hf" 2>/dev/null || true
 
 run_floor $((2 * n))
+# The relay's own floor: the same number of calls relayed by examples/relay_load --mode floor
+# (connected sockets, one thread, epoll, one recv and one send a packet), per relayed packet.
+cargo build --release --quiet --example relay_load
+relay_floor_us=$(target/release/examples/relay_load --pairs "$n" --seconds "$window" --mode floor \
+  | sed -n 's/.*CPU per packet out \([0-9.]*\) µs.*/\1/p')
 
 python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$reg_ok" "$registered" \
-  "$callers_ok" "$agents_ok" "$stats0" "$stats1" "$out/relay-$n.json" <<'PY'
+  "$callers_ok" "$agents_ok" "$stats0" "$stats1" "$out/relay-$n.json" "$relay_floor_us" <<'PY'
 import json, re, sys
+relay_floor_us = float(sys.argv[16] or 0)
 n, t0, t1, hz, window, rss0, rss1 = (int(x) for x in sys.argv[1:8])
 floor = float(sys.argv[8])
 reg_ok, registered, callers_ok, agents_ok = sys.argv[9] == "1", int(sys.argv[10]), sys.argv[11] == "1", sys.argv[12] == "1"
@@ -96,10 +104,14 @@ result = {
 }
 if result["relayed_per_s"]:
     result["cpu_us_per_relayed_packet"] = round(cpu / 100 * 1e6 / result["relayed_per_s"], 2)
+result["relay_floor_us_per_packet"] = relay_floor_us or None
+if relay_floor_us and result["cpu_us_per_relayed_packet"]:
+    result["ratio_to_relay_floor"] = round(result["cpu_us_per_relayed_packet"] / relay_floor_us, 3)
 json.dump(result, open(path, "w"), indent=1)
 r = result
 print(f"relay: calls={n} registered={registered} cpu={cpu:.1f}% per_call={r['cpu_percent_per_bridged_call']}% "
       f"relayed/s={r['relayed_per_s']} (expected {100*n}) us/relayed_pkt={r['cpu_us_per_relayed_packet']} "
-      f"floor(2N streams)={floor:.1f}% ratio={r['ratio_to_floor']} callers_ok={callers_ok} agents_ok={agents_ok} "
+      f"floor(2N streams)={floor:.1f}% ratio={r['ratio_to_floor']} relay_floor_us/pkt={relay_floor_us} "
+      f"ratio_to_relay_floor={r.get('ratio_to_relay_floor')} callers_ok={callers_ok} agents_ok={agents_ok} "
       f"engine: {s1.split('media stats')[-1].strip()}")
 PY

@@ -118,7 +118,7 @@ impl std::fmt::Display for StreamId {
 ///
 /// DTMF: RFC 4733 packets with the payload type set by [`MediaEngine::set_telephone_event`]
 /// are decoded per stream on the shard's read path and reported once per key press as
-/// [`MediaEvent::Dtmf`] (held streams are read every 100 ms, so a digit arrives at most
+/// [`MediaEvent::Dtmf`] (held streams are read every 200 ms, so a digit arrives at most
 /// that late).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {

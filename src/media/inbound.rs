@@ -34,9 +34,9 @@ use super::rewrite::LegCodecs;
 use super::rtp::{RtpHeader, is_rtcp_mux};
 use super::stats::ShardStats;
 
-/// Datagrams read from one socket per drain: 5 expected from a 50 packet/s peer every 100 ms,
-/// with margin for bursts.
-pub const READS_PER_POLL: usize = 16;
+/// Datagrams read from one socket per drain: 10 expected from a 50 packet/s peer every
+/// 200 ms, with margin for bursts.
+pub const READS_PER_POLL: usize = 24;
 
 /// Where a stream's packets go and what its inbound packets mean.
 #[derive(Debug, Default)]

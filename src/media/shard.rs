@@ -1,11 +1,16 @@
 //! One media shard: a thread that owns a set of RTP streams, their sockets and one clock.
 //!
-//! This is the hot loop. The 20 ms period is cut into [`SLOTS`] slots of 200 µs; every open
-//! stream sits in one slot (the least loaded when it opens), so a playing stream's send
-//! schedule is `epoch + k × 20 ms + slot × 200 µs`: sends are spread evenly over the period
-//! instead of one burst per tick (the last packet of a 5 000-stream burst would be ~10 ms
-//! late). The shard sleeps in `epoll_pwait2` until the next non-empty slot is due, services
-//! that slot's streams, then applies controller commands if the waker fired.
+//! This is the hot loop. The 20 ms period is cut into [`SLOTS`] slots of 2 ms; every open
+//! stream sits in one slot (the first with room for it, 200 streams a slot, else the least
+//! loaded), so a playing stream's send
+//! schedule is `epoch + k × 20 ms + slot × 2 ms`: each slot's sends go out in one burst,
+//! and the bursts are spread over the period. The shard sleeps in `epoll_pwait2` until the
+//! next non-empty slot is due, services that slot's streams, then applies controller
+//! commands if the waker fired. Ten slots, not more: every wake-up of a thread costs more
+//! than a send on a virtual machine (a timer exit and a context switch), and with 100
+//! slots of 200 µs the wake-ups alone made the hold path twice the floor (BENCHMARKS.md);
+//! with ten, a slot of 5 000 callers' shard is 500 sends, about 1.5 ms of work, which is
+//! the lateness its last packet pays.
 //!
 //! ```text
 //!  wait(next due slot | waker) ─▶ service due slots ─▶ apply commands ─┐
@@ -15,10 +20,11 @@
 //!                   + every POLL_PERIODS-th period: read what its socket received
 //! ```
 //!
-//! Per packet there is no allocation, lock, channel operation or log line: the frame comes
-//! from shared `Bytes` and is copied into one reused buffer behind the header, counters are
-//! single-writer atomics ([`super::stats`]). Commands and events cross threads only per call
-//! (open, play, prompt, latch, prompt done).
+//! Per packet there is no allocation, lock, channel operation, clock read or log line: the
+//! frame comes from shared `Bytes` and is copied into one reused buffer behind the header,
+//! counters are single-writer atomics ([`super::stats`]), and send lateness is stamped once
+//! per slot (every frame of a slot counted as late as its last). Commands and events cross
+//! threads only per call (open, play, prompt, latch, prompt done).
 //!
 //! Receiving is driven by the clock, not by socket readiness. A socket registered with epoll
 //! carries a wait-queue entry, and the kernel then runs the epoll wake-up callback on every
@@ -26,10 +32,10 @@
 //! engine's CPU for nothing, since nobody waits for write space on UDP. Instead each
 //! stream's socket is drained (at most [`super::inbound::READS_PER_POLL`] datagrams, so a
 //! flooding peer costs a bounded amount and the kernel drops the excess) every
-//! [`POLL_PERIODS`] periods on its own slot: one `recvfrom` returning `EAGAIN` per 100 ms
-//! when the peer is silent, and about 5 packets per drain when the caller streams 50
+//! [`POLL_PERIODS`] periods on its own slot: one `recvfrom` returning `EAGAIN` per 200 ms
+//! when the peer is silent, and about 10 packets per drain when the caller streams 50
 //! packets/s, instead of one readiness event plus a read per packet. The price is up to
-//! 100 ms before a latch or an RFC 4733 event is seen, which neither the caller nor the
+//! 200 ms before a latch or an RFC 4733 event is seen, which neither the caller nor the
 //! queue can notice. Bridged legs are the exception: relayed audio must not wait for a
 //! drain, so while a stream is bridged its socket is registered with the poller and every
 //! readiness report forwards what arrived at once (see [`StreamMode::Relay`] and the
@@ -68,13 +74,16 @@ mod streams;
 
 /// The packetization period: one 20 ms G.711 frame per packet.
 pub const PERIOD: Duration = Duration::from_millis(20);
-/// Send slots per period (200 µs each).
-pub const SLOTS: usize = 100;
+/// Send slots per period (2 ms each).
+pub const SLOTS: usize = 10;
 const SLOT_NANOS: u64 = PERIOD.as_nanos() as u64 / SLOTS as u64;
 /// How far behind schedule a shard may be before it skips instead of catching up.
 pub const MAX_BEHIND: Duration = Duration::from_millis(100);
-/// A stream's socket is drained once every this many periods (100 ms).
-pub const POLL_PERIODS: u64 = 5;
+/// Streams a slot takes before the next slot is used (about 0.7 ms of sends at 3.5 µs
+/// each: the lateness of the slot's last packet).
+pub const SLOT_FILL: usize = 200;
+/// A stream's socket is drained once every this many periods (200 ms).
+pub const POLL_PERIODS: u64 = 10;
 /// Readiness events taken per wait: the waker plus bridged sockets (more stay pending,
 /// level-triggered, for the next wait).
 const EVENTS_PER_WAIT: usize = 256;
@@ -158,7 +167,7 @@ pub enum StreamMode {
     /// [`Rewriter`]), and vice versa. Both legs live on this shard
     /// (`MediaEngine::open_beside`), so relaying is a read and a send inside this loop with
     /// no cross-thread hop; their sockets are registered with the poller (token = table
-    /// index) so forwarding happens on readiness, not on the 100 ms drain. Nothing is sent
+    /// index) so forwarding happens on readiness, not on the 200 ms drain. Nothing is sent
     /// on the clock.
     Relay {
         /// Table index of the other leg.
@@ -253,7 +262,7 @@ pub(crate) struct Shard {
     /// Bridged pairs.
     bridges: usize,
     epoch: Instant,
-    /// Next slot tick to service; tick `t` is due at `epoch + t × 200 µs`, slot `t % SLOTS`.
+    /// Next slot tick to service; tick `t` is due at `epoch + t × 2 ms`, slot `t % SLOTS`.
     tick: u64,
     packet: [u8; PACKET_LEN],
     recv_buf: Box<[u8; 2048]>,
@@ -262,6 +271,8 @@ pub(crate) struct Shard {
     ledger: Option<Arc<Ledger>>,
     /// `epoch` in Unix milliseconds, for the ledger's timestamps without a clock read.
     epoch_ms: i64,
+    /// Streams a slot takes before the next one is used ([`SLOT_FILL`]; less in tests).
+    slot_fill: usize,
     /// The writer thread of recordings (`None` in tests and tools that record nothing).
     recorder: Option<Recorder>,
     /// Recordings of this shard's calls, by key (`record::TapOn`).
@@ -301,6 +312,7 @@ impl Shard {
             recv_buf: Box::new([0; 2048]),
             ledger,
             epoch_ms: unix_ms_now(),
+            slot_fill: SLOT_FILL,
             recorder,
             taps: HashMap::new(),
             monitors: HashMap::new(),

@@ -92,9 +92,15 @@ impl LatenessHistogram {
     /// Records one send that happened `late` after its scheduled instant (owner thread only).
     #[inline]
     pub fn record(&self, late: Duration) {
+        self.record_n(late, 1);
+    }
+
+    /// Records `n` sends each `late` after their scheduled instant (owner thread only).
+    #[inline]
+    pub fn record_n(&self, late: Duration, n: u64) {
         let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
-        self.buckets[bucket_of(us)].add(1);
-        self.sum.add(us);
+        self.buckets[bucket_of(us)].add(n);
+        self.sum.add(us.saturating_mul(n));
         if us > self.max.get() {
             self.max.set(us);
         }

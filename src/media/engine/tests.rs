@@ -153,7 +153,7 @@ fn latches_to_rtp_source_and_counts_malformed() {
     // Garbage and a STUN-looking datagram: counted, no latch, no crash.
     b.send_to(b"hello", stream_addr).unwrap();
     b.send_to(&[0u8; 20], stream_addr).unwrap();
-    // Sockets are drained every 100 ms on the stream's own slot.
+    // Sockets are drained every 200 ms on the stream's own slot.
     assert!(wait_until(|| engine.stats().malformed_received == 2));
     assert_eq!(events.try_recv().ok(), None);
     assert!(

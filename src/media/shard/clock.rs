@@ -105,12 +105,7 @@ impl Shard {
                 if let (Some(ledger), Some(record)) = (ledger.as_deref(), stream.record) {
                     ledger.sent(record, &packet[..], remote, stream.peer.latched, due_ms);
                 }
-                let at = Instant::now();
                 tally(stream.send(&packet[..], remote), &mut sent, &mut errors);
-                inbound
-                    .stats
-                    .lateness
-                    .record(at.saturating_duration_since(due));
                 if event == Some(PlayerEvent::PromptDone) {
                     crate::media::engine::emit(
                         inbound.events,
@@ -136,6 +131,12 @@ impl Shard {
             {
                 inbound.drain(stream.id, &stream.socket, &mut stream.peer);
             }
+        }
+        // One clock read per slot, not per packet: every frame of the slot is counted as
+        // late as its last, which bounds them all.
+        if sent + errors > 0 {
+            let late = Instant::now().saturating_duration_since(due);
+            stats.lateness.record_n(late, sent + errors);
         }
         stats.packets_sent.add(sent);
         stats.send_errors.add(errors);

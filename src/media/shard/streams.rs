@@ -20,11 +20,11 @@ impl Shard {
     /// (RFC 3550 §5.1), sent to the same peer until RTP arrives from elsewhere.
     pub(super) fn open(&mut self, id: StreamId, socket: UdpSocket, resume: Option<Resume>) {
         let idx = self.free.pop().unwrap_or(self.streams.len());
-        // Least loaded slot, scanning from the current one so equal slots fill in clock order.
-        let start = (self.tick % SLOTS as u64) as usize;
+        // The first slot with room for one more of a burst, else the least loaded: a few
+        // callers share one wake-up per period instead of one each in ten slots.
         let slot = (0..SLOTS)
-            .map(|i| (start + i) % SLOTS)
-            .min_by_key(|&s| self.wheel[s].len())
+            .find(|&s| self.wheel[s].len() < self.slot_fill)
+            .or_else(|| (0..SLOTS).min_by_key(|&s| self.wheel[s].len()))
             .unwrap_or(0);
         let record = match (&self.ledger, socket.local_addr()) {
             (Some(ledger), Ok(local)) => ledger.record(local.port()),

@@ -24,6 +24,13 @@ fn rig() -> Rig {
     Rig { shard, rx, _events }
 }
 
+/// A rig whose slots take `fill` streams before the next is used.
+fn rig_with_fill(fill: usize) -> Rig {
+    let mut rig = rig();
+    rig.shard.slot_fill = fill;
+    rig
+}
+
 fn add_playing(rig: &mut Rig, serial: u64) -> StreamId {
     let id = StreamId::for_tests(serial);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -54,7 +61,14 @@ fn drain(rx: &UdpSocket) -> Vec<RtpHeader> {
 
 #[test]
 fn wheel_spreads_streams_and_keeps_positions_on_removal() {
+    // A few streams share the first slot (one wake-up per period for all of them).
     let mut rig = rig();
+    for i in 0..5 {
+        add_playing(&mut rig, 100 + i);
+    }
+    assert_eq!(rig.shard.wheel[0].len(), 5);
+    // Slots fill in order up to `slot_fill`, then the least loaded takes the next.
+    let mut rig = rig_with_fill(2);
     let ids: Vec<StreamId> = (0..(2 * SLOTS as u64 + 3))
         .map(|i| add_playing(&mut rig, i))
         .collect();
@@ -94,7 +108,7 @@ fn wheel_spreads_streams_and_keeps_positions_on_removal() {
     assert_eq!(rig.shard.playing, playing);
     assert_eq!(rig.shard.stats.playing.get(), playing as u64);
     assert_eq!(rig.shard.stats.streams.get(), (ids.len() - closed) as u64);
-    // A freed table entry is reused and the stream lands in a least loaded slot.
+    // A freed table entry is reused and the stream lands in the first slot with room.
     add_playing(&mut rig, 1000);
     assert_eq!(rig.shard.streams.len(), ids.len());
 }
