@@ -177,10 +177,10 @@ fn floor_relay(sockets: &[UdpSocket], end: Instant) -> u64 {
         let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, 50) };
         for ev in &events[..usize::try_from(n).unwrap_or(0)] {
             let i = ev.u64 as usize;
-            if let Ok(len) = sockets[i].recv(&mut buf) {
-                if sockets[i ^ 1].send(&buf[..len]).is_ok() {
-                    relayed += 1;
-                }
+            if let Ok(len) = sockets[i].recv(&mut buf)
+                && sockets[i ^ 1].send(&buf[..len]).is_ok()
+            {
+                relayed += 1;
             }
         }
     }
