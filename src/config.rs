@@ -528,12 +528,7 @@ impl Config {
 
     /// The language a caller dialling `dialled_user` hears: its route's, else its queue's.
     pub fn language(&self, dialled_user: &str) -> crate::media::prompts::Language {
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.number == dialled_user)
-            .or_else(|| self.routes.iter().find(|r| r.number == "*"));
-        route
+        self.find_route(dialled_user)
             .and_then(|r| {
                 r.language
                     .or_else(|| self.queue_index(&r.queue).map(|i| self.queues[i].language))
@@ -561,11 +556,7 @@ impl Config {
     /// `"*"`; a `[[vip]]` entry for the caller then overrides the priority. `None` means no
     /// route (the call gets `404 Not Found`).
     pub fn route(&self, dialled_user: &str, caller_user: &str) -> Option<(usize, u32)> {
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.number == dialled_user)
-            .or_else(|| self.routes.iter().find(|r| r.number == "*"))?;
+        let route = self.find_route(dialled_user)?;
         let queue = self.queue_index(&route.queue)?;
         let priority = self
             .vips
@@ -573,6 +564,14 @@ impl Config {
             .find(|v| v.caller == caller_user)
             .map_or(route.priority.as_str(), |v| v.priority.as_str());
         Some((queue, self.priority(priority)?))
+    }
+
+    /// The route of a dialled number: its exact number, else `"*"`.
+    fn find_route(&self, dialled_user: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.number == dialled_user)
+            .or_else(|| self.routes.iter().find(|r| r.number == "*"))
     }
 }
 

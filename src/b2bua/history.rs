@@ -46,14 +46,7 @@ impl B2bua {
         let queues: Vec<[u64; 2]> = self
             .queues
             .iter()
-            .map(|(_, queue)| {
-                let longest = queue
-                    .iter()
-                    .map(|e| e.waited(now).as_secs())
-                    .max()
-                    .unwrap_or(0);
-                [queue.len() as u64, longest]
-            })
+            .map(|(_, queue)| [queue.len() as u64, queue.longest_wait_s(now)])
             .collect();
         let history = &mut self.history.queues;
         history.resize_with(queues.len(), VecDeque::new);

@@ -208,11 +208,7 @@ impl B2bua {
                 QueueView {
                     name: queue.name().to_owned(),
                     waiting_count: queue.len(),
-                    longest_wait_s: queue
-                        .iter()
-                        .map(|e| e.waited(now).as_secs())
-                        .max()
-                        .unwrap_or(0),
+                    longest_wait_s: queue.longest_wait_s(now),
                     waiting,
                     agents_staffed: staffed,
                     agents_free: self.agents.free(id),

@@ -104,6 +104,15 @@ impl Queue {
         self.tree.len()
     }
 
+    /// Whole seconds the longest-waiting entry has waited at `now` (0 when empty). Not
+    /// always the head's: a higher priority overtakes earlier callers.
+    pub fn longest_wait_s(&self, now: Instant) -> u64 {
+        self.iter()
+            .map(|e| e.waited(now).as_secs())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether nobody is waiting.
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()

@@ -29,12 +29,13 @@ use super::{
     load_prompts, log_media_stats, raise_nofile_limit, restore_callbacks, write_record,
 };
 use crate::admin::{self, AdminRequest};
-use crate::b2bua::{B2bua, MediaCommand};
+use crate::b2bua::B2bua;
 use crate::config::Config;
-use crate::media::engine::{EngineConfig, MediaEngine, MediaEvent, MediaEvents};
+use crate::media::engine::{EngineConfig, MediaEngine, MediaEvents};
 use crate::store::{PostgresStore, SqliteStore, StoreHandle, StoreThread};
 use store_io::{PendingReply, StoreReply};
 
+mod media_io;
 mod store_io;
 
 /// Longest a graceful stop waits for BYE responses: a peer that never answers must not keep
@@ -267,7 +268,7 @@ impl Server {
         // before it replaces the running one's media ledger. The first RTP ports are bound
         // and the restored calls' streams go on.
         let (engine, media_events) = MediaEngine::start(rtp).map_err(ServeError::Media)?;
-        flush_media(&engine, &mut reserve, &mut b2bua);
+        media_io::flush_media(&engine, &mut reserve, &mut b2bua);
         // The process taken over from frees its listeners as it exits.
         if let Some(gone) = gone {
             gone.wait();
@@ -612,16 +613,7 @@ impl Server {
 
     /// Carries out every media command the controller has queued, feeding results back.
     fn flush_media(&mut self) {
-        flush_media(&self.engine, &mut self.reserve, &mut self.b2bua);
-    }
-}
-
-/// Carries out every media command the controller has queued.
-fn flush_media(engine: &MediaEngine, reserve: &mut Reserve, b2bua: &mut B2bua) {
-    while let Some(command) = b2bua.poll_media() {
-        if let Some(event) = carry_out(engine, reserve, command) {
-            b2bua.handle_media_event(Instant::now(), event);
-        }
+        media_io::flush_media(&self.engine, &mut self.reserve, &mut self.b2bua);
     }
 }
 
@@ -633,122 +625,4 @@ async fn next_successor(
         Some(control) => control.next().await,
         None => std::future::pending().await,
     }
-}
-
-/// Carries out one of the controller's media commands on the engine; what it has to tell
-/// the controller back (a port reserved or busy, a stream that could not be opened) is the
-/// returned event.
-fn carry_out(
-    engine: &MediaEngine,
-    reserve: &mut Reserve,
-    command: MediaCommand,
-) -> Option<MediaEvent> {
-    let refused = |what: &str, error: crate::media::engine::MediaError| {
-        tracing::error!(%error, "media engine refused to {what}");
-    };
-    match command {
-        MediaCommand::Reserve { port } => {
-            // A socket handed over by the process before is bound already.
-            let bound = match reserve.contains_key(&port) {
-                true => Ok(()),
-                false => engine.bind_port(port).map(|socket| {
-                    reserve.insert(port, socket);
-                }),
-            };
-            let bound = match bound {
-                Ok(()) => true,
-                Err(error) => {
-                    tracing::debug!(%error, port, "RTP port busy: skipped for now");
-                    false
-                }
-            };
-            return Some(MediaEvent::Reserved { port, bound });
-        }
-        MediaCommand::Open { id, port, resume } => {
-            let socket = match reserve.remove(&port) {
-                Some(socket) => Ok(socket),
-                None => engine.bind_port(port),
-            };
-            let opened = socket.and_then(|socket| match resume {
-                true => engine.reopen(id, socket).map(|continued| {
-                    if !continued {
-                        tracing::info!(port, "no RTP stream to continue on this port: a new one");
-                    }
-                }),
-                false => {
-                    // A socket handed over by the process before may hold datagrams of a
-                    // call it did not keep: a new stream must not latch to them.
-                    let mut junk = [0u8; 64];
-                    while socket.recv_from(&mut junk).is_ok() {}
-                    engine.open_with(id, socket)
-                }
-            });
-            if let Err(error) = opened {
-                tracing::error!(%error, port, "RTP stream could not be opened");
-                return Some(MediaEvent::OpenFailed { id });
-            }
-        }
-        MediaCommand::Play {
-            id,
-            remote,
-            pt,
-            music,
-        } => {
-            if let Err(error) = engine.play(id, remote, pt, music) {
-                refused("play", error);
-            }
-        }
-        MediaCommand::Connect { id, remote, pt } => {
-            if let Err(error) = engine.connect(id, remote, pt) {
-                refused("connect a leg", error);
-            }
-        }
-        MediaCommand::Secure { id, receive, send } => {
-            if let Err(error) = engine.secure(id, receive, send) {
-                refused("key SRTP", error);
-            }
-        }
-        MediaCommand::Bridge { a, b } => {
-            if let Err(error) = engine.bridge(a, b) {
-                refused("bridge", error);
-            }
-        }
-        MediaCommand::Monitor {
-            supervisor,
-            caller,
-            agent,
-            mode,
-        } => {
-            if let Err(error) = engine.monitor(supervisor, caller, agent, mode) {
-                refused("monitor", error);
-            }
-        }
-        MediaCommand::Record {
-            caller,
-            agent,
-            path,
-        } => {
-            if let Err(error) = engine.record(caller, agent, path) {
-                refused("record", error);
-            }
-        }
-        MediaCommand::Prompt {
-            id,
-            frames,
-            at_once,
-        } => {
-            let result = if at_once {
-                engine.prompt_now(id, frames)
-            } else {
-                engine.prompt(id, frames)
-            };
-            if let Err(error) = result {
-                refused("play a prompt", error);
-            }
-        }
-        MediaCommand::TelephoneEvent { id, pt } => engine.set_telephone_event(id, pt),
-        MediaCommand::Stop { id } => engine.stop(id),
-        MediaCommand::Close { id } => engine.close(id),
-    }
-    None
 }
