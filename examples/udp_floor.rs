@@ -67,8 +67,8 @@ fn sleep_until(due: Instant) {
     }
 }
 
-/// One thread, one burst per period: `send` for each socket (connected or not).
-fn bursts(sockets: &[UdpSocket], dest: Option<SocketAddr>, end: Instant) -> (u64, u64) {
+/// Calls `burst` once every period from now until `end`; the sends and errors it counted.
+fn each_period(end: Instant, mut burst: impl FnMut(&mut u64, &mut u64)) -> (u64, u64) {
     let (mut sent, mut errors) = (0, 0);
     let start = Instant::now();
     for k in 0.. {
@@ -77,19 +77,31 @@ fn bursts(sockets: &[UdpSocket], dest: Option<SocketAddr>, end: Instant) -> (u64
             break;
         }
         sleep_until(due);
+        burst(&mut sent, &mut errors);
+    }
+    (sent, errors)
+}
+
+/// Counts one send in `sent` or `errors`.
+fn tally(ok: bool, sent: &mut u64, errors: &mut u64) {
+    if ok {
+        *sent += 1;
+    } else {
+        *errors += 1;
+    }
+}
+
+/// One thread, one burst per period: `send` for each socket (connected or not).
+fn bursts(sockets: &[UdpSocket], dest: Option<SocketAddr>, end: Instant) -> (u64, u64) {
+    each_period(end, |sent, errors| {
         for s in sockets {
             let ok = match dest {
                 Some(to) => s.send_to(&PACKET, to).is_ok(),
                 None => s.send(&PACKET).is_ok(),
             };
-            if ok {
-                sent += 1;
-            } else {
-                errors += 1;
-            }
+            tally(ok, sent, errors);
         }
-    }
-    (sent, errors)
+    })
 }
 
 /// One thread, one burst per period, all of it one `io_uring` submission of `Send`s on
@@ -101,14 +113,7 @@ fn uring_bursts(sockets: &[UdpSocket], end: Instant) -> (u64, u64) {
         .setup_cqsize(entries * 2)
         .build(entries)
         .expect("io_uring (kernel 5.6 or later, not disabled)");
-    let (mut sent, mut errors) = (0, 0);
-    let start = Instant::now();
-    for k in 0.. {
-        let due = start + PERIOD * k;
-        if due >= end {
-            break;
-        }
-        sleep_until(due);
+    each_period(end, |sent, errors| {
         {
             let mut sq = ring.submission();
             for s in sockets {
@@ -130,14 +135,9 @@ fn uring_bursts(sockets: &[UdpSocket], end: Instant) -> (u64, u64) {
         }
         ring.submit_and_wait(sockets.len()).expect("io_uring_enter");
         for cqe in ring.completion() {
-            if cqe.result() >= 0 {
-                sent += 1;
-            } else {
-                errors += 1;
-            }
+            tally(cqe.result() >= 0, sent, errors);
         }
-    }
-    (sent, errors)
+    })
 }
 
 /// The engine's shape: 100 slots of 200 µs, `send_to` from unconnected sockets.
