@@ -176,7 +176,7 @@ fn kill_9_mid_call_leaves_a_readable_recording_that_the_next_process_continues()
     let path = recording_in(&recordings).expect("a recording file");
     let wav = read_wav(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((wav.channels, wav.rate, wav.bits), (2, 8000, 16));
-    // Written a second at a time, half a second held back: at least two of the four
+    // Written a second at a time, a quarter of a second held back: at least two of the four
     // seconds are in the file, and what is there is the call.
     assert!(
         wav.stated_frames >= 16_000,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{Holdfast, RawUa, Setup, pcmu_offer, sipp};
 
-const CONFIG: &str = "[[queue]]\nname = \"support\"\nstrategy = \"fewest-calls\"\n\n\
+const CONFIG: &str = "[[queue]]\nname = \"support\"\nstrategy = \"fewest-calls\"\nrecord = true\n\n\
 [[queue]]\nname = \"night\"\nhours = [\"Mon-Sun 00:00-00:01\"]\n\n\
 [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n\n\
 [[vip]]\ncaller = \"+15550009999\"\npriority = \"vip\"\n\n\
@@ -265,6 +265,8 @@ fn wallboard_in_headless_chromium_shows_waiting_callers_and_busy_agent() {
     setup.extra = CONFIG.into();
     setup.sip_extra = "digest_algorithms = [\"MD5\"]\n".into();
     setup.admin = format!("listen = \"127.0.0.1:{api_port}\"\n");
+    let recordings = common::scratch_dir("wallboard-recordings");
+    setup.media_extra = format!("recordings = \"{}\"\n", recordings.display());
     let holdfast = Holdfast::start("wallboard", &setup);
 
     // alice registers and takes a first caller (SIPp, talking 25 s): she is busy.
@@ -321,6 +323,8 @@ fn wallboard_in_headless_chromium_shows_waiting_callers_and_busy_agent() {
         .find(|l| l.starts_with("alice"))
         .unwrap_or_else(|| panic!("alice not shown:\n{text}"));
     assert!(agent_line.contains("busy"), "alice busy: {agent_line:?}");
+    // Her call is recorded (the queue records), and the board says so.
+    assert!(agent_line.contains("● REC"), "recorded: {agent_line:?}");
     // The routing rules show: the queue's strategy, bob's tier, a queue closed now (open
     // one minute a day, at midnight UTC).
     assert!(text.contains("fewest-calls"), "{text}");

@@ -20,8 +20,8 @@ use crate::media::g711::{alaw_to_linear, ulaw_to_linear};
 const PER_MS: u64 = 8;
 /// How far a packet's timestamp may disagree with its arrival before arrival wins (0.5 s).
 pub const SLACK: u64 = 4_000;
-/// Frames kept back from the newest sample for the later side to fill (0.5 s).
-pub const HOLD: u64 = 4_000;
+/// Frames kept back from the newest sample for the later side to fill (0.25 s).
+pub const HOLD: u64 = 2_000;
 /// The most frames buffered ahead of what was handed on (5 s).
 const MAX_SPAN: u64 = 40_000;
 
