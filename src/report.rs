@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::queue::service::{ServiceFigures, TallyView};
+use crate::queue::service::{Tally, TallyView};
 use crate::store::{CallEvent, CallEventKind};
 
 /// One queue's figures.
@@ -59,21 +59,21 @@ impl Report {
         events: &[CallEvent],
         targets: &BTreeMap<String, u64>,
     ) -> Self {
-        let origin = std::time::Instant::now();
-        let mut queues: BTreeMap<String, ServiceFigures> = BTreeMap::new();
+        // Per queue: its answer-time target and the range's counts.
+        let mut queues: BTreeMap<String, (Duration, Tally)> = BTreeMap::new();
         let mut agents: BTreeMap<String, AgentReport> = BTreeMap::new();
         for event in events {
             if let Some(name) = &event.queue {
                 let target = targets.get(name).copied().unwrap_or(20);
-                let figures = queues
+                let (target, tally) = queues
                     .entry(name.clone())
-                    .or_insert_with(|| ServiceFigures::new(Duration::from_secs(target), origin));
+                    .or_insert_with(|| (Duration::from_secs(target), Tally::default()));
                 let waited = Duration::from_millis(event.wait_ms.unwrap_or(0));
                 match event.kind {
-                    CallEventKind::Join => figures.offered(origin),
-                    CallEventKind::Connect => figures.answered(origin, waited),
-                    CallEventKind::Abandon => figures.abandoned(origin, waited),
-                    CallEventKind::Complete => figures.handled(origin, handle(event)),
+                    CallEventKind::Join => tally.offer(),
+                    CallEventKind::Connect => tally.answer(waited, *target),
+                    CallEventKind::Abandon => tally.abandon(waited, *target),
+                    CallEventKind::Complete => tally.handle(handle(event)),
                     _ => {}
                 }
             }
@@ -97,9 +97,9 @@ impl Report {
             to_ms,
             queues: queues
                 .into_iter()
-                .map(|(queue, figures)| QueueReport {
-                    service_level_s: figures.target().as_secs(),
-                    figures: figures.today().view(),
+                .map(|(queue, (target, tally))| QueueReport {
+                    service_level_s: target.as_secs(),
+                    figures: tally.view(),
                     queue,
                 })
                 .collect(),

@@ -78,6 +78,16 @@ pub enum ServeError {
     /// The admin HTTP listener could not be bound.
     #[error("{0}")]
     Admin(#[from] admin::BindError),
+    /// `[media] recordings` cannot be written, and a queue records.
+    #[error("[media] recordings = {path:?}: {reason} (queue {queue:?} has record = true)")]
+    Recordings {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The first queue that records.
+        queue: String,
+        /// Why.
+        reason: String,
+    },
     /// The TLS certificate or key could not be read or created.
     #[error("TLS: {path}: {reason}")]
     Tls {

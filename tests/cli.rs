@@ -60,3 +60,48 @@ fn check_config_reports_a_missing_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/holdfast.toml"));
 }
+
+#[test]
+fn a_recordings_directory_that_cannot_be_written_stops_the_start_with_its_key() {
+    let dir = common::scratch_dir("cli-recordings");
+    // A regular file where the directory would go: not creatable, even by root.
+    std::fs::write(dir.join("not-a-dir"), b"").unwrap();
+    let path = dir.join("holdfast.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sip]\nlisten = \"127.0.0.1:{}\"\n[store]\ndata_dir = \"{}\"\n\
+             [media]\nrecordings = \"{}\"\n[admin]\nlisten = \"\"\n\
+             [[queue]]\nname = \"support\"\nrecord = true\n",
+            common::free_sip_port(),
+            dir.join("data").display(),
+            dir.join("not-a-dir").join("recordings").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .current_dir(common::repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run holdfast");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("holdfast kept running with an unwritable recordings directory");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("[media] recordings") && stderr.contains("support"),
+        "{stderr}"
+    );
+}

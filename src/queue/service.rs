@@ -38,6 +38,32 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// A caller joined.
+    pub fn offer(&mut self) {
+        self.offered += 1;
+    }
+
+    /// A caller was answered after waiting `waited` (within `target` or not).
+    pub fn answer(&mut self, waited: Duration, target: Duration) {
+        self.answered += 1;
+        self.answered_within += u64::from(waited <= target);
+        let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        self.wait_answered_ms = self.wait_answered_ms.saturating_add(ms);
+    }
+
+    /// A caller hung up after waiting `waited`.
+    pub fn abandon(&mut self, waited: Duration, target: Duration) {
+        self.abandoned += 1;
+        self.abandoned_within += u64::from(waited <= target);
+    }
+
+    /// A conversation of `handle` ended.
+    pub fn handle(&mut self, handle: Duration) {
+        self.handled += 1;
+        let ms = u64::try_from(handle.as_millis()).unwrap_or(u64::MAX);
+        self.handle_ms = self.handle_ms.saturating_add(ms);
+    }
+
     fn add(&mut self, other: &Tally) {
         self.offered += other.offered;
         self.answered += other.answered;
@@ -140,36 +166,24 @@ impl ServiceFigures {
 
     /// A caller joined.
     pub fn offered(&mut self, now: Instant) {
-        self.record(now, |t| t.offered += 1);
+        self.record(now, Tally::offer);
     }
 
     /// A caller was answered after waiting `waited`.
     pub fn answered(&mut self, now: Instant, waited: Duration) {
-        let within = waited <= self.target;
-        let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-        self.record(now, |t| {
-            t.answered += 1;
-            t.answered_within += u64::from(within);
-            t.wait_answered_ms = t.wait_answered_ms.saturating_add(ms);
-        });
+        let target = self.target;
+        self.record(now, |t| t.answer(waited, target));
     }
 
     /// A caller hung up after waiting `waited`.
     pub fn abandoned(&mut self, now: Instant, waited: Duration) {
-        let within = waited <= self.target;
-        self.record(now, |t| {
-            t.abandoned += 1;
-            t.abandoned_within += u64::from(within);
-        });
+        let target = self.target;
+        self.record(now, |t| t.abandon(waited, target));
     }
 
     /// A conversation of `handle` ended.
     pub fn handled(&mut self, now: Instant, handle: Duration) {
-        let ms = u64::try_from(handle.as_millis()).unwrap_or(u64::MAX);
-        self.record(now, |t| {
-            t.handled += 1;
-            t.handle_ms = t.handle_ms.saturating_add(ms);
-        });
+        self.record(now, |t| t.handle(handle));
     }
 
     /// A new day: today's counts start again (the rolling window runs on).

@@ -88,6 +88,24 @@ pub struct Server {
 /// node's sequence slot.
 /// Where the media ledger lives (`media::ledger`): in the data directory, which a single
 /// process owns.
+/// A queue records: its directory must exist (it is created) and take a file, or holdfast
+/// does not start, rather than lose every call's recording later.
+fn check_recordings(config: &Config) -> Result<(), ServeError> {
+    let Some(queue) = config.queues.iter().find(|q| q.record) else {
+        return Ok(());
+    };
+    let path = &config.media.recordings;
+    let probe = path.join(format!(".holdfast-write-test-{}", std::process::id()));
+    std::fs::create_dir_all(path)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|error| ServeError::Recordings {
+            path: path.clone(),
+            queue: queue.name.clone(),
+            reason: error.to_string(),
+        })
+}
+
 fn ledger_path(config: &Config) -> Result<std::path::PathBuf, ServeError> {
     let dir = &config.store.data_dir;
     std::fs::create_dir_all(dir).map_err(ServeError::Media)?;
@@ -163,6 +181,7 @@ impl Server {
         // from here on, what it kept is final.
         let data_dir = config.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(ServeError::Handover)?;
+        check_recordings(&config)?;
         let predecessor = super::handover::take_over(&data_dir, config.sip.listen)
             .map_err(ServeError::Handover)?;
         let (store, store_thread, slot) = open_store(&config)?;
