@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::B2bua;
+use super::{B2bua, is_remote};
+use crate::queue::QueueId;
 use crate::store::{CallEvent, CallEventKind, Record};
 
 /// Upper bounds (seconds) of the wait- and handle-time histogram buckets: from "answered at
@@ -162,6 +163,62 @@ impl B2bua {
     /// What has been observed so far, for `/metrics`.
     pub fn observations(&self) -> &Observations {
         &self.counters.observations
+    }
+}
+
+impl B2bua {
+    /// Queue events are logged; dispatch runs after every input anyway.
+    pub(super) fn drain_queue_events(&mut self, now: Instant) {
+        while let Some(event) = self.queues.poll_event() {
+            tracing::debug!(?event, "queue event");
+            self.cluster_queue_event(&event);
+            let id = match event {
+                crate::queue::QueueEvent::Joined { id, .. }
+                | crate::queue::QueueEvent::Left { id, .. } => id,
+            };
+            if !is_remote(id) {
+                self.learn_waits(now, &event);
+            }
+        }
+    }
+
+    /// Agent state changes are logged (one line per change, docs/behaviour.md §8).
+    pub(super) fn drain_agent_events(&mut self) {
+        while let Some(event) = self.agents.poll_event() {
+            tracing::info!(?event, "agent");
+            self.cluster_agent_event(&event);
+            self.note_agent_event(&event);
+        }
+    }
+
+    /// Feed the estimator (last 100 per queue, docs/behaviour.md §4) and the durable history.
+    pub(super) fn record_handle_time(
+        &mut self,
+        now: Instant,
+        queue: QueueId,
+        handle: Duration,
+        facts: EventFacts,
+    ) {
+        if let Some(times) = self.handle_times.get_mut(queue.0) {
+            times.record(handle);
+        }
+        let name = self.config.queues[queue.0].name.clone();
+        self.journal.push_back((
+            now,
+            Record::HandleTime(crate::store::HandleTime {
+                queue: name,
+                seconds: u32::try_from(handle.as_secs()).unwrap_or(u32::MAX),
+                ended_at_ms: 0,
+            }),
+        ));
+        self.call_event(
+            now,
+            CallEventKind::Complete,
+            EventFacts {
+                handle: Some(handle),
+                ..facts
+            },
+        );
     }
 }
 
