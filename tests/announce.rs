@@ -17,6 +17,19 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .find(|&i| haystack[i..i + needle.len()] == *needle)
 }
 
+/// A caller dialling `user` from `number`, answered and held: its SIP user agent, its call
+/// and the socket its RTP arrives on.
+fn held_call(holdfast: &Holdfast, user: &str, number: &str) -> (RawUa, common::RawCall, UdpSocket) {
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let port = rtp.local_addr().unwrap().port();
+    let ua = RawUa::new("127.0.0.1", holdfast.sip);
+    let call = ua.invite(user, number, &pcmu_offer(port));
+    assert_eq!(call.code, 200, "{}", call.response);
+    (ua, call, rtp)
+}
+
 /// `seconds` of what the caller hears on `rtp`, as one byte stream of RTP payloads.
 fn capture(rtp: &UdpSocket, seconds: u64) -> Vec<u8> {
     let mut heard = Vec::new();
@@ -40,13 +53,7 @@ fn entry_announcement_then_music_then_the_next_announcement() {
                    [[route]]\nnumber = \"*\"\nqueue = \"support\"\npriority = \"normal\"\n"
         .into();
     let holdfast = Holdfast::start("announce", &setup);
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    rtp.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let port = rtp.local_addr().unwrap().port();
-    let ua = RawUa::new("127.0.0.1", holdfast.sip);
-    let call = ua.invite("100", "+15551230001", &pcmu_offer(port));
-    assert_eq!(call.code, 200, "{}", call.response);
+    let (ua, call, rtp) = held_call(&holdfast, "100", "+15551230001");
 
     // 9 s of what the caller hears, as one byte stream of PCMU payloads.
     let heard = capture(&rtp, 9);
@@ -105,16 +112,7 @@ fn a_caller_routed_to_spanish_hears_the_spanish_clips() {
                    [[route]]\nnumber = \"*\"\nqueue = \"support\"\n"
         .into();
     let holdfast = Holdfast::start("announce-es", &setup);
-    let listen = |user: &str, number: &str| {
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rtp.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let port = rtp.local_addr().unwrap().port();
-        let ua = RawUa::new("127.0.0.1", holdfast.sip);
-        let call = ua.invite(user, number, &pcmu_offer(port));
-        assert_eq!(call.code, 200, "{}", call.response);
-        (ua, call, rtp)
-    };
+    let listen = |user: &str, number: &str| held_call(&holdfast, user, number);
     // First a caller on the English route, then one on 300 (Spanish) at position 2.
     let (en_ua, en_call, en_rtp) = listen("100", "+15551230001");
     let english = capture(&en_rtp, 4);
@@ -178,13 +176,7 @@ fn the_head_of_the_line_hears_the_periodic_message_and_no_position() {
         message.display()
     );
     let holdfast = Holdfast::start("announce-messages", &setup);
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    rtp.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let port = rtp.local_addr().unwrap().port();
-    let ua = RawUa::new("127.0.0.1", holdfast.sip);
-    let call = ua.invite("100", "+15551230001", &pcmu_offer(port));
-    assert_eq!(call.code, 200, "{}", call.response);
+    let (ua, call, rtp) = held_call(&holdfast, "100", "+15551230001");
     let heard = capture(&rtp, 7);
     assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
     let next = Prompts::embedded()
