@@ -60,7 +60,7 @@ use super::inbound::Peer;
 use super::ledger::{Ledger, Resume};
 use super::player::{PACKET_LEN, Player, Prompt};
 use super::poller::{Poller, Token, Waker};
-use super::recording::{Recorder, Tap};
+use super::recording::Recorder;
 use super::rewrite::Rewriter;
 use super::secure;
 use super::stats::ShardStats;
@@ -276,7 +276,7 @@ pub(crate) struct Shard {
     /// The writer thread of recordings (`None` in tests and tools that record nothing).
     recorder: Option<Recorder>,
     /// Recordings of this shard's calls, by key (`record::TapOn`).
-    taps: HashMap<u64, Tap>,
+    taps: HashMap<u64, record::Recording>,
     /// Supervisors listening, by their stream's table index.
     monitors: HashMap<usize, monitor::Monitor>,
 }

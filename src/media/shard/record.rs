@@ -11,6 +11,13 @@ use super::Shard;
 use crate::media::engine::StreamId;
 use crate::media::recording::{Law, Message, Recorder, Side, Tap};
 
+/// A recording on this shard: its batch and the table indices of its two legs.
+#[derive(Debug)]
+pub(super) struct Recording {
+    tap: Tap,
+    legs: [usize; 2],
+}
+
 /// A stream's part in a recording.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TapOn {
@@ -23,27 +30,38 @@ impl Shard {
     /// Starts recording the call whose caller leg is `caller` and agent leg `agent` into
     /// `path` (continuing a recording either leg was already in is not done: that one ends).
     pub(super) fn record(&mut self, caller: StreamId, agent: StreamId, path: PathBuf) {
-        let Some(recorder) = &self.recorder else {
+        if self.recorder.is_none() {
             tracing::warn!(%caller, "recording asked of an engine without a writer");
             return;
-        };
+        }
         let (Some(&ic), Some(&ia)) = (self.by_id.get(&caller), self.by_id.get(&agent)) else {
             tracing::warn!(%caller, %agent, "recording of an unknown stream");
             return;
         };
         let key = caller.raw();
+        // An earlier recording of either leg ends first: its end must reach the writer
+        // before this start (the key may be the same).
+        self.end_recording(ic);
+        self.end_recording(ia);
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
         if !recorder.send(Message::Start { key, path }) {
             tracing::error!(%caller, "recording writer is not keeping up; this call is not recorded");
             return;
         }
-        self.end_recording(ic);
-        self.end_recording(ia);
         for (idx, side) in [(ic, Side::Caller), (ia, Side::Agent)] {
             if let Some(Some(stream)) = self.streams.get_mut(idx) {
                 stream.tap = Some(TapOn { key, side });
             }
         }
-        self.taps.insert(key, Tap::new(Instant::now()));
+        self.taps.insert(
+            key,
+            Recording {
+                tap: Tap::new(Instant::now()),
+                legs: [ic, ia],
+            },
+        );
     }
 
     /// Ends the recording stream `idx` is part of, if any: what is batched goes to the
@@ -52,12 +70,15 @@ impl Shard {
         let Some(key) = self.tap_key(idx) else {
             return;
         };
-        for stream in self.streams.iter_mut().flatten() {
-            if stream.tap.is_some_and(|t| t.key == key) {
+        let Some(Recording { mut tap, legs }) = self.taps.remove(&key) else {
+            return;
+        };
+        for leg in legs {
+            if let Some(Some(stream)) = self.streams.get_mut(leg) {
                 stream.tap = None;
             }
         }
-        if let (Some(mut tap), Some(recorder)) = (self.taps.remove(&key), &self.recorder) {
+        if let Some(recorder) = &self.recorder {
             let batch = tap.take();
             send_batch(recorder, key, &mut tap, batch);
             // Never waits (the media clock must not): if the writer is that far behind, the
@@ -77,7 +98,9 @@ impl Shard {
         let Some(key) = self.tap_key(idx) else {
             return;
         };
-        if let (Some(tap), Some(recorder)) = (self.taps.get_mut(&key), &self.recorder) {
+        if let (Some(Recording { tap, .. }), Some(recorder)) =
+            (self.taps.get_mut(&key), &self.recorder)
+        {
             let batch = tap.take();
             send_batch(recorder, key, tap, batch);
         }
@@ -101,7 +124,7 @@ impl Shard {
 
 /// Notes one relayed packet in its recording's batch, sending the batch when it is full.
 pub(super) fn tap_packet(
-    taps: &mut std::collections::HashMap<u64, Tap>,
+    taps: &mut std::collections::HashMap<u64, Recording>,
     recorder: Option<&Recorder>,
     on: TapOn,
     law: Law,
@@ -109,7 +132,7 @@ pub(super) fn tap_packet(
     ts: u32,
     payload: &[u8],
 ) {
-    let (Some(tap), Some(recorder)) = (taps.get_mut(&on.key), recorder) else {
+    let (Some(Recording { tap, .. }), Some(recorder)) = (taps.get_mut(&on.key), recorder) else {
         return;
     };
     if let Some(batch) = tap.packet(on.side, law, now, ts, payload) {

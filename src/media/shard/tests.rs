@@ -193,3 +193,33 @@ fn every_stream_is_drained_once_per_poll_cycle() {
         "one frame per stream per period"
     );
 }
+
+#[test]
+fn a_leg_recorded_again_ends_its_recording_before_the_new_one_starts() {
+    use crate::media::recording::{Message, Recorder};
+    let (recorder, messages) = Recorder::new();
+    let mut rig = rig();
+    rig.shard.recorder = Some(recorder);
+    let (caller, agent) = (add_playing(&mut rig, 1), add_playing(&mut rig, 2));
+    for name in ["a.wav", "b.wav"] {
+        rig.shard.apply(Command::Record {
+            caller,
+            agent,
+            path: name.into(),
+        });
+    }
+    rig.shard.apply(Command::Close { id: agent });
+    let seen: Vec<String> = messages
+        .try_iter()
+        .map(|m| match m {
+            Message::Start { path, .. } => format!("start {}", path.display()),
+            Message::Audio { .. } => "audio".to_owned(),
+            Message::End { .. } => "end".to_owned(),
+        })
+        .collect();
+    assert_eq!(seen, ["start a.wav", "end", "start b.wav", "end"]);
+    // Both legs are free of it: closing the caller now ends nothing more.
+    rig.shard.apply(Command::Close { id: caller });
+    assert!(messages.try_iter().next().is_none());
+    assert!(rig.shard.taps.is_empty());
+}
