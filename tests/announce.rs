@@ -30,6 +30,20 @@ fn held_call(holdfast: &Holdfast, user: &str, number: &str) -> (RawUa, common::R
     (ua, call, rtp)
 }
 
+/// "You are next in the queue." (position 1, less than a minute) as PCMU bytes.
+fn you_are_next() -> bytes::Bytes {
+    Prompts::embedded()
+        .unwrap()
+        .render(
+            &Announcement::Position {
+                position: 1,
+                wait: SpokenWait::LessThanAMinute,
+            },
+            Law::Mu,
+        )
+        .to_bytes()
+}
+
 /// `seconds` of what the caller hears on `rtp`, as one byte stream of RTP payloads.
 fn capture(rtp: &UdpSocket, seconds: u64) -> Vec<u8> {
     let mut heard = Vec::new();
@@ -60,16 +74,7 @@ fn entry_announcement_then_music_then_the_next_announcement() {
     assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
 
     // The only caller is at position 1: "You are next in the queue."
-    let prompts = Prompts::embedded().unwrap();
-    let expected = prompts
-        .render(
-            &Announcement::Position {
-                position: 1,
-                wait: SpokenWait::LessThanAMinute,
-            },
-            Law::Mu,
-        )
-        .to_bytes();
+    let expected = you_are_next();
     let first = find(&heard, &expected, 0).expect("the entry announcement, byte for byte");
     assert!(first < 8 * 160, "it starts at once (byte {first})");
     // Music follows it: the hold music's first frames, as shared by every call.
@@ -179,16 +184,7 @@ fn the_head_of_the_line_hears_the_periodic_message_and_no_position() {
     let (ua, call, rtp) = held_call(&holdfast, "100", "+15551230001");
     let heard = capture(&rtp, 7);
     assert_eq!(ua.request(&call, "BYE", 2, "").unwrap().0, 200);
-    let next = Prompts::embedded()
-        .unwrap()
-        .render(
-            &Announcement::Position {
-                position: 1,
-                wait: SpokenWait::LessThanAMinute,
-            },
-            Law::Mu,
-        )
-        .to_bytes();
+    let next = you_are_next();
     assert!(find(&heard, &next, 0).is_none(), "no \"you are next\"");
     let frames = holdfast::media::prompts::load_message(&message).unwrap()[0].clone();
     let first = find(&heard, &frames, 0).expect("the periodic message, byte for byte");

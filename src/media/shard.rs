@@ -361,7 +361,7 @@ impl Shard {
             self.streams
                 .get(i)
                 .and_then(Option::as_ref)
-                .is_some_and(monitor::is_supervisor)
+                .is_some_and(|s| s.mode == StreamMode::Monitor)
         });
         match supervisor {
             Some(idx) => self.monitor_ready(idx),

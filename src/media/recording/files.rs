@@ -69,11 +69,9 @@ pub fn list(dir: &Path, day: &str) -> io::Result<Vec<RecordingFile>> {
             continue;
         }
         let bytes = std::fs::metadata(&path)?.len();
-        let mut head = [0u8; wav::HEADER_LEN as usize];
         let frames = std::fs::File::open(&path)
-            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0))
             .ok()
-            .and_then(|()| wav::frames_in(&head))
+            .and_then(|f| wav::frames_of(&f))
             .unwrap_or(0);
         files.push(RecordingFile {
             call_id: path

@@ -50,6 +50,14 @@ pub fn frames_in(bytes: &[u8]) -> Option<u64> {
         .then_some(u64::from(data) / FRAME_BYTES)
 }
 
+/// The frames the header of `file` states, when it is a header of ours ([`frames_in`]).
+#[must_use]
+pub fn frames_of(file: &std::fs::File) -> Option<u64> {
+    let mut head = [0u8; HEADER_LEN as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut head, 0).ok()?;
+    frames_in(&head)
+}
+
 /// Interleaved samples as little-endian bytes, appended to `out`.
 pub fn samples_le(samples: &[i16], out: &mut Vec<u8>) {
     out.reserve(samples.len() * 2);

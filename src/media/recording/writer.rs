@@ -160,10 +160,7 @@ fn start(path: &Path) -> io::Result<(File, PathBuf, u64)> {
             }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                 let file = OpenOptions::new().read(true).write(true).open(&candidate)?;
-                let mut head = [0u8; wav::HEADER_LEN as usize];
-                if file.read_exact_at(&mut head, 0).is_ok()
-                    && let Some(frames) = wav::frames_in(&head)
-                {
+                if let Some(frames) = wav::frames_of(&file) {
                     return Ok((file, candidate, frames));
                 }
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use super::{Shard, Stream, StreamMode};
+use super::{Shard, StreamMode};
 use crate::media::engine::StreamId;
 use crate::media::inbound::Inbound;
 use crate::media::mix::{Fifo, MonitorMode, mix_into, mix_pair};
@@ -47,8 +47,8 @@ impl Shard {
         agent: StreamId,
         mode: MonitorMode,
     ) {
-        let ids = [supervisor, caller, agent];
-        let Some([is, ic, ia]) = ids.try_map_idx(&self.by_id) else {
+        let idx = |id| self.by_id.get(&id).copied();
+        let (Some(is), Some(ic), Some(ia)) = (idx(supervisor), idx(caller), idx(agent)) else {
             tracing::warn!(%supervisor, %caller, %agent, "monitoring of an unknown stream");
             return;
         };
@@ -201,24 +201,4 @@ pub(super) fn next_packet(
     monitor.sequence = monitor.sequence.wrapping_add(1);
     monitor.timestamp = monitor.timestamp.wrapping_add(body.len() as u32);
     Some(())
-}
-
-/// Table indices of streams by id, all or none.
-trait MapIdx<const N: usize> {
-    fn try_map_idx(&self, by_id: &HashMap<StreamId, usize>) -> Option<[usize; N]>;
-}
-
-impl<const N: usize> MapIdx<N> for [StreamId; N] {
-    fn try_map_idx(&self, by_id: &HashMap<StreamId, usize>) -> Option<[usize; N]> {
-        let mut out = [0; N];
-        for (o, id) in out.iter_mut().zip(self) {
-            *o = *by_id.get(id)?;
-        }
-        Some(out)
-    }
-}
-
-/// Whether stream `s` is a supervisor's (read on readiness, sent on its clock slot).
-pub(super) fn is_supervisor(s: &Stream) -> bool {
-    s.mode == StreamMode::Monitor
 }
