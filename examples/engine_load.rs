@@ -1,7 +1,12 @@
 //! Load run of the media engine, the counterpart of `udp_floor`: N streams playing looped
 //! music to one destination for S seconds; prints packets, CPU time and send lateness.
 //!
-//! `engine_load --streams N --dest 127.0.0.1:PORT --seconds S [--shards K] [--srtp 1]`
+//! `engine_load --streams N --dest 127.0.0.1:PORT --seconds S [--shards K] [--srtp 1]
+//!  [--bind IP] [--ledger FILE]`
+//!
+//! `--bind` is the address the streams' sockets are bound to (default `0.0.0.0`; holdfast
+//! binds `[sip] public_address`); `--ledger` keeps the media ledger in FILE, as holdfast
+//! always does (`[store] data_dir`/rtp.ledger), to see what noting each packet costs.
 //!
 //! `--srtp 1`: every stream is SRTP (`AES_CM_128_HMAC_SHA1_80`, a key per stream), so the
 //! same run with and without it gives the cost of encrypting held callers' music.
@@ -28,7 +33,10 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) ->
         .and_then(|v| v.parse().ok())
         .or(default)
         .unwrap_or_else(|| {
-            eprintln!("usage: engine_load --streams N --dest IP:PORT --seconds S [--shards K]");
+            eprintln!(
+                "usage: engine_load --streams N --dest IP:PORT --seconds S [--shards K] \
+                 [--srtp 1] [--bind IP] [--ledger FILE]"
+            );
             std::process::exit(2)
         })
 }
@@ -40,14 +48,19 @@ fn main() {
     let seconds: f64 = arg(&args, "--seconds", Some(10.0));
     let shards: usize = arg(&args, "--shards", Some(2));
     let srtp: u8 = arg(&args, "--srtp", Some(0));
+    let bind_ip: IpAddr = arg(&args, "--bind", Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+    let ledger: Option<std::path::PathBuf> = args
+        .iter()
+        .any(|a| a == "--ledger")
+        .then(|| arg(&args, "--ledger", None));
 
     let (engine, _events) = MediaEngine::start(EngineConfig {
-        bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        bind_ip,
         port_min: 20000,
         port_max: 59999,
         shards,
         pin: false,
-        ledger: None,
+        ledger,
     })
     .expect("start engine");
     // Three minutes of "music": 9 000 distinct frames, shared by every stream.

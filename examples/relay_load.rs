@@ -2,7 +2,7 @@
 //! one 172-byte PCMU packet every 20 ms, for S seconds. Prints the engine threads' CPU time
 //! per bridged call and per relayed packet, and the forwarding latency of a probe pair.
 //!
-//! `relay_load --pairs N --seconds S [--shards K] [--mode relay|music] [--record DIR]
+//! `relay_load --pairs N --seconds S [--shards K] [--mode relay|music|floor|floor-uring] [--record DIR]
 //!  [--monitor M]`
 //!
 //! `--record DIR` records every bridged call into `DIR/<pair>.wav` (the writer thread's
@@ -12,7 +12,9 @@
 //!
 //! `--mode floor` is the relay's floor: the same phones relayed by one thread of our own
 //! (connected sockets, epoll, one `recv` and one `send` a packet, no RTP work), named
-//! `media-floor` so it is measured like the engine's threads.
+//! `media-floor` so it is measured like the engine's threads. `--mode floor-uring` is the
+//! same through one `io_uring` (multishot receives into provided buffers, batched sends;
+//! `support/relay_floor.rs`).
 //!
 //! `--mode music` is the baseline: 2N streams playing music to 2N phones, the same number
 //! of packets sent by the engine per second as N relayed pairs, without the receiving.
@@ -28,6 +30,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "support/relay_floor.rs"]
+mod relay_floor;
+
 use bytes::Bytes;
 use holdfast::media::engine::{EngineConfig, MediaEngine};
 use holdfast::media::mix::MonitorMode;
@@ -36,9 +41,10 @@ use holdfast::media::rtp::RtpHeader;
 const PERIOD: Duration = Duration::from_millis(20);
 const SLOTS: usize = 100;
 
-/// CPU time (ns) of this process's threads whose name starts with `media-`.
+/// CPU time (ns) of this process's threads whose name starts with `media-`, and of the
+/// kernel's `io_uring` workers serving them (`iou-*`, only the floor's ring has any).
 fn engine_cpu_ns() -> u64 {
-    threads_cpu_ns("media-")
+    threads_cpu_ns("media-") + threads_cpu_ns("iou-")
 }
 
 /// CPU time (ns) of this process's threads whose name starts with `prefix`.
@@ -99,7 +105,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) ->
         .or(default)
         .unwrap_or_else(|| {
             eprintln!(
-                "usage: relay_load --pairs N --seconds S [--shards K] [--mode relay|music] \
+                "usage: relay_load --pairs N --seconds S [--shards K] [--mode relay|music|floor|floor-uring] \
                  [--record DIR] [--monitor M]"
             );
             std::process::exit(2)
@@ -152,43 +158,6 @@ fn run_phones(mut phones: Vec<Phone>, end: Instant) -> u64 {
     received
 }
 
-/// The cheapest relay this machine has for the same packets: one thread, the 2N sockets
-/// `connect()`ed to their phones (socket `2k` and `2k + 1` are partners), level-triggered
-/// epoll, each readiness one `recv` and one `send` out of the partner. Returns packets
-/// relayed.
-fn floor_relay(sockets: &[UdpSocket], end: Instant) -> u64 {
-    // SAFETY: epoll_create1 takes no pointers.
-    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    assert!(epfd >= 0, "epoll_create1");
-    for (i, s) in sockets.iter().enumerate() {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: i as u64,
-        };
-        // SAFETY: `ev` is a live local; both fds are open.
-        let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
-        assert_eq!(rc, 0, "epoll_ctl");
-    }
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut buf = [0u8; 2048];
-    let mut relayed = 0;
-    while Instant::now() < end {
-        // SAFETY: `events` is a live buffer of `events.len()` entries.
-        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, 50) };
-        for ev in &events[..usize::try_from(n).unwrap_or(0)] {
-            let i = ev.u64 as usize;
-            if let Ok(len) = sockets[i].recv(&mut buf)
-                && sockets[i ^ 1].send(&buf[..len]).is_ok()
-            {
-                relayed += 1;
-            }
-        }
-    }
-    // SAFETY: closing the epoll fd we created.
-    unsafe { libc::close(epfd) };
-    relayed
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pairs: usize = arg(&args, "--pairs", None);
@@ -196,13 +165,13 @@ fn main() {
     let shards: usize = arg(&args, "--shards", Some(2));
     let mode: String = arg(&args, "--mode", Some("relay".to_string()));
     let relay = match mode.as_str() {
-        "relay" | "floor" => true,
+        "relay" | "floor" | "floor-uring" => true,
         "music" => false,
         _ => arg(&args, "--mode?", None),
     };
-    let floor = mode == "floor";
-    // `--mode floor`: the same phones, relayed by the cheapest relay of our own instead of
-    // the engine (see `floor_relay`).
+    let floor = mode.starts_with("floor");
+    // `--mode floor` / `floor-uring`: the same phones, relayed by the cheapest relay of our
+    // own instead of the engine (`support/relay_floor.rs`).
     let mut floor_sockets: Vec<UdpSocket> = Vec::new();
     let record: Option<std::path::PathBuf> = args
         .iter()
@@ -303,10 +272,14 @@ fn main() {
     let warmup = Duration::from_secs(1);
     let end = Instant::now() + warmup + Duration::from_secs_f64(seconds);
     let phones_thread = std::thread::spawn(move || run_phones(phones, end));
+    let mode_floor = mode.clone();
     let floor_thread = floor.then(|| {
         std::thread::Builder::new()
             .name("media-floor".into())
-            .spawn(move || floor_relay(&floor_sockets, end))
+            .spawn(move || match mode_floor.as_str() {
+                "floor-uring" => relay_floor::uring(&floor_sockets, end),
+                _ => relay_floor::epoll(&floor_sockets, end),
+            })
             .expect("spawn the floor relay")
     });
     let probe_thread = probe.map(|(a, b, to)| {

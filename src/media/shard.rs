@@ -68,6 +68,7 @@ use crate::srtp::MasterKey;
 
 mod bridge;
 mod clock;
+mod connection;
 mod monitor;
 mod record;
 mod streams;
@@ -203,6 +204,10 @@ struct Stream {
     tap: Option<record::TapOn>,
     /// The supervisor stream (table index) monitoring the call this leg is in.
     watched: Option<usize>,
+    /// Where the socket is `connect()`ed (see `connection`).
+    connected: Option<SocketAddr>,
+    /// Poll turns taken since it opened.
+    turns: u64,
 }
 
 /// The wall clock in Unix milliseconds.
@@ -212,9 +217,11 @@ pub(crate) fn unix_ms_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Sends `packet` (RTP) from `socket` to `remote`, encrypted first when the leg is SRTP.
+/// Sends `packet` (RTP) from `socket` to `remote`, encrypted first when the leg is SRTP:
+/// `send` when the socket is `connected` there, else `sendto`.
 fn send_rtp(
     socket: &UdpSocket,
+    connected: Option<SocketAddr>,
     srtp: Option<&mut secure::Outbound>,
     packet: &[u8],
     remote: SocketAddr,
@@ -226,13 +233,23 @@ fn send_rtp(
             Err(_) => return false,
         },
     };
-    socket.send_to(bytes, remote).is_ok()
+    if connected == Some(remote) {
+        socket.send(bytes).is_ok()
+    } else {
+        socket.send_to(bytes, remote).is_ok()
+    }
 }
 
 impl Stream {
     /// Sends `packet` (RTP) to `remote` from this stream's socket, encrypted when SRTP.
     fn send(&mut self, packet: &[u8], remote: SocketAddr) -> bool {
-        send_rtp(&self.socket, self.srtp.as_deref_mut(), packet, remote)
+        send_rtp(
+            &self.socket,
+            self.connected,
+            self.srtp.as_deref_mut(),
+            packet,
+            remote,
+        )
     }
 }
 

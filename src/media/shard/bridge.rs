@@ -182,6 +182,10 @@ impl Shard {
                 Outcome::SendFailed => errors += 1,
             }
         }
+        // Latched (just now or before): only that source matters from here on.
+        if src.peer.latched && src.connected != src.peer.remote {
+            src.connect_to(src.peer.remote);
+        }
         stats.packets_relayed.add(relayed);
         stats.relay_dropped.add(dropped);
         stats.send_errors.add(errors);
@@ -213,6 +217,10 @@ fn start_relay(stream: &mut Stream, partner: usize, now: Instant) {
     stream.rewriter = Some(rewriter);
     stream.mode = StreamMode::Relay { partner };
     stream.stopped_at = None;
+    // A bridged leg reads as its packets come: until it latches, from anywhere.
+    if !stream.peer.latched {
+        stream.connect_to(None);
+    }
 }
 
 /// Rewrites the packet in `buf` (header `header`, payload at `payload`, received on a leg
@@ -261,6 +269,7 @@ fn forward(
     }
     if super::send_rtp(
         &dst.socket,
+        dst.connected,
         dst.srtp.as_deref_mut(),
         &buf[start..payload.end],
         remote,

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    MAX_BEHIND, POLL_PERIODS, SLOT_NANOS, SLOTS, Shard, Stream, StreamMode, monitor, tally,
+    MAX_BEHIND, POLL_PERIODS, SLOT_NANOS, SLOTS, Shard, Stream, StreamMode, connection, monitor,
+    tally,
 };
 use crate::media::engine::MediaEvent;
 use crate::media::inbound::Inbound;
@@ -130,6 +131,9 @@ impl Shard {
                 && !matches!(stream.mode, StreamMode::Relay { .. } | StreamMode::Monitor)
             {
                 inbound.drain(stream.id, &stream.socket, &mut stream.peer);
+                stream.turns += 1;
+                let peer = &stream.peer;
+                stream.connect_to(connection::wanted(peer.latched, peer.remote, stream.turns));
             }
         }
         // One clock read per slot, not per packet: every frame of the slot is counted as

@@ -48,6 +48,7 @@ impl Shard {
             let sent_at = now.checked_sub(ago).unwrap_or(now);
             Rewriter::new(r.ssrc, r.sequence.wrapping_add(1), r.timestamp, sent_at)
         });
+        let resumed = rewriter.is_some();
         let stream = Stream {
             id,
             socket,
@@ -61,7 +62,13 @@ impl Shard {
             record,
             tap: None,
             watched: None,
+            connected: None,
+            turns: 0,
         };
+        if resumed {
+            // A socket kept through a restart may have been connected by the last process.
+            let _ = super::connection::disconnect(&stream.socket);
+        }
         self.wheel[slot].push(idx);
         if idx == self.streams.len() {
             self.streams.push(Some(stream));

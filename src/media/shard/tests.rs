@@ -223,3 +223,114 @@ fn a_leg_recorded_again_ends_its_recording_before_the_new_one_starts() {
     assert!(messages.try_iter().next().is_none());
     assert!(rig.shard.taps.is_empty());
 }
+
+/// A playing stream on a socket bound to an explicit port, as the engine binds them (see
+/// `connection::disconnect`).
+fn add_playing_on_port(rig: &mut Rig, serial: u64, ports: std::ops::Range<u16>) -> StreamId {
+    let id = StreamId::for_tests(serial);
+    let socket = ports
+        .into_iter()
+        .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    rig.shard.apply(Command::Open {
+        id,
+        socket,
+        resume: None,
+    });
+    rig.shard.apply(Command::Play {
+        id,
+        remote: rig.rx.local_addr().unwrap(),
+        payload_type: 0,
+        music: Bytes::from(vec![7u8; FRAME_LEN]),
+    });
+    id
+}
+
+/// Services one whole poll cycle by hand: every stream takes one poll turn.
+fn poll_turn(rig: &mut Rig) {
+    std::thread::sleep(Duration::from_millis(5));
+    let base = rig.shard.tick_at(Instant::now()) / (POLL_PERIODS * SLOTS as u64);
+    let base = base * POLL_PERIODS * SLOTS as u64;
+    for t in base..base + POLL_PERIODS * SLOTS as u64 {
+        rig.shard.service_slot(t, Instant::now());
+    }
+}
+
+fn stream(rig: &Rig, id: StreamId) -> &Stream {
+    rig.shard.streams[rig.shard.by_id[&id]].as_ref().unwrap()
+}
+
+#[test]
+fn a_held_socket_is_connected_once_settled_and_still_latches_a_caller_from_elsewhere() {
+    use super::connection::{OPEN_EVERY, SETTLE_TURNS};
+    let mut rig = rig();
+    let sdp = rig.rx.local_addr().unwrap();
+    let id = add_playing_on_port(&mut rig, 1, 38_600..38_700);
+    let port = stream(&rig, id).socket.local_addr().unwrap();
+    for _ in 1..SETTLE_TURNS {
+        poll_turn(&mut rig);
+        assert_eq!(stream(&rig, id).connected, None, "settling");
+    }
+    poll_turn(&mut rig);
+    assert_eq!(stream(&rig, id).connected, Some(sdp));
+    assert_eq!(stream(&rig, id).socket.peer_addr().unwrap(), sdp);
+    assert_eq!(stream(&rig, id).socket.local_addr().unwrap(), port);
+
+    // RTP from behind a NAT (another address than the SDP one) while connected: the kernel
+    // drops it; after the next open turn the caller's RTP is read and latched.
+    let nat = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp = |seq: u16| {
+        let mut p = [0u8; 172];
+        RtpHeader::new(0, seq, 0, 9, false).write_fixed((&mut p[..12]).try_into().unwrap());
+        p
+    };
+    let mut turn = SETTLE_TURNS;
+    while !turn.is_multiple_of(OPEN_EVERY) {
+        nat.send_to(&rtp(turn as u16), port).unwrap();
+        poll_turn(&mut rig);
+        turn += 1;
+        assert!(!stream(&rig, id).peer.latched, "turn {turn}: not read");
+    }
+    assert_eq!(stream(&rig, id).connected, None, "open turn {turn}");
+    assert_eq!(rig.shard.stats.packets_received.get(), 0);
+    nat.send_to(&rtp(99), port).unwrap();
+    poll_turn(&mut rig);
+    let s = stream(&rig, id);
+    assert!(s.peer.latched);
+    assert_eq!(s.peer.remote, nat.local_addr().ok());
+    assert_eq!(
+        s.connected,
+        nat.local_addr().ok(),
+        "connected to the latched source"
+    );
+    assert_eq!(rig.shard.stats.packets_received.get(), 1);
+    // Music now goes to the caller's real address, over the connected socket.
+    let _ = drain(&rig.rx);
+    poll_turn(&mut rig);
+    nat.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        nat.recv_from(&mut buf).is_ok(),
+        "music at the latched address"
+    );
+    assert!(drain(&rig.rx).is_empty(), "none to the SDP address");
+}
+
+#[test]
+fn a_bridged_leg_that_has_not_latched_hears_from_anywhere() {
+    let mut rig = rig();
+    let caller = add_playing_on_port(&mut rig, 1, 38_700..38_800);
+    let agent = add_playing_on_port(&mut rig, 2, 38_800..38_900);
+    for _ in 0..super::connection::SETTLE_TURNS {
+        poll_turn(&mut rig);
+    }
+    assert!(stream(&rig, caller).connected.is_some());
+    rig.shard.apply(Command::Bridge {
+        a: caller,
+        b: agent,
+    });
+    assert_eq!(stream(&rig, caller).connected, None);
+    assert_eq!(stream(&rig, agent).connected, None);
+    assert!(stream(&rig, caller).socket.peer_addr().is_err());
+}
