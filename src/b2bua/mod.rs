@@ -73,7 +73,7 @@ use crate::queue::estimate::HandleTimes;
 use crate::queue::{EntryId, LeaveReason, QueueId, Queues};
 use crate::sip::message;
 use crate::sip::sdp::Codec;
-use crate::sip::transaction::{Event, TimerConfig, Transactions, Transmit};
+use crate::sip::transaction::{TimerConfig, Transactions, Transmit};
 use crate::store::Record;
 
 /// Hold music encoded once per codec at start-up (docs/behaviour.md §4): every call shares these bytes.
@@ -553,57 +553,6 @@ impl B2bua {
         self.calls.check_invariants();
         self.legs.check_invariants();
         self.callbacks.check_invariants();
-    }
-
-    fn process_transaction_events(&mut self, now: Instant) {
-        while let Some(event) = self.sip.transactions.poll_event() {
-            match event {
-                Event::Request {
-                    key,
-                    request,
-                    source,
-                } => self.on_request(now, key, request, source),
-                Event::Ack { request, .. } => self.on_ack(&request),
-                Event::Cancel {
-                    key,
-                    invite,
-                    request,
-                    ..
-                } => self.on_cancel(now, key, invite, request),
-                Event::AckTimeout { key } => {
-                    if let Some(call) = self.calls.by_invite(&key) {
-                        tracing::warn!(call = call.0, "no ACK for our 200 OK: hanging up");
-                        self.hang_up(now, call, LeaveReason::Abandoned);
-                    }
-                }
-                // Responses to INVITEs we sent to agents drive their legs; responses to
-                // our BYEs need no action (the call was released when the BYE was sent).
-                Event::Response { key, response } => {
-                    let code = response.status_code.code();
-                    if self.on_refresh_response(now, &key, Some(&response))
-                        || self.on_probe_response(now, &key, Some(code))
-                    {
-                        continue;
-                    }
-                    if !self.on_refer_response(now, &key, Some(code)) {
-                        self.on_leg_response(now, &key, response);
-                    }
-                }
-                Event::Timeout { key } => {
-                    if self.on_refresh_response(now, &key, None)
-                        || self.on_probe_response(now, &key, None)
-                    {
-                        continue;
-                    }
-                    if !self.on_refer_response(now, &key, None) {
-                        self.on_leg_timeout(now, &key);
-                    }
-                }
-                Event::StrayResponse { response, source } => {
-                    self.on_stray_response(now, response, source);
-                }
-            }
-        }
     }
 }
 

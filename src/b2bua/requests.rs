@@ -1,8 +1,8 @@
-//! Requests from trunks and phones once the transaction layer has absorbed retransmissions:
-//! dispatch by method (RFC 3261 §8.2, `405` with `Allow` for known methods we do not
-//! serve), dialog matching (§12.2.2, `481` for unknown dialogs, `500` for an old CSeq),
-//! ACK, BYE from either side (§15) and CANCEL (§9.2). re-INVITE and UPDATE are in
-//! `session`.
+//! What the transaction layer reports, handed to its handlers (`process_transaction_events`),
+//! and requests from trunks and phones once it has absorbed retransmissions: dispatch by
+//! method (RFC 3261 §8.2, `405` with `Allow` for known methods we do not serve), dialog
+//! matching (§12.2.2, `481` for unknown dialogs, `500` for an old CSeq), ACK, BYE from either
+//! side (§15) and CANCEL (§9.2). re-INVITE and UPDATE are in `session`.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -10,9 +10,61 @@ use std::time::Instant;
 use super::{B2bua, CallKey, CallState, push_other};
 use crate::queue::LeaveReason;
 use crate::sip::message;
-use crate::sip::transaction::ServerKey;
+use crate::sip::transaction::{Event, ServerKey};
 
 impl B2bua {
+    /// Hands every event the transaction layer has to its handler.
+    pub(super) fn process_transaction_events(&mut self, now: Instant) {
+        while let Some(event) = self.sip.transactions.poll_event() {
+            match event {
+                Event::Request {
+                    key,
+                    request,
+                    source,
+                } => self.on_request(now, key, request, source),
+                Event::Ack { request, .. } => self.on_ack(&request),
+                Event::Cancel {
+                    key,
+                    invite,
+                    request,
+                    ..
+                } => self.on_cancel(now, key, invite, request),
+                Event::AckTimeout { key } => {
+                    if let Some(call) = self.calls.by_invite(&key) {
+                        tracing::warn!(call = call.0, "no ACK for our 200 OK: hanging up");
+                        self.hang_up(now, call, LeaveReason::Abandoned);
+                    }
+                }
+                // Responses to INVITEs we sent to agents drive their legs; responses to
+                // our BYEs need no action (the call was released when the BYE was sent).
+                Event::Response { key, response } => {
+                    let code = response.status_code.code();
+                    if self.on_refresh_response(now, &key, Some(&response))
+                        || self.on_probe_response(now, &key, Some(code))
+                    {
+                        continue;
+                    }
+                    if !self.on_refer_response(now, &key, Some(code)) {
+                        self.on_leg_response(now, &key, response);
+                    }
+                }
+                Event::Timeout { key } => {
+                    if self.on_refresh_response(now, &key, None)
+                        || self.on_probe_response(now, &key, None)
+                    {
+                        continue;
+                    }
+                    if !self.on_refer_response(now, &key, None) {
+                        self.on_leg_timeout(now, &key);
+                    }
+                }
+                Event::StrayResponse { response, source } => {
+                    self.on_stray_response(now, response, source);
+                }
+            }
+        }
+    }
+
     pub(super) fn on_request(
         &mut self,
         now: Instant,

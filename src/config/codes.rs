@@ -57,12 +57,13 @@ impl Codes {
         ]
     }
 
-    /// The codes dialled with an agent's user after them.
-    pub fn prefixes(&self) -> [(&'static str, &str); 3] {
+    /// The codes dialled with an agent's user after them: key, code, monitoring mode.
+    pub fn prefixes(&self) -> [(&'static str, &str, crate::media::mix::MonitorMode); 3] {
+        use crate::media::mix::MonitorMode;
         [
-            ("listen", &self.listen),
-            ("whisper", &self.whisper),
-            ("barge", &self.barge),
+            ("listen", &self.listen, MonitorMode::Listen),
+            ("whisper", &self.whisper, MonitorMode::Whisper),
+            ("barge", &self.barge, MonitorMode::Barge),
         ]
     }
 
@@ -71,18 +72,13 @@ impl Codes {
         &self,
         dialled: &'a str,
     ) -> Option<(crate::media::mix::MonitorMode, &'a str)> {
-        use crate::media::mix::MonitorMode;
-        [
-            (MonitorMode::Listen, &self.listen),
-            (MonitorMode::Whisper, &self.whisper),
-            (MonitorMode::Barge, &self.barge),
-        ]
-        .into_iter()
-        .filter(|(_, code)| !code.is_empty())
-        .find_map(|(mode, code)| {
-            let agent = dialled.strip_prefix(code.as_str())?;
-            (!agent.is_empty()).then_some((mode, agent))
-        })
+        self.prefixes()
+            .into_iter()
+            .filter(|(_, code, _)| !code.is_empty())
+            .find_map(|(_, code, mode)| {
+                let agent = dialled.strip_prefix(code)?;
+                (!agent.is_empty()).then_some((mode, agent))
+            })
     }
 
     /// Why `code` cannot be dialled as a Request-URI user, if it cannot.

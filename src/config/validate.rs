@@ -279,11 +279,11 @@ pub(super) fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 format!("{code:?} is already another code"),
             );
         }
-        if let Some((prefix_key, prefix)) = config
+        if let Some((prefix_key, prefix, _)) = config
             .codes
             .prefixes()
             .into_iter()
-            .find(|(k, p)| !p.is_empty() && k != key && code.starts_with(*p))
+            .find(|(k, p, _)| !p.is_empty() && k != key && code.starts_with(*p))
         {
             r.add(
                 format!("codes.{key}"),

@@ -327,8 +327,7 @@ impl PromptPacks {
 
     /// Queue `queue`'s `announce_to_agent` in `law`, if it has one.
     pub fn whisper(&self, queue: usize, law: Law) -> Option<Prompt> {
-        let frames = self.whispers.get(queue)?.as_ref()?;
-        Prompt::from_frames(frames[law_index(law)].clone()).ok()
+        clip(self.whispers.get(queue)?.as_ref()?, law)
     }
 
     /// With the queues' periodic messages (per queue index, in `periodic_messages` order).
@@ -339,8 +338,7 @@ impl PromptPacks {
 
     /// Message `index` of queue `queue`, in `law`; `None` when it was not loaded.
     pub fn message(&self, queue: usize, index: usize, law: Law) -> Option<Prompt> {
-        let frames = self.messages.get(queue)?.get(index)?;
-        Prompt::from_frames(frames[law_index(law)].clone()).ok()
+        clip(self.messages.get(queue)?.get(index)?, law)
     }
 
     /// The pack of `language`, English when it is not loaded.
@@ -355,6 +353,11 @@ impl PromptPacks {
     pub fn render(&self, language: Language, announcement: &Announcement, law: Law) -> Prompt {
         self.get(language).render(announcement, law)
     }
+}
+
+/// An operator's clip, loaded in both laws ([`load_message`]), as a prompt in `law`.
+fn clip(frames: &[Bytes; 2], law: Law) -> Option<Prompt> {
+    Prompt::from_frames(frames[law_index(law)].clone()).ok()
 }
 
 impl From<Prompts> for PromptPacks {

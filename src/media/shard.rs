@@ -41,6 +41,11 @@
 //! readiness report forwards what arrived at once (see [`StreamMode::Relay`] and the
 //! `bridge` submodule).
 //!
+//! Each socket is `connect()`ed to where it sends once that drops nothing the stream needs
+//! (the `connection` submodule): a send on a connected socket skips the kernel's route
+//! lookup, which is the largest single difference between a `sendto` and the cheapest
+//! sender (BENCHMARKS.md, "The hold path").
+//!
 //! A shard that falls more than [`MAX_BEHIND`] behind (the machine stalled, the VM was
 //! paused) does not burst to catch up: it skips the missed slots, advancing each playing
 //! stream's timestamp (see [`Player::skip`]), and counts them.

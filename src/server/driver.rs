@@ -32,10 +32,12 @@ use crate::admin::{self, AdminRequest};
 use crate::b2bua::B2bua;
 use crate::config::Config;
 use crate::media::engine::{EngineConfig, MediaEngine, MediaEvents};
-use crate::store::{PostgresStore, SqliteStore, StoreHandle, StoreThread};
+use crate::store::{StoreHandle, StoreThread};
+use startup::{check_recordings, ledger_path, open_store};
 use store_io::{PendingReply, StoreReply};
 
 mod media_io;
+mod startup;
 mod store_io;
 
 /// Longest a graceful stop waits for BYE responses: a peer that never answers must not keep
@@ -82,75 +84,6 @@ pub struct Server {
     control: Option<super::handover::Control>,
     /// `[sip] listen` as configured: a new process must be configured the same to take over.
     listen: SocketAddr,
-}
-
-/// Opens the configured store on its own thread; with the shared PostgreSQL store, also this
-/// node's sequence slot.
-/// Where the media ledger lives (`media::ledger`): in the data directory, which a single
-/// process owns.
-/// A queue records: its directory must exist (it is created) and take a file, or holdfast
-/// does not start, rather than lose every call's recording later.
-fn check_recordings(config: &Config) -> Result<(), ServeError> {
-    let Some(queue) = config.queues.iter().find(|q| q.record) else {
-        return Ok(());
-    };
-    let path = &config.media.recordings;
-    let probe = path.join(format!(".holdfast-write-test-{}", std::process::id()));
-    std::fs::create_dir_all(path)
-        .and_then(|()| std::fs::write(&probe, b""))
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|error| ServeError::Recordings {
-            path: path.clone(),
-            queue: queue.name.clone(),
-            reason: error.to_string(),
-        })
-}
-
-fn ledger_path(config: &Config) -> Result<std::path::PathBuf, ServeError> {
-    let dir = &config.store.data_dir;
-    std::fs::create_dir_all(dir).map_err(ServeError::Media)?;
-    Ok(dir.join(LEDGER_FILE))
-}
-
-/// The media ledger's file name in `[store] data_dir`.
-pub const LEDGER_FILE: &str = "rtp.ledger";
-
-fn open_store(config: &Config) -> Result<(StoreHandle, StoreThread, Option<u8>), ServeError> {
-    match config.store.backend {
-        crate::config::StoreBackend::Sqlite => {
-            let data_dir = config.store.data_dir.clone();
-            let store = SqliteStore::open(&data_dir).map_err(|source| ServeError::Store {
-                dir: data_dir.clone(),
-                source,
-            })?;
-            let (store, thread) = StoreHandle::spawn(store)?;
-            Ok((store, thread, None))
-        }
-        crate::config::StoreBackend::Postgres => {
-            let url = config.store.url.clone();
-            let node = config.cluster.node_name();
-            // The blocking client runs its own runtime: open it off this one.
-            let opened = {
-                let (url, node) = (url.clone(), node.clone());
-                std::thread::spawn(move || PostgresStore::open(&url, &node))
-                    .join()
-                    .unwrap_or_else(|_| {
-                        Err(crate::store::StoreError::Postgres(
-                            "connect panicked".into(),
-                        ))
-                    })
-            };
-            let store = opened.map_err(|source| ServeError::SharedStore {
-                url: crate::config::redact_url_password(&url),
-                node: node.clone(),
-                source,
-            })?;
-            let slot = store.slot();
-            tracing::info!(%node, slot, "joined the cluster (PostgreSQL store)");
-            let (store, thread) = StoreHandle::spawn(store)?;
-            Ok((store, thread, Some(slot)))
-        }
-    }
 }
 
 impl Server {

@@ -182,10 +182,7 @@ impl Shard {
                 Outcome::SendFailed => errors += 1,
             }
         }
-        // Latched (just now or before): only that source matters from here on.
-        if src.peer.latched && src.connected != src.peer.remote {
-            src.connect_to(src.peer.remote);
-        }
+        src.connect_if_latched();
         stats.packets_relayed.add(relayed);
         stats.relay_dropped.add(dropped);
         stats.send_errors.add(errors);
@@ -217,10 +214,7 @@ fn start_relay(stream: &mut Stream, partner: usize, now: Instant) {
     stream.rewriter = Some(rewriter);
     stream.mode = StreamMode::Relay { partner };
     stream.stopped_at = None;
-    // A bridged leg reads as its packets come: until it latches, from anywhere.
-    if !stream.peer.latched {
-        stream.connect_to(None);
-    }
+    stream.read_on_readiness();
 }
 
 /// Rewrites the packet in `buf` (header `header`, payload at `payload`, received on a leg

@@ -16,8 +16,9 @@
 //!   every [`OPEN_EVERY`]: RTP that starts later from another address (a caller that was
 //!   silent, then talks from behind a NAT) is read and latched within [`OPEN_EVERY`] turns
 //!   (2 s) instead of at once.
-//! - **Not latched, bridged**: unconnected (a bridged leg is read as its packets come; the
-//!   first one, from wherever, must be seen). A bridged leg that latches is connected.
+//! - **Not latched, read on readiness** (a bridged leg, a supervisor's leg): unconnected (it
+//!   is read as its packets come; the first one, from wherever, must be seen). Once it
+//!   latches, it is connected.
 //!
 //! The state is decided at the stream's poll turn (or a bridged leg's read), and one
 //! `connect` per change is all it costs; sends check the remote against the connected
@@ -66,6 +67,23 @@ impl Stream {
                 None
             }
         };
+    }
+}
+
+impl Stream {
+    /// The stream is read as its packets come from now on (bridged, or a supervisor's):
+    /// until it latches, from anywhere.
+    pub(super) fn read_on_readiness(&mut self) {
+        if !self.peer.latched {
+            self.connect_to(None);
+        }
+    }
+
+    /// After a read on readiness: once latched, only that source matters.
+    pub(super) fn connect_if_latched(&mut self) {
+        if self.peer.latched && self.connected != self.peer.remote {
+            self.connect_to(self.peer.remote);
+        }
     }
 }
 

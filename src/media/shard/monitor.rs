@@ -67,6 +67,7 @@ impl Shard {
             return;
         }
         stream.mode = StreamMode::Monitor;
+        stream.read_on_readiness();
         let mut rng = rand::rng();
         self.monitors.insert(
             is,
@@ -143,6 +144,7 @@ impl Shard {
                 monitor.to_caller.push(law, said);
             }
         }
+        stream.connect_if_latched();
     }
 }
 

@@ -32,8 +32,12 @@ fn rig_with_fill(fill: usize) -> Rig {
 }
 
 fn add_playing(rig: &mut Rig, serial: u64) -> StreamId {
+    add_playing_with(rig, serial, UdpSocket::bind("127.0.0.1:0").unwrap())
+}
+
+/// A stream on `socket`, playing to the rig's receiver.
+fn add_playing_with(rig: &mut Rig, serial: u64, socket: UdpSocket) -> StreamId {
     let id = StreamId::for_tests(serial);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_nonblocking(true).unwrap();
     rig.shard.apply(Command::Open {
         id,
@@ -227,24 +231,11 @@ fn a_leg_recorded_again_ends_its_recording_before_the_new_one_starts() {
 /// A playing stream on a socket bound to an explicit port, as the engine binds them (see
 /// `connection::disconnect`).
 fn add_playing_on_port(rig: &mut Rig, serial: u64, ports: std::ops::Range<u16>) -> StreamId {
-    let id = StreamId::for_tests(serial);
     let socket = ports
         .into_iter()
         .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
         .unwrap();
-    socket.set_nonblocking(true).unwrap();
-    rig.shard.apply(Command::Open {
-        id,
-        socket,
-        resume: None,
-    });
-    rig.shard.apply(Command::Play {
-        id,
-        remote: rig.rx.local_addr().unwrap(),
-        payload_type: 0,
-        music: Bytes::from(vec![7u8; FRAME_LEN]),
-    });
-    id
+    add_playing_with(rig, serial, socket)
 }
 
 /// Services one whole poll cycle by hand: every stream takes one poll turn.
@@ -333,4 +324,19 @@ fn a_bridged_leg_that_has_not_latched_hears_from_anywhere() {
     assert_eq!(stream(&rig, caller).connected, None);
     assert_eq!(stream(&rig, agent).connected, None);
     assert!(stream(&rig, caller).socket.peer_addr().is_err());
+    // The caller's first RTP, from an address SDP never named, is read, latched and relayed;
+    // from then on the leg's socket is connected to it.
+    let nat = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = stream(&rig, caller).socket.local_addr().unwrap();
+    let mut packet = [0u8; 172];
+    RtpHeader::new(0, 1, 0, 9, false).write_fixed((&mut packet[..12]).try_into().unwrap());
+    nat.send_to(&packet, port).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let idx = rig.shard.by_id[&caller];
+    rig.shard.relay_ready(idx as Token, Instant::now());
+    let s = stream(&rig, caller);
+    assert!(s.peer.latched);
+    assert_eq!(s.connected, nat.local_addr().ok());
+    assert_eq!(s.socket.peer_addr().ok(), nat.local_addr().ok());
+    assert_eq!(rig.shard.stats.packets_relayed.get(), 1);
 }
