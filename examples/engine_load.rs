@@ -83,8 +83,9 @@ fn main() {
         }
         engine.play(id, dest, 0, music.clone()).expect("play");
     }
-    // Let every stream start (one period), then measure a steady window.
-    std::thread::sleep(Duration::from_millis(100));
+    // Let every stream start and settle (its socket is connected after its first second,
+    // `media::shard::connection`), then measure a steady window.
+    std::thread::sleep(Duration::from_millis(1500));
     let before = engine.stats();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
