@@ -272,16 +272,21 @@ fn main() {
     let warmup = Duration::from_secs(1);
     let end = Instant::now() + warmup + Duration::from_secs_f64(seconds);
     let phones_thread = std::thread::spawn(move || run_phones(phones, end));
-    let mode_floor = mode.clone();
+    // The floor relay runs a second past the phones, so it is still alive (its CPU time
+    // still readable) when the window closes; it counts into `floor_relayed` as it goes.
+    let floor_relayed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let floor_thread = floor.then(|| {
+        let (mode, relayed) = (mode.clone(), floor_relayed.clone());
+        let until = end + Duration::from_secs(1);
         std::thread::Builder::new()
             .name("media-floor".into())
-            .spawn(move || match mode_floor.as_str() {
-                "floor-uring" => relay_floor::uring(&floor_sockets, end),
-                _ => relay_floor::epoll(&floor_sockets, end),
+            .spawn(move || match mode.as_str() {
+                "floor-uring" => relay_floor::uring(&floor_sockets, until, &relayed),
+                _ => relay_floor::epoll(&floor_sockets, until, &relayed),
             })
             .expect("spawn the floor relay")
     });
+    let floor_count = || floor_relayed.load(std::sync::atomic::Ordering::Relaxed);
     let probe_thread = probe.map(|(a, b, to)| {
         std::thread::spawn(move || {
             let _ = last_rx_ns(&b);
@@ -318,27 +323,29 @@ fn main() {
     });
 
     std::thread::sleep(warmup);
-    let (cpu0, writer0, stats0, t0) = (
+    let (cpu0, writer0, stats0, floor0, t0) = (
         engine_cpu_ns(),
         threads_cpu_ns("recordings"),
         engine.stats(),
+        floor_count(),
         Instant::now(),
     );
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    let (cpu1, writer1, stats1, wall) = (
+    let (cpu1, writer1, stats1, floor1, wall) = (
         engine_cpu_ns(),
         threads_cpu_ns("recordings"),
         engine.stats(),
+        floor_count(),
         t0.elapsed(),
     );
     let writer = (writer1 - writer0) as f64 / 1e9;
     let received = phones_thread.join().expect("phones");
-    let floor_relayed = floor_thread.map_or(0, |t| t.join().expect("floor relay"));
-    let cpu = (cpu1 - cpu0) as f64 / 1e9;
+    if let Some(t) = floor_thread {
+        t.join().expect("floor relay");
+    }
+    let cpu = cpu1.saturating_sub(cpu0) as f64 / 1e9;
     let wall = wall.as_secs_f64();
-    // The floor's count covers its whole run (warm-up too): scaled to the window.
-    let floor_in_window = (floor_relayed as f64 * wall / (wall + warmup.as_secs_f64())) as u64;
-    let relayed = stats1.packets_relayed - stats0.packets_relayed + floor_in_window;
+    let relayed = stats1.packets_relayed - stats0.packets_relayed + (floor1 - floor0);
     let sent = stats1.packets_sent - stats0.packets_sent;
     let out = relayed + sent;
     println!(

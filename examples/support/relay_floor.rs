@@ -1,7 +1,7 @@
 //! The relay's floor for `relay_load --mode floor`: the cheapest ways this machine has to
 //! receive each phone's packet and send it out of its partner's socket, with no RTP work.
-//! Sockets `2k` and `2k + 1` are partners, each `connect()`ed to its phone. Both return
-//! the packets relayed.
+//! Sockets `2k` and `2k + 1` are partners, each `connect()`ed to its phone. Both run until
+//! `end` and add the packets they relay to `relayed` after each batch.
 //!
 //! - [`epoll`]: one thread, level-triggered epoll, each readiness one `recv` and one `send`.
 //! - [`uring`]: one thread, one `io_uring`: a multishot receive armed once on every socket
@@ -11,11 +11,11 @@
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Level-triggered epoll, one `recv` and one `send` a packet.
-pub fn epoll(sockets: &[UdpSocket], end: Instant) -> u64 {
+pub fn epoll(sockets: &[UdpSocket], end: Instant, relayed: &AtomicU64) {
     // SAFETY: epoll_create1 takes no pointers.
     let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(epfd >= 0, "epoll_create1");
@@ -30,22 +30,22 @@ pub fn epoll(sockets: &[UdpSocket], end: Instant) -> u64 {
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = [0u8; 2048];
-    let mut relayed = 0;
     while Instant::now() < end {
         // SAFETY: `events` is a live buffer of `events.len()` entries.
         let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, 50) };
+        let mut batch = 0;
         for ev in &events[..usize::try_from(n).unwrap_or(0)] {
             let i = ev.u64 as usize;
             if let Ok(len) = sockets[i].recv(&mut buf)
                 && sockets[i ^ 1].send(&buf[..len]).is_ok()
             {
-                relayed += 1;
+                batch += 1;
             }
         }
+        relayed.fetch_add(batch, Ordering::Relaxed);
     }
     // SAFETY: closing the epoll fd we created.
     unsafe { libc::close(epfd) };
-    relayed
 }
 
 /// Provided buffers: count (a power of two) and size (an RTP packet fits many times).
@@ -117,7 +117,7 @@ impl BufRing {
 }
 
 /// Multishot receives into provided buffers, batched sends, one `io_uring_enter` a batch.
-pub fn uring(sockets: &[UdpSocket], end: Instant) -> u64 {
+pub fn uring(sockets: &[UdpSocket], end: Instant, relayed: &AtomicU64) {
     use io_uring::{IoUring, cqueue, opcode, squeue, types};
     let entries = (sockets.len() + 1).next_power_of_two().max(64) as u32;
     let mut ring: IoUring = IoUring::builder()
@@ -140,7 +140,6 @@ pub fn uring(sockets: &[UdpSocket], end: Instant) -> u64 {
             .user_data(i as u64)
     };
     let mut pending: Vec<squeue::Entry> = (0..sockets.len()).map(recv).collect();
-    let mut relayed = 0;
     let timeout = types::Timespec::from(Duration::from_millis(50));
     while Instant::now() < end {
         // Queue what the last batch produced; a full queue is submitted and the rest follow.
@@ -169,11 +168,12 @@ pub fn uring(sockets: &[UdpSocket], end: Instant) -> u64 {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) => panic!("io_uring_enter: {e}"),
         }
+        let mut batch = 0;
         for cqe in ring.completion() {
             let data = cqe.user_data();
             if data & SEND != 0 {
                 bufs.give_back((data & 0xffff) as u16);
-                relayed += u64::from(cqe.result() >= 0);
+                batch += u64::from(cqe.result() >= 0);
                 continue;
             }
             let i = data as usize;
@@ -198,7 +198,7 @@ pub fn uring(sockets: &[UdpSocket], end: Instant) -> u64 {
             }
         }
         bufs.publish();
+        relayed.fetch_add(batch, Ordering::Relaxed);
     }
     let _ = ring.submitter().unregister_buf_ring(GROUP);
-    relayed
 }
