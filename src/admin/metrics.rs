@@ -275,7 +275,7 @@ const SERIES: &[Series] = &[
     Series {
         name: "holdfast_rtp_send_errors_total",
         kind: "counter",
-        help: "RTP sends the kernel refused.",
+        help: "RTP sends the kernel refused (on a connected socket, also after the peer's port was reported unreachable).",
         samples: |src, out| out.count(&[], src.status.media.send_errors),
     },
     Series {
