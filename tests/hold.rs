@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Holdfast, Setup, collect_rtp, rtp_sink, sipp};
+use common::held::{Recorder, wait_until};
+use common::{Holdfast, RawUa, Setup, body, collect_rtp, pcmu_offer, rtp_sink, sipp};
 
 /// 50 concurrent callers hold for 10 s: every INVITE gets 200, every caller receives music
 /// at 50 packets/s with continuous sequence numbers and timestamps, and every BYE gets 200.
@@ -143,4 +145,45 @@ fn compact_header_caller_is_answered() {
         holdfast.log()
     );
     assert_eq!(streams.len(), 3);
+}
+
+/// A caller whose SDP names one port but whose RTP comes from another (behind a NAT), and
+/// only after seconds of silence: by then holdfast's socket for the call is connected to
+/// the SDP address (docs/behaviour.md §4), and its open turn still latches the real source,
+/// which then hears the music, the same RTP stream; the SDP address hears no more.
+#[test]
+fn a_caller_talking_late_from_behind_a_nat_is_latched() {
+    let holdfast = Holdfast::start("late-nat", &Setup::new(35_000));
+    let sdp_side = Recorder::start();
+    let ua = RawUa::new("127.0.0.1", holdfast.sip);
+    let call = ua.invite("100", "+15550100001", &pcmu_offer(sdp_side.port));
+    assert_eq!(call.code, 200, "{}\n{}", call.response, holdfast.log());
+    let answer_port: u16 = body(&call.response)
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse().ok())
+        .expect("m=audio in the answer");
+    assert!(
+        wait_until(Duration::from_secs(5), || sdp_side.packets().len() >= 50),
+        "music to the SDP address first"
+    );
+    // Past the settling second: the call's socket is connected to the SDP address now.
+    std::thread::sleep(Duration::from_secs(2));
+    let nat = Recorder::talking(400.0);
+    nat.talk_to(SocketAddr::from(([127, 0, 0, 1], answer_port)));
+    assert!(
+        wait_until(Duration::from_secs(8), || nat.packets().len() >= 25),
+        "music at the caller's real address\n{}",
+        holdfast.log()
+    );
+    let at_sdp = sdp_side.packets().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sdp_side.packets().len() <= at_sdp + 1,
+        "the SDP address hears no more"
+    );
+    assert_eq!(
+        nat.packets()[0].ssrc,
+        sdp_side.packets()[0].ssrc,
+        "one RTP stream"
+    );
 }
