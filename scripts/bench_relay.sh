@@ -40,10 +40,9 @@ root=$PWD
   -m "$n" -nostdin -timeout $((ramp + window + 120))s -trace_err -error_file agent_err.log \
   >/dev/null 2>&1) &
 agents_sh=$!
+# Exit status 0: every agent registered (it lists the ones that did not, and fails).
 python3 scripts/register_agents.py "127.0.0.1:$sip_port" "127.0.0.1:$agent_port" 1 "$n" \
-  >"$dir/reg_failures.txt" || true
-reg_failed=$(wc -l <"$dir/reg_failures.txt")
-[ "$reg_failed" = 0 ] && reg_ok=1 || reg_ok=0
+  >"$dir/reg_failures.txt" && reg_ok=1 || reg_ok=0
 registered=$(grep -ac "Registered {" "$dir/holdfast.log" || true)
 rss0=$(rss_kb "$hf")
 (cd "$dir" && exec sipp 127.0.0.1:$sip_port -sf "$root/sipp/caller_rtp.xml" -s 100 -i 127.0.0.1 -p $((sip_port + 2)) \

@@ -52,6 +52,8 @@ pub fn epoll(sockets: &[UdpSocket], end: Instant, relayed: &AtomicU64) {
 const BUFFERS: u16 = 8192;
 const BUFFER_LEN: usize = 512;
 const GROUP: u16 = 1;
+// The ring is whole pages of 16-byte entries.
+const _: () = assert!((BUFFERS as usize * 16).is_multiple_of(4096));
 /// `user_data` of a send: this bit set, the buffer id below it. A receive's is the socket.
 const SEND: u64 = 1 << 32;
 
@@ -119,6 +121,9 @@ impl BufRing {
 /// Multishot receives into provided buffers, batched sends, one `io_uring_enter` a batch.
 pub fn uring(sockets: &[UdpSocket], end: Instant, relayed: &AtomicU64) {
     use io_uring::{IoUring, cqueue, opcode, squeue, types};
+    // Declared before the ring, so dropped after it: the kernel never keeps a registered
+    // buffer ring past the ring itself, even when a panic unwinds past the unregistering.
+    let mut bufs = BufRing::new();
     let entries = (sockets.len() + 1).next_power_of_two().max(64) as u32;
     let mut ring: IoUring = IoUring::builder()
         .setup_cqsize(entries * 4)
@@ -126,9 +131,9 @@ pub fn uring(sockets: &[UdpSocket], end: Instant, relayed: &AtomicU64) {
         .setup_defer_taskrun()
         .build(entries)
         .expect("io_uring with DEFER_TASKRUN (kernel 6.1 or later)");
-    let mut bufs = BufRing::new();
     // SAFETY: the ring memory is page-aligned, holds `BUFFERS` entries and outlives its
-    // registration (unregistered before `bufs` is dropped, below).
+    // registration: `bufs` is dropped after `ring` (declared first), and closing the ring
+    // releases the registration.
     unsafe {
         ring.submitter()
             .register_buf_ring_with_flags(bufs.base() as u64, BUFFERS, GROUP, 0)

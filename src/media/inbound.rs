@@ -78,9 +78,11 @@ impl Inbound<'_> {
         for _ in 0..READS_PER_POLL {
             let (len, from) = match socket.recv_from(&mut self.buf[..]) {
                 Ok(r) => r,
-                // WouldBlock: drained. Other errors (ICMP-induced ECONNREFUSED and the like)
-                // concern one datagram; the next turn tries again.
-                Err(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // An ICMP error reported on a connected socket (ECONNREFUSED and the like)
+                // comes before the datagrams queued behind it: read on (the turn's cap
+                // still bounds the loop).
+                Err(_) => continue,
             };
             self.accept(id, peer, len, from);
         }
@@ -329,6 +331,29 @@ mod tests {
         p[13] = if end { 0x80 | 10 } else { 10 };
         p[14..16].copy_from_slice(&duration.to_be_bytes());
         p
+    }
+
+    #[test]
+    fn an_icmp_error_on_a_connected_socket_does_not_end_the_drain() {
+        let mut rig = rig();
+        // The stream's socket is connected to a port that then closes: its next send draws
+        // an ICMP port unreachable, which the socket reports (ECONNREFUSED) before anything
+        // queued after it.
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = gone.local_addr().unwrap();
+        rig.socket.connect(port).unwrap();
+        drop(gone);
+        rig.socket.send(&rtp(0)).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        // The peer is back on that port and talks.
+        let back = UdpSocket::bind(port).unwrap();
+        back.send_to(&rtp(0), rig.socket.local_addr().unwrap())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        let mut peer = Peer::default();
+        rig.drain(&mut peer);
+        assert_eq!(rig.stats.packets_received.get(), 1, "read past the error");
+        assert!(peer.latched);
     }
 
     #[test]

@@ -211,7 +211,7 @@ struct Stream {
     watched: Option<usize>,
     /// Where the socket is `connect()`ed (see `connection`).
     connected: Option<SocketAddr>,
-    /// Poll turns taken since it opened.
+    /// Poll turns taken since it opened, its SDP address changed or its music started.
     turns: u64,
 }
 
@@ -447,7 +447,7 @@ impl Shard {
                 payload_type,
             } => match self.stream_mut(id) {
                 Some(s) => {
-                    s.peer.set_sdp_remote(remote);
+                    s.set_sdp_remote(remote);
                     s.peer.codecs.audio = Some(payload_type);
                 }
                 None => tracing::warn!(%id, "connect on an unknown stream"),

@@ -11,11 +11,14 @@
 //!   to it. Datagrams from anywhere else could never move the stream, and are now not even
 //!   read (nor taken for key presses).
 //! - **Not latched, on the clock** (playing or idle, drained on its poll turns): connected to
-//!   the SDP address from its [`SETTLE_TURNS`]th poll turn (a caller's first RTP, from behind
-//!   a NAT or not, comes well within that second), but left unconnected for one poll turn in
+//!   the SDP address from its [`SETTLE_TURNS`]th poll turn since the address was announced or
+//!   the music started (a caller's first RTP, from behind a NAT or not, comes well within that
+//!   second), but left unconnected for one poll turn in
 //!   every [`OPEN_EVERY`]: RTP that starts later from another address (a caller that was
 //!   silent, then talks from behind a NAT) is read and latched within [`OPEN_EVERY`] turns
 //!   (2 s) instead of at once.
+//! - A socket opened already connected (handed over by the process before) is known as such
+//!   (`getpeername`) and follows the same rules from there.
 //! - **Not latched, read on readiness** (a bridged leg, a supervisor's leg): unconnected (it
 //!   is read as its packets come; the first one, from wherever, must be seen). Once it
 //!   latches, it is connected.
@@ -71,6 +74,15 @@ impl Stream {
 }
 
 impl Stream {
+    /// The far end's SDP address, announced or changed: a stream that has not latched settles
+    /// again (unconnected for a second), since the far end starts sending only now.
+    pub(super) fn set_sdp_remote(&mut self, remote: SocketAddr) {
+        if !self.peer.latched && self.peer.remote != Some(remote) {
+            self.turns = 0;
+        }
+        self.peer.set_sdp_remote(remote);
+    }
+
     /// The stream is read as its packets come from now on (bridged, or a supervisor's):
     /// until it latches, from anywhere.
     pub(super) fn read_on_readiness(&mut self) {

@@ -48,7 +48,8 @@ impl Shard {
             let sent_at = now.checked_sub(ago).unwrap_or(now);
             Rewriter::new(r.ssrc, r.sequence.wrapping_add(1), r.timestamp, sent_at)
         });
-        let resumed = rewriter.is_some();
+        // A socket handed over by the process before may still be connected to its old peer.
+        let connected = socket.peer_addr().ok();
         let stream = Stream {
             id,
             socket,
@@ -62,13 +63,9 @@ impl Shard {
             record,
             tap: None,
             watched: None,
-            connected: None,
+            connected,
             turns: 0,
         };
-        if resumed {
-            // A socket kept through a restart may have been connected by the last process.
-            let _ = super::connection::disconnect(&stream.socket);
-        }
         self.wheel[slot].push(idx);
         if idx == self.streams.len() {
             self.streams.push(Some(stream));
@@ -98,7 +95,11 @@ impl Shard {
         let Some(Some(stream)) = self.streams.get_mut(idx) else {
             return;
         };
-        stream.peer.set_sdp_remote(remote);
+        stream.set_sdp_remote(remote);
+        if stream.mode != StreamMode::Play {
+            // Music starts: the far end has just been answered (see `connection`).
+            stream.turns = 0;
+        }
         stream.peer.codecs.audio = Some(payload_type);
         let result = match stream.player.as_mut() {
             Some(p) => {

@@ -340,3 +340,37 @@ fn a_bridged_leg_that_has_not_latched_hears_from_anywhere() {
     assert_eq!(s.socket.peer_addr().ok(), nat.local_addr().ok());
     assert_eq!(rig.shard.stats.packets_relayed.get(), 1);
 }
+
+#[test]
+fn a_socket_opened_connected_or_given_a_new_sdp_address_settles_again() {
+    let mut rig = rig();
+    // A socket handed over still connected to the last process's peer.
+    let old_peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = (38_900..39_000)
+        .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
+        .unwrap();
+    socket.connect(old_peer.local_addr().unwrap()).unwrap();
+    let id = add_playing_with(&mut rig, 1, socket);
+    assert_eq!(stream(&rig, id).connected, old_peer.local_addr().ok());
+    poll_turn(&mut rig);
+    assert_eq!(stream(&rig, id).connected, None, "settling, open to anyone");
+    assert!(stream(&rig, id).socket.peer_addr().is_err());
+    for _ in 1..super::connection::SETTLE_TURNS {
+        poll_turn(&mut rig);
+    }
+    let sdp = rig.rx.local_addr().unwrap();
+    assert_eq!(stream(&rig, id).connected, Some(sdp));
+    // A re-INVITE names another address: the stream settles again before connecting.
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rig.shard.apply(Command::Connect {
+        id,
+        remote: moved.local_addr().unwrap(),
+        payload_type: 0,
+    });
+    poll_turn(&mut rig);
+    assert_eq!(stream(&rig, id).connected, None);
+    for _ in 1..super::connection::SETTLE_TURNS {
+        poll_turn(&mut rig);
+    }
+    assert_eq!(stream(&rig, id).connected, moved.local_addr().ok());
+}

@@ -59,8 +59,15 @@ fn carry_out(
                 false => {
                     // A socket handed over by the process before may hold datagrams of a
                     // call it did not keep: a new stream must not latch to them.
+                    // (An error, such as an ICMP report, is not the end of the queue; the
+                    // receive buffer holds far fewer datagrams than the bound.)
                     let mut junk = [0u8; 64];
-                    while socket.recv_from(&mut junk).is_ok() {}
+                    for _ in 0..4096 {
+                        match socket.recv_from(&mut junk) {
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            _ => {}
+                        }
+                    }
                     engine.open_with(id, socket)
                 }
             });
