@@ -89,12 +89,6 @@ impl Default for LatenessHistogram {
 }
 
 impl LatenessHistogram {
-    /// Records one send that happened `late` after its scheduled instant (owner thread only).
-    #[inline]
-    pub fn record(&self, late: Duration) {
-        self.record_n(late, 1);
-    }
-
     /// Records `n` sends each `late` after their scheduled instant (owner thread only).
     #[inline]
     pub fn record_n(&self, late: Duration, n: u64) {
@@ -321,7 +315,7 @@ mod tests {
     fn percentiles_within_resolution() {
         let h = LatenessHistogram::default();
         for us in 1..=1000u64 {
-            h.record(Duration::from_micros(us));
+            h.record_n(Duration::from_micros(us), 1);
         }
         let mut c = LatenessCounts::default();
         h.accumulate(&mut c);

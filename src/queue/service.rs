@@ -149,11 +149,6 @@ impl ServiceFigures {
         }
     }
 
-    /// The answer-time target (`[[queue]] service_level`).
-    pub fn target(&self) -> Duration {
-        self.target
-    }
-
     fn record(&mut self, now: Instant, change: impl Fn(&mut Tally)) {
         change(&mut self.today);
         let minute = now.saturating_duration_since(self.origin).as_secs() / 60;

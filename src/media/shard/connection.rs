@@ -13,15 +13,15 @@
 //! - **Not latched, on the clock** (playing or idle, drained on its poll turns): connected to
 //!   the SDP address from its [`SETTLE_TURNS`]th poll turn since the address was announced or
 //!   the music started (a caller's first RTP, from behind a NAT or not, comes well within that
-//!   second), but left unconnected for one poll turn in
-//!   every [`OPEN_EVERY`]: RTP that starts later from another address (a caller that was
-//!   silent, then talks from behind a NAT) is read and latched within [`OPEN_EVERY`] turns
-//!   (2 s) instead of at once.
-//! - A socket opened already connected (handed over by the process before) is known as such
-//!   (`getpeername`) and follows the same rules from there.
+//!   second), but left unconnected for one poll turn in every [`OPEN_EVERY`]: RTP that starts
+//!   later from another address (a caller that was silent, then talks from behind a NAT) is
+//!   read and latched within [`OPEN_EVERY`] turns (2 s) instead of at once.
 //! - **Not latched, read on readiness** (a bridged leg, a supervisor's leg): unconnected (it
 //!   is read as its packets come; the first one, from wherever, must be seen). Once it
 //!   latches, it is connected.
+//!
+//! A socket opened already connected (handed over by the process before) is known as such
+//! (`getpeername`) and follows the same rules from there.
 //!
 //! The state is decided at the stream's poll turn (or a bridged leg's read), and one
 //! `connect` per change is all it costs; sends check the remote against the connected
@@ -41,7 +41,8 @@ pub(super) const SETTLE_TURNS: u64 = 5;
 pub(super) const OPEN_EVERY: u64 = 10;
 
 /// Where the socket of a stream drained on the clock should be connected after its poll
-/// turn number `turn` (counted from 1 since it opened): see the module docs.
+/// turn number `turn` (counted from 1 since it opened, its SDP address changed or its music
+/// started): see the module docs.
 pub(super) fn wanted(latched: bool, remote: Option<SocketAddr>, turn: u64) -> Option<SocketAddr> {
     if latched || (turn >= SETTLE_TURNS && !turn.is_multiple_of(OPEN_EVERY)) {
         remote
@@ -71,9 +72,7 @@ impl Stream {
             }
         };
     }
-}
 
-impl Stream {
     /// The far end's SDP address, announced or changed: a stream that has not latched settles
     /// again (unconnected for a second), since the far end starts sending only now.
     pub(super) fn set_sdp_remote(&mut self, remote: SocketAddr) {
@@ -103,7 +102,7 @@ impl Stream {
 /// `AF_UNSPEC` (connect(2): "connectionless sockets may dissolve the association"). A socket
 /// bound to an explicit address and port, as every RTP socket is (the engine binds ports out
 /// of its range), keeps both; one bound to port 0 would give its port back.
-pub(super) fn disconnect(socket: &UdpSocket) -> io::Result<()> {
+fn disconnect(socket: &UdpSocket) -> io::Result<()> {
     // SAFETY: `sockaddr` is a plain C struct for which all-zero is a valid value.
     let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
     addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;

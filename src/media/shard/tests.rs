@@ -184,12 +184,8 @@ fn every_stream_is_drained_once_per_poll_cycle() {
     for port in &ports {
         peer.send_to(&[0u8; 3], port).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(10));
     // Service POLL_PERIODS whole periods by hand, without waiting for real time.
-    let base = rig.shard.tick_at(Instant::now());
-    for t in base..base + POLL_PERIODS * SLOTS as u64 {
-        rig.shard.service_slot(t, Instant::now());
-    }
+    poll_turn(&mut rig);
     assert_eq!(rig.shard.stats.malformed_received.get(), 20);
     assert_eq!(
         rig.shard.stats.packets_sent.get(),
@@ -238,9 +234,10 @@ fn add_playing_on_port(rig: &mut Rig, serial: u64, ports: std::ops::Range<u16>) 
     add_playing_with(rig, serial, socket)
 }
 
-/// Services one whole poll cycle by hand: every stream takes one poll turn.
+/// Services one whole poll cycle (POLL_PERIODS periods) by hand, after letting what was
+/// sent arrive: every stream takes one poll turn.
 fn poll_turn(rig: &mut Rig) {
-    std::thread::sleep(Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(10));
     let base = rig.shard.tick_at(Instant::now()) / (POLL_PERIODS * SLOTS as u64);
     let base = base * POLL_PERIODS * SLOTS as u64;
     for t in base..base + POLL_PERIODS * SLOTS as u64 {
