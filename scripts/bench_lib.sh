@@ -1,5 +1,6 @@
 # Helpers shared by scripts/bench*.sh (sourced; expects $n, $window and $out set).
 
+source scripts/bench_floors.sh
 hz=$(getconf CLK_TCK)
 ulimit -n 65536 2>/dev/null || true
 
@@ -148,7 +149,7 @@ run_floor() {
     kill "$sink" 2>/dev/null || true
     local cpu; cpu=$(python3 -c "print(round(100.0 * ($t1 - $t0) / $hz / $window, 2))")
     floor_all="$floor_all $mode=$cpu%"
-    if [ -z "$floor_cpu" ] || python3 -c "import sys; sys.exit(0 if $cpu < $floor_cpu else 1)"; then
+    if cheaper "$cpu" "$floor_cpu"; then
       floor_cpu=$cpu floor_mode=$mode
     fi
   done

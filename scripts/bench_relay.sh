@@ -65,21 +65,9 @@ kill -TERM "$hf" 2>/dev/null || true
 wait "$hf" 2>/dev/null || true
 
 run_floor $((2 * n))
-# The relay's own floor: the same number of calls relayed by examples/relay_load --mode floor
-# (connected sockets, one thread, epoll, one recv and one send a packet) and --mode
-# floor-uring (one io_uring: multishot receives, batched sends), per relayed packet; the
-# cheaper counts.
+# The relay's own floor for the same number of calls (bench_floors.sh).
 cargo build --release --quiet --example relay_load
-relay_floor_us=""
-relay_floor_all=""
-for mode in floor floor-uring; do
-  us=$(target/release/examples/relay_load --pairs "$n" --seconds "$window" --mode "$mode" \
-    | sed -n 's/.*CPU per packet out \([0-9.]*\) µs.*/\1/p')
-  relay_floor_all="$relay_floor_all $mode=${us}µs"
-  if [ -z "$relay_floor_us" ] || python3 -c "import sys; sys.exit(0 if $us < $relay_floor_us else 1)"; then
-    relay_floor_us=$us
-  fi
-done
+relay_floor "$n" "$window"
 echo "relay floors:$relay_floor_all" >&2
 
 python3 - "$n" "$t0" "$t1" "$hz" "$window" "$rss0" "$rss1" "$floor_cpu" "$reg_ok" "$registered" \

@@ -16,6 +16,7 @@ seconds=${SECONDS_RUN:-10}
 shards=${SHARDS:-2}
 out=target/bench
 mkdir -p "$out"
+source scripts/bench_floors.sh
 ulimit -n 65536 2>/dev/null || true
 cargo build --release --quiet --example engine_load --example udp_floor --example relay_load
 sink_port=$((44000 + RANDOM % 1000))
@@ -40,7 +41,7 @@ for n in ${HELD:-500 2000 5000 10000}; do
       --seconds "$seconds" --mode "$mode")
     echo "$line" >&2
     us=$(echo "$line" | field cpu_per_packet_us)
-    if [ -z "$floor" ] || python3 -c "import sys; sys.exit(0 if $us < $floor else 1)"; then floor=$us; fi
+    if cheaper "$us" "$floor"; then floor=$us; fi
   done
   us=$(echo "$engine" | field cpu_per_packet_us)
   p99=$(echo "$engine" | field p99_us)
@@ -50,15 +51,9 @@ for n in ${BRIDGED:-500 2000}; do
   relay=$(target/release/examples/relay_load --pairs "$n" --seconds "$seconds" --shards "$shards" --mode relay)
   echo "$relay" >&2
   us=$(echo "$relay" | sed -n 's/.*CPU per packet out \([0-9.]*\) µs.*/\1/p')
-  fus=""
-  for mode in floor floor-uring; do
-    floor=$(target/release/examples/relay_load --pairs "$n" --seconds "$seconds" --mode "$mode")
-    echo "$floor" >&2
-    f=$(echo "$floor" | sed -n 's/.*CPU per packet out \([0-9.]*\) µs.*/\1/p')
-    if [ -z "$fus" ] || python3 -c "import sys; sys.exit(0 if $f < $fus else 1)"; then fus=$f; fi
-  done
+  relay_floor "$n" "$seconds"
   p99=$(echo "$relay" | sed -n 's/.*probe latency to kernel rx.*p99 \([0-9]*\).*/\1/p')
-  echo "bridged,$n,$us,$fus,$(python3 -c "print(round($us / $fus, 3))"),$p99" >>"$csv"
+  echo "bridged,$n,$us,$relay_floor_us,$(python3 -c "print(round($us / $relay_floor_us, 3))"),$p99" >>"$csv"
 done
 column -s, -t "$csv"
 python3 scripts/plot_scale.py "$csv" docs/bench-scale.svg
